@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libuffsnap: the uffsnap image/stream format (proto/FORMAT.md is the specification).
+ *
+ * All functions return >= 0 on success and a negative errno on failure; none of them logs.
+ * Corruption is reported as -EBADMSG, an image that ends early as -ENODATA, an unsupported
+ * version or frame type as -EPROTONOSUPPORT. Where a struct img_error is passed, it receives
+ * a one-line human description and the file offset of the problem.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IMG_VERSION_MAJOR 1
+#define IMG_VERSION_MINOR 0
+
+/* Frame types, as written on disk (never derived from an enum's order). */
+enum img_frame_type {
+	IMG_FRAME_META = 1,	 /* JSON metadata; always the first frame */
+	IMG_FRAME_PAGES = 2,	 /* page data: count pages at addr */
+	IMG_FRAME_ZERO = 3,	 /* count all-zero pages at addr */
+	IMG_FRAME_DISCARDED = 4, /* count pages at addr discarded after the snapshot instant */
+	IMG_FRAME_PROGRESS = 5,	 /* progress mark */
+	IMG_FRAME_EVENT = 6,	 /* JSON note of something that happened during the snapshot */
+	IMG_FRAME_INDEX = 7,	 /* the index; always the last frame */
+};
+
+/* Frame flag: a reader that does not know this frame's type may skip it. */
+#define IMG_FRAME_F_OPTIONAL 0x0001
+
+/* Sizes of the fixed on-disk structures (see FORMAT.md). */
+#define IMG_HEADER_SIZE	       64
+#define IMG_FRAME_HEADER_SIZE  48
+#define IMG_INDEX_ENTRY_SIZE   32
+#define IMG_PROGRESS_SIZE      32
+#define IMG_TRAILER_SIZE       80
+#define IMG_DIGEST_SIZE	       32
+#define IMG_MAX_FRAME_PAYLOAD  (64u << 20)
+#define IMG_MAX_META	       (16u << 20)
+
+struct img_error {
+	uint64_t offset; /* file offset where the problem was found */
+	char msg[200];
+};
+
+/* Decoded fixed-size structures. */
+struct img_header {
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t page_size;
+	uint32_t flags;
+};
+
+struct img_frame {
+	uint16_t type;
+	uint16_t flags;
+	uint64_t seq;	   /* 0 for META, then +1 per frame */
+	uint64_t addr;	   /* PAGES/ZERO/DISCARDED: first page's address */
+	uint64_t count;	   /* pages for PAGES/ZERO/DISCARDED, entries for INDEX, else 0 */
+	uint32_t payload_len;
+	uint32_t payload_crc;
+	uint64_t offset;   /* file offset of the frame header (filled in by readers) */
+};
+
+struct img_index_entry {
+	uint64_t addr;
+	uint64_t npages;
+	uint64_t offset; /* file offset of the frame header */
+	uint16_t type;	 /* IMG_FRAME_PAGES, _ZERO or _DISCARDED */
+};
+
+struct img_progress {
+	uint64_t pages_done;
+	uint64_t pages_total;
+	uint64_t elapsed_ns;
+};
+
+struct img_trailer {
+	uint64_t index_offset;
+	uint64_t frame_count;
+	uint64_t image_size; /* including the trailer */
+	uint8_t digest[IMG_DIGEST_SIZE];
+};
+
+/* CRC32C (Castagnoli); uses the SSE4.2 instruction when the CPU has it. */
+uint32_t img_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Encoders/decoders for the fixed structures: explicit little-endian, reserved bytes zero. */
+void img_header_encode(const struct img_header *h, uint8_t out[IMG_HEADER_SIZE]);
+int img_header_decode(const uint8_t in[IMG_HEADER_SIZE], struct img_header *ret,
+		      struct img_error *err);
+void img_frame_encode(const struct img_frame *f, uint8_t out[IMG_FRAME_HEADER_SIZE]);
+int img_frame_decode(const uint8_t in[IMG_FRAME_HEADER_SIZE], struct img_frame *ret,
+		     struct img_error *err);
+void img_index_entry_encode(const struct img_index_entry *e, uint8_t out[IMG_INDEX_ENTRY_SIZE]);
+void img_index_entry_decode(const uint8_t in[IMG_INDEX_ENTRY_SIZE], struct img_index_entry *ret);
+void img_progress_encode(const struct img_progress *p, uint8_t out[IMG_PROGRESS_SIZE]);
+void img_progress_decode(const uint8_t in[IMG_PROGRESS_SIZE], struct img_progress *ret);
+void img_trailer_encode(const struct img_trailer *t, uint8_t out[IMG_TRAILER_SIZE]);
+int img_trailer_decode(const uint8_t in[IMG_TRAILER_SIZE], struct img_trailer *ret,
+		       struct img_error *err);
+const char *img_frame_type_name(uint16_t type);
+
+/*
+ * Sinks: where a writer's bytes go. The writer calls writev() with the writer's lock held,
+ * so a sink sees one frame at a time, in order. writev must write everything or fail.
+ */
+struct img_sink;
+struct img_sink_ops {
+	int (*writev)(struct img_sink *s, const struct iovec *iov, int iovcnt);
+	int (*flush)(struct img_sink *s); /* optional: make everything written durable */
+	void (*free)(struct img_sink *s); /* optional */
+};
+struct img_sink {
+	const struct img_sink_ops *ops;
+	uint64_t written; /* bytes accepted so far (maintained by the writer) */
+};
+
+/* A sink writing to an fd it does not own (file, pipe, socket); fsync on flush if a file. */
+int img_sink_fd_new(int fd, struct img_sink **ret);
+void img_sink_free(struct img_sink *s);
+
+/*
+ * Writer. Thread-safe: pages may be added from several threads in any address order. Each
+ * page address must be added at most once (readers reject overlapping extents).
+ */
+struct img_writer;
+
+struct img_writer_opts {
+	uint32_t page_size;	/* 0: the system page size */
+	uint32_t max_frame_pages; /* split larger runs; 0: 1 MiB worth of pages */
+};
+
+int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
+		   struct img_writer **ret);
+/* Write the header and the META frame. meta_json must be a JSON object (not validated). */
+int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len);
+int img_writer_pages(struct img_writer *w, uint64_t addr, uint64_t npages, const void *data);
+/* Same, data given as an iovec array whose lengths add up to npages * page_size. */
+int img_writer_pagesv(struct img_writer *w, uint64_t addr, uint64_t npages,
+		      const struct iovec *iov, int iovcnt);
+int img_writer_zero(struct img_writer *w, uint64_t addr, uint64_t npages);
+int img_writer_discarded(struct img_writer *w, uint64_t addr, uint64_t npages);
+int img_writer_progress(struct img_writer *w, const struct img_progress *p);
+int img_writer_event(struct img_writer *w, const char *json, size_t len);
+/*
+ * Write the INDEX frame(s) and the trailer, then flush the sink. After this, only free.
+ * -ENOTUNIQ if some page was added twice (the image is then left without a trailer).
+ */
+int img_writer_finish(struct img_writer *w);
+/* Counters so far. */
+struct img_writer_stats {
+	uint64_t frames;
+	uint64_t data_pages;
+	uint64_t zero_pages;
+	uint64_t discarded_pages;
+	uint64_t bytes;
+};
+void img_writer_get_stats(struct img_writer *w, struct img_writer_stats *ret);
+void img_writer_free(struct img_writer *w);
+
+/*
+ * Reader.
+ */
+enum img_status {
+	IMG_COMPLETE = 0,   /* every frame, the index and the digest check out */
+	IMG_INCOMPLETE = 1, /* valid up to its last frame; no trailer (the writer stopped early) */
+	IMG_CORRUPT = 2,    /* something does not check out; see the error */
+};
+
+struct img_summary {
+	enum img_status status;
+	struct img_header header;
+	uint64_t frames;
+	uint64_t data_pages;
+	uint64_t zero_pages;
+	uint64_t discarded_pages;
+	uint64_t progress_marks;
+	uint64_t events;
+	uint64_t valid_bytes; /* bytes up to the end of the last valid frame (or the trailer) */
+	struct img_error error; /* for INCOMPLETE and CORRUPT: where and what */
+};
+
+/*
+ * Sequential verification from the start using read() only, so it works on pipes and sockets.
+ * Checks every checksum, the frame sequence, overlapping extents, the index against the frames
+ * seen and the digest. Returns 0 when it could classify the image (see ret->status), -errno on
+ * an I/O error. If ret_meta is not NULL it receives the META JSON text (malloc'd, NUL-ended).
+ */
+int img_verify_fd(int fd, struct img_summary *ret, char **ret_meta);
+
+/* Random access. Opening reads the header, META frame, trailer and index (pread only). */
+struct img_reader;
+int img_reader_open(int fd, struct img_reader **ret, struct img_error *err);
+void img_reader_free(struct img_reader *r);
+const char *img_reader_meta(const struct img_reader *r); /* NUL-ended JSON */
+/* False when the image had no valid trailer and was indexed by walking its frames. */
+bool img_reader_complete(const struct img_reader *r);
+uint32_t img_reader_page_size(const struct img_reader *r);
+size_t img_reader_index(const struct img_reader *r, const struct img_index_entry **ret);
+/*
+ * Copy the snapshot's bytes of [addr, addr + len) into buf. Zero extents read as zero bytes.
+ * -ENOENT if part of the range is not in the image, -ESTALE if part was discarded after the
+ * snapshot instant (err says where), -EBADMSG if a page frame fails its checksum.
+ */
+int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
+		    struct img_error *err);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared between the format's writer and readers; not installed. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "uffsnap/image.h"
+
+/* "\x89UFFSNP\n": the high byte and the newline catch 7-bit and text-mode transfers. */
+#define IMG_MAGIC	  "\x89UFFSNP\n"
+#define IMG_FRAME_MAGIC	  "UFRM"
+#define IMG_TRAILER_MAGIC "\x89UFSEND\n"
+#define IMG_MAGIC_LEN	  8
+
+/* Known frame flag bits; any other set bit makes a frame header invalid. */
+#define IMG_FRAME_KNOWN_FLAGS IMG_FRAME_F_OPTIONAL
+
+__attribute__((format(printf, 3, 4))) static inline int img_fail(struct img_error *err,
+								 uint64_t offset, const char *fmt,
+								 ...)
+{
+	va_list ap;
+
+	if (err) {
+		err->offset = offset;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return 0;
+}
+
+/* Checks a decoded frame against the rules of its type (FORMAT.md "Frames"). */
+int img_frame_check(const struct img_frame *f, uint32_t page_size, struct img_error *err);
+
+/* True for the frame types that map page addresses (and so appear in the index). */
+static inline int img_frame_is_extent(uint16_t type)
+{
+	return type == IMG_FRAME_PAGES || type == IMG_FRAME_ZERO || type == IMG_FRAME_DISCARDED;
+}
+
+/* SHA-256 of the header and every frame header, in order (FORMAT.md "Trailer"). */
+struct img_digest;
+int img_digest_new(struct img_digest **ret);
+int img_digest_update(struct img_digest *d, const void *buf, size_t len);
+int img_digest_final(struct img_digest *d, uint8_t out[IMG_DIGEST_SIZE]);
+void img_digest_free(struct img_digest *d);
+
+/* Sorting and overlap check of index entries (by address). */
+void img_index_sort(struct img_index_entry *e, size_t n);
+/* Returns the index of the first entry overlapping its predecessor, or n if none. */
+size_t img_index_find_overlap(const struct img_index_entry *e, size_t n, uint32_t page_size);

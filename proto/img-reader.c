@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Random access through the index. Opening reads the header, the META frame, the trailer and
+ * the index; an image without a valid trailer is walked from the start instead, and is then
+ * readable up to its last valid frame. Page frames are checksummed whenever they are read.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "img-walk.h"
+
+struct img_reader {
+	int fd;
+	uint64_t size;
+	struct img_header header;
+	bool complete;
+	char *meta;
+	struct img_index_entry *idx;
+	size_t nidx;
+	/* One-frame cache: the last page frame read, checksum verified. */
+	uint64_t cache_offset;
+	uint8_t *cache;
+	size_t cache_cap;
+};
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENODATA;
+		done += n;
+	}
+	return 0;
+}
+
+/* Reads and checks the frame header at off; type must match unless 0. */
+static int frame_at(struct img_reader *r, uint64_t off, uint16_t type, struct img_frame *ret,
+		    struct img_error *err)
+{
+	uint8_t hdr[IMG_FRAME_HEADER_SIZE];
+	int k = pread_full(r->fd, hdr, sizeof(hdr), off);
+
+	if (k < 0)
+		return img_fail(err, off, "cannot read the frame at offset %llu",
+				(unsigned long long)off), k == -ENODATA ? -EBADMSG : k;
+	k = img_frame_decode(hdr, ret, err);
+	if (k >= 0)
+		k = img_frame_check(ret, r->header.page_size, err);
+	if (k >= 0 && type && ret->type != type)
+		k = (img_fail(err, off, "expected a %s frame", img_frame_type_name(type)), -EBADMSG);
+	if (k < 0 && err)
+		err->offset = off;
+	ret->offset = off;
+	return k;
+}
+
+/* Reads a frame's payload into the cache and checks its CRC. */
+static int load_payload(struct img_reader *r, const struct img_frame *f, struct img_error *err)
+{
+	int k;
+
+	if (r->cache && r->cache_offset == f->offset)
+		return 0;
+	if (f->payload_len > r->cache_cap) {
+		uint8_t *p = realloc(r->cache, f->payload_len);
+
+		if (!p)
+			return -ENOMEM;
+		r->cache = p;
+		r->cache_cap = f->payload_len;
+	}
+	r->cache_offset = UINT64_MAX;
+	k = pread_full(r->fd, r->cache, f->payload_len, f->offset + IMG_FRAME_HEADER_SIZE);
+	if (k < 0)
+		return img_fail(err, f->offset, "cannot read frame payload"),
+		       k == -ENODATA ? -EBADMSG : k;
+	if (img_crc32c(0, r->cache, f->payload_len) != f->payload_crc)
+		return img_fail(err, f->offset, "%s frame payload checksum mismatch",
+				img_frame_type_name(f->type)), -EBADMSG;
+	r->cache_offset = f->offset;
+	return 0;
+}
+
+static int load_index(struct img_reader *r, const struct img_trailer *t, struct img_error *err)
+{
+	uint64_t off = t->index_offset, end = r->size - IMG_TRAILER_SIZE;
+
+	while (off < end) {
+		struct img_frame f;
+		int k = frame_at(r, off, IMG_FRAME_INDEX, &f, err);
+		struct img_index_entry *v;
+
+		if (k >= 0)
+			k = load_payload(r, &f, err);
+		if (k < 0)
+			return k;
+		v = realloc(r->idx, (r->nidx + f.count + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r->idx = v;
+		for (uint64_t i = 0; i < f.count; i++)
+			img_index_entry_decode(r->cache + i * IMG_INDEX_ENTRY_SIZE, &r->idx[r->nidx++]);
+		off += IMG_FRAME_HEADER_SIZE + f.payload_len;
+	}
+	return off == end ? 0 : (img_fail(err, off, "index overruns the trailer"), -EBADMSG);
+}
+
+/* Every entry must be an extent inside the image, sorted, with no page twice. */
+static int check_index(struct img_reader *r, uint64_t data_end, struct img_error *err)
+{
+	for (size_t i = 0; i < r->nidx; i++) {
+		const struct img_index_entry *e = &r->idx[i];
+
+		if (!img_frame_is_extent(e->type) || e->offset < IMG_HEADER_SIZE ||
+		    e->offset >= data_end || e->npages == 0 ||
+		    e->npages > (UINT64_MAX - e->addr) / r->header.page_size)
+			return img_fail(err, e->offset, "index entry %zu is invalid", i), -EBADMSG;
+		if (i && e->addr < r->idx[i - 1].addr)
+			return img_fail(err, e->offset, "index is not sorted"), -EBADMSG;
+	}
+	if (img_index_find_overlap(r->idx, r->nidx, r->header.page_size) != r->nidx)
+		return img_fail(err, 0, "index lists a page twice"), -EBADMSG;
+	return 0;
+}
+
+static int open_with_trailer(struct img_reader *r, struct img_error *err)
+{
+	uint8_t buf[IMG_TRAILER_SIZE];
+	struct img_trailer t;
+	int k;
+
+	if (r->size < IMG_HEADER_SIZE + IMG_TRAILER_SIZE)
+		return -ENODATA;
+	k = pread_full(r->fd, buf, sizeof(buf), r->size - IMG_TRAILER_SIZE);
+	if (k < 0)
+		return k;
+	k = img_trailer_decode(buf, &t, NULL);
+	if (k < 0)
+		return -ENODATA;
+	if (t.image_size != r->size || t.index_offset < IMG_HEADER_SIZE ||
+	    t.index_offset > r->size - IMG_TRAILER_SIZE)
+		return img_fail(err, r->size - IMG_TRAILER_SIZE, "trailer does not match the file"),
+		       -EBADMSG;
+	k = load_index(r, &t, err);
+	if (k >= 0)
+		k = check_index(r, t.index_offset, err);
+	return k;
+}
+
+struct pread_ctx {
+	int fd;
+	uint64_t off;
+};
+
+static ssize_t ctx_pread(void *c, void *buf, size_t len)
+{
+	struct pread_ctx *p = c;
+	ssize_t n;
+
+	do
+		n = pread(p->fd, buf, len, p->off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	p->off += n;
+	return n;
+}
+
+/* No trailer: walk the frames and index what is there, up to the first bad one. */
+static int open_by_walking(struct img_reader *r, struct img_error *err)
+{
+	struct pread_ctx c = {r->fd, 0};
+	struct img_walker w;
+	struct img_frame f;
+	int k = img_walk_start(&w, ctx_pread, &c, err);
+
+	free(r->idx);
+	r->idx = NULL;
+	r->nidx = 0;
+	while (k >= 0 && (k = img_walk_next(&w, &f, NULL)) == IMG_WALK_FRAME) {
+		struct img_index_entry *v;
+
+		if (!img_frame_is_extent(f.type))
+			continue;
+		v = realloc(r->idx, (r->nidx + 1) * sizeof(*v));
+		if (!v) {
+			k = -ENOMEM;
+			break;
+		}
+		r->idx = v;
+		r->idx[r->nidx++] = (struct img_index_entry){f.addr, f.count, f.offset, f.type};
+	}
+	img_walk_done(&w);
+	if (k == -ENOMEM || (k < 0 && k != -EBADMSG && k != -EPROTONOSUPPORT))
+		return k;
+	img_index_sort(r->idx, r->nidx);
+	return check_index(r, UINT64_MAX, err);
+}
+
+static int read_meta(struct img_reader *r, struct img_error *err)
+{
+	uint8_t hdr[IMG_HEADER_SIZE];
+	struct img_frame f;
+	int k = pread_full(r->fd, hdr, sizeof(hdr), 0);
+
+	if (k < 0)
+		return img_fail(err, 0, r->size ? "file too short for an image header"
+						: "empty file"), k == -ENODATA ? -EBADMSG : k;
+	k = img_header_decode(hdr, &r->header, err);
+	if (k >= 0)
+		k = frame_at(r, IMG_HEADER_SIZE, IMG_FRAME_META, &f, err);
+	if (k >= 0)
+		k = load_payload(r, &f, err);
+	if (k < 0)
+		return k;
+	r->meta = strndup((const char *)r->cache, f.payload_len);
+	return r->meta ? 0 : -ENOMEM;
+}
+
+int img_reader_open(int fd, struct img_reader **ret, struct img_error *err)
+{
+	struct img_reader *r;
+	struct stat st;
+	int k;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return img_fail(err, 0, "is a directory"), -EISDIR;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return img_fail(err, 0, "random access needs a regular file"), -ESPIPE;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->fd = fd;
+	r->size = st.st_size;
+	k = read_meta(r, err);
+	if (k >= 0) {
+		k = open_with_trailer(r, err);
+		r->complete = k >= 0;
+		if (k == -ENODATA)
+			k = open_by_walking(r, err);
+	}
+	if (k < 0) {
+		img_reader_free(r);
+		return k;
+	}
+	*ret = r;
+	return 0;
+}
+
+void img_reader_free(struct img_reader *r)
+{
+	if (!r)
+		return;
+	free(r->meta);
+	free(r->idx);
+	free(r->cache);
+	free(r);
+}
+
+const char *img_reader_meta(const struct img_reader *r)
+{
+	return r->meta;
+}
+
+uint32_t img_reader_page_size(const struct img_reader *r)
+{
+	return r->header.page_size;
+}
+
+bool img_reader_complete(const struct img_reader *r)
+{
+	return r->complete;
+}
+
+size_t img_reader_index(const struct img_reader *r, const struct img_index_entry **ret)
+{
+	*ret = r->idx;
+	return r->nidx;
+}
+
+/* The entry containing addr, or NULL. */
+static const struct img_index_entry *lookup(const struct img_reader *r, uint64_t addr)
+{
+	size_t lo = 0, hi = r->nidx;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct img_index_entry *e = &r->idx[mid];
+
+		if (addr < e->addr)
+			hi = mid;
+		else if (addr - e->addr >= e->npages * r->header.page_size)
+			lo = mid + 1;
+		else
+			return e;
+	}
+	return NULL;
+}
+
+/* Copies the part of extent e that overlaps [addr, addr + len) into buf. */
+static int read_extent(struct img_reader *r, const struct img_index_entry *e, uint64_t addr,
+		       uint8_t *buf, size_t len, struct img_error *err)
+{
+	struct img_frame f;
+	int k;
+
+	if (e->type == IMG_FRAME_ZERO) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	if (e->type == IMG_FRAME_DISCARDED)
+		return img_fail(err, addr, "0x%llx was discarded after the snapshot instant",
+				(unsigned long long)addr), -ESTALE;
+	k = frame_at(r, e->offset, IMG_FRAME_PAGES, &f, err);
+	if (k >= 0 && (f.addr != e->addr || f.count != e->npages))
+		k = (img_fail(err, e->offset, "index does not match the frame"), -EBADMSG);
+	if (k >= 0)
+		k = load_payload(r, &f, err);
+	if (k < 0)
+		return k;
+	memcpy(buf, r->cache + (addr - e->addr), len);
+	return 0;
+}
+
+int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
+		    struct img_error *err)
+{
+	uint8_t *out = buf;
+
+	if (len && addr > UINT64_MAX - (len - 1))
+		return img_fail(err, addr, "range wraps around"), -EINVAL;
+	while (len) {
+		const struct img_index_entry *e = lookup(r, addr);
+		uint64_t end, n;
+		int k;
+
+		if (!e)
+			return img_fail(err, addr, "0x%llx is not in the image",
+					(unsigned long long)addr), -ENOENT;
+		end = e->addr + e->npages * r->header.page_size;
+		n = end - addr < len ? end - addr : len;
+		k = read_extent(r, e, addr, out, n, err);
+		if (k < 0)
+			return k;
+		out += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}
