@@ -74,3 +74,26 @@ struct pm_scan_arg {
 #ifndef SYS_pidfd_getfd
 #define SYS_pidfd_getfd 438
 #endif
+
+/*
+ * Kernel-internal values a tracer sees but no uapi header exports. A thread stopped inside an
+ * interrupted syscall has one of these in rax until the kernel's signal code rewrites it
+ * (include/linux/errno.h; arch/x86/kernel/signal.c: arch_do_signal_or_restart()).
+ */
+#ifndef ERESTARTSYS
+#define ERESTARTSYS		512
+#endif
+#ifndef ERESTARTNOINTR
+#define ERESTARTNOINTR		513
+#endif
+#ifndef ERESTARTNOHAND
+#define ERESTARTNOHAND		514
+#endif
+#ifndef ERESTART_RESTARTBLOCK
+#define ERESTART_RESTARTBLOCK	516
+#endif
+
+/* include/linux/sched.h: task flag of kernel threads, field 9 of /proc/PID/stat. */
+#ifndef PF_KTHREAD
+#define PF_KTHREAD		0x00200000
+#endif

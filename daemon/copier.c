@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The background copier: walks every tracked range in chunks, reads what is still protected,
+ * claims it and unprotects the chunk. Reads happen without the handler lock; the claim is made
+ * under it, after checking that no layout change (mremap, munmap, MADV_DONTNEED) could have
+ * touched the read: none in flight (uffd_mmap_changing) and none processed since the read began
+ * (event_gen unchanged). A chunk that fails the check is simply read again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "linux-compat.h"
+#include "snapshot.h"
+#include "uffd-ops.h"
+
+struct chunk {
+	uint64_t start, end; /* T-addresses, granule aligned */
+	uint8_t *buf;
+	uint8_t *present; /* per granule: 1 if it must be read, 0 if known zero */
+};
+
+static void scan_present(struct snap *s, const struct pages_range *r, struct chunk *c)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	if (r->kind != VMA_ANON)
+		memset(c->present, 1, n); /* see snap_scan_present() */
+	else
+		snap_scan_present(s, c->start, c->end, r->granule, c->present);
+}
+
+static bool chunk_pending(const struct pages_range *r, const struct chunk *c)
+{
+	for (uint64_t a = c->start; a < c->end; a += r->granule)
+		if (pages_get(r, pages_index(r, a)) == PAGE_PROTECTED)
+			return true;
+	return false;
+}
+
+/* Reads the present runs of the chunk. -ESRCH when the target's mm is gone. */
+static int read_chunk(struct snap *s, const struct pages_range *r, struct chunk *c)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		int k;
+
+		if (!c->present[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && c->present[j])
+			j++;
+		k = snap_read_mem(s, c->start + i * r->granule, c->buf + i * r->granule,
+				  (j - i) * r->granule);
+		if (k == -EFAULT || k == -EIO)
+			return -EAGAIN; /* part of it went away: an event will say what */
+		if (k < 0)
+			return k;
+		i = j;
+	}
+	return 0;
+}
+
+/* Claims, under the lock, every still-protected granule; zero-fills known-zero ones. */
+static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, uint64_t gen,
+		       uint8_t *won)
+{
+	size_t n = (c->end - c->start) / r->granule;
+	int k = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->event_gen != gen || uffd_mmap_changing(s->uffd)) {
+		k = -EAGAIN;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		won[i] = pages_claim(r, pages_index(r, c->start + i * r->granule), PAGE_SAVED);
+		if (won[i] && !c->present[i])
+			memset(c->buf + i * r->granule, 0, r->granule);
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return k;
+}
+
+static int emit_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
+		    const uint8_t *won)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		int k;
+
+		if (!won[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && won[j])
+			j++;
+		k = snap_emit(s, c->start + i * r->granule, c->buf + i * r->granule,
+			      (j - i) * r->granule);
+		if (k < 0)
+			return k;
+		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
+				   __ATOMIC_RELAXED);
+		i = j;
+	}
+	return 0;
+}
+
+static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
+		      uint8_t *won)
+{
+	for (;;) {
+		uint64_t gen = __atomic_load_n(&s->event_gen, __ATOMIC_ACQUIRE);
+		int k;
+
+		if (snap_failed(s))
+			return -ECANCELED;
+		if (!chunk_pending(r, c))
+			return 0;
+		scan_present(s, r, c);
+		k = read_chunk(s, r, c);
+		if (k >= 0)
+			k = claim_chunk(s, r, c, gen, won);
+		if (k == -EAGAIN) {
+			sched_yield(); /* let the fault handler read the pending event */
+			continue;
+		}
+		if (k < 0)
+			return k;
+		k = uffd_protect(s->uffd, c->start, c->end - c->start, 0);
+		if (k < 0 && k != -ENOENT)
+			return k;
+		return emit_won(s, r, c, won);
+	}
+}
+
+static int copy_range(struct snap *s, struct pages_range *r, struct chunk *c,
+		      uint8_t *won, uint64_t *done)
+{
+	uint64_t step = (uint64_t)s->opts.chunk_pages * s->page_size;
+
+	if (step < r->granule)
+		step = r->granule;
+	for (uint64_t a = r->start; a < r->end; a = c->end) {
+		int k;
+
+		c->start = a;
+		c->end = (a / step + 1) * step; /* aligned, so THP are not split */
+		if (c->end > r->end)
+			c->end = r->end;
+		k = copy_chunk(s, r, c, won);
+		if (k < 0)
+			return k;
+		*done += (c->end - c->start) / r->granule;
+		if (s->opts.progress)
+			s->opts.progress(s->opts.progress_ctx, *done, s->pages.total_granules);
+	}
+	return 0;
+}
+
+int copier_run(struct snap *s)
+{
+	uint64_t chunk = (uint64_t)s->opts.chunk_pages * s->page_size, done = 0;
+	uint32_t max_granule = s->page_size;
+	struct chunk c = {0};
+	uint8_t *won = NULL;
+	int k = 0;
+
+	for (size_t i = 0; i < s->pages.n; i++)
+		if (s->pages.r[i].granule > max_granule)
+			max_granule = s->pages.r[i].granule;
+	if (chunk < max_granule)
+		chunk = max_granule;
+	c.buf = aligned_alloc(4096, chunk);
+	c.present = malloc(chunk / s->page_size);
+	won = malloc(chunk / s->page_size);
+	if (!c.buf || !c.present || !won)
+		k = -ENOMEM;
+	for (size_t i = 0; k >= 0 && i < s->pages.n; i++)
+		k = copy_range(s, &s->pages.r[i], &c, won, &done);
+	free(c.buf);
+	free(c.present);
+	free(won);
+	return k;
+}

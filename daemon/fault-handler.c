@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault handler: the only reader of the userfaultfd. A target thread that writes a page
+ * not yet saved is blocked in the kernel until we unprotect it; we read a window around the
+ * page (still protected, so still its content at T), claim what nobody has claimed, unprotect
+ * and wake, and only then write the copy to the image, so the target never waits for I/O.
+ *
+ * Layout events (mremap, munmap, MADV_DONTNEED) are read from the same fd. While one is in
+ * flight (mmap_changing), faults are held back: their addresses may not mean what they meant
+ * at T until the event has been read and recorded.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "linux-compat.h"
+#include "snapshot.h"
+#include "uffd-ops.h"
+
+#define MAX_MSGS 64
+
+struct pending_fault {
+	uint64_t addr; /* current address */
+	uint64_t t0;   /* when we read it */
+};
+
+struct handler {
+	struct snap *s;
+	struct pending_fault *pend; /* bounded by the target's blocked threads */
+	size_t npend, pend_cap;
+	uint8_t *buf; /* window buffer */
+	size_t buf_len;
+};
+
+static void record_latency(struct snap *s, uint64_t ns)
+{
+	if (s->nfault_ns == s->fault_ns_cap) {
+		size_t cap = s->fault_ns_cap ? s->fault_ns_cap * 2 : 4096;
+		uint64_t *n = realloc(s->fault_ns, cap * sizeof(*n));
+
+		if (!n)
+			return; /* statistics only */
+		s->fault_ns = n;
+		s->fault_ns_cap = cap;
+	}
+	s->fault_ns[s->nfault_ns++] = ns;
+}
+
+/* Saves, claims and unprotects the window around one fault. Lock held. */
+static int serve_fault(struct handler *h, const struct pending_fault *f)
+{
+	struct snap *s = h->s;
+	uint64_t t = pages_to_t_addr(&s->pages, f->addr);
+	struct pages_range *r = pages_find(&s->pages, t);
+	uint64_t wstart, wend, win;
+	int k;
+
+	if (!r || s->pages.nremaps) {
+		/* Not ours, or moved: serve just the granule (no window across a remap). */
+		win = r ? r->granule : s->page_size;
+	} else {
+		win = (uint64_t)s->opts.window_pages * s->page_size;
+		if (win < r->granule)
+			win = r->granule;
+	}
+	wstart = t / win * win;
+	wend = wstart + win;
+	if (r && wstart < r->start)
+		wstart = r->start;
+	if (r && wend > r->end)
+		wend = r->end;
+	if (r && pages_get(r, pages_index(r, t)) == PAGE_PROTECTED) {
+		uint64_t cur = f->addr - (t - wstart);
+		size_t n = (wend - wstart) / r->granule;
+		uint8_t won[512];
+
+		if (wend - wstart > h->buf_len || n > sizeof(won))
+			return -EINVAL;
+		k = snap_read_mem(s, cur, h->buf, wend - wstart);
+		if (k == -EFAULT || k == -EIO)
+			return -EAGAIN; /* it is being unmapped: serve it after the event */
+		if (k < 0)
+			return k;
+		for (size_t i = 0; i < n; i++)
+			won[i] = pages_claim(r, pages_index(r, wstart + i * r->granule), PAGE_SAVED);
+		k = uffd_protect(s->uffd, cur, wend - wstart, 0);
+		if (k < 0 && k != -ENOENT)
+			return k;
+		record_latency(s, snap_now_ns() - f->t0);
+		s->stats.faults++;
+		for (size_t i = 0; i < n; i++) {
+			if (!won[i])
+				continue;
+			k = snap_emit(s, wstart + i * r->granule, h->buf + i * r->granule, r->granule);
+			if (k < 0)
+				return k;
+			s->stats.pages_fault += r->granule / s->page_size;
+		}
+		return 0;
+	}
+	/* Already saved or discarded, or not tracked: just let the thread go. */
+	k = uffd_protect(s->uffd, f->addr / (r ? r->granule : s->page_size) *
+					  (r ? r->granule : s->page_size),
+			 r ? r->granule : s->page_size, 0);
+	return k == -ENOENT ? 0 : k;
+}
+
+/* Marks still-protected pages in [start, end) (current addresses) as discarded. Lock held. */
+static int discard_range(struct snap *s, uint64_t start, uint64_t end)
+{
+	uint64_t run_start = 0, run_len = 0;
+	int k = 0;
+
+	for (uint64_t a = start / s->page_size * s->page_size; a < end && k >= 0;) {
+		uint64_t t = pages_to_t_addr(&s->pages, a);
+		struct pages_range *r = pages_find(&s->pages, t);
+		uint64_t g = r ? r->granule : s->page_size;
+
+		if (r && pages_claim(r, pages_index(r, t), PAGE_DISCARDED)) {
+			if (run_len && run_start + run_len == t) {
+				run_len += g;
+			} else {
+				if (run_len)
+					k = img_writer_discarded(s->w, run_start,
+								 run_len / s->page_size);
+				run_start = t;
+				run_len = g;
+			}
+			s->stats.pages_discarded += g / s->page_size;
+		}
+		a = a / g * g + g;
+	}
+	if (k >= 0 && run_len)
+		k = img_writer_discarded(s->w, run_start, run_len / s->page_size);
+	if (k >= 0 && s->opts.strict && s->stats.pages_discarded)
+		return -ESTALE;
+	return k;
+}
+
+/* mremap moved [from, from + len) to `to`: save what is still protected, from its new place. */
+static int handle_remap(struct handler *h, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct snap *s = h->s;
+	int k = pages_add_remap(&s->pages, from, to, len);
+
+	s->stats.events_remap++;
+	for (uint64_t off = 0; k >= 0 && off < len; off += s->page_size) {
+		struct pending_fault f = {.addr = to + off, .t0 = snap_now_ns()};
+		uint64_t t = pages_to_t_addr(&s->pages, f.addr);
+		struct pages_range *r = pages_find(&s->pages, t);
+
+		if (r && pages_get(r, pages_index(r, t)) == PAGE_PROTECTED) {
+			k = serve_fault(h, &f);
+			s->stats.faults--; /* not a fault */
+		}
+	}
+	return k;
+}
+
+static int handle_event(struct handler *h, const struct uffd_msg *m)
+{
+	struct snap *s = h->s;
+	char note[160];
+	int k;
+
+	switch (m->event) {
+	case UFFD_EVENT_REMAP:
+		snprintf(note, sizeof(note),
+			 "{\"event\":\"mremap\",\"from\":\"0x%llx\",\"to\":\"0x%llx\",\"len\":%llu}",
+			 (unsigned long long)m->arg.remap.from, (unsigned long long)m->arg.remap.to,
+			 (unsigned long long)m->arg.remap.len);
+		k = handle_remap(h, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		snprintf(note, sizeof(note),
+			 "{\"event\":\"%s\",\"start\":\"0x%llx\",\"end\":\"0x%llx\"}",
+			 m->event == UFFD_EVENT_REMOVE ? "madvise-remove" : "munmap",
+			 (unsigned long long)m->arg.remove.start,
+			 (unsigned long long)m->arg.remove.end);
+		if (m->event == UFFD_EVENT_REMOVE)
+			s->stats.events_remove++;
+		else
+			s->stats.events_unmap++;
+		k = discard_range(s, m->arg.remove.start, m->arg.remove.end);
+		break;
+	default:
+		return 0;
+	}
+	__atomic_add_fetch(&s->event_gen, 1, __ATOMIC_RELEASE);
+	if (k >= 0)
+		k = img_writer_event(s->w, note, strlen(note));
+	return k;
+}
+
+/* Serves the held-back faults unless a layout change is in flight. Lock held. */
+static int serve_pending(struct handler *h)
+{
+	int k = 0;
+
+	size_t keep = 0;
+
+	if (!h->npend || uffd_mmap_changing(h->s->uffd))
+		return 0;
+	for (size_t i = 0; i < h->npend && k >= 0; i++) {
+		k = serve_fault(h, &h->pend[i]);
+		if (k == -EAGAIN) {
+			h->pend[keep++] = h->pend[i];
+			k = 0;
+		}
+	}
+	h->npend = keep;
+	return k;
+}
+
+static int pend_reserve(struct handler *h)
+{
+	if (h->npend == h->pend_cap) {
+		size_t cap = h->pend_cap ? h->pend_cap * 2 : 64;
+		struct pending_fault *n = realloc(h->pend, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		h->pend = n;
+		h->pend_cap = cap;
+	}
+	return 0;
+}
+
+/* Reads what the uffd has. Lock held. Returns messages read, 0 if none, or -errno. */
+static int read_messages(struct handler *h)
+{
+	struct uffd_msg msgs[MAX_MSGS];
+	ssize_t n = read(h->s->uffd, msgs, sizeof(msgs));
+	uint64_t now = snap_now_ns();
+	int k = 0;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	for (size_t i = 0; i < n / sizeof(msgs[0]) && k >= 0; i++) {
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+			k = pend_reserve(h);
+			if (k < 0)
+				break;
+			h->pend[h->npend++] = (struct pending_fault){
+				.addr = msgs[i].arg.pagefault.address, .t0 = now};
+		} else {
+			k = handle_event(h, &msgs[i]);
+		}
+	}
+	return k < 0 ? k : (int)(n / sizeof(msgs[0]));
+}
+
+static int handler_loop(struct handler *h)
+{
+	struct snap *s = h->s;
+	struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN}, {.fd = s->stopfd, .events = POLLIN}};
+	int k = 0;
+
+	for (;;) {
+		/* With faults held back, poll briefly: the event they wait for is on its way. */
+		if (poll(p, 2, h->npend ? 1 : -1) < 0 && errno != EINTR)
+			return -errno;
+		if (p[1].revents & POLLIN)
+			break;
+		pthread_mutex_lock(&s->lock);
+		k = read_messages(h);
+		if (k >= 0)
+			k = serve_pending(h);
+		pthread_mutex_unlock(&s->lock);
+		if (k < 0)
+			return k;
+		if (p[0].revents & (POLLERR | POLLHUP))
+			return -ESRCH;
+	}
+	/* Stopping: serve whatever is still waiting so that no thread stays blocked. */
+	pthread_mutex_lock(&s->lock);
+	while ((k = read_messages(h)) > 0 || h->npend) {
+		if (k < 0)
+			break;
+		k = serve_pending(h);
+		if (k < 0)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return k < 0 ? k : 0;
+}
+
+void *fault_handler_main(void *arg)
+{
+	struct snap *s = arg;
+	struct handler h = {.s = s};
+	uint32_t max_granule = s->page_size;
+	int k;
+
+	for (size_t i = 0; i < s->pages.n; i++)
+		if (s->pages.r[i].granule > max_granule)
+			max_granule = s->pages.r[i].granule;
+	h.buf_len = (uint64_t)s->opts.window_pages * s->page_size;
+	if (h.buf_len < max_granule)
+		h.buf_len = max_granule;
+	h.buf = aligned_alloc(4096, h.buf_len);
+	k = h.buf ? handler_loop(&h) : -ENOMEM;
+	if (k < 0 && !snap_failed(s)) {
+		if (k == -ESTALE)
+			snap_fail(s, k, "the target discarded memory not yet saved (--strict)");
+		else
+			snap_fail(s, k, "fault handler: %s", strerror(-k));
+	}
+	free(h.buf);
+	free(h.pend);
+	return NULL;
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snap-arm.h"
+#include "uffd-ops.h"
+
+#define DEFAULT_WINDOW_PAGES 16
+#define DEFAULT_CHUNK_PAGES 512
+#define MAX_ARM_THREADS 4
+/* Below this, arming on one thread is faster than starting others. */
+#define ARM_PARALLEL_MIN (64ull << 20)
+
+void snap_defaults(struct snap_opts *o)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!o->window_pages || o->window_pages > 512)
+		o->window_pages = DEFAULT_WINDOW_PAGES;
+	if (!o->chunk_pages)
+		o->chunk_pages = DEFAULT_CHUNK_PAGES;
+	if (!o->arm_threads)
+		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
+}
+
+int snap_plan(struct snap *s, struct target *t)
+{
+	size_t n = target_nthreads(t);
+	uint64_t *addrs = calloc(2 * n + 1, sizeof(*addrs));
+	size_t k = 0;
+	int r;
+
+	if (!addrs)
+		return -ENOMEM;
+	r = vma_scan(s->pid, &s->vmas);
+	if (r < 0) {
+		free(addrs);
+		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
+				 strerror(-r)), r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct target_thread *th = target_thread_at(t, i);
+
+		if (th->gone)
+			continue;
+		addrs[k++] = th->regs.rsp;
+		/* The main thread's TLS may sit in the heap; its exit is the process's exit. */
+		if (th->tid != s->pid)
+			addrs[k++] = th->regs.fs_base;
+	}
+	vma_mark_thread_stacks(&s->vmas, addrs, k);
+	free(addrs);
+	return 0;
+}
+
+/* Registers one VMA; a VMA the kernel will not track is copied while held instead. */
+static int register_vma(struct snap *s, struct vma *v)
+{
+	int r = uffd_register_wp(s->uffd, v->start, v->end - v->start);
+
+	if (r >= 0) {
+		s->stats.vmas_tracked++;
+		return 0;
+	}
+	if (r != -EINVAL && r != -EBUSY && r != -EPERM && r != -EOPNOTSUPP)
+		return snap_fail(s, r, "cannot register 0x%llx-0x%llx: %s",
+				 (unsigned long long)v->start, (unsigned long long)v->end,
+				 strerror(-r)), r;
+	v->plan = VMA_PLAN_COPY;
+	snprintf(v->note, sizeof(v->note), "%s",
+		 r == -EBUSY ? "EBUSY: already owned by another userfaultfd, copied"
+			     : "write protection not supported here, copied");
+	return 0;
+}
+
+struct arm_job {
+	struct snap *s;
+	unsigned idx, nthreads;
+	uint64_t total;
+	int result;
+};
+
+/* Thread idx protects the idx-th share of all tracked bytes, cut at granule boundaries. */
+static void *arm_worker(void *arg)
+{
+	struct arm_job *j = arg;
+	struct pages *p = &j->s->pages;
+	uint64_t lo = j->total * j->idx / j->nthreads, hi = j->total * (j->idx + 1) / j->nthreads;
+	uint64_t pos = 0;
+
+	for (size_t i = 0; i < p->n && j->result >= 0; i++) {
+		const struct pages_range *r = &p->r[i];
+		uint64_t len = r->end - r->start;
+		uint64_t a = lo > pos ? lo - pos : 0, b = hi - pos < len ? hi - pos : len;
+
+		if (hi > pos && lo < pos + len) {
+			a = a / r->granule * r->granule;
+			b = (b + r->granule - 1) / r->granule * r->granule;
+			if (b > len)
+				b = len;
+			if (b > a)
+				j->result = uffd_protect(j->s->uffd, r->start + a, b - a, 1);
+		}
+		pos += len;
+	}
+	return NULL;
+}
+
+int snap_arm(struct snap *s)
+{
+	uint64_t t0 = snap_now_ns(), total = 0;
+	struct arm_job jobs[MAX_ARM_THREADS];
+	pthread_t th[MAX_ARM_THREADS];
+	unsigned n;
+	int r = 0;
+
+	for (size_t i = 0; i < s->vmas.n && r >= 0; i++)
+		if (s->vmas.v[i].plan == VMA_PLAN_TRACK)
+			r = register_vma(s, &s->vmas.v[i]);
+	if (r >= 0)
+		r = pages_init(&s->pages, &s->vmas);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < s->pages.n; i++)
+		total += s->pages.r[i].end - s->pages.r[i].start;
+	n = total < ARM_PARALLEL_MIN ? 1 : s->opts.arm_threads;
+	bool started[MAX_ARM_THREADS] = {false};
+
+	for (unsigned i = 0; i < n; i++) {
+		jobs[i] = (struct arm_job){s, i, n, total, 0};
+		started[i] = i && pthread_create(&th[i], NULL, arm_worker, &jobs[i]) == 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!started[i]) /* ours, or a thread that could not start: run it here */
+			arm_worker(&jobs[i]);
+	for (unsigned i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		if (jobs[i].result < 0)
+			r = jobs[i].result;
+	}
+	s->stats.arm_ns = snap_now_ns() - t0;
+	if (r < 0)
+		return snap_fail(s, r, "cannot write-protect: %s", strerror(-r)), r;
+	return 0;
+}
+
+/* Copies one VMA in chunks. Unreadable parts (guard pages, PROT_NONE holes) are skipped. */
+static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t chunk)
+{
+	uint8_t present[256]; /* chunk / page size */
+
+	for (uint64_t a = v->start; a < v->end; a += chunk) {
+		size_t len = v->end - a < chunk ? v->end - a : chunk;
+		int r;
+
+		/* Thread stacks are mostly untouched: skip reading what is not there. */
+		if (v->kind == VMA_ANON && chunk / s->page_size <= sizeof(present)) {
+			snap_scan_present(s, a, a + len, s->page_size, present);
+			if (!memchr(present, 1, len / s->page_size)) {
+				r = img_writer_zero(s->w, a, len / s->page_size);
+				if (r < 0)
+					return r;
+				s->stats.pages_zero += len / s->page_size;
+				continue;
+			}
+		}
+		r = snap_read_mem(s, a, buf, len);
+
+		if (r == -EFAULT || r == -EIO) {
+			chunk = s->page_size; /* find the readable pages one at a time */
+			len = s->page_size;
+			r = snap_read_mem(s, a, buf, len);
+			if (r == -EFAULT || r == -EIO)
+				continue;
+		}
+		if (r < 0)
+			return r;
+		r = snap_emit(s, a, buf, len);
+		if (r < 0)
+			return r;
+		s->stats.pages_held += len / s->page_size;
+	}
+	return 0;
+}
+
+int snap_copy_held(struct snap *s)
+{
+	const size_t chunk = 1 << 20;
+	uint8_t *buf = aligned_alloc(4096, chunk);
+	int r = buf ? 0 : -ENOMEM;
+
+	for (size_t i = 0; i < s->vmas.n && r >= 0; i++) {
+		if (s->vmas.v[i].plan != VMA_PLAN_COPY)
+			continue;
+		s->stats.vmas_copied++;
+		r = copy_vma(s, &s->vmas.v[i], buf, chunk);
+	}
+	free(buf);
+	if (r < 0)
+		return snap_fail(s, r, "cannot copy memory of pid %d: %s", s->pid, strerror(-r)), r;
+	return 0;
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "snap-pages.h"
+
+int pages_init(struct pages *p, const struct vma_list *vmas)
+{
+	size_t n = 0;
+
+	*p = (struct pages){0};
+	for (size_t i = 0; i < vmas->n; i++)
+		n += vmas->v[i].plan == VMA_PLAN_TRACK;
+	p->r = calloc(n ? n : 1, sizeof(*p->r));
+	if (!p->r)
+		return -ENOMEM;
+	for (size_t i = 0; i < vmas->n; i++) {
+		const struct vma *v = &vmas->v[i];
+		struct pages_range *r;
+
+		if (v->plan != VMA_PLAN_TRACK)
+			continue;
+		r = &p->r[p->n];
+		*r = (struct pages_range){v->start, v->end, v->granule, v->kind, NULL};
+		r->state = calloc((v->end - v->start) / v->granule, 1);
+		if (!r->state) {
+			pages_free(p);
+			return -ENOMEM;
+		}
+		p->total_granules += (v->end - v->start) / v->granule;
+		p->n++;
+	}
+	return 0;
+}
+
+void pages_free(struct pages *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->r[i].state);
+	free(p->r);
+	free(p->remaps);
+	*p = (struct pages){0};
+}
+
+struct pages_range *pages_find(struct pages *p, uint64_t addr)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (addr < p->r[mid].start)
+			hi = mid;
+		else if (addr >= p->r[mid].end)
+			lo = mid + 1;
+		else
+			return &p->r[mid];
+	}
+	return NULL;
+}
+
+/* Later remaps apply on top of earlier ones, so they are undone newest first. */
+uint64_t pages_to_t_addr(const struct pages *p, uint64_t addr)
+{
+	for (size_t i = p->nremaps; i-- > 0;) {
+		const struct pages_remap *m = &p->remaps[i];
+
+		if (addr >= m->to && addr - m->to < m->len)
+			addr = m->from + (addr - m->to);
+	}
+	return addr;
+}
+
+uint64_t pages_to_cur_addr(const struct pages *p, uint64_t taddr)
+{
+	for (size_t i = 0; i < p->nremaps; i++) {
+		const struct pages_remap *m = &p->remaps[i];
+
+		if (taddr >= m->from && taddr - m->from < m->len)
+			taddr = m->to + (taddr - m->from);
+	}
+	return taddr;
+}
+
+int pages_add_remap(struct pages *p, uint64_t from, uint64_t to, uint64_t len)
+{
+	struct pages_remap *n = realloc(p->remaps, (p->nremaps + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	p->remaps = n;
+	p->remaps[p->nremaps++] = (struct pages_remap){from, to, len};
+	return 0;
+}

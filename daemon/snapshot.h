@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One live snapshot of one target (DESIGN.md "The way of one snapshot"). The engine returns
+ * -errno and a message in struct snap_error; it never logs.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "snap-pages.h"
+#include "vma-scan.h"
+#include "uffsnap/image.h"
+
+struct snap_opts {
+	bool strict;	       /* fail instead of recording pages discarded after T */
+	uint32_t window_pages; /* pages saved around each faulting address (default 16) */
+	uint32_t chunk_pages;  /* copier chunk (default 512 = 2 MiB of 4 KiB pages) */
+	unsigned arm_threads;  /* threads arming write protection at once (default: CPUs, <= 4) */
+	int devuffd_fd;	       /* an open /dev/userfaultfd, or -1 to open it */
+	/* Called periodically from the copier with progress; may be NULL. */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+};
+
+struct snap_error {
+	char msg[512];
+};
+
+struct snap_stats {
+	uint64_t held_ns;	   /* target threads held (attach .. resume) */
+	uint64_t arm_ns;	   /* of which: registering and write-protecting */
+	uint64_t duration_ns;	   /* whole snapshot */
+	uint64_t pages_copier;	   /* base pages saved by the background copier */
+	uint64_t pages_fault;	   /* base pages saved by the fault handler */
+	uint64_t pages_held;	   /* base pages copied while held */
+	uint64_t pages_zero;	   /* base pages recorded as zero */
+	uint64_t pages_discarded;  /* base pages discarded after T */
+	uint64_t faults;	   /* write faults served */
+	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns; /* fault read -> wake */
+	uint64_t bytes;		   /* image bytes written */
+	uint64_t events_remap, events_remove, events_unmap;
+	unsigned threads;
+	unsigned vmas_tracked, vmas_copied;
+};
+
+/* Shared between the copier and the fault handler; see snapshot.c for the protocol. */
+struct snap {
+	pid_t pid;
+	int memfd;  /* /proc/PID/mem: bound to the target's mm at open, so exec cannot fool it */
+	int uffd;
+	int pagemapfd; /* /proc/PID/pagemap, for PAGEMAP_SCAN; -1 if unavailable */
+	int pidfd;
+	int stopfd; /* eventfd: wakes the fault handler to stop */
+	struct snap_opts opts;
+	uint32_t page_size;
+	struct vma_list vmas;
+	struct pages pages;
+	struct img_writer *w;
+	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
+	uint64_t event_gen;   /* layout events processed; written under lock */
+	int error;	      /* first fatal error (atomic) */
+	struct snap_error err;
+	uint64_t start_ns;
+	struct snap_stats stats;
+	uint64_t *fault_ns; /* fault service times, for percentiles */
+	size_t nfault_ns, fault_ns_cap;
+};
+
+int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink,
+		  struct snap_stats *ret_stats, struct snap_error *err);
+int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
+
+/* Internal to the engine (copier.c, fault-handler.c, snapshot.c). */
+uint64_t snap_now_ns(void);
+void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool snap_failed(struct snap *s);
+int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
+/*
+ * present[i] = 1 for each granule of [start, end) that must be read: present or swapped.
+ * A private anonymous page that is neither is zero (its loss after T would be an event we
+ * see). Without PAGEMAP_SCAN everything is marked present.
+ */
+void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
+		       uint8_t *present);
+/* Writes claimed granules [addr, addr + n * granule) from buf, as data or zero runs. */
+int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
+int copier_run(struct snap *s);
+void *fault_handler_main(void *arg);
