@@ -27,8 +27,16 @@ struct pending_fault {
 	uint64_t t0;   /* when we read it */
 };
 
+/* A claimed range whose unprotect met a layout event (EAGAIN): retried after the event. */
+struct deferred_wake {
+	uint64_t start, len; /* current addresses */
+	uint64_t t0;
+};
+
 struct handler {
 	struct snap *s;
+	struct deferred_wake *wake;
+	size_t nwake, wake_cap;
 	struct pending_fault *pend; /* bounded by the target's blocked threads */
 	size_t npend, pend_cap;
 	uint8_t *buf; /* window buffer */
@@ -47,6 +55,47 @@ static void record_latency(struct snap *s, uint64_t ns)
 		s->fault_ns_cap = cap;
 	}
 	s->fault_ns[s->nfault_ns++] = ns;
+}
+
+/*
+ * Unprotects and wakes [start, start + len). While a layout event is pending the kernel
+ * refuses (EAGAIN), and only this thread can read that event: so the range is remembered and
+ * unprotected after the next read instead of being retried here.
+ */
+static int unprotect_or_defer(struct handler *h, uint64_t start, uint64_t len, uint64_t t0)
+{
+	int k = uffd_unprotect_once(h->s->uffd, start, len);
+
+	if (k == -ENOENT)
+		return 0; /* unmapped meanwhile: nobody waits there */
+	if (k != -EAGAIN)
+		return k;
+	if (h->nwake == h->wake_cap) {
+		size_t cap = h->wake_cap ? h->wake_cap * 2 : 64;
+		struct deferred_wake *n = realloc(h->wake, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		h->wake = n;
+		h->wake_cap = cap;
+	}
+	h->wake[h->nwake++] = (struct deferred_wake){start, len, t0};
+	return 0;
+}
+
+/* Retries the deferred unprotects; those still refused stay. Lock held. */
+static int wake_deferred(struct handler *h)
+{
+	size_t n = h->nwake;
+	int k = 0;
+
+	h->nwake = 0;
+	for (size_t i = 0; i < n && k >= 0; i++) {
+		struct deferred_wake d = h->wake[i];
+
+		k = unprotect_or_defer(h, d.start, d.len, d.t0);
+	}
+	return k;
 }
 
 /* Saves, claims and unprotects the window around one fault. Lock held. */
@@ -86,8 +135,9 @@ static int serve_fault(struct handler *h, const struct pending_fault *f)
 			return k;
 		for (size_t i = 0; i < n; i++)
 			won[i] = pages_claim(r, pages_index(r, wstart + i * r->granule), PAGE_SAVED);
-		k = uffd_protect(s->uffd, cur, wend - wstart, 0);
-		if (k < 0 && k != -ENOENT)
+		/* From here on the copy is ours: whatever happens, it must reach the image. */
+		k = unprotect_or_defer(h, cur, wend - wstart, f->t0);
+		if (k < 0)
 			return k;
 		record_latency(s, snap_now_ns() - f->t0);
 		s->stats.faults++;
@@ -102,10 +152,8 @@ static int serve_fault(struct handler *h, const struct pending_fault *f)
 		return 0;
 	}
 	/* Already saved or discarded, or not tracked: just let the thread go. */
-	k = uffd_protect(s->uffd, f->addr / (r ? r->granule : s->page_size) *
-					  (r ? r->granule : s->page_size),
-			 r ? r->granule : s->page_size, 0);
-	return k == -ENOENT ? 0 : k;
+	win = r ? r->granule : s->page_size;
+	return unprotect_or_defer(h, f->addr / win * win, win, f->t0);
 }
 
 /* Marks still-protected pages in [start, end) (current addresses) as discarded. Lock held. */
@@ -154,7 +202,10 @@ static int handle_remap(struct handler *h, uint64_t from, uint64_t to, uint64_t 
 
 		if (r && pages_get(r, pages_index(r, t)) == PAGE_PROTECTED) {
 			k = serve_fault(h, &f);
-			s->stats.faults--; /* not a fault */
+			if (k == -EAGAIN)
+				k = 0; /* going away too: its event follows */
+			else
+				s->stats.faults--; /* not a fault */
 		}
 	}
 	return k;
@@ -203,8 +254,10 @@ static int serve_pending(struct handler *h)
 
 	size_t keep = 0;
 
-	if (!h->npend || uffd_mmap_changing(h->s->uffd))
-		return 0;
+	if (h->nwake)
+		k = wake_deferred(h);
+	if (k < 0 || !h->npend || uffd_mmap_changing(h->s->uffd))
+		return k;
 	for (size_t i = 0; i < h->npend && k >= 0; i++) {
 		k = serve_fault(h, &h->pend[i]);
 		if (k == -EAGAIN) {
@@ -262,7 +315,7 @@ static int handler_loop(struct handler *h)
 
 	for (;;) {
 		/* With faults held back, poll briefly: the event they wait for is on its way. */
-		if (poll(p, 2, h->npend ? 1 : -1) < 0 && errno != EINTR)
+		if (poll(p, 2, h->npend || h->nwake ? 1 : -1) < 0 && errno != EINTR)
 			return -errno;
 		if (p[1].revents & POLLIN)
 			break;
@@ -278,7 +331,7 @@ static int handler_loop(struct handler *h)
 	}
 	/* Stopping: serve whatever is still waiting so that no thread stays blocked. */
 	pthread_mutex_lock(&s->lock);
-	while ((k = read_messages(h)) > 0 || h->npend) {
+	while ((k = read_messages(h)) > 0 || h->npend || h->nwake) {
 		if (k < 0)
 			break;
 		k = serve_pending(h);
@@ -312,5 +365,6 @@ void *fault_handler_main(void *arg)
 	}
 	free(h.buf);
 	free(h.pend);
+	free(h.wake);
 	return NULL;
 }
