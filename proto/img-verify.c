@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "img-endian.h"
 #include "img-walk.h"
 
 struct entries {
@@ -101,6 +102,9 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 		return entries_add(&v->seen, &e);
 	case IMG_FRAME_PROGRESS:
 		s->progress_marks++;
+		if (!all_zero(v->walk.payload + 24, IMG_PROGRESS_SIZE - 24))
+			return img_fail(&s->error, f->offset, "progress frame reserved bytes set"),
+			       -EBADMSG;
 		return 0;
 	case IMG_FRAME_EVENT:
 		s->events++;

@@ -34,6 +34,9 @@ int img_walk_start(struct img_walker *w, img_read_fn read, void *ctx, struct img
 	n = read_full(w, hdr, sizeof(hdr));
 	if (n < 0)
 		return n;
+	/* Short input is incomplete only if what is there is the start of a real header. */
+	if (n < (ssize_t)sizeof(hdr) && memcmp(hdr, IMG_MAGIC, n < IMG_MAGIC_LEN ? n : IMG_MAGIC_LEN))
+		return img_fail(err, 0, "not a uffsnap image (bad magic)"), -EBADMSG;
 	if (n < (ssize_t)sizeof(hdr))
 		return img_fail(err, n, n ? "file too short for an image header (%zd bytes)"
 					  : "empty file", n),
@@ -131,6 +134,9 @@ int img_walk_next(struct img_walker *w, struct img_frame *ret_frame, struct img_
 		return n < (ssize_t)sizeof(hdr) ? (img_fail(err, w->offset, "image ends inside its trailer"),
 					   IMG_WALK_TRUNCATED)
 					: read_trailer(w, hdr, err);
+	if (n < (ssize_t)sizeof(hdr) && memcmp(hdr, IMG_FRAME_MAGIC, n < 4 ? n : 4) &&
+	    memcmp(hdr, IMG_TRAILER_MAGIC, n < IMG_MAGIC_LEN ? n : IMG_MAGIC_LEN))
+		return img_fail(err, w->offset, "bad frame magic"), -EBADMSG;
 	if (n < (ssize_t)sizeof(hdr))
 		return img_fail(err, w->offset, "image ends inside a frame header"),
 		       IMG_WALK_TRUNCATED;

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Running the real uffsnapd against the real workload, for the engine's integration tests. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "workload/wl-harness.h"
+
+struct snap_paths {
+	const char *uffsnapd, *workload, *check;
+};
+
+/* Parses argv: UFFSNAPD WORKLOAD CHECK [rest]; returns the index of the first extra arg. */
+int snap_paths_parse(int argc, char **argv, struct snap_paths *ret);
+
+/* Starts uffsnapd --pid pid --output image --force --json [extra...]; returns its pid. */
+pid_t snap_start(const struct snap_paths *p, pid_t pid, const char *image, const char *extra);
+/* Waits for it; returns its exit code, or 128 + signal. */
+int snap_wait(pid_t daemon);
+
+/*
+ * The target is unharmed: it still runs (every thread's counter advances), and its full
+ * self-check passes. Prints what is wrong; returns 0 or -1.
+ */
+int snap_target_unharmed(struct wl_proc *w);

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine's central claim: a live snapshot is exactly one instant's memory. For every
+ * memory kind given, with 1, 4 and 8 threads, with or without background events (fork,
+ * mremap, munmap, madvise, thread churn, read(2) into tracked memory), run the real uffsnapd
+ * against the predictable-store workload and let the checker decide from the image alone;
+ * then require the target to be unharmed.
+ *
+ * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "snap-harness.h"
+
+static int one(const struct snap_paths *p, const char *kind, const char *threads,
+	       const char *events)
+{
+	/* hugetlb pages are 2 MiB each: fewer of them */
+	const char *pages = strcmp(kind, "hugetlb") ? "128" : "4";
+	const char *args[] = {"--threads", threads, "--kind", kind, "--pages", pages,
+			      events ? "--events" : NULL, events, NULL};
+	char image[] = "/tmp/uffsnap-test-XXXXXX", layout[64];
+	struct wl_proc *w = NULL;
+	int r, fd = mkstemp(image), rc = -1;
+
+	close(fd);
+	r = wl_proc_spawn(p->workload, args, &w);
+	if (r == -ENOSPC) {
+		printf("SKIP %s: no free huge pages\n", kind);
+		rc = 77;
+		goto out;
+	}
+	if (r < 0) {
+		fprintf(stderr, "FAIL: cannot start the workload: %s\n", strerror(-r));
+		goto out;
+	}
+	snprintf(layout, sizeof(layout), "%s.layout", image);
+	wl_write_file(layout, w->layout_json);
+	r = snap_wait(snap_start(p, w->pid, image, NULL));
+	if (r != 0) {
+		fprintf(stderr, "FAIL: uffsnapd exited %d (kind %s, %s threads)\n", r, kind, threads);
+		goto out;
+	}
+	r = wl_run_check(p->check, image, layout);
+	if (r != 0) {
+		fprintf(stderr, "FAIL: image is not one instant (kind %s, %s threads, events %s)\n",
+			kind, threads, events ? events : "none");
+		goto out;
+	}
+	if (snap_target_unharmed(w) < 0)
+		goto out;
+	printf("ok %s, %s threads, events %s\n", kind, threads, events ? events : "none");
+	rc = 0;
+out:
+	wl_proc_free(w);
+	unlink(image);
+	unlink(layout);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct snap_paths p;
+	int i = snap_paths_parse(argc, argv, &p), failed = 0, passed = 0;
+	const char *events = NULL, *threads[] = {"1", "4", "8"};
+	long old_huge = -1;
+	char *kinds, *kind, *save;
+
+	if (getuid() != 0) {
+		printf("SKIP: needs root (ptrace any process, /dev/userfaultfd)\n");
+		return 77;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK KINDS [--events LIST]\n", argv[0]);
+		return 2;
+	}
+	kinds = strdup(argv[i]);
+	if (i + 2 < argc && !strcmp(argv[i + 1], "--events"))
+		events = argv[i + 2];
+	if (strstr(kinds, "hugetlb"))
+		wl_hugetlb_reserve(8 * 4 + 16, &old_huge);
+	for (kind = strtok_r(kinds, ",", &save); kind; kind = strtok_r(NULL, ",", &save))
+		for (size_t t = 0; t < 3; t++) {
+			int r = one(&p, kind, threads[t], events);
+
+			failed += r != 0 && r != 77;
+			passed += r == 0;
+		}
+	if (old_huge >= 0)
+		wl_hugetlb_restore(old_huge);
+	free(kinds);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : passed ? 0 : 77;
+}
