@@ -233,7 +233,8 @@ static int cmp_entry(const void *a, const void *b)
 
 void img_index_sort(struct img_index_entry *e, size_t n)
 {
-	qsort(e, n, sizeof(*e), cmp_entry);
+	if (n > 1) /* e may be NULL when n is 0, which qsort does not allow */
+		qsort(e, n, sizeof(*e), cmp_entry);
 }
 
 size_t img_index_find_overlap(const struct img_index_entry *e, size_t n, uint32_t page_size)

@@ -55,15 +55,24 @@ static ssize_t fd_read(void *ctx, void *buf, size_t len)
 	}
 }
 
-static int take_meta(struct verify *v, const struct img_frame *f)
+static int check_json_object(struct verify *v, const struct img_frame *f, const char *what)
 {
 	json_t *j = json_loadb((const char *)v->walk.payload, f->payload_len, 0, NULL);
 	int ok = json_is_object(j);
 
 	json_decref(j);
 	if (!ok)
-		return img_fail(&v->sum->error, f->offset, "metadata is not a JSON object"),
+		return img_fail(&v->sum->error, f->offset, "%s is not a JSON object", what),
 		       -EBADMSG;
+	return 0;
+}
+
+static int take_meta(struct verify *v, const struct img_frame *f)
+{
+	int r = check_json_object(v, f, "metadata");
+
+	if (r < 0)
+		return r;
 	v->meta = strndup((const char *)v->walk.payload, f->payload_len);
 	return v->meta ? 0 : -ENOMEM;
 }
@@ -108,7 +117,7 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 		return 0;
 	case IMG_FRAME_EVENT:
 		s->events++;
-		return 0;
+		return check_json_object(v, f, "event");
 	case IMG_FRAME_INDEX:
 		return take_index(v, f);
 	default: /* an optional frame of a later minor version */

@@ -114,7 +114,8 @@ static int emit_locked(struct img_writer *w, struct img_frame *f, const struct i
 	if (img_frame_is_extent(f->type) && (r = index_add(w, f)) < 0)
 		return r;
 	iov[0] = (struct iovec){.iov_base = hdr, .iov_len = sizeof(hdr)};
-	memcpy(iov + 1, payload, sizeof(*payload) * npayload);
+	if (npayload) /* payload is NULL for extent frames */
+		memcpy(iov + 1, payload, sizeof(*payload) * npayload);
 	r = img_digest_update(w->digest, hdr, sizeof(hdr));
 	if (r >= 0)
 		r = w->sink->ops->writev(w->sink, iov, 1 + npayload);
