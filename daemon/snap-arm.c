@@ -27,33 +27,14 @@ void snap_defaults(struct snap_opts *o)
 		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
 }
 
-int snap_plan(struct snap *s, struct target *t)
+int snap_plan(struct snap *s)
 {
-	size_t n = target_nthreads(t);
-	uint64_t *addrs = calloc(2 * n + 1, sizeof(*addrs));
-	size_t k = 0;
-	int r;
+	int r = vma_scan(s->pid, &s->vmas);
 
-	if (!addrs)
-		return -ENOMEM;
-	r = vma_scan(s->pid, &s->vmas);
-	if (r < 0) {
-		free(addrs);
+	if (r < 0)
 		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
 				 strerror(-r)), r;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const struct target_thread *th = target_thread_at(t, i);
-
-		if (th->gone)
-			continue;
-		addrs[k++] = th->regs.rsp;
-		/* The main thread's TLS may sit in the heap; its exit is the process's exit. */
-		if (th->tid != s->pid)
-			addrs[k++] = th->regs.fs_base;
-	}
-	vma_mark_thread_stacks(&s->vmas, addrs, k);
-	free(addrs);
+	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);
 	return 0;
 }
 

@@ -3,11 +3,10 @@
 #pragma once
 
 #include "snapshot.h"
-#include "target-attach.h"
 
 void snap_defaults(struct snap_opts *o);
 /* Reads the layout and decides each VMA's plan (thread stacks are copied, not tracked). */
-int snap_plan(struct snap *s, struct target *t);
+int snap_plan(struct snap *s);
 /* Registers every tracked VMA and write-protects them, on several threads at once. */
 int snap_arm(struct snap *s);
 /* Copies the VMAs planned as "copied" into the image. */

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "snap-meta.h"
-#include "target-regs.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink)
 {
@@ -55,13 +54,13 @@ static json_t *time_json(void)
 			 (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "iso8601", iso);
 }
 
-static json_t *meta_json(struct snap *s, struct target *t)
+static json_t *meta_json(struct snap *s)
 {
-	json_t *threads = NULL, *vmas = NULL;
+	json_t *threads = json_incref(s->held.threads), *vmas = NULL;
 	struct utsname u;
 
 	uname(&u);
-	if (target_regs_to_json(t, &threads) < 0 || vma_list_to_json(&s->vmas, &vmas) < 0) {
+	if (!threads || vma_list_to_json(&s->vmas, &vmas) < 0) {
 		json_decref(threads);
 		return NULL;
 	}
@@ -72,9 +71,9 @@ static json_t *meta_json(struct snap *s, struct target *t)
 			 (int)s->page_size, "threads", threads, "vmas", vmas);
 }
 
-int snap_begin_image(struct snap *s, struct target *t)
+int snap_begin_image(struct snap *s)
 {
-	json_t *meta = meta_json(s, t);
+	json_t *meta = meta_json(s);
 	char *text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
 	int k = text ? img_writer_begin(s->w, text, strlen(text)) : -ENOMEM;
 

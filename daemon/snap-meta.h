@@ -3,8 +3,7 @@
 #pragma once
 
 #include "snapshot.h"
-#include "target-attach.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink);
 /* Builds the metadata (target, kernel, time T, threads' registers, VMA table) and writes it. */
-int snap_begin_image(struct snap *s, struct target *t);
+int snap_begin_image(struct snap *s);

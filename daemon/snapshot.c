@@ -20,7 +20,7 @@
 #include "snap-meta.h"
 #include "snapshot.h"
 #include "target-attach.h"
-#include "target-uffd.h"
+#include "target-holder.h"
 #include "uffd-ops.h"
 
 #define UFFD_FEATURES_WANTED                                                                     \
@@ -154,42 +154,49 @@ static int open_proc(pid_t pid, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
+static void snap_cleanup(struct snap *s);
+
 /* Everything from attach to resume. On success the target runs again and T has passed. */
-static int hold_and_arm(struct snap *s, struct target *t)
+static int hold_and_arm(struct snap *s)
 {
 	uint64_t held = snap_now_ns(), features = 0;
 	int devfd = s->opts.devuffd_fd, k;
+	struct holder *h = NULL;
 
-	s->stats.threads = target_nthreads(t);
 	if (devfd < 0) {
 		devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 		if (devfd < 0)
 			return snap_fail(s, -errno, "cannot open /dev/userfaultfd: %m"), -EPERM;
 	}
-	k = target_uffd_create(t, devfd, &s->uffd);
+	k = holder_start(s->pid, devfd, &h, &s->held, s->err.msg, sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)
 		close(devfd);
-	if (k < 0)
-		return snap_fail(s, k, "cannot create a userfaultfd in pid %d: %s", s->pid,
-				 strerror(-k)), k;
+	if (k < 0) {
+		s->error = k; /* the message is the holder's */
+		return k;
+	}
+	s->uffd = s->held.uffd;
+	s->held.uffd = -EBADF;
+	s->stats.threads = s->held.nthreads;
 	k = uffd_api(s->uffd, UFFD_FEATURES_WANTED, &features);
 	if (k < 0)
-		return snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect?)",
-				 strerror(-k)), k;
-	k = snap_plan(s, t);
+		snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect?)",
+			  strerror(-k));
+	if (k >= 0)
+		k = snap_plan(s);
 	if (k >= 0)
 		k = snap_arm(s);
 	if (k >= 0)
-		k = snap_begin_image(s, t);
+		k = snap_begin_image(s);
 	if (k >= 0)
 		k = snap_copy_held(s);
 	if (k < 0)
-		return k;
-	k = target_detach(t);
+		snap_cleanup(s); /* drop every protection before the threads run again */
+	else if ((k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
+		s->error = k;
+	holder_free(h); /* releases the target if it is still held */
 	s->stats.held_ns = snap_now_ns() - held;
-	if (k < 0)
-		return snap_fail(s, k, "cannot resume pid %d: %s", s->pid, strerror(-k)), k;
-	return 0;
+	return k;
 }
 
 static int run_after_t(struct snap *s)
@@ -197,6 +204,7 @@ static int run_after_t(struct snap *s)
 	pthread_t handler;
 	int k = pthread_create(&handler, NULL, fault_handler_main, s);
 
+	s->after_t = true;
 	if (k)
 		return snap_fail(s, -k, "cannot start the fault handler"), -k;
 	k = copier_run(s);
@@ -236,7 +244,7 @@ static void explain_target_gone(struct snap *s)
 {
 	char path[64];
 
-	if (s->error != -ESRCH)
+	if (s->error != -ESRCH || !s->after_t)
 		return;
 	snprintf(path, sizeof(path), "/proc/%d/mem", s->pid);
 	if (kill(s->pid, 0) < 0 || access(path, F_OK) < 0)
@@ -246,6 +254,24 @@ static void explain_target_gone(struct snap *s)
 		snprintf(s->err.msg, sizeof(s->err.msg),
 			 "pid %d replaced its memory (exec) during the snapshot; the image is "
 			 "incomplete", s->pid);
+}
+
+/*
+ * /proc/PID/mem is opened before attaching, so its failure is the first sign of a bad pid:
+ * ask target_attach()'s checks for the precise reason (they never leave it attached).
+ */
+static void explain_open_failure(struct snap *s)
+{
+	struct target_error terr = {0};
+	struct target *t = NULL;
+	int k = target_attach(s->pid, &t, &terr);
+
+	target_free(t);
+	if (k < 0)
+		snap_fail(s, k, "%s", terr.msg);
+	else
+		snap_fail(s, s->memfd, "cannot open the memory of pid %d: %s", s->pid,
+			  strerror(-s->memfd));
 }
 
 static void snap_cleanup(struct snap *s)
@@ -268,30 +294,23 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 {
 	struct snap s = {.pid = pid, .opts = *opts, .memfd = -EBADF, .uffd = -EBADF,
 			 .stopfd = -EBADF, .page_size = sysconf(_SC_PAGESIZE)};
-	struct target_error terr = {0};
-	struct target *t = NULL;
 	int k;
 
 	snap_defaults(&s.opts);
 	s.start_ns = snap_now_ns();
+	s.held.uffd = -EBADF;
 	pthread_mutex_init(&s.lock, NULL);
-	k = target_attach(pid, &t, &terr);
-	if (k < 0) {
-		snprintf(err->msg, sizeof(err->msg), "%s", terr.msg);
-		return k;
-	}
 	s.memfd = open_proc(pid, "mem");
 	s.pagemapfd = open_proc(pid, "pagemap"); /* optional: without it, everything is read */
 	s.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s.memfd < 0 || s.stopfd < 0)
-		snap_fail(&s, s.memfd < 0 ? s.memfd : -errno, "cannot open pid %d's memory", pid);
-	else
-		k = snap_writer_open(&s, sink);
-	if (!snap_failed(&s) && k >= 0)
-		hold_and_arm(&s, t);
-	if (snap_failed(&s))
-		snap_cleanup(&s); /* drop every protection before the threads run again */
-	target_free(t);	  /* detaches, if an error left the target held */
+	if (pid == getpid()) /* the holder, our child, would otherwise ptrace us */
+		snap_fail(&s, -EDEADLK, "pid %d is uffsnapd itself: cannot snapshot ourselves", pid);
+	else if (s.stopfd < 0)
+		snap_fail(&s, -errno, "cannot create an eventfd: %m");
+	else if (s.memfd < 0)
+		explain_open_failure(&s);
+	else if (snap_writer_open(&s, sink) >= 0)
+		hold_and_arm(&s);
 	if (!snap_failed(&s))
 		run_after_t(&s);
 	snap_cleanup(&s);
@@ -309,6 +328,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	vma_list_free(&s.vmas);
 	pages_free(&s.pages);
 	free(s.fault_ns);
+	holder_info_clear(&s.held);
 	pthread_mutex_destroy(&s.lock);
 	return k;
 }

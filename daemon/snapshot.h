@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "snap-pages.h"
+#include "target-holder.h"
 #include "vma-scan.h"
 #include "uffsnap/image.h"
 
@@ -57,6 +58,7 @@ struct snap {
 	int pidfd;
 	int stopfd; /* eventfd: wakes the fault handler to stop */
 	struct snap_opts opts;
+	struct holder_info held; /* from the holder: uffd, registers, stacks */
 	uint32_t page_size;
 	struct vma_list vmas;
 	struct pages pages;
@@ -64,6 +66,7 @@ struct snap {
 	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
 	uint64_t event_gen;   /* layout events processed; written under lock */
 	int error;	      /* first fatal error (atomic) */
+	bool after_t;	      /* the target was released: the snapshot instant has passed */
 	struct snap_error err;
 	uint64_t start_ns;
 	struct snap_stats stats;

@@ -20,11 +20,11 @@
 /* A process that creates threads faster than we can seize them is given up on after this many
  * scans of /proc/PID/task, rather than looped on forever. */
 #define ATTACH_MAX_ROUNDS 1000
-#define SEIZE_OPTIONS (PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD)
+#define SEIZE_OPTIONS	  (PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD)
 
 /* What /proc tells about one task. */
 struct proc_task {
-	char state;          /* /proc/TID/stat field 3: R, S, D, Z, X, t, T, ... */
+	char state;	     /* /proc/TID/stat field 3: R, S, D, Z, X, t, T, ... */
 	unsigned long flags; /* field 9: PF_* */
 	pid_t tgid;
 	pid_t tracer;
@@ -119,7 +119,8 @@ static int attach_check(pid_t pid, struct target_error *err)
 			       strerror(-r));
 	if (pt.tgid == getpid())
 		return err_set(err, TARGET_ERR_SELF, -EDEADLK,
-			       "pid %d is uffsnapd itself: cannot snapshot ourselves", pid);
+			       "pid %d is part of this very process: cannot snapshot ourselves",
+			       pid);
 	if (pt.flags & PF_KTHREAD)
 		return err_set(err, TARGET_ERR_KTHREAD, -EINVAL,
 			       "pid %d is a kernel thread: it has no user memory to snapshot", pid);
@@ -131,9 +132,10 @@ static int attach_check(pid_t pid, struct target_error *err)
 		return err_set(err, TARGET_ERR_ZOMBIE, -EOWNERDEAD,
 			       "pid %d is a zombie: it has exited and has no memory left", pid);
 	if (pt.tracer > 0)
-		return err_set(err, TARGET_ERR_TRACED, -EBUSY,
-			       "pid %d is already traced by pid %d (a debugger or another snapshot)",
-			       pid, pt.tracer);
+		return err_set(
+		    err, TARGET_ERR_TRACED, -EBUSY,
+		    "pid %d is already traced by pid %d (a debugger or another snapshot)", pid,
+		    pt.tracer);
 	return 0;
 }
 
@@ -151,7 +153,7 @@ static struct target_thread *thread_add(struct target *t, pid_t tid)
 		t->capacity = cap;
 	}
 	th = &t->threads[t->nthreads++];
-	*th = (struct target_thread){ .tid = tid, .seized = true };
+	*th = (struct target_thread){.tid = tid, .seized = true};
 	return th;
 }
 
@@ -183,9 +185,10 @@ static int seize_eperm(struct target *t, pid_t tid, struct target_error *err)
 	if (r == -ESRCH || (r >= 0 && proc_task_dead(&pt)))
 		return SEIZE_GONE; /* ptrace_attach() refuses tasks with exit_state set */
 	if (r >= 0 && pt.tracer > 0)
-		return err_set(err, TARGET_ERR_TRACED, -EBUSY,
-			       "pid %d is already traced by pid %d (a debugger or another snapshot)",
-			       t->pid, pt.tracer);
+		return err_set(
+		    err, TARGET_ERR_TRACED, -EBUSY,
+		    "pid %d is already traced by pid %d (a debugger or another snapshot)", t->pid,
+		    pt.tracer);
 	return err_set(err, TARGET_ERR_PERM, -EPERM,
 		       "not permitted to ptrace pid %d (need CAP_SYS_PTRACE or same user)", t->pid);
 }
@@ -237,6 +240,8 @@ static int attach_scan(struct target *t, size_t *ret_new, struct target_error *e
 			break;
 		if (r == SEIZE_GONE)
 			continue;
+		if (r == SEIZE_OURS)
+			t->nborn++;
 		if (!thread_add(t, tid)) {
 			r = err_set(err, TARGET_ERR_SYSTEM, -ENOMEM, "out of memory");
 			break;
@@ -276,7 +281,7 @@ int target_wait_status(pid_t tid, unsigned int timeout_ms, int *ret_status)
 			sched_yield();
 		} else {
 			unsigned int shift = spins - 64 < 10 ? spins - 64 : 10;
-			struct timespec ts = { 0, 1000L << shift };
+			struct timespec ts = {0, 1000L << shift};
 
 			nanosleep(&ts, NULL);
 		}
@@ -298,6 +303,7 @@ static int attach_clone_child(struct target *t, pid_t parent, struct target_erro
 	th = thread_add(t, (pid_t)msg);
 	if (!th)
 		return err_set(err, TARGET_ERR_SYSTEM, -ENOMEM, "out of memory");
+	t->nborn++;
 	/* clone() without CLONE_THREAD and without SIGCHLD also reports PTRACE_EVENT_CLONE. */
 	snprintf(path, sizeof(path), "/proc/%d/task/%d", t->pid, th->tid);
 	th->foreign = access(path, F_OK) < 0;
@@ -332,7 +338,8 @@ static int attach_wait_one(struct target *t, size_t i, struct target_error *err)
 		if (r == -ETIMEDOUT)
 			return err_set(err, TARGET_ERR_TIMEOUT, r,
 				       "thread %d of pid %d did not stop within %d ms "
-				       "(uninterruptible sleep?)", tid, t->pid, TARGET_STOP_TIMEOUT_MS);
+				       "(uninterruptible sleep?)",
+				       tid, t->pid, TARGET_STOP_TIMEOUT_MS);
 		if (r < 0)
 			return err_set(err, TARGET_ERR_SYSTEM, r, "waitpid(%d): %s", tid,
 				       strerror(-r));
@@ -354,9 +361,13 @@ static int attach_wait_one(struct target *t, size_t i, struct target_error *err)
 		} else if (event != 0 || sig == (SIGTRAP | 0x80)) {
 			sig = 0;
 		}
-		/* A signal-delivery-stop: the signal was dequeued before our interrupt took
-		 * effect. Deliver it now; the pending interrupt stops the thread again before it
-		 * runs a user instruction (get_signal() checks JOBCTL_TRAP_STOP first). */
+		/* Any ptrace stop clears a pending interrupt (kernel/signal.c: ptrace_stop(),
+		 * "any trap clears pending STOP trap"): interrupt again, while it is stopped, so
+		 * that it stops before returning to user mode. A signal-delivery-stop means the
+		 * signal was dequeued before the interrupt took effect: deliver it now. */
+		if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 && errno != ESRCH)
+			return err_set(err, TARGET_ERR_SYSTEM, -errno, "PTRACE_INTERRUPT(%d): %m",
+				       tid);
 		if (ptrace(PTRACE_CONT, tid, 0, (void *)(long)sig) < 0 && errno != ESRCH)
 			return err_set(err, TARGET_ERR_SYSTEM, -errno, "PTRACE_CONT(%d): %m", tid);
 	}
@@ -402,8 +413,9 @@ static int attach_threads(struct target *t, struct target_error *err)
 		if (r < 0)
 			return r;
 		if (!added)
-			return t->nthreads ? 0 : err_set(err, TARGET_ERR_NOPROC, -ESRCH,
-							"pid %d exited", t->pid);
+			return t->nthreads ? 0
+					   : err_set(err, TARGET_ERR_NOPROC, -ESRCH,
+						     "pid %d exited", t->pid);
 	}
 	return err_set(err, TARGET_ERR_SYSTEM, -EAGAIN,
 		       "pid %d creates threads faster than they can be attached", t->pid);
@@ -414,6 +426,8 @@ static int attach_capture(struct target *t, struct target_error *err)
 	for (size_t i = 0; i < t->nthreads; i++) {
 		int r = target_regs_capture(&t->threads[i]);
 
+		if (r == 0)
+			r = target_regs_rseq_fixup(t, &t->threads[i]);
 		if (r == -EOPNOTSUPP)
 			return err_set(err, TARGET_ERR_ARCH, r,
 				       "pid %d is not a 64-bit x86 process", t->pid);
@@ -444,7 +458,7 @@ int target_attach(pid_t pid, struct target **ret, struct target_error *err)
 
 	if (!err)
 		err = &ignored;
-	*err = (struct target_error){ 0 };
+	*err = (struct target_error){0};
 	if (pid <= 0)
 		return err_set(err, TARGET_ERR_NOPROC, -ESRCH, "%d is not a process id", pid);
 	r = attach_check(pid, err);
@@ -453,7 +467,7 @@ int target_attach(pid_t pid, struct target **ret, struct target_error *err)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return err_set(err, TARGET_ERR_SYSTEM, -ENOMEM, "out of memory");
-	*t = (struct target){ .pid = pid, .pidfd = -EBADF, .inject_thread = -1 };
+	*t = (struct target){.pid = pid, .pidfd = -EBADF, .inject_thread = -1};
 	r = attach_pidfd(t, err);
 	if (r < 0)
 		goto out;
@@ -495,6 +509,22 @@ static int detach_requeue(const struct target *t, struct target_thread *th)
 	return r;
 }
 
+/*
+ * A thread killed while held is a zombie only its tracer can reap, and the kernel reports the
+ * leader's exit only once every other thread is reaped (kernel/exit.c: delay_group_leader()).
+ * Reap it, within a bound, so that the target's parent can reap the process.
+ */
+static void detach_reap(pid_t tid)
+{
+	for (int i = 0; i < 16; i++) {
+		int status;
+
+		if (target_wait_status(tid, TARGET_STOP_TIMEOUT_MS, &status) < 0 ||
+		    WIFEXITED(status) || WIFSIGNALED(status))
+			return;
+	}
+}
+
 static int detach_thread(struct target *t, size_t i)
 {
 	struct target_thread *th = &t->threads[i];
@@ -502,6 +532,8 @@ static int detach_thread(struct target *t, size_t i)
 
 	if (th->gone || !th->seized)
 		return 0;
+	if (!th->stopped)
+		return -ETIMEDOUT; /* still seized and running: a later target_detach() retries */
 	if (th->regs_dirty) {
 		r = target_regs_restore(th);
 		th->regs_dirty = r < 0;
@@ -511,9 +543,10 @@ static int detach_thread(struct target *t, size_t i)
 		r = k;
 	if (ptrace(PTRACE_DETACH, th->tid, 0, 0) < 0) {
 		k = -errno;
-		/* Killed while held: reap the traced thread so its process can be reaped. */
-		if (k == -ESRCH)
-			waitpid(th->tid, NULL, __WALL | WNOHANG);
+		if (k == -ESRCH) {
+			detach_reap(th->tid);
+			th->gone = true;
+		}
 		if (r == 0)
 			r = k;
 	}
@@ -532,13 +565,23 @@ int target_detach(struct target *t)
 	/* Threads seized but not yet stopped (a failed attach) must stop before they can be
 	 * let go: PTRACE_DETACH works only on a tracee in a ptrace stop. */
 	attach_wait_all(t, &ignored);
-	for (size_t i = 0; i < t->nthreads; i++) {
-		int k = detach_thread(t, i);
+	/* The leader last: see detach_reap(). */
+	for (int leader = 0; leader <= 1; leader++) {
+		for (size_t i = 0; i < t->nthreads; i++) {
+			int k;
 
-		if (k < 0 && r == 0)
-			r = k;
+			if ((t->threads[i].tid == t->pid) != leader)
+				continue;
+			k = detach_thread(t, i);
+			if (k < 0 && r == 0)
+				r = k;
+		}
 	}
+	/* A thread that never stopped is still ours: a later target_detach() can retry. */
 	t->attached = false;
+	for (size_t i = 0; i < t->nthreads; i++)
+		if (t->threads[i].seized && !t->threads[i].gone)
+			t->attached = true;
 	return r;
 }
 

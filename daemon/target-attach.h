@@ -4,7 +4,16 @@
  * captured, so that the engine can inject syscalls (target-inject.h), obtain a userfaultfd for
  * its mm (target-uffd.h) and arm write protection while nothing in the target runs.
  *
- * ptrace is per thread: attach, inject and detach a target from the same daemon thread.
+ * ptrace is per thread: attach, inject and detach a target from the same daemon thread. The
+ * ptrace stops are collected with waitpid(tid, __WALL): no other daemon thread may reap with
+ * waitpid(-1, __WALL) while a target is attached, or it steals them.
+ *
+ * Not handled: a thread in an uninterruptible sleep longer than TARGET_STOP_TIMEOUT_MS fails the
+ * attach (-ETIMEDOUT) and stays traced, since PTRACE_DETACH needs a stopped tracee: when it
+ * stops it waits for us, so target_detach() leaves the target attached and is to be retried.
+ * Attaching from a thread that exits after the job bounds this: the kernel detaches every tracee
+ * of an exiting tracer and drops their pending interrupt (kernel/ptrace.c: exit_ptrace()).
+ * Also not handled: an execve() in the target while it is being attached.
  */
 #pragma once
 
@@ -51,15 +60,16 @@ struct target_fpstate {
 /* One thread of the target. Read-only for callers: change it through target_* functions. */
 struct target_thread {
 	pid_t tid;
-	bool seized;     /* we are its tracer */
-	bool stopped;    /* it sits in a ptrace stop */
-	bool gone;       /* it exited (killed) while we held it */
-	bool foreign;    /* auto-attached clone child outside the thread group: let go */
+	bool seized;	 /* we are its tracer */
+	bool stopped;	 /* it sits in a ptrace stop */
+	bool gone;	 /* it exited (killed) while we held it */
+	bool foreign;	 /* auto-attached clone child outside the thread group: let go */
 	bool in_syscall; /* it stopped on its way out of a syscall (orig_rax >= 0) */
-	bool restart;    /* that syscall was interrupted and is restarted when the thread resumes */
+	bool restart;	 /* that syscall was interrupted and is restarted when the thread resumes */
+	bool rseq_abort; /* it stopped inside an rseq critical section and resumes at its abort */
 	bool group_stop; /* it is stopped by job control (SIGSTOP and friends) */
 	bool regs_dirty; /* an injection changed its registers: detach writes resume_regs */
-	struct user_regs_struct regs;        /* as the kernel reported them at the stop */
+	struct user_regs_struct regs;	     /* as the kernel reported them at the stop */
 	struct user_regs_struct resume_regs; /* what the thread continues with (restart applied) */
 	struct target_fpstate fp;
 	unsigned int nstashed;
@@ -79,6 +89,7 @@ struct target {
 	bool syscall_insn_probed;
 	uint64_t syscall_insn;
 	ssize_t inject_thread; /* index of the thread injections run on, -1 until chosen */
+	size_t nborn; /* threads born during attach, held from birth through PTRACE_O_TRACECLONE */
 };
 
 /*
@@ -87,7 +98,10 @@ struct target {
  */
 int target_attach(pid_t pid, struct target **ret, struct target_error *err);
 
-/* Restore injected registers, re-deliver stashed signals, let every thread go. */
+/*
+ * Restore injected registers, re-deliver stashed signals, let every thread go. -ETIMEDOUT: a
+ * thread never stopped and is still traced; call again later (target_free() tries once more).
+ */
 int target_detach(struct target *t);
 
 /* Detach if still attached, release everything. NULL is fine. */

@@ -15,13 +15,13 @@
 #define VDSO_MAX_LEN (64 * 1024)
 /* Stops other than the syscall stop we wait for (signals dequeued, group stops) tolerated per
  * step before the injection is abandoned. */
-#define INJECT_MAX_STOPS 64
+#define INJECT_MAX_STOPS  64
 #define SYSCALL_INSN_WORD 0x050fUL /* `syscall` is 0f 05; a little-endian word puts 0f first */
 
 static int mem_xfer(pid_t pid, uint64_t addr, void *buf, size_t len, bool write)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	struct iovec local = {.iov_base = buf, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
 	ssize_t n;
 
 	if (write)
@@ -219,7 +219,8 @@ static int inject_poked(struct target_thread *th, long nr, const long args[6], l
 		   (void *)((orig & ~0xffffUL) | SYSCALL_INSN_WORD)) < 0)
 		return -errno;
 	r = inject_at(th, addr, nr, args, ret_result);
-	k = ptrace(PTRACE_POKETEXT, th->tid, (void *)(uintptr_t)addr, (void *)orig) < 0 ? -errno : 0;
+	k = ptrace(PTRACE_POKETEXT, th->tid, (void *)(uintptr_t)addr, (void *)orig) < 0 ? -errno
+											: 0;
 	return r < 0 ? r : k;
 }
 

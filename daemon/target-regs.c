@@ -7,22 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
 #include "linux-compat.h"
+#include "target-inject.h"
 #include "target-regs.h"
 
 /* The XSAVE area is at most a few pages even with AMX tiles (~11 KiB); a larger answer from
  * the kernel would be a bug, not a reason to allocate without bound. */
-#define XSTATE_MAX_LEN (256u * 1024)
-#define FXSAVE_LEN sizeof(struct user_fpregs_struct)
+#define XSTATE_MAX_LEN	  (256u * 1024)
+#define FXSAVE_LEN	  sizeof(struct user_fpregs_struct)
 #define CPUID_LEAF_XSTATE 0xd
 
 int target_regs_get(pid_t tid, struct user_regs_struct *ret)
 {
 	struct user_regs_struct regs;
-	struct iovec iov = { .iov_base = &regs, .iov_len = sizeof(regs) };
+	struct iovec iov = {.iov_base = &regs, .iov_len = sizeof(regs)};
 
 	if (ptrace(PTRACE_GETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0)
 		return -errno;
@@ -35,7 +37,7 @@ int target_regs_get(pid_t tid, struct user_regs_struct *ret)
 
 int target_regs_set(pid_t tid, const struct user_regs_struct *regs)
 {
-	struct iovec iov = { .iov_base = (void *)regs, .iov_len = sizeof(*regs) };
+	struct iovec iov = {.iov_base = (void *)regs, .iov_len = sizeof(*regs)};
 
 	if (ptrace(PTRACE_SETREGSET, tid, (void *)NT_PRSTATUS, &iov) < 0)
 		return -errno;
@@ -99,7 +101,7 @@ static int regs_read_regset(pid_t tid, unsigned int type, size_t len, struct tar
 
 	if (!buf)
 		return -ENOMEM;
-	iov = (struct iovec){ .iov_base = buf, .iov_len = len };
+	iov = (struct iovec){.iov_base = buf, .iov_len = len};
 	if (ptrace(PTRACE_GETREGSET, tid, (void *)(uintptr_t)type, &iov) < 0) {
 		r = -errno;
 		free(buf);
@@ -142,22 +144,60 @@ int target_regs_capture(struct target_thread *th)
 	return regs_capture_fp(th);
 }
 
-#define REG(name) { #name, offsetof(struct user_regs_struct, name) }
+/*
+ * A thread interrupted inside an rseq critical section was preempted there, so the kernel owes
+ * it an abort, done when it next returns to user mode (kernel/rseq.c: rseq_ip_fixup() moves ip
+ * to abort_ip). An injected syscall is such a return, from outside the section: the kernel then
+ * only clears rseq_cs, and the thread, put back in its section, would carry on as if never
+ * preempted. So the resume registers take the abort now, as the kernel would have.
+ */
+int target_regs_rseq_fixup(const struct target *t, struct target_thread *th)
+{
+	struct __ptrace_rseq_configuration conf;
+	struct rseq_cs cs;
+	uint64_t cs_addr;
+
+	if (th->in_syscall)
+		return 0;
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, th->tid, (void *)sizeof(conf), &conf) < 0)
+		return errno == EIO ? 0 : -errno; /* EIO: a kernel before 5.13 */
+	if (!conf.rseq_abi_pointer ||
+	    conf.rseq_abi_size < offsetof(struct rseq, rseq_cs) + sizeof(cs_addr))
+		return 0;
+	if (target_mem_read(t, conf.rseq_abi_pointer + offsetof(struct rseq, rseq_cs), &cs_addr,
+			    sizeof(cs_addr)) < 0 ||
+	    !cs_addr)
+		return 0;
+	/* An unreadable descriptor gets the thread a SIGSEGV from the kernel, not from us. */
+	if (target_mem_read(t, cs_addr, &cs,
+			    offsetof(struct rseq_cs, abort_ip) + sizeof(cs.abort_ip)) < 0)
+		return 0;
+	if (th->resume_regs.rip - cs.start_ip < cs.post_commit_offset) {
+		th->resume_regs.rip = cs.abort_ip;
+		th->rseq_abort = true;
+	}
+	return 0;
+}
+
+#define REG(name)                                                                                  \
+	{                                                                                          \
+#name, offsetof(struct user_regs_struct, name)                                     \
+	}
 static const struct {
 	const char *name;
 	size_t offset;
 } regs_table[] = {
-	REG(rip), REG(rsp), REG(rbp), REG(rax), REG(rbx), REG(rcx), REG(rdx),
-	REG(rsi), REG(rdi), REG(r8), REG(r9), REG(r10), REG(r11), REG(r12),
-	REG(r13), REG(r14), REG(r15), REG(orig_rax), REG(eflags), REG(cs), REG(ss),
-	REG(ds), REG(es), REG(fs), REG(gs), REG(fs_base), REG(gs_base),
+    REG(rip), REG(rsp), REG(rbp), REG(rax),	 REG(rbx),     REG(rcx),     REG(rdx),
+    REG(rsi), REG(rdi), REG(r8),  REG(r9),	 REG(r10),     REG(r11),     REG(r12),
+    REG(r13), REG(r14), REG(r15), REG(orig_rax), REG(eflags),  REG(cs),	     REG(ss),
+    REG(ds),  REG(es),	REG(fs),  REG(gs),	 REG(fs_base), REG(gs_base),
 };
 #undef REG
 
 static char *base64_encode(const uint8_t *in, size_t len)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *out = malloc((len + 2) / 3 * 4 + 1);
 	char *p = out;
 
@@ -205,10 +245,11 @@ static json_t *thread_json(const struct target_thread *th)
 
 	/* json_pack() takes the reference of "o" arguments, also when it fails. */
 	if (regs && fp)
-		o = json_pack("{s:I, s:o, s:b, s:b, s:b, s:s, s:s}", "tid", (json_int_t)th->tid,
-			      "regs", regs, "in_syscall", th->in_syscall, "restart", th->restart,
-			      "group_stop", th->group_stop, "fpstate_format",
-			      th->fp.xstate ? "xsave" : "fxsave", "fpstate", fp);
+		o = json_pack("{s:I, s:o, s:b, s:b, s:b, s:b, s:s, s:s}", "tid",
+			      (json_int_t)th->tid, "regs", regs, "in_syscall", th->in_syscall,
+			      "restart", th->restart, "rseq_abort", th->rseq_abort, "group_stop",
+			      th->group_stop, "fpstate_format", th->fp.xstate ? "xsave" : "fxsave",
+			      "fpstate", fp);
 	else
 		json_decref(regs);
 	free(fp);

@@ -14,6 +14,9 @@
 /* Read th's general registers and FP/extended state; compute its resume registers. */
 int target_regs_capture(struct target_thread *th);
 
+/* If th stopped inside an rseq critical section, make it resume at the section's abort_ip. */
+int target_regs_rseq_fixup(const struct target *t, struct target_thread *th);
+
 /* Write th->resume_regs back into the (stopped) thread. */
 int target_regs_restore(const struct target_thread *th);
 
@@ -22,8 +25,9 @@ int target_regs_set(pid_t tid, const struct user_regs_struct *regs);
 
 /*
  * [{"tid":N, "regs":{"rip":"0x...", ...}, "in_syscall":bool, "restart":bool,
- *   "group_stop":bool, "fpstate_format":"xsave"|"fxsave", "fpstate":"<base64>"}, ...]
- * "regs" are the registers the thread resumes with: for a thread stopped in an interrupted
- * syscall, rip points back at the syscall instruction and rax holds the syscall to re-run.
+ *   "rseq_abort":bool, "group_stop":bool, "fpstate_format":"xsave"|"fxsave", "fpstate":"<base64>"},
+ * ...] "regs" are the registers the thread resumes with: for a thread stopped in an interrupted
+ * syscall, rip points back at the syscall instruction and rax holds the syscall to re-run;
+ * for one caught inside an rseq critical section, rip is the section's abort handler.
  */
 int target_regs_to_json(const struct target *t, json_t **ret);

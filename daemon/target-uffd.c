@@ -24,12 +24,12 @@
 
 #define SCRATCH_LEN 4096
 /* Layout of the scratch page in the target. */
-#define SCRATCH_FDS 0      /* int[2] written by socketpair() */
+#define SCRATCH_FDS    0   /* int[2] written by socketpair() */
 #define SCRATCH_MSGHDR 64  /* struct msghdr for recvmsg() */
-#define SCRATCH_IOV 128    /* its one iovec */
-#define SCRATCH_DATA 192   /* the one payload byte */
-#define SCRATCH_CMSG 256   /* control buffer, CMSG_SPACE(sizeof(int)) */
-#define SCRATCH_USED 512
+#define SCRATCH_IOV    128 /* its one iovec */
+#define SCRATCH_DATA   192 /* the one payload byte */
+#define SCRATCH_CMSG   256 /* control buffer, CMSG_SPACE(sizeof(int)) */
+#define SCRATCH_USED   512
 /* The largest syscall return value that is an error: -4095..-1 (include/linux/err.h). */
 #define MAX_ERRNO 4095
 
@@ -50,10 +50,10 @@ struct uffd_job {
 };
 
 /* Run a syscall in the target; its -errno result becomes ours. */
-static int remote(struct uffd_job *j, long nr, long a0, long a1, long a2, long a3, long a4,
-		  long a5, long *ret_result)
+static int remote(struct uffd_job *j, long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+		  long *ret_result)
 {
-	const long args[6] = { a0, a1, a2, a3, a4, a5 };
+	const long args[6] = {a0, a1, a2, a3, a4, a5};
 	long result;
 	int r = target_inject_syscall(j->t, nr, args, &result);
 
@@ -111,14 +111,14 @@ static int job_send_dev(struct uffd_job *j, int devuffd_fd)
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
-	} control = { 0 };
+	} control = {0};
 	char byte = 'U';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
 	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
 	};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
 
@@ -134,15 +134,15 @@ static int job_send_dev(struct uffd_job *j, int devuffd_fd)
 /* Lay out a msghdr in the scratch page (target addresses), recvmsg() there, read it back. */
 static int job_recv_dev(struct uffd_job *j)
 {
-	uint8_t page[SCRATCH_USED] = { 0 };
+	uint8_t page[SCRATCH_USED] = {0};
 	struct msghdr msg = {
-		.msg_iov = (void *)(uintptr_t)(j->scratch + SCRATCH_IOV),
-		.msg_iovlen = 1,
-		.msg_control = (void *)(uintptr_t)(j->scratch + SCRATCH_CMSG),
-		.msg_controllen = CMSG_SPACE(sizeof(int)),
+	    .msg_iov = (void *)(uintptr_t)(j->scratch + SCRATCH_IOV),
+	    .msg_iovlen = 1,
+	    .msg_control = (void *)(uintptr_t)(j->scratch + SCRATCH_CMSG),
+	    .msg_controllen = CMSG_SPACE(sizeof(int)),
 	};
-	struct iovec iov = { .iov_base = (void *)(uintptr_t)(j->scratch + SCRATCH_DATA),
-			     .iov_len = 1 };
+	struct iovec iov = {.iov_base = (void *)(uintptr_t)(j->scratch + SCRATCH_DATA),
+			    .iov_len = 1};
 	struct cmsghdr cmsg;
 	int r;
 
@@ -224,12 +224,12 @@ static int job_cleanup(struct uffd_job *j)
 int target_uffd_create(struct target *t, int devuffd_fd, int *ret_uffd)
 {
 	struct uffd_job j = {
-		.t = t,
-		.rsock = { -EBADF, -EBADF },
-		.rdev = -EBADF,
-		.ruffd = -EBADF,
-		.lsock = -EBADF,
-		.luffd = -EBADF,
+	    .t = t,
+	    .rsock = {-EBADF, -EBADF},
+	    .rdev = -EBADF,
+	    .ruffd = -EBADF,
+	    .lsock = -EBADF,
+	    .luffd = -EBADF,
 	};
 	int r, k;
 

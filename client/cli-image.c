@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening image files for uffsnapctl, and the one-line messages about them. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli-image.h"
+
+void cli_file_error(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "uffsnapctl: %s: ", name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+const char *cli_strerror(int neg_errno, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", strerror(-neg_errno));
+	if (buf[0] && isupper((unsigned char)buf[0]) && !isupper((unsigned char)buf[1]))
+		buf[0] = (char)tolower((unsigned char)buf[0]);
+	return buf;
+}
+
+/* Refuses a directory and an empty regular file; notes whether pread() will work. */
+static int cli_image_check(struct cli_image *img)
+{
+	struct stat st;
+
+	if (fstat(img->fd, &st) < 0) {
+		int r = -errno;
+		char e[128];
+
+		cli_file_error(img->name, "cannot stat: %s", cli_strerror(r, e, sizeof(e)));
+		return r;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		cli_file_error(img->name, "is a directory, not an image file");
+		return -EISDIR;
+	}
+	if (S_ISREG(st.st_mode) && st.st_size == 0) {
+		cli_file_error(img->name, "empty file (0 bytes), not an image");
+		return -ENODATA;
+	}
+	img->seekable = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+	return 0;
+}
+
+int cli_image_open(const char *path, struct cli_image *ret)
+{
+	struct cli_image img = {.name = path, .fd = -EBADF};
+	char e[128];
+	int r;
+
+	if (!strcmp(path, "-")) {
+		img.name = "(stdin)";
+		img.fd = STDIN_FILENO;
+	} else {
+		img.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (img.fd < 0) {
+			r = -errno;
+			cli_file_error(path, "cannot open: %s", cli_strerror(r, e, sizeof(e)));
+			return r;
+		}
+		img.owned = true;
+	}
+	r = cli_image_check(&img);
+	if (r < 0) {
+		cli_image_close(&img);
+		return r;
+	}
+	*ret = img;
+	return 0;
+}
+
+void cli_image_close(struct cli_image *img)
+{
+	if (!img)
+		return;
+	if (img->owned && img->fd >= 0)
+		close(img->fd);
+	img->fd = -EBADF;
+	img->owned = false;
+}
+
+const char *cli_status_name(enum img_status status)
+{
+	switch (status) {
+	case IMG_COMPLETE:
+		return "complete";
+	case IMG_INCOMPLETE:
+		return "incomplete";
+	default:
+		return "corrupt";
+	}
+}
+
+void cli_status_describe(const struct img_summary *s, char *buf, size_t len)
+{
+	const char *msg = s->error.msg[0] ? s->error.msg : "no details";
+
+	if (s->status == IMG_COMPLETE)
+		snprintf(buf, len, "complete");
+	else if (s->status == IMG_INCOMPLETE && s->valid_bytes != s->error.offset)
+		snprintf(buf, len, "incomplete at offset %llu: %s (valid up to byte %llu)",
+			 (unsigned long long)s->error.offset, msg,
+			 (unsigned long long)s->valid_bytes);
+	else if (s->status == IMG_INCOMPLETE)
+		snprintf(buf, len, "incomplete at offset %llu: %s",
+			 (unsigned long long)s->error.offset, msg);
+	else
+		snprintf(buf, len, "corrupt at offset %llu: %s",
+			 (unsigned long long)s->error.offset, msg);
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening image files for uffsnapctl, and the one-line messages about them. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "uffsnap/image.h"
+
+struct cli_image {
+	const char *name; /* for messages: the path as given, or "(stdin)" for "-" */
+	int fd;		  /* -EBADF when closed */
+	bool owned;	  /* false for stdin */
+	bool seekable;	  /* a regular file (or a block device) that pread() works on */
+};
+
+/*
+ * Opens path ("-": stdin) for reading and refuses what cannot be an image (a directory, an
+ * empty file). On failure prints one line naming the file and the problem and returns -errno.
+ */
+int cli_image_open(const char *path, struct cli_image *ret);
+void cli_image_close(struct cli_image *img);
+
+/* Prints "uffsnapctl: NAME: MESSAGE" as one line on stderr. */
+__attribute__((format(printf, 2, 3))) void cli_file_error(const char *name, const char *fmt, ...);
+
+/* "complete", "incomplete" or "corrupt". */
+const char *cli_status_name(enum img_status status);
+
+/* Describes why an image is not complete, in one line (no newline), e.g.
+ * "corrupt at offset 4160: frame header checksum mismatch". */
+void cli_status_describe(const struct img_summary *s, char *buf, size_t len);
+
+/* strerror() for a negative errno, starting lower case to fit in the middle of a message. */
+const char *cli_strerror(int neg_errno, char *buf, size_t len);

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffsnapctl image maps FILE: the VMA table of the META frame, one line per VMA as in
+ * /proc/PID/maps (proc(5)), with the kind and content columns before the path so that the path,
+ * which may contain spaces, stays last.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli-args.h"
+#include "cli-image.h"
+#include "cli-meta.h"
+#include "cmd-image.h"
+
+static void maps_print_vma(const json_t *v)
+{
+	uint64_t start = 0, end = 0, offset = 0, inode = 0;
+	const char *prot = cli_json_str(v, "prot"), *dev = cli_json_str(v, "dev");
+	const char *kind = cli_json_str(v, "kind"), *content = cli_json_str(v, "content");
+	const char *path = cli_json_str(v, "path");
+
+	cli_json_u64(v, "start", &start);
+	cli_json_u64(v, "end", &end);
+	cli_json_u64(v, "offset", &offset);
+	cli_json_u64(v, "inode", &inode);
+	printf("%08" PRIx64 "-%08" PRIx64 " %-4s %08" PRIx64 " %-5s %-10" PRIu64 " %-12s %-9s %s\n",
+	       start, end, prot ? prot : "----", offset, dev ? dev : "00:00", inode,
+	       kind ? kind : "-", content ? content : "-", path ? path : "");
+}
+
+/*
+ * The META text: from a complete image opened for random access (cheap), else by reading it
+ * front to back, which works on a pipe and says where an incomplete or corrupt image ends.
+ * *ret_sum->status tells whether the fallback found the image complete.
+ */
+static int maps_load_meta(const struct cli_image *img, char **ret_text, struct img_summary *ret_sum)
+{
+	struct img_reader *r = NULL;
+	char e[128];
+	int k;
+
+	ret_sum->status = IMG_COMPLETE;
+	if (img->seekable && img_reader_open(img->fd, &r, NULL) >= 0 && img_reader_complete(r)) {
+		*ret_text = strdup(img_reader_meta(r));
+		img_reader_free(r);
+		return *ret_text ? 0 : -ENOMEM;
+	}
+	img_reader_free(r);
+	k = img->seekable && lseek(img->fd, 0, SEEK_SET) < 0 ? -errno : 0;
+	if (k >= 0)
+		k = img_verify_fd(img->fd, ret_sum, ret_text);
+	if (k < 0)
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(k, e, sizeof(e)));
+	return k;
+}
+
+static int maps_print(const char *name, const char *text)
+{
+	char err[256];
+	json_t *meta = cli_meta_parse(text, err, sizeof(err));
+	json_t *vmas = json_object_get(meta, "vmas");
+	size_t i;
+	json_t *v;
+
+	if (!meta) {
+		cli_file_error(name, "the image's metadata is %s", err);
+		return -EBADMSG;
+	}
+	if (!json_is_array(vmas))
+		cli_file_error(name, "the image's metadata has no VMA table");
+	json_array_foreach(vmas, i, v) maps_print_vma(v);
+	json_decref(meta);
+	return 0;
+}
+
+int cmd_image_maps(const struct cli_invocation *inv, int argc, char **argv)
+{
+	static const struct option opts[] = {{NULL, 0, NULL, 0}};
+	struct cli_image img = {.fd = -EBADF};
+	struct img_summary s = {0};
+	char *text = NULL, state[sizeof(s.error.msg) + 96];
+	const char *path;
+	int ret = CLI_EXIT_FAILURE;
+
+	if (cli_getopt(inv, argc, argv, "", opts) != -1)
+		return CLI_EXIT_USAGE;
+	path = cli_one_operand(inv, argc, argv, "FILE");
+	if (!path)
+		return CLI_EXIT_USAGE;
+	if (cli_image_open(path, &img) < 0)
+		return CLI_EXIT_FAILURE;
+	if (maps_load_meta(&img, &text, &s) < 0)
+		goto out;
+	cli_status_describe(&s, state, sizeof(state));
+	if (!text) {
+		cli_file_error(img.name, "%s", state);
+		goto out;
+	}
+	if (maps_print(img.name, text) < 0)
+		goto out;
+	fflush(stdout);
+	if (s.status != IMG_COMPLETE) {
+		cli_file_error(img.name, "%s", state);
+		goto out;
+	}
+	ret = CLI_EXIT_OK;
+out:
+	free(text);
+	cli_image_close(&img);
+	return ret;
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffsnapctl image read FILE --addr ADDR --length N [--output OUT]: the snapshot's bytes of a
+ * range. The whole range is checked against the index before anything is written, so a range
+ * that is partly missing or discarded fails without leaving partial output behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli-args.h"
+#include "cli-image.h"
+#include "cmd-image.h"
+
+/* Bytes copied per img_reader_read(): large enough to amortise, small enough for any box. */
+#define READ_CHUNK (1u << 20)
+
+struct read_args {
+	const char *path;
+	const char *output; /* NULL or "-": stdout */
+	uint64_t addr;
+	uint64_t length;
+	int have_addr, have_length;
+};
+
+static int read_number(const struct cli_invocation *inv, const char *opt, const char *s,
+		       uint64_t *ret)
+{
+	int r = cli_parse_u64(s, ret);
+
+	if (r == -ERANGE)
+		return cli_usage_error(inv, "%s '%s' is too large (at most 0xffffffffffffffff)",
+				       opt, s),
+		       r;
+	if (r < 0)
+		return cli_usage_error(inv, "%s '%s' is not a number (hex 0x... or decimal)", opt,
+				       s),
+		       r;
+	return 0;
+}
+
+static int read_check_args(const struct cli_invocation *inv, const struct read_args *a)
+{
+	if (!a->have_addr)
+		return cli_usage_error(inv, "missing --addr ADDR"), -EINVAL;
+	if (!a->have_length)
+		return cli_usage_error(inv, "missing --length N"), -EINVAL;
+	if (a->length == 0)
+		return cli_usage_error(inv, "--length must be greater than 0"), -EINVAL;
+	if (a->addr + a->length < a->addr)
+		return cli_usage_error(inv,
+				       "range 0x%" PRIx64 " + %" PRIu64
+				       " wraps around the end of the address space",
+				       a->addr, a->length),
+		       -EINVAL;
+	return 0;
+}
+
+static int read_parse(const struct cli_invocation *inv, int argc, char **argv, struct read_args *a)
+{
+	static const struct option opts[] = {
+	    {"addr", required_argument, NULL, 'a'},
+	    {"length", required_argument, NULL, 'l'},
+	    {"output", required_argument, NULL, 'o'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c, r = 0;
+
+	while (r >= 0 && (c = cli_getopt(inv, argc, argv, "a:l:o:", opts)) != -1) {
+		if (c == 'a')
+			r = read_number(inv, "--addr", optarg, &a->addr), a->have_addr = 1;
+		else if (c == 'l')
+			r = read_number(inv, "--length", optarg, &a->length), a->have_length = 1;
+		else if (c == 'o')
+			a->output = optarg;
+		else
+			r = -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	a->path = cli_one_operand(inv, argc, argv, "FILE");
+	if (!a->path)
+		return -EINVAL;
+	return read_check_args(inv, a);
+}
+
+/* The last index entry starting at or below addr (entries are sorted by address). */
+static const struct img_index_entry *read_find(const struct img_index_entry *e, size_t n,
+					       uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (e[mid].addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? &e[lo - 1] : NULL;
+}
+
+/* Fails, naming the first address, if any part of [addr, end) is a hole or discarded. */
+static int read_check_range(const char *name, struct img_reader *r, uint64_t addr, uint64_t end)
+{
+	const struct img_index_entry *idx, *e;
+	uint64_t ps = img_reader_page_size(r), eend;
+	size_t n = img_reader_index(r, &idx);
+
+	for (uint64_t cur = addr; cur < end; cur = eend) {
+		e = read_find(idx, n, cur);
+		if (!e || __builtin_mul_overflow(e->npages, ps, &eend) ||
+		    __builtin_add_overflow(e->addr, eend, &eend))
+			eend = e ? UINT64_MAX : 0;
+		if (eend <= cur) {
+			cli_file_error(name,
+				       "address 0x%" PRIx64 " is not in the image (it was not "
+				       "mapped, or not copied, at the snapshot instant)",
+				       cur);
+			return -ENOENT;
+		}
+		if (e->type == IMG_FRAME_DISCARDED) {
+			cli_file_error(name,
+				       "address 0x%" PRIx64 " was discarded after the snapshot "
+				       "instant (pages 0x%" PRIx64 "-0x%" PRIx64 "): its content "
+				       "is not in the image",
+				       cur, e->addr, eend);
+			return -ESTALE;
+		}
+		if (eend == UINT64_MAX)
+			break;
+	}
+	return 0;
+}
+
+/* " at offset N", unless the library's message already says where. */
+static const char *read_where(const struct img_error *err, char *buf, size_t len)
+{
+	if (strstr(err->msg, "offset"))
+		return "";
+	snprintf(buf, len, " at offset %" PRIu64, err->offset);
+	return buf;
+}
+
+static int read_write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Copies the range, chunk by chunk, from the image to out. */
+static int read_copy(const char *name, struct img_reader *r, const struct read_args *a, int out)
+{
+	struct img_error err = {0};
+	uint8_t *buf = malloc(READ_CHUNK);
+	char e[128], where[48];
+	int k = buf ? 0 : -ENOMEM;
+
+	for (uint64_t done = 0; k >= 0 && done < a->length; done += READ_CHUNK) {
+		size_t n = a->length - done < READ_CHUNK ? a->length - done : READ_CHUNK;
+
+		k = img_reader_read(r, a->addr + done, buf, n, &err);
+		if (k < 0) {
+			cli_file_error(name, "cannot read 0x%" PRIx64 ": %s%s", a->addr + done,
+				       err.msg[0] ? err.msg : cli_strerror(k, e, sizeof(e)),
+				       err.msg[0] ? read_where(&err, where, sizeof(where)) : "");
+			break;
+		}
+		k = read_write_all(out, buf, n);
+		if (k < 0)
+			cli_file_error(a->output ? a->output : "(stdout)", "cannot write: %s",
+				       cli_strerror(k, e, sizeof(e)));
+	}
+	free(buf);
+	return k;
+}
+
+static int read_open_reader(const struct cli_image *img, struct img_reader **ret)
+{
+	struct img_error err = {0};
+	char e[128], where[48];
+	int r;
+
+	if (!img->seekable) {
+		cli_file_error(img->name, "not a regular file: reading a range needs random access "
+					  "(save the image to a file first)");
+		return -ESPIPE;
+	}
+	r = img_reader_open(img->fd, ret, &err);
+	if (r == -ENODATA)
+		cli_file_error(img->name,
+			       "incomplete image (%s at offset %" PRIu64 "): reading a "
+			       "range needs its index; see 'uffsnapctl image verify'",
+			       err.msg, err.offset);
+	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
+		cli_file_error(img->name,
+			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
+			       err.msg, read_where(&err, where, sizeof(where)));
+	else if (r < 0)
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
+	return r;
+}
+
+/* stdout, or the file named by --output (created only once the range is known to be there). */
+static int read_open_output(const struct read_args *a)
+{
+	char e[128];
+	int fd;
+
+	if (!a->output || !strcmp(a->output, "-"))
+		return STDOUT_FILENO;
+	fd = open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
+	if (fd < 0) {
+		int r = -errno;
+
+		cli_file_error(a->output, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
+		return r;
+	}
+	return fd;
+}
+
+int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
+{
+	struct cli_image img = {.fd = -EBADF};
+	struct read_args a = {0};
+	struct img_reader *r = NULL;
+	int out = -EBADF, ret = CLI_EXIT_FAILURE;
+
+	if (read_parse(inv, argc, argv, &a) < 0)
+		return CLI_EXIT_USAGE;
+	if ((!a.output || !strcmp(a.output, "-")) && isatty(STDOUT_FILENO))
+		return cli_usage_error(inv, "refusing to write binary data to a terminal; "
+					    "redirect stdout or use --output FILE");
+	if (cli_image_open(a.path, &img) < 0)
+		return CLI_EXIT_FAILURE;
+	if (read_open_reader(&img, &r) < 0 ||
+	    read_check_range(img.name, r, a.addr, a.addr + a.length) < 0)
+		goto out;
+	if (!img_reader_complete(r))
+		cli_file_error(img.name, "warning: the image is incomplete (no valid trailer); "
+					 "reading the frames it holds");
+	out = read_open_output(&a);
+	if (out < 0)
+		goto out;
+	if (read_copy(img.name, r, &a, out) < 0) {
+		if (out != STDOUT_FILENO)
+			unlink(a.output); /* no partial file left behind */
+		goto out;
+	}
+	if (out != STDOUT_FILENO && close(out) < 0) {
+		cli_file_error(a.output, "cannot write: %s", strerror(errno));
+		out = -EBADF;
+		goto out;
+	}
+	out = -EBADF;
+	ret = CLI_EXIT_OK;
+out:
+	if (out >= 0 && out != STDOUT_FILENO)
+		close(out);
+	img_reader_free(r);
+	cli_image_close(&img);
+	return ret;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/* The "image" command group: one row per command; help is generated from these rows. */
+#include <stddef.h>
+
+#include "cmd-image.h"
+
+const struct cli_command cmd_image_commands[] = {
+    {
+	.name = "info",
+	.handler = cmd_image_info,
+	.usage = "FILE [--json]",
+	.help = "show an image's target, snapshot time, sizes and state (FILE '-': stdin)",
+	.options = "  --json   print one JSON object instead of text\n"
+		   "The whole image is read and verified, so its state is part of the answer.\n"
+		   "Exit status 1 if the image is incomplete or corrupt (what is readable\n"
+		   "is still shown, the problem is one line on stderr).\n",
+    },
+    {
+	.name = "verify",
+	.handler = cmd_image_verify,
+	.usage = "FILE",
+	.help = "check every frame, the index and the digest, front to back (FILE '-': stdin)",
+	.options = "Exit status 0 if the image is complete and every check passes, 1 if it\n"
+		   "is corrupt or incomplete (the offset and the problem are printed), 2 for\n"
+		   "a usage error. Reads sequentially, so FILE may be a pipe.\n",
+    },
+    {
+	.name = "maps",
+	.handler = cmd_image_maps,
+	.usage = "FILE",
+	.help = "list the target's memory map at the snapshot instant, like /proc/PID/maps",
+	.options = "Columns: start-end perms offset dev inode kind content path.\n"
+		   "kind: anon, thp, shm, memfd, hugetlb, file-private, file-shared, text,\n"
+		   "stack, heap, vdso, ...; content: tracked/copied (in the image),\n"
+		   "reference (the file holds it) or none. Fields the image lacks show as 0\n"
+		   "or '-'. The page data is not checked; use 'verify' for that.\n",
+    },
+    {
+	.name = "read",
+	.handler = cmd_image_read,
+	.usage = "FILE --addr ADDR --length N [--output OUT]",
+	.help = "write the snapshot's bytes of [ADDR, ADDR+N) to stdout or OUT",
+	.options = "  -a, --addr ADDR     first address, hex (0x7f...) or decimal\n"
+		   "  -l, --length N      number of bytes, hex or decimal, > 0\n"
+		   "  -o, --output OUT    write to the file OUT instead of stdout\n"
+		   "Zero pages read as zero bytes. Fails (exit 1, nothing written) if any part\n"
+		   "of the range is not in the image or was discarded after the snapshot\n"
+		   "instant. Binary data is not written to a terminal: redirect or use -o.\n",
+    },
+    {.name = NULL},
+};

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "target-attach.h"
+#include "target-holder.h"
+#include "target-regs.h"
+#include "target-uffd.h"
+
+/* Largest message: the registers of every thread as JSON. */
+#define HOLDER_MSG_MAX (8u << 20)
+#define HOLDER_CMD_RELEASE 'R'
+
+struct holder {
+	pid_t child;
+	int sock;
+};
+
+/* Sends one datagram of text, with fd attached when fd >= 0. */
+static int send_msg(int sock, const char *text, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {(void *)text, strlen(text) + 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Receives one datagram (NUL-ended) and maybe an fd. 0 bytes: the peer is gone. */
+static ssize_t recv_msg(int sock, char *buf, size_t len, int *ret_fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {buf, len - 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			   .msg_controllen = sizeof(cbuf)};
+	ssize_t n;
+
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	if (ret_fd) {
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+		*ret_fd = -EBADF;
+		if (c && c->cmsg_type == SCM_RIGHTS)
+			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+	}
+	return n;
+}
+
+static json_t *info_json(struct target *t)
+{
+	json_t *threads = NULL, *addrs = json_array();
+
+	if (target_regs_to_json(t, &threads) < 0 || !addrs) {
+		json_decref(addrs);
+		return NULL;
+	}
+	for (size_t i = 0; i < target_nthreads(t); i++) {
+		const struct target_thread *th = target_thread_at(t, i);
+
+		if (th->gone)
+			continue;
+		json_array_append_new(addrs, json_integer((json_int_t)th->regs.rsp));
+		/* The main thread's TLS may sit in the heap; its exit is the process's exit. */
+		if (th->tid != target_pid(t))
+			json_array_append_new(addrs, json_integer((json_int_t)th->regs.fs_base));
+	}
+	return json_pack("{s:b, s:o, s:o, s:i}", "ok", 1, "threads", threads, "stack_addrs", addrs,
+			 "nthreads", (int)target_nthreads(t));
+}
+
+static void send_error(int sock, int err, const char *msg)
+{
+	json_t *j = json_pack("{s:b, s:i, s:s}", "ok", 0, "errno", -err, "msg", msg);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (text)
+		send_msg(sock, text, -1);
+	free(text);
+	json_decref(j);
+}
+
+/* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
+static int holder_child(int sock, pid_t pid, int devfd)
+{
+	struct target_error terr = {0};
+	struct target *t = NULL;
+	json_t *info;
+	char *text, cmd[8];
+	int uffd = -EBADF, k;
+
+	prctl(PR_SET_NAME, "uffsnapd-hold");
+	k = target_attach(pid, &t, &terr);
+	if (k < 0)
+		return send_error(sock, k, terr.msg), 1;
+	k = target_uffd_create(t, devfd, &uffd);
+	if (k < 0) {
+		target_free(t);
+		snprintf(terr.msg, sizeof(terr.msg),
+			 "cannot create a userfaultfd in pid %d: %s", pid, strerror(-k));
+		return send_error(sock, k, terr.msg), 1;
+	}
+	info = info_json(t);
+	text = info ? json_dumps(info, JSON_COMPACT) : NULL;
+	json_decref(info);
+	k = text ? send_msg(sock, text, uffd) : -ENOMEM;
+	free(text);
+	close(uffd); /* only the daemon keeps it: its death must drop the protection */
+	/* Wait for "release"; end of file means the daemon is gone: release all the same. */
+	if (k >= 0 && recv_msg(sock, cmd, sizeof(cmd), NULL) > 0 && cmd[0] == HOLDER_CMD_RELEASE) {
+		k = target_detach(t);
+		send_msg(sock, k < 0 ? strerror(-k) : "ok", -1);
+	}
+	target_free(t);
+	return k < 0;
+}
+
+static int parse_info(const char *text, struct holder_info *ret, char *msg, size_t msglen)
+{
+	json_t *j = json_loads(text, 0, NULL), *addrs;
+	int k = 0;
+
+	if (!json_is_true(json_object_get(j, "ok"))) {
+		k = -(int)json_integer_value(json_object_get(j, "errno"));
+		snprintf(msg, msglen, "%s", json_string_value(json_object_get(j, "msg")) ?: "?");
+		json_decref(j);
+		return k < 0 ? k : -EIO;
+	}
+	addrs = json_object_get(j, "stack_addrs");
+	ret->nthreads = json_integer_value(json_object_get(j, "nthreads"));
+	ret->threads = json_incref(json_object_get(j, "threads"));
+	ret->nstack_addrs = json_array_size(addrs);
+	ret->stack_addrs = calloc(ret->nstack_addrs + 1, sizeof(uint64_t));
+	if (!ret->stack_addrs)
+		k = -ENOMEM;
+	for (size_t i = 0; k >= 0 && i < ret->nstack_addrs; i++)
+		ret->stack_addrs[i] = (uint64_t)json_integer_value(json_array_get(addrs, i));
+	json_decref(j);
+	return k;
+}
+
+int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *ret_info,
+		 char *msg, size_t msglen)
+{
+	struct holder *h = calloc(1, sizeof(*h));
+	char *buf = malloc(HOLDER_MSG_MAX);
+	int sv[2] = {-EBADF, -EBADF}, fd = -EBADF, k;
+	ssize_t n;
+
+	if (!h || !buf || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		k = !h || !buf ? -ENOMEM : -errno;
+		goto fail;
+	}
+	h->sock = sv[0];
+	h->child = fork();
+	if (h->child < 0) {
+		k = -errno;
+		goto fail;
+	}
+	if (h->child == 0) {
+		close(sv[0]);
+		_exit(holder_child(sv[1], pid, devfd));
+	}
+	close(sv[1]);
+	sv[1] = -EBADF;
+	n = recv_msg(h->sock, buf, HOLDER_MSG_MAX, &fd);
+	k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+	if (k >= 0 && fd < 0)
+		k = -EPROTO;
+	if (k < 0)
+		goto fail;
+	ret_info->uffd = fd;
+	free(buf);
+	*ret = h;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (!msg[0])
+		snprintf(msg, msglen, "cannot hold pid %d: %s", pid, strerror(-k));
+	free(buf);
+	holder_free(h);
+	return k;
+}
+
+int holder_release(struct holder *h, char *msg, size_t msglen)
+{
+	char cmd[2] = {HOLDER_CMD_RELEASE, 0}, reply[256];
+	ssize_t n;
+	int k = send_msg(h->sock, cmd, -1);
+
+	if (k < 0)
+		return snprintf(msg, msglen, "the holder process is gone"), k;
+	n = recv_msg(h->sock, reply, sizeof(reply), NULL);
+	if (n <= 0)
+		return snprintf(msg, msglen, "the holder process is gone"), -EPIPE;
+	if (strcmp(reply, "ok"))
+		return snprintf(msg, msglen, "cannot resume the target: %s", reply), -EIO;
+	return 0;
+}
+
+void holder_free(struct holder *h)
+{
+	if (!h)
+		return;
+	if (h->sock >= 0)
+		close(h->sock); /* the holder releases the target if it still holds it */
+	if (h->child > 0)
+		while (waitpid(h->child, NULL, 0) < 0 && errno == EINTR)
+			;
+	free(h);
+}
+
+void holder_info_clear(struct holder_info *i)
+{
+	if (i->uffd >= 0)
+		close(i->uffd);
+	json_decref(i->threads);
+	free(i->stack_addrs);
+	*i = (struct holder_info){.uffd = -EBADF};
+}

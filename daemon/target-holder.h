@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The holder: a child process that does all the ptrace work of a snapshot (attach, syscall
+ * injection, creating the userfaultfd, holding the threads, detaching). It exists so that
+ * killing uffsnapd at any moment, even in the middle of an injection, can never leave a
+ * target thread running with injected registers: the holder notices that its socket to the
+ * daemon closed, finishes or undoes what it was doing, restores every register and detaches.
+ * (The daemon's death also drops all write protection: the kernel releases the userfaultfd
+ * with the daemon's last reference to it.)
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct holder;
+
+struct holder_info {
+	int uffd;	     /* a userfaultfd bound to the target's mm; UFFDIO_API not yet called */
+	json_t *threads;     /* every thread's registers, for the image metadata */
+	uint64_t *stack_addrs; /* stack pointers and (non-main) TLS bases of the held threads */
+	size_t nstack_addrs;
+	unsigned nthreads;
+};
+
+/*
+ * Forks the holder, which attaches to pid and creates the userfaultfd. On success the target
+ * is held and ret_info filled (the caller owns uffd, threads and stack_addrs). On failure,
+ * -errno and msg (one line for a human); the target was never changed, or is released again.
+ */
+int holder_start(pid_t pid, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
+		 char *msg, size_t msglen);
+/* Lets the target run again: the snapshot instant. */
+int holder_release(struct holder *h, char *msg, size_t msglen);
+/* Releases the target if still held, reaps the holder. NULL is fine. */
+void holder_free(struct holder *h);
+void holder_info_clear(struct holder_info *i);

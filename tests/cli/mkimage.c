@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mkimage: writes the small, fixed test image the CLI tests run uffsnapctl on, through the real
+ * writer (libuffsnap), and prints the bytes the image holds for a range.
+ *
+ *   mkimage image OUT           a complete image (layout below)
+ *   mkimage partial OUT         the same frames without index and trailer (incomplete)
+ *   mkimage expect ADDR LEN     the snapshot's bytes of [ADDR, ADDR+LEN) on stdout
+ *   mkimage offset IMG ADDR     the file offset of the frame holding ADDR (to corrupt it)
+ *
+ * Layout (4 KiB pages), written out of address order:
+ *   0x10000  4 pages data      0x14000  2 pages zero      0x16000  2 pages data
+ *   0x18000  hole (8 pages)    0x20000  1 page discarded  0x21000  1 page data
+ *   0x7ffff7ff0000 3 pages data (a "stack")
+ * plus one PROGRESS and one EVENT frame.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uffsnap/image.h"
+
+#define MK_PAGE 4096u
+
+static const char mk_meta[] =
+    "{\"format\":\"uffsnap\",\"version\":1,"
+    "\"tool\":{\"name\":\"mkimage\",\"version\":\"0.1.0\"},"
+    "\"target\":{\"pid\":4242,\"comm\":\"testprog\",\"exe\":\"/usr/bin/testprog\"},"
+    "\"kernel\":{\"release\":\"6.18.0-test\",\"machine\":\"x86_64\"},"
+    "\"time\":{\"realtime_ns\":1795000000123456789,"
+    "\"iso8601\":\"2026-11-18T09:46:40.123456789Z\"},"
+    "\"threads\":[{\"tid\":4242,\"regs\":{\"rip\":\"0x401000\"}},{\"tid\":4243}],"
+    "\"vmas\":["
+    "{\"start\":\"0x10000\",\"end\":\"0x18000\",\"prot\":\"rw-p\",\"offset\":0,"
+    "\"dev\":\"00:00\",\"inode\":0,\"path\":\"[heap]\",\"kind\":\"anon\",\"content\":\"tracked\"},"
+    "{\"start\":\"0x20000\",\"end\":\"0x22000\",\"prot\":\"rw-s\",\"offset\":8192,"
+    "\"dev\":\"fd:01\",\"inode\":1234567,\"path\":\"/tmp/data file\",\"kind\":\"file-shared\","
+    "\"content\":\"reference\"},"
+    "{\"start\":\"0x400000\",\"end\":\"0x401000\",\"prot\":\"r-xp\",\"path\":\"/usr/bin/testprog\","
+    "\"kind\":\"text\",\"content\":\"none\"},"
+    "{\"start\":\"0x7ffff7ff0000\",\"end\":\"0x7ffff7ff3000\",\"prot\":\"rw-p\","
+    "\"path\":\"[stack]\",\"kind\":\"stack\",\"content\":\"copied\"}]}";
+
+/* The byte the image holds at address a (for data pages): easy to recompute, not constant. */
+static uint8_t mk_byte(uint64_t a)
+{
+	return (uint8_t)(a * 7 + (a >> 12) * 13 + 1);
+}
+
+static void mk_fill(uint64_t addr, uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = mk_byte(addr + i);
+}
+
+static int mk_data(struct img_writer *w, uint64_t addr, uint64_t npages)
+{
+	uint8_t *buf = malloc(npages * MK_PAGE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	mk_fill(addr, buf, npages * MK_PAGE);
+	r = img_writer_pages(w, addr, npages, buf);
+	free(buf);
+	return r;
+}
+
+static int mk_frames(struct img_writer *w)
+{
+	static const char event[] = "{\"event\":\"munmap\",\"start\":\"0x20000\",\"pages\":1}";
+	struct img_progress p = {.pages_done = 6, .pages_total = 13, .elapsed_ns = 1000};
+	int r = img_writer_begin(w, mk_meta, strlen(mk_meta));
+
+	if (r >= 0)
+		r = mk_data(w, 0x21000, 1);
+	if (r >= 0)
+		r = img_writer_zero(w, 0x14000, 2);
+	if (r >= 0)
+		r = mk_data(w, 0x7ffff7ff0000, 3);
+	if (r >= 0)
+		r = img_writer_progress(w, &p);
+	if (r >= 0)
+		r = mk_data(w, 0x10000, 4);
+	if (r >= 0)
+		r = img_writer_discarded(w, 0x20000, 1);
+	if (r >= 0)
+		r = img_writer_event(w, event, strlen(event));
+	if (r >= 0)
+		r = mk_data(w, 0x16000, 2);
+	return r;
+}
+
+static int mk_image(const char *path, int finish)
+{
+	struct img_writer_opts opts = {.page_size = MK_PAGE};
+	struct img_writer *w = NULL;
+	struct img_sink *sink = NULL;
+	int fd, r;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "mkimage: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	r = img_sink_fd_new(fd, &sink);
+	if (r >= 0)
+		r = img_writer_new(&opts, sink, &w);
+	if (r >= 0)
+		r = mk_frames(w);
+	if (r >= 0 && finish)
+		r = img_writer_finish(w);
+	img_writer_free(w);
+	img_sink_free(sink);
+	close(fd);
+	if (r < 0)
+		fprintf(stderr, "mkimage: writing %s: %s\n", path, strerror(-r));
+	return r < 0;
+}
+
+static int mk_expect(const char *addr_s, const char *len_s)
+{
+	uint64_t addr = strtoull(addr_s, NULL, 0), len = strtoull(len_s, NULL, 0);
+
+	for (uint64_t i = 0; i < len; i++) {
+		uint64_t a = addr + i;
+
+		putchar(a >= 0x14000 && a < 0x16000 ? 0 : mk_byte(a));
+	}
+	return fflush(stdout) != 0;
+}
+
+static int mk_offset(const char *path, const char *addr_s)
+{
+	uint64_t addr = strtoull(addr_s, NULL, 0);
+	const struct img_index_entry *e;
+	struct img_reader *r = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 1;
+	size_t n;
+
+	if (fd < 0 || img_reader_open(fd, &r, NULL) < 0) {
+		fprintf(stderr, "mkimage: cannot open %s as an image\n", path);
+		goto out;
+	}
+	n = img_reader_index(r, &e);
+	for (size_t i = 0; i < n; i++)
+		if (addr >= e[i].addr && addr - e[i].addr < e[i].npages * MK_PAGE) {
+			printf("%llu\n", (unsigned long long)e[i].offset);
+			ret = 0;
+		}
+out:
+	img_reader_free(r);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "image"))
+		return mk_image(argv[2], 1);
+	if (argc == 3 && !strcmp(argv[1], "partial"))
+		return mk_image(argv[2], 0);
+	if (argc == 4 && !strcmp(argv[1], "expect"))
+		return mk_expect(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "offset"))
+		return mk_offset(argv[2], argv[3]);
+	fprintf(stderr, "usage: mkimage image|partial OUT | expect ADDR LEN | offset IMG ADDR\n");
+	return 2;
+}

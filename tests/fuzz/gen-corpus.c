@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * gen-corpus DIR: writes the seed corpus of fuzz-img-reader: small valid images made by the real
+ * writer, incomplete and corrupt variants of them, and hand-built images (every checksum and
+ * the digest right) that exercise rules the writer never breaks: optional unknown frames,
+ * several INDEX frames, overlapping or unsorted extents, huge extents, odd page sizes.
+ * The output is committed in corpus/img/; rerun only when the format changes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "uffsnap/image.h"
+
+#define GEN_META                                                                                   \
+	"{\"format\":\"uffsnap\",\"version\":1,\"target\":{\"pid\":1,\"comm\":\"x\"},"             \
+	"\"vmas\":[{\"start\":\"0x1000\",\"end\":\"0x9000\",\"prot\":\"rw-p\"}]}"
+
+struct gen_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void gen_append(struct gen_buf *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		b->cap = (b->len + len) * 2;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p)
+			abort();
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+}
+
+static void gen_save(const char *dir, const char *name, const uint8_t *p, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wbe");
+	if (!f || fwrite(p, 1, len, f) != len || fclose(f)) {
+		perror(path);
+		exit(1);
+	}
+}
+
+/* --- images from the real writer --------------------------------------------------------- */
+
+struct gen_mem_sink {
+	struct img_sink base;
+	struct gen_buf *out;
+};
+
+static int gen_mem_writev(struct img_sink *s, const struct iovec *iov, int n)
+{
+	for (int i = 0; i < n; i++)
+		gen_append(((struct gen_mem_sink *)s)->out, iov[i].iov_base, iov[i].iov_len);
+	return 0;
+}
+
+static const struct img_sink_ops gen_mem_ops = {.writev = gen_mem_writev};
+
+/* A small image with every frame type; finish = 0 leaves it without index and trailer. */
+static void gen_writer_image(struct gen_buf *out, uint32_t ps, uint32_t frame_pages, int finish)
+{
+	struct gen_mem_sink sink = {{&gen_mem_ops, 0}, out};
+	struct img_writer_opts opts = {.page_size = ps, .max_frame_pages = frame_pages};
+	struct img_progress pr = {3, 9, 12345};
+	struct img_writer *w;
+	uint8_t *data = malloc(4 * ps);
+
+	for (uint32_t i = 0; i < 4 * ps; i++)
+		data[i] = (uint8_t)(i * 31 + i / ps);
+	if (img_writer_new(&opts, &sink.base, &w) < 0 ||
+	    img_writer_begin(w, GEN_META, strlen(GEN_META)) < 0 ||
+	    img_writer_pages(w, 4 * ps, 3, data) < 0 || img_writer_zero(w, 1 * ps, 2) < 0 ||
+	    img_writer_progress(w, &pr) < 0 || img_writer_discarded(w, 8 * ps, 1) < 0 ||
+	    img_writer_event(w, "{\"e\":1}", 7) < 0 || img_writer_pages(w, 3 * ps, 1, data) < 0 ||
+	    (finish && img_writer_finish(w) < 0))
+		abort();
+	img_writer_free(w);
+	free(data);
+}
+
+/* --- hand-built images --------------------------------------------------------------------- */
+
+struct gen_raw {
+	struct gen_buf b;
+	EVP_MD_CTX *sha;
+	uint32_t ps;
+	uint64_t seq;
+	uint64_t index_offset;
+};
+
+static void gen_raw_begin(struct gen_raw *r, uint32_t ps)
+{
+	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, ps, 0};
+	uint8_t hdr[IMG_HEADER_SIZE];
+
+	memset(r, 0, sizeof(*r));
+	r->ps = ps;
+	r->sha = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(r->sha, EVP_sha256(), NULL);
+	img_header_encode(&h, hdr);
+	gen_append(&r->b, hdr, sizeof(hdr));
+	EVP_DigestUpdate(r->sha, hdr, sizeof(hdr));
+}
+
+/* Appends a frame with correct checksums; returns its offset. */
+static uint64_t gen_raw_frame(struct gen_raw *r, uint16_t type, uint16_t flags, uint64_t addr,
+			      uint64_t count, const void *payload, uint32_t len)
+{
+	struct img_frame f = {.type = type,
+			      .flags = flags,
+			      .seq = r->seq++,
+			      .addr = addr,
+			      .count = count,
+			      .payload_len = len,
+			      .payload_crc = len ? img_crc32c(0, payload, len) : 0};
+	uint8_t hdr[IMG_FRAME_HEADER_SIZE];
+	uint64_t off = r->b.len;
+
+	img_frame_encode(&f, hdr);
+	gen_append(&r->b, hdr, sizeof(hdr));
+	gen_append(&r->b, payload, len);
+	EVP_DigestUpdate(r->sha, hdr, sizeof(hdr));
+	if (type == IMG_FRAME_INDEX && !r->index_offset)
+		r->index_offset = off;
+	return off;
+}
+
+static void gen_raw_index(struct gen_raw *r, const struct img_index_entry *e, size_t n)
+{
+	uint8_t buf[64 * IMG_INDEX_ENTRY_SIZE];
+
+	for (size_t i = 0; i < n; i++)
+		img_index_entry_encode(&e[i], buf + i * IMG_INDEX_ENTRY_SIZE);
+	gen_raw_frame(r, IMG_FRAME_INDEX, 0, 0, n, buf, (uint32_t)(n * IMG_INDEX_ENTRY_SIZE));
+}
+
+static void gen_raw_finish(struct gen_raw *r)
+{
+	struct img_trailer t = {r->index_offset, r->seq, r->b.len + IMG_TRAILER_SIZE, {0}};
+	uint8_t buf[IMG_TRAILER_SIZE];
+	unsigned int dlen;
+
+	EVP_DigestFinal_ex(r->sha, t.digest, &dlen);
+	EVP_MD_CTX_free(r->sha);
+	img_trailer_encode(&t, buf);
+	gen_append(&r->b, buf, sizeof(buf));
+}
+
+static void gen_raw_meta(struct gen_raw *r)
+{
+	gen_raw_frame(r, IMG_FRAME_META, 0, 0, 0, GEN_META, strlen(GEN_META));
+}
+
+/* kind: 0 optional unknown frame, 1 two INDEX frames, 2 overlap, 3 unsorted index,
+ * 4 index entry pointing at the wrong frame, 5 huge ZERO extents, 6 META not JSON,
+ * 7 extent at the top of the address space. */
+static void gen_crafted(struct gen_raw *r, int kind)
+{
+	uint8_t page[512];
+	uint32_t ps = kind == 5 ? 2u << 20 : 512;
+	struct img_index_entry e[3];
+	uint64_t top = UINT64_MAX / ps * ps - ps;
+
+	memset(page, 0xa5, sizeof(page));
+	gen_raw_begin(r, ps);
+	if (kind == 6)
+		gen_raw_frame(r, IMG_FRAME_META, 0, 0, 0, "[1,2]", 5);
+	else
+		gen_raw_meta(r);
+	e[0] = (struct img_index_entry){0x1000, 1, 0, IMG_FRAME_PAGES};
+	e[1] = (struct img_index_entry){0x1200, 2, 0, IMG_FRAME_ZERO};
+	e[2] = (struct img_index_entry){0x2000, 1, 0, IMG_FRAME_DISCARDED};
+	if (kind == 5) {
+		e[0] = (struct img_index_entry){0, 1ull << 40, 0, IMG_FRAME_ZERO};
+		e[1] = (struct img_index_entry){2ull << 61, 1ull << 40, 0, IMG_FRAME_DISCARDED};
+		e[2] = (struct img_index_entry){3ull << 62, 1, 0, IMG_FRAME_ZERO};
+	}
+	if (kind == 7)
+		e[2] = (struct img_index_entry){top, 1, 0, IMG_FRAME_DISCARDED};
+	if (kind == 2)
+		e[1].addr = 0x1000; /* the page of e[0] again: overlap */
+	for (int i = 0; i < 3; i++)
+		e[i].offset = gen_raw_frame(r, e[i].type, 0, e[i].addr, e[i].npages,
+					    e[i].type == IMG_FRAME_PAGES ? page : NULL,
+					    e[i].type == IMG_FRAME_PAGES ? ps : 0);
+	if (kind == 0)
+		gen_raw_frame(r, 99, IMG_FRAME_F_OPTIONAL, 0, 0, "opt", 3);
+	if (kind == 3) {
+		struct img_index_entry t = e[0];
+
+		e[0] = e[2];
+		e[2] = t;
+	}
+	if (kind == 4)
+		e[0].offset = e[1].offset;
+	if (kind == 1) {
+		gen_raw_index(r, e, 1);
+		gen_raw_index(r, e + 1, 2);
+	} else {
+		gen_raw_index(r, e, 3);
+	}
+	gen_raw_finish(r);
+}
+
+/* --- variants -------------------------------------------------------------------------------- */
+
+static void gen_variants(const char *dir, const struct gen_buf *v)
+{
+	uint8_t *p = malloc(v->len);
+	struct img_trailer t;
+
+	gen_save(dir, "incomplete-cut-frame.img", v->p, v->len / 2);
+	gen_save(dir, "incomplete-cut-trailer.img", v->p, v->len - 30);
+	gen_save(dir, "incomplete-header-only.img", v->p, IMG_HEADER_SIZE);
+	memcpy(p, v->p, v->len);
+	p[IMG_HEADER_SIZE + 48 + strlen(GEN_META) + 48 + 7] ^= 0x40; /* in the first page */
+	gen_save(dir, "corrupt-payload.img", p, v->len);
+	memcpy(p, v->p, v->len);
+	if (img_trailer_decode(p + v->len - IMG_TRAILER_SIZE, &t, NULL) < 0)
+		abort();
+	t.digest[5] ^= 1; /* a digest that does not match, in an otherwise valid trailer */
+	img_trailer_encode(&t, p + v->len - IMG_TRAILER_SIZE);
+	gen_save(dir, "corrupt-digest.img", p, v->len);
+	memcpy(p, v->p, v->len);
+	p[IMG_HEADER_SIZE + 5] ^= 2; /* META frame header */
+	gen_save(dir, "corrupt-meta-header.img", p, v->len);
+	free(p);
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const crafted[] = {
+	    "crafted-optional-frame.img",  "crafted-two-index.img",	"crafted-overlap.img",
+	    "crafted-unsorted-index.img",  "crafted-index-offset.img",	"crafted-huge-extents.img",
+	    "crafted-meta-not-object.img", "crafted-top-of-memory.img",
+	};
+	struct gen_buf v = {0};
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen-corpus DIR\n");
+		return 2;
+	}
+	gen_writer_image(&v, 512, 0, 1);
+	gen_save(argv[1], "valid-512.img", v.p, v.len);
+	gen_variants(argv[1], &v);
+	v.len = 0;
+	gen_writer_image(&v, 4096, 0, 1);
+	gen_save(argv[1], "valid-4096.img", v.p, v.len);
+	v.len = 0;
+	gen_writer_image(&v, 512, 1, 1);
+	gen_save(argv[1], "valid-split-frames.img", v.p, v.len);
+	v.len = 0;
+	gen_writer_image(&v, 512, 0, 0);
+	gen_save(argv[1], "incomplete-no-index.img", v.p, v.len);
+	for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
+		struct gen_raw r;
+
+		gen_crafted(&r, (int)i);
+		gen_save(argv[1], crafted[i], r.b.p, r.b.len);
+		free(r.b.p);
+	}
+	free(v.p);
+	return 0;
+}

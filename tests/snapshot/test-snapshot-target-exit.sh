@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The target exits in the middle of a snapshot: uffsnapd exits 1 with a clear error and the
+# image is marked incomplete (no trailer), readable up to its last frame.
+# Deterministic: uffsnapd is paused (SIGSTOP) once it is past the snapshot instant (the image
+# has grown beyond its metadata) and before it has finished, then the target is killed.
+# usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL
+set -u
+D=$1 W=$2 C=$3
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
+tmp=$(mktemp -d)
+trap 'kill -9 $wpid $dpid 2>/dev/null; rm -rf "$tmp"' EXIT
+
+for attempt in 1 2 3 4 5; do
+	"$W" --threads 4 --pages 32768 >"$tmp/wl" &
+	wpid=$!
+	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
+	"$D" --pid $wpid --output "$tmp/img" --force 2>"$tmp/err" &
+	dpid=$!
+	# Past T: the copier has written more than the metadata (hang guard only).
+	for _ in $(seq 3000); do
+		[ "$(stat -c %s "$tmp/img" 2>/dev/null || echo 0)" -gt 4194304 ] && break
+		kill -0 $dpid 2>/dev/null || break
+		sleep 0.01
+	done
+	kill -STOP $dpid 2>/dev/null
+	if ! kill -0 $dpid 2>/dev/null || [ "$(tail -c 80 "$tmp/img" | head -c 8 | od -An -tx1 | tr -d ' ')" = "895546534e440a" ]; then
+		echo "attempt $attempt: the snapshot finished first; again"
+		kill -CONT $dpid 2>/dev/null; wait $dpid; kill -9 $wpid; wait $wpid 2>/dev/null
+		continue
+	fi
+	kill -9 $wpid
+	wait $wpid 2>/dev/null
+	kill -CONT $dpid
+	wait $dpid
+	rc=$?
+	fail=0
+	[ $rc -eq 1 ] || { echo "FAIL: uffsnapd exited $rc, want 1"; fail=1; }
+	grep -q "exited during the snapshot" "$tmp/err" || { echo "FAIL: message: $(cat "$tmp/err")"; fail=1; }
+	"$C" image verify "$tmp/img" >"$tmp/v" 2>&1
+	vrc=$?
+	[ $vrc -eq 1 ] && grep -qi incomplete "$tmp/v" || { echo "FAIL: verify exit $vrc: $(cat "$tmp/v")"; fail=1; }
+	echo "uffsnapd: $(cat "$tmp/err")"
+	echo "verify: $(cat "$tmp/v")"
+	[ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
+	exit $fail
+done
+echo "SKIP: the snapshot always finished before the target could be killed"
+exit 77
