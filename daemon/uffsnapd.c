@@ -145,6 +145,28 @@ static int open_output(const struct cli *c)
 	return fd;
 }
 
+/* Reads the finished image back, front to back, as `uffsnapctl image verify` would. */
+static int verify_output(const struct cli *c, char *msg, size_t len)
+{
+	struct img_summary sum;
+	int fd, r;
+
+	if (!strcmp(c->output, "-"))
+		return 0; /* a stream: the reader verifies it */
+	fd = open(c->output, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return snprintf(msg, len, "cannot reopen '%s' to verify it: %m", c->output), -errno;
+	r = img_verify_fd(fd, &sum, NULL);
+	close(fd);
+	if (r < 0)
+		return snprintf(msg, len, "cannot verify '%s': %s", c->output, strerror(-r)), r;
+	if (sum.status != IMG_COMPLETE)
+		return snprintf(msg, len, "the image written to '%s' does not verify: %s at offset %llu",
+				c->output, sum.error.msg, (unsigned long long)sum.error.offset),
+		       -EBADMSG;
+	return 0;
+}
+
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {
 	struct cli *c = ctx;
@@ -222,6 +244,8 @@ int main(int argc, char **argv)
 	r = img_sink_fd_new(fd, &sink);
 	if (r >= 0)
 		r = snapshot_take(c.pid, &o, sink, &st, &err);
+	if (r >= 0)
+		r = verify_output(&c, err.msg, sizeof(err.msg));
 	if (r < 0)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);

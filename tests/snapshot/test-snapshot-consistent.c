@@ -7,6 +7,9 @@
  * then require the target to be unharmed.
  *
  * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST]
+ *                                 [-- WORKLOAD-ARGS...]
+ * (e.g. "-- --as-user nobody" for an unprivileged target, "-- --seccomp-deny-uffd" for one
+ * whose seccomp filter denies userfaultfd(2)).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,17 +20,23 @@
 #include "snap-harness.h"
 
 static int one(const struct snap_paths *p, const char *kind, const char *threads,
-	       const char *events)
+	       const char *events, char **extra, int nextra)
 {
 	/* hugetlb pages are 2 MiB each: fewer of them */
 	const char *pages = strcmp(kind, "hugetlb") ? "128" : "4";
-	const char *args[] = {"--threads", threads, "--kind", kind, "--pages", pages,
-			      events ? "--events" : NULL, events, NULL};
+	const char *args[16] = {"--threads", threads, "--kind", kind, "--pages", pages};
+	int na = 6;
 	char image[] = "/tmp/uffsnap-test-XXXXXX", layout[64];
 	struct wl_proc *w = NULL;
 	int r, fd = mkstemp(image), rc = -1;
 
 	close(fd);
+	for (int i = 0; i < nextra && na < 12; i++)
+		args[na++] = extra[i];
+	if (events) {
+		args[na++] = "--events";
+		args[na++] = events;
+	}
 	r = wl_proc_spawn(p->workload, args, &w);
 	if (r == -ENOSPC) {
 		printf("SKIP %s: no free huge pages\n", kind);
@@ -67,6 +76,8 @@ int main(int argc, char **argv)
 	struct snap_paths p;
 	int i = snap_paths_parse(argc, argv, &p), failed = 0, passed = 0;
 	const char *events = NULL, *threads[] = {"1", "4", "8"};
+	char **extra = NULL;
+	int nextra = 0;
 	long old_huge = -1;
 	char *kinds, *kind, *save;
 
@@ -79,13 +90,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	kinds = strdup(argv[i]);
-	if (i + 2 < argc && !strcmp(argv[i + 1], "--events"))
-		events = argv[i + 2];
+	for (int a = i + 1; a < argc; a++) {
+		if (!strcmp(argv[a], "--events") && a + 1 < argc) {
+			events = argv[++a];
+		} else if (!strcmp(argv[a], "--")) {
+			extra = argv + a + 1;
+			nextra = argc - a - 1;
+			break;
+		}
+	}
 	if (strstr(kinds, "hugetlb"))
 		wl_hugetlb_reserve(8 * 4 + 16, &old_huge);
 	for (kind = strtok_r(kinds, ",", &save); kind; kind = strtok_r(NULL, ",", &save))
 		for (size_t t = 0; t < 3; t++) {
-			int r = one(&p, kind, threads[t], events);
+			int r = one(&p, kind, threads[t], events, extra, nextra);
 
 			failed += r != 0 && r != 77;
 			passed += r == 0;
