@@ -27,13 +27,26 @@ void snap_defaults(struct snap_opts *o)
 		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
 }
 
-int snap_plan(struct snap *s)
+int snap_scan(struct snap *s)
 {
-	int r = vma_scan(s->pid, &s->vmas);
+	int r;
 
+	vma_list_free(&s->vmas);
+	r = vma_scan(s->pid, &s->vmas);
 	if (r < 0)
 		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
 				 strerror(-r)), r;
+	return 0;
+}
+
+int snap_plan(struct snap *s)
+{
+	int r = 0;
+
+	if (!s->vmas.n || !vma_list_unchanged(s->pid, &s->vmas))
+		r = snap_scan(s);
+	if (r < 0)
+		return r;
 	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);
 	return 0;
 }

@@ -309,7 +309,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 		snap_fail(&s, -errno, "cannot create an eventfd: %m");
 	else if (s.memfd < 0)
 		explain_open_failure(&s);
-	else if (snap_writer_open(&s, sink) >= 0)
+	else if (snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0)
 		hold_and_arm(&s);
 	if (!snap_failed(&s))
 		run_after_t(&s);

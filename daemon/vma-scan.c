@@ -188,6 +188,35 @@ int vma_scan(pid_t pid, struct vma_list *ret)
 	return 0;
 }
 
+static bool same_vma(const struct vma *a, const struct vma *b)
+{
+	return a->start == b->start && a->end == b->end && !strcmp(a->prot, b->prot) &&
+	       a->offset == b->offset && a->inode == b->inode &&
+	       !strcmp(a->path ? a->path : "", b->path ? b->path : "");
+}
+
+bool vma_list_unchanged(pid_t pid, const struct vma_list *l)
+{
+	char path[64], *line = NULL;
+	size_t len = 0, i = 0;
+	bool same = true;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	fp = fopen(path, "re");
+	if (!fp)
+		return false;
+	while (same && getline(&line, &len, fp) > 0) {
+		struct vma v = {0};
+
+		same = parse_header(line, &v) >= 0 && i < l->n && same_vma(&v, &l->v[i++]);
+		free(v.path);
+	}
+	free(line);
+	fclose(fp);
+	return same && i == l->n;
+}
+
 void vma_list_free(struct vma_list *l)
 {
 	if (!l)

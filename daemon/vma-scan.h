@@ -51,6 +51,12 @@ struct vma_list {
 };
 
 int vma_scan(pid_t pid, struct vma_list *ret);
+/*
+ * True if /proc/PID/maps (cheap: no page-table walk, unlike smaps) still lists exactly the
+ * VMAs of l (same ranges, protections, offsets and paths). Lets the expensive smaps scan run
+ * before the target is held.
+ */
+bool vma_list_unchanged(pid_t pid, const struct vma_list *l);
 void vma_list_free(struct vma_list *l);
 /* Marks VMAs that contain one of the addresses (thread stack pointers, TLS bases). */
 void vma_mark_thread_stacks(struct vma_list *l, const uint64_t *addrs, size_t n);
