@@ -144,6 +144,8 @@ int main(int argc, char **argv)
 	const char *corrupt[] = {"--threads", "2", "--pages", "8", "--records", "128", NULL};
 	int failed = 0;
 
+	/* Line by line, so a log survives a crash or a timeout. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s WORKLOAD\n", argv[0]);
 		return 1;

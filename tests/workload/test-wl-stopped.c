@@ -123,6 +123,8 @@ int main(int argc, char **argv)
 	int passed = 0, failed = 0;
 	long old_huge = -1;
 
+	/* Line by line, so a log survives a crash or a timeout. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 4) {
 		fprintf(stderr, "usage: %s WORKLOAD CHECK KINDS [WORKLOAD-ARGS...]\n", argv[0]);
 		return 1;

@@ -124,6 +124,8 @@ int main(int argc, char **argv)
 	struct test_ctx c = {0};
 	int failed = 0;
 
+	/* Line by line, so a log survives a crash or a timeout. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc != 3) {
 		fprintf(stderr, "usage: %s WORKLOAD CHECK\n", argv[0]);
 		return 1;

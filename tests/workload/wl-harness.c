@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,10 +20,15 @@
 #define WL_STOP_POLLS	 10000
 #define WL_MAX_ARGS	 32
 
-static void wl_child_exec(const char *exe, const char *const *args, int out)
+static void wl_child_exec(const char *exe, const char *const *args, int out, pid_t parent)
 {
 	const char *argv[WL_MAX_ARGS + 2] = {exe};
 	size_t n = 1;
+
+	/* A test that dies (crash, ctest timeout) must not leave a workload spinning on the CPUs
+	 * and holding its output pipe open. The workload keeps this across --as-user. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(127);
 
 	for (; args && args[n - 1] && n <= WL_MAX_ARGS; n++)
 		argv[n] = args[n - 1];
@@ -60,6 +66,7 @@ static int wl_proc_ready(struct wl_proc *p)
 int wl_proc_spawn(const char *exe, const char *const *args, struct wl_proc **ret_proc)
 {
 	struct wl_proc *p = calloc(1, sizeof(*p));
+	pid_t parent;
 	int fds[2];
 
 	if (!p)
@@ -70,13 +77,14 @@ int wl_proc_spawn(const char *exe, const char *const *args, struct wl_proc **ret
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		return -errno;
 	p->out_fd = fds[0];
+	parent = getpid();
 	p->pid = fork();
 	if (p->pid < 0) {
 		close(fds[1]);
 		return -errno;
 	}
 	if (p->pid == 0)
-		wl_child_exec(exe, args, fds[1]);
+		wl_child_exec(exe, args, fds[1], parent);
 	close(fds[1]);
 	return wl_proc_ready(p);
 }

@@ -65,6 +65,10 @@ int wl_privs_lookup(const char *user, uid_t *ret_uid, gid_t *ret_gid)
 
 int wl_privs_drop(uid_t uid, gid_t gid)
 {
+	int deathsig = 0;
+
+	if (prctl(PR_GET_PDEATHSIG, &deathsig) < 0)
+		return -errno;
 	if (setgroups(0, NULL) < 0)
 		return -errno;
 	if (setresgid(gid, gid, gid) < 0)
@@ -74,6 +78,9 @@ int wl_privs_drop(uid_t uid, gid_t gid)
 	/* Changing uid makes the process non-dumpable, which would hide it from its own user's
 	 * ptrace and make /proc/PID root's: undo that, the tests want a plain user process. */
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return -errno;
+	/* A credential change clears the parent-death signal too: keep what the spawner asked. */
+	if (deathsig && prctl(PR_SET_PDEATHSIG, deathsig, 0, 0, 0) < 0)
 		return -errno;
 	return 0;
 }

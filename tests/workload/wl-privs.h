@@ -10,5 +10,6 @@
  */
 int wl_privs_deny_userfaultfd(void);
 int wl_privs_lookup(const char *user, uid_t *ret_uid, gid_t *ret_gid);
-/* Become uid/gid with no supplementary groups, and stay ptrace-able by that user. */
+/* Become uid/gid with no supplementary groups, stay ptrace-able by that user, and keep the
+ * parent-death signal if one was set. */
 int wl_privs_drop(uid_t uid, gid_t gid);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,10 +27,12 @@ void wl_status_destroy(struct wl_status *s)
 
 void wl_status_fail(struct wl_status *s, const char *fmt, ...)
 {
+	int err = errno; /* for %m: the caller's errno, whatever locking does to it */
 	va_list ap;
 
 	pthread_mutex_lock(&s->lock);
 	if (atomic_fetch_add(&s->failures, 1) == 0) {
+		errno = err;
 		va_start(ap, fmt);
 		vsnprintf(s->first_failure, sizeof(s->first_failure), fmt, ap);
 		va_end(ap);

@@ -22,6 +22,7 @@ struct wl_status {
 
 void wl_status_init(struct wl_status *s);
 void wl_status_destroy(struct wl_status *s);
+/* Record a failure; the first one's text is kept. %m means the caller's errno. */
 void wl_status_fail(struct wl_status *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t wl_status_failures(struct wl_status *s, char *ret_first, size_t len);
 
