@@ -25,21 +25,13 @@
 #include "linux-compat.h"
 #include "target-attach.h"
 #include "target-uffd.h"
+#include "test-check.h"
 
 #define PAGE	   4096
 #define QUIET_MS   300
 #define TIMEOUT_MS 20000
 #define PM_PRESENT (1ULL << 63) /* /proc/PID/pagemap entry: page present */
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 /* Commands the child runs, one report each (OP_FORK_WRITE: two). */
 enum op { OP_MAP_ANON = 1, OP_MAP_SHMEM, OP_MAP_FILE, OP_WRITE, OP_READ_PIPE, OP_FORK_WRITE };

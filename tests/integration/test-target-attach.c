@@ -27,6 +27,7 @@
 #include "target-attach.h"
 #include "target-inject.h"
 #include "target-regs.h"
+#include "test-check.h"
 
 #define SLEEP_NS	  2000000000L /* long enough that attach, checks and detach fall inside it */
 #define QUIET_MS	  300	      /* how long a woken-too-early thread gets to show itself */
@@ -34,15 +35,6 @@
 #define CHURN_ROUNDS	  30
 #define CHURN_MAX_ROUNDS  2000
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 enum { REP_TIDS = 1, REP_SLEEP, REP_FUTEX, REP_READ, REP_SPIN, REP_SIGNALS, REP_READY };
 enum { CMD_SPIN = 'S', CMD_QUIT = 'Q' };

@@ -18,19 +18,11 @@
 #include <unistd.h>
 
 #include "target-attach.h"
+#include "test-check.h"
 
 #define NOBODY	   65534
 #define TIMEOUT_MS 20000
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 /* A child that echoes each byte it reads back, and exits 0 on 'Q'. */
 struct echo {

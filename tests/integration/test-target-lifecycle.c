@@ -22,20 +22,12 @@
 
 #include "target-attach.h"
 #include "target-inject.h"
+#include "test-check.h"
 
 #define TIMEOUT_MS 20000
 #define QUIET_MS   200
 #define NTHREADS   3
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 static void *spin(void *arg)
 {

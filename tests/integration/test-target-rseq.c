@@ -19,20 +19,12 @@
 
 #include "target-attach.h"
 #include "target-inject.h"
+#include "test-check.h"
 
 #define TIMEOUT_MS 20000
 #define MAX_TRIES  1000
 #define JMP_SELF   0xfeeb /* `jmp .` is eb fe; little-endian */
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 static void rseq_spin(long *aborts)
 {

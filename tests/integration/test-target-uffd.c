@@ -33,6 +33,7 @@
 #include "target-attach.h"
 #include "target-inject.h"
 #include "target-uffd.h"
+#include "test-check.h"
 
 #define NOBODY	     65534
 #define PAGE	     4096
@@ -47,15 +48,6 @@
 	(UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED |                           \
 	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond);                     \
-			printf(__VA_ARGS__);                                                       \
-			printf("\n");                                                              \
-			goto fail;                                                                 \
-		}                                                                                  \
-	} while (0)
 
 enum mode { MODE_ROOT, MODE_NOBODY, MODE_SECCOMP };
 static const char *const mode_names[] = {"root", "nobody", "seccomp"};
