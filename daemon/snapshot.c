@@ -175,6 +175,7 @@ static int hold_and_arm(struct snap *s)
 		s->error = k; /* the message is the holder's */
 		return k;
 	}
+	s->stats.attach_ns = snap_now_ns() - held;
 	s->uffd = s->held.uffd;
 	s->held.uffd = -EBADF;
 	s->stats.threads = s->held.nthreads;
@@ -188,8 +189,12 @@ static int hold_and_arm(struct snap *s)
 		k = snap_arm(s);
 	if (k >= 0)
 		k = snap_begin_image(s);
-	if (k >= 0)
+	if (k >= 0) {
+		uint64_t t0 = snap_now_ns();
+
 		k = snap_copy_held(s);
+		s->stats.copy_held_ns = snap_now_ns() - t0;
+	}
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
 	else if ((k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
@@ -337,8 +342,10 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 {
 	json_t *j = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-		"s:i}",
-		"held_ns", (json_int_t)s->held_ns, "arm_ns", (json_int_t)s->arm_ns, "duration_ns",
+		"s:I, s:I, s:i}",
+		"held_ns", (json_int_t)s->held_ns, "attach_ns", (json_int_t)s->attach_ns,
+		"copy_held_ns", (json_int_t)s->copy_held_ns, "arm_ns", (json_int_t)s->arm_ns,
+		"duration_ns",
 		(json_int_t)s->duration_ns, "pages_copier", (json_int_t)s->pages_copier,
 		"pages_fault", (json_int_t)s->pages_fault, "pages_held", (json_int_t)s->pages_held,
 		"pages_zero", (json_int_t)s->pages_zero, "pages_discarded",

@@ -34,7 +34,9 @@ struct snap_error {
 
 struct snap_stats {
 	uint64_t held_ns;	   /* target threads held (attach .. resume) */
+	uint64_t attach_ns;	   /* of which: stopping every thread, creating the userfaultfd */
 	uint64_t arm_ns;	   /* of which: registering and write-protecting */
+	uint64_t copy_held_ns;	   /* of which: copying what cannot be tracked */
 	uint64_t duration_ns;	   /* whole snapshot */
 	uint64_t pages_copier;	   /* base pages saved by the background copier */
 	uint64_t pages_fault;	   /* base pages saved by the fault handler */

@@ -187,14 +187,15 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 
 	fprintf(f,
 		"uffsnapd: snapshot of pid %d complete: %s\n"
-		"  target held        %.3f ms (arming write protection %.3f ms), %u threads\n"
+		"  target held        %.3f ms (attach %.3f, arming %.3f, copying %.3f), %u threads\n"
 		"  pages saved        %" PRIu64 " by the copier, %" PRIu64 " by write faults, %" PRIu64
 		" while held\n"
 		"  zero pages         %" PRIu64 "\n"
 		"  discarded after T  %" PRIu64 "\n"
 		"  write faults       %" PRIu64 ", service time p50 %.1f us, p99 %.1f us, max %.1f us\n"
 		"  image              %" PRIu64 " bytes (%.1f MiB), duration %.3f s\n",
-		c->pid, c->output, st->held_ns / 1e6, st->arm_ns / 1e6, st->threads,
+		c->pid, c->output, st->held_ns / 1e6, st->attach_ns / 1e6, st->arm_ns / 1e6,
+		st->copy_held_ns / 1e6, st->threads,
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);

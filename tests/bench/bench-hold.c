@@ -140,6 +140,40 @@ static void do_snapshot(struct bench *b, void *arg)
 	unlink("/dev/shm/bench-hold.img");
 }
 
+static void writers_start(struct bench *b, void *(*args)[2])
+{
+	atomic_store(&b->stop, 0);
+	for (int i = 0; i < WRITERS; i++) {
+		args[i][0] = b;
+		args[i][1] = &b->w[i];
+		pthread_create(&b->w[i].th, NULL, writer, args[i]);
+	}
+}
+
+static void writers_stop(struct bench *b)
+{
+	atomic_store(&b->stop, 1);
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(b->w[i].th, NULL);
+}
+
+/*
+ * Fresh memory for each method: copy-on-write after fork() splits transparent huge pages, so
+ * whichever method ran second would otherwise inherit the first one's page tables.
+ */
+static int populate(struct bench *b, bool thp)
+{
+	if (b->mem)
+		munmap(b->mem, b->size);
+	b->mem = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->mem == MAP_FAILED)
+		return -errno;
+	madvise(b->mem, b->size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < b->size; i += 4096)
+		b->mem[i] = (uint8_t)(i >> 12) | 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench b = {0};
@@ -156,26 +190,20 @@ int main(int argc, char **argv)
 	sc.uffsnapd = argv[1];
 	b.size = (size_t)(argc > 2 ? atol(argv[2]) : 2048) << 20;
 	thp = argc > 3 && !strcmp(argv[3], "thp");
-	b.mem = mmap(NULL, b.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (b.mem == MAP_FAILED)
+	if (populate(&b, thp) < 0)
 		return perror("mmap"), 1;
-	madvise(b.mem, b.size, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	for (size_t i = 0; i < b.size; i += 4096)
-		b.mem[i] = (uint8_t)(i >> 12) | 1;
-	for (int i = 0; i < WRITERS; i++) {
-		args[i][0] = &b;
-		args[i][1] = &b.w[i];
-		pthread_create(&b.w[i].th, NULL, writer, args[i]);
-	}
+	writers_start(&b, args);
 	quiet = phase(&b, NULL, NULL);
 	forked = phase(&b, do_fork, &fc);
 	waitpid(fc.child, NULL, 0);
 	after_fork = phase(&b, NULL, NULL);
+	writers_stop(&b);
+	if (populate(&b, thp) < 0)
+		return perror("mmap"), 1;
+	writers_start(&b, args);
 	snap = phase(&b, do_snapshot, &sc);
 	after_snap = phase(&b, NULL, NULL);
-	atomic_store(&b.stop, 1);
-	for (int i = 0; i < WRITERS; i++)
-		pthread_join(b.w[i].th, NULL);
+	writers_stop(&b);
 	printf("{\"bench\":\"hold\",\"size_mib\":%zu,\"thp\":%s,\"writers\":%d,"
 	       "\"quiet_max_gap_ns\":%" PRIu64 ",\"quiet_stores_per_s\":%" PRIu64 ","
 	       "\"fork_call_ns\":%" PRIu64 ",\"fork_max_gap_ns\":%" PRIu64
