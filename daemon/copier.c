@@ -4,7 +4,7 @@
  * claims it and unprotects the chunk. Reads happen without the handler lock; the claim is made
  * under it, after checking that no layout change (mremap, munmap, MADV_DONTNEED) could have
  * touched the read: none in flight (uffd_mmap_changing) and none processed since the read began
- * (event_gen unchanged). A chunk that fails the check is simply read again.
+ * that touched this chunk (snap_events_overlap). A chunk that fails the check is read again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,8 +76,12 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 	size_t n = (c->end - c->start) / r->granule;
 	int k = 0;
 
+	__atomic_store_n(&s->copier_waiting, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&s->lock);
-	if (s->event_gen != gen || uffd_mmap_changing(s->uffd)) {
+	__atomic_store_n(&s->copier_waiting, 0, __ATOMIC_RELEASE);
+	/* Events processed since the read began matter only where they touched this chunk;
+	 * one still in flight could be anywhere. */
+	if (snap_events_overlap(s, gen, c->start, c->end) || uffd_mmap_changing(s->uffd)) {
 		k = -EAGAIN;
 		goto out;
 	}

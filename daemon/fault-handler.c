@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,22 @@ static int handle_remap(struct handler *h, uint64_t from, uint64_t to, uint64_t 
 	return k;
 }
 
+static void record_event_range(struct snap *s, const struct uffd_msg *m)
+{
+	struct snap_event_range *e = &s->events[(s->event_gen + 1) % SNAP_EVENT_RING];
+
+	e->gen = s->event_gen + 1;
+	if (m->event == UFFD_EVENT_REMAP) {
+		e->start[0] = m->arg.remap.from;
+		e->end[0] = m->arg.remap.from + m->arg.remap.len;
+		e->start[1] = m->arg.remap.to;
+		e->end[1] = m->arg.remap.to + m->arg.remap.len;
+	} else {
+		e->start[0] = e->start[1] = m->arg.remove.start;
+		e->end[0] = e->end[1] = m->arg.remove.end;
+	}
+}
+
 static int handle_event(struct handler *h, const struct uffd_msg *m)
 {
 	struct snap *s = h->s;
@@ -241,6 +258,7 @@ static int handle_event(struct handler *h, const struct uffd_msg *m)
 	default:
 		return 0;
 	}
+	record_event_range(s, m);
 	__atomic_add_fetch(&s->event_gen, 1, __ATOMIC_RELEASE);
 	if (k >= 0)
 		k = img_writer_event(s->w, note, strlen(note));
@@ -324,6 +342,9 @@ static int handler_loop(struct handler *h)
 		if (k >= 0)
 			k = serve_pending(h);
 		pthread_mutex_unlock(&s->lock);
+		/* glibc mutexes are not fair: without this, a storm of events keeps the lock here */
+		while (__atomic_load_n(&s->copier_waiting, __ATOMIC_ACQUIRE) && !snap_failed(s))
+			sched_yield();
 		if (k < 0)
 			return k;
 		if (p[0].revents & (POLLERR | POLLHUP))

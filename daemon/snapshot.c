@@ -50,6 +50,20 @@ void snap_fail(struct snap *s, int error, const char *fmt, ...)
 		eventfd_write(s->stopfd, 1);
 }
 
+bool snap_events_overlap(const struct snap *s, uint64_t gen, uint64_t start, uint64_t end)
+{
+	if (s->event_gen - gen > SNAP_EVENT_RING)
+		return true;
+	for (uint64_t g = gen + 1; g <= s->event_gen; g++) {
+		const struct snap_event_range *e = &s->events[g % SNAP_EVENT_RING];
+
+		for (int i = 0; i < 2; i++)
+			if (e->start[i] < end && start < e->end[i])
+				return true;
+	}
+	return false;
+}
+
 bool snap_failed(struct snap *s)
 {
 	return __atomic_load_n(&s->error, __ATOMIC_ACQUIRE) != 0;

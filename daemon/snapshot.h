@@ -67,6 +67,13 @@ struct snap {
 	struct img_writer *w;
 	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
 	uint64_t event_gen;   /* layout events processed; written under lock */
+	/* The current-address ranges each recent event touched, by event_gen % SNAP_EVENT_RING:
+	 * a copier read is void only if an event since it began overlaps it. Under lock. */
+	struct snap_event_range {
+		uint64_t gen;
+		uint64_t start[2], end[2];
+	} events[64];
+	int copier_waiting; /* the copier wants the lock: the handler steps aside (atomic) */
 	int error;	      /* first fatal error (atomic) */
 	bool after_t;	      /* the target was released: the snapshot instant has passed */
 	struct snap_error err;
@@ -79,6 +86,8 @@ struct snap {
 int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink,
 		  struct snap_stats *ret_stats, struct snap_error *err);
 int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
+
+#define SNAP_EVENT_RING 64
 
 /* Internal to the engine (copier.c, fault-handler.c, snapshot.c). */
 uint64_t snap_now_ns(void);
@@ -96,3 +105,5 @@ void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t gr
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
 int copier_run(struct snap *s);
 void *fault_handler_main(void *arg);
+/* Under lock: did an event after gen touch [start, end)? True also if the ring lost track. */
+bool snap_events_overlap(const struct snap *s, uint64_t gen, uint64_t start, uint64_t end);
