@@ -19,12 +19,17 @@
 #include "snapshot.h"
 #include "uffd-ops.h"
 
+/* How often the copier waits for an in-flight layout event before reading again. */
+#define COPIER_WAIT_TRIES 16
+
 struct chunk {
 	uint64_t start, end; /* T-addresses, granule aligned */
 	uint8_t *buf;
+	uint8_t *want;	  /* per granule: still protected when the pass began */
 	uint8_t *present; /* per granule: 1 if it must be read, 0 if known zero */
 };
 
+/* Marks what this pass wants (still protected) and, of that, what must be read. */
 static void scan_present(struct snap *s, const struct pages_range *r, struct chunk *c)
 {
 	size_t n = (c->end - c->start) / r->granule;
@@ -33,6 +38,11 @@ static void scan_present(struct snap *s, const struct pages_range *r, struct chu
 		memset(c->present, 1, n); /* see snap_scan_present() */
 	else
 		snap_scan_present(s, c->start, c->end, r->granule, c->present);
+	for (size_t i = 0; i < n; i++) {
+		c->want[i] = pages_get(r, pages_index(r, c->start + i * r->granule)) ==
+			     PAGE_PROTECTED;
+		c->present[i] &= c->want[i];
+	}
 }
 
 static bool chunk_pending(const struct pages_range *r, const struct chunk *c)
@@ -69,30 +79,85 @@ static int read_chunk(struct snap *s, const struct pages_range *r, struct chunk 
 	return 0;
 }
 
-/* Claims, under the lock, every still-protected granule; zero-fills known-zero ones. */
+/* Takes the handler lock ahead of the fault handler (see handler_loop). */
+static void lock_as_copier(struct snap *s)
+{
+	__atomic_store_n(&s->copier_waiting, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->copier_waiting, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * With the lock held, waits until no layout change is in flight, letting the handler read
+ * the pending events meanwhile: then every change that could have touched our read has been
+ * recorded in the event ring. Returns with the lock held, or -EAGAIN (lock released).
+ */
+static int wait_no_change_in_flight(struct snap *s)
+{
+	for (int tries = 0; uffd_mmap_changing(s->uffd); tries++) {
+		uint64_t g = s->event_gen;
+
+		pthread_mutex_unlock(&s->lock);
+		if (tries == COPIER_WAIT_TRIES || snap_failed(s))
+			return -EAGAIN;
+		for (int spin = 0; spin < 1000 && __atomic_load_n(&s->event_gen, __ATOMIC_ACQUIRE) == g;
+		     spin++)
+			sched_yield();
+		lock_as_copier(s);
+	}
+	return 0;
+}
+
+/*
+ * Claims, under the lock, every still-protected granule that no layout event since the read
+ * began has touched (those are read again); zero-fills known-zero ones. won[i] says which.
+ */
 static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, uint64_t gen,
 		       uint8_t *won)
 {
 	size_t n = (c->end - c->start) / r->granule;
-	int k = 0;
 
-	__atomic_store_n(&s->copier_waiting, 1, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&s->lock);
-	__atomic_store_n(&s->copier_waiting, 0, __ATOMIC_RELEASE);
-	/* Events processed since the read began matter only where they touched this chunk;
-	 * one still in flight could be anywhere. */
-	if (snap_events_overlap(s, gen, c->start, c->end) || uffd_mmap_changing(s->uffd)) {
-		k = -EAGAIN;
-		goto out;
+	lock_as_copier(s);
+	if (wait_no_change_in_flight(s) < 0)
+		return -EAGAIN;
+	if (s->event_gen - gen > SNAP_EVENT_RING) { /* lost track: read it all again */
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;
 	}
 	for (size_t i = 0; i < n; i++) {
-		won[i] = pages_claim(r, pages_index(r, c->start + i * r->granule), PAGE_SAVED);
+		uint64_t a = c->start + i * r->granule;
+
+		won[i] = c->want[i] && !snap_events_overlap(s, gen, a, a + r->granule) &&
+			 pages_claim(r, pages_index(r, a), PAGE_SAVED);
 		if (won[i] && !c->present[i])
 			memset(c->buf + i * r->granule, 0, r->granule);
 	}
-out:
 	pthread_mutex_unlock(&s->lock);
-	return k;
+	return 0;
+}
+
+/* Unprotects (and wakes) the runs we claimed; others were unprotected by their claimer. */
+static int unprotect_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
+			 const uint8_t *won)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		int k;
+
+		if (!won[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && won[j])
+			j++;
+		k = uffd_protect(s->uffd, c->start + i * r->granule, (j - i) * r->granule, 0);
+		if (k < 0 && k != -ENOENT)
+			return k;
+		i = j;
+	}
+	return 0;
 }
 
 static int emit_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
@@ -142,10 +207,12 @@ static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
 		}
 		if (k < 0)
 			return k;
-		k = uffd_protect(s->uffd, c->start, c->end - c->start, 0);
-		if (k < 0 && k != -ENOENT)
+		k = unprotect_won(s, r, c, won);
+		if (k >= 0)
+			k = emit_won(s, r, c, won);
+		if (k < 0)
 			return k;
-		return emit_won(s, r, c, won);
+		/* Granules an event touched meanwhile are still pending: go round again. */
 	}
 }
 
@@ -188,13 +255,15 @@ int copier_run(struct snap *s)
 		chunk = max_granule;
 	c.buf = aligned_alloc(4096, chunk);
 	c.present = malloc(chunk / s->page_size);
+	c.want = malloc(chunk / s->page_size);
 	won = malloc(chunk / s->page_size);
-	if (!c.buf || !c.present || !won)
+	if (!c.buf || !c.present || !c.want || !won)
 		k = -ENOMEM;
 	for (size_t i = 0; k >= 0 && i < s->pages.n; i++)
 		k = copy_range(s, &s->pages.r[i], &c, won, &done);
 	free(c.buf);
 	free(c.present);
+	free(c.want);
 	free(won);
 	return k;
 }

@@ -8,6 +8,11 @@
  * Layout events (mremap, munmap, MADV_DONTNEED) are read from the same fd. While one is in
  * flight (mmap_changing), faults are held back: their addresses may not mean what they meant
  * at T until the event has been read and recorded.
+ *
+ * Addresses are never translated back through mremaps: the still-protected pages of a moved
+ * range are saved as soon as its REMAP event is read, and a destination that held tracked
+ * pages was unmapped first (an UNMAP event, so those are discarded). So a still-protected page
+ * is always at its own address at T, with its content at T.
  */
 #include <errno.h>
 #include <poll.h>
@@ -103,14 +108,13 @@ static int wake_deferred(struct handler *h)
 static int serve_fault(struct handler *h, const struct pending_fault *f)
 {
 	struct snap *s = h->s;
-	uint64_t t = pages_to_t_addr(&s->pages, f->addr);
+	uint64_t t = f->addr;
 	struct pages_range *r = pages_find(&s->pages, t);
 	uint64_t wstart, wend, win;
 	int k;
 
-	if (!r || s->pages.nremaps) {
-		/* Not ours, or moved: serve just the granule (no window across a remap). */
-		win = r ? r->granule : s->page_size;
+	if (!r) {
+		win = s->page_size; /* not ours: just let it go */
 	} else {
 		win = (uint64_t)s->opts.window_pages * s->page_size;
 		if (win < r->granule)
@@ -164,7 +168,7 @@ static int discard_range(struct snap *s, uint64_t start, uint64_t end)
 	int k = 0;
 
 	for (uint64_t a = start / s->page_size * s->page_size; a < end && k >= 0;) {
-		uint64_t t = pages_to_t_addr(&s->pages, a);
+		uint64_t t = a;
 		struct pages_range *r = pages_find(&s->pages, t);
 		uint64_t g = r ? r->granule : s->page_size;
 
@@ -189,25 +193,42 @@ static int discard_range(struct snap *s, uint64_t start, uint64_t end)
 	return k;
 }
 
-/* mremap moved [from, from + len) to `to`: save what is still protected, from its new place. */
+/*
+ * mremap moved [from, from + len) to `to`: save what is still protected, read from its new
+ * place, under its address at T.
+ */
+static int save_moved(struct handler *h, uint64_t t, uint64_t cur)
+{
+	struct snap *s = h->s;
+	struct pages_range *r = pages_find(&s->pages, t);
+	size_t i;
+	int k;
+
+	if (!r || pages_get(r, (i = pages_index(r, t))) != PAGE_PROTECTED)
+		return 0;
+	t = t / r->granule * r->granule;
+	cur = cur / r->granule * r->granule;
+	k = snap_read_mem(s, cur, h->buf, r->granule);
+	if (k == -EFAULT || k == -EIO)
+		return 0; /* gone again: its own event follows */
+	if (k < 0 || !pages_claim(r, i, PAGE_SAVED))
+		return k;
+	k = unprotect_or_defer(h, cur, r->granule, snap_now_ns());
+	if (k >= 0)
+		k = snap_emit(s, t, h->buf, r->granule);
+	if (k >= 0)
+		s->stats.pages_fault += r->granule / s->page_size;
+	return k;
+}
+
 static int handle_remap(struct handler *h, uint64_t from, uint64_t to, uint64_t len)
 {
 	struct snap *s = h->s;
-	int k = pages_add_remap(&s->pages, from, to, len);
+	int k = 0;
 
 	s->stats.events_remap++;
 	for (uint64_t off = 0; k >= 0 && off < len; off += s->page_size) {
-		struct pending_fault f = {.addr = to + off, .t0 = snap_now_ns()};
-		uint64_t t = pages_to_t_addr(&s->pages, f.addr);
-		struct pages_range *r = pages_find(&s->pages, t);
-
-		if (r && pages_get(r, pages_index(r, t)) == PAGE_PROTECTED) {
-			k = serve_fault(h, &f);
-			if (k == -EAGAIN)
-				k = 0; /* going away too: its event follows */
-			else
-				s->stats.faults--; /* not a fault */
-		}
+		k = save_moved(h, from + off, to + off);
 	}
 	return k;
 }

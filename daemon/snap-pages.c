@@ -40,7 +40,6 @@ void pages_free(struct pages *p)
 	for (size_t i = 0; i < p->n; i++)
 		free(p->r[i].state);
 	free(p->r);
-	free(p->remaps);
 	*p = (struct pages){0};
 }
 
@@ -59,38 +58,4 @@ struct pages_range *pages_find(struct pages *p, uint64_t addr)
 			return &p->r[mid];
 	}
 	return NULL;
-}
-
-/* Later remaps apply on top of earlier ones, so they are undone newest first. */
-uint64_t pages_to_t_addr(const struct pages *p, uint64_t addr)
-{
-	for (size_t i = p->nremaps; i-- > 0;) {
-		const struct pages_remap *m = &p->remaps[i];
-
-		if (addr >= m->to && addr - m->to < m->len)
-			addr = m->from + (addr - m->to);
-	}
-	return addr;
-}
-
-uint64_t pages_to_cur_addr(const struct pages *p, uint64_t taddr)
-{
-	for (size_t i = 0; i < p->nremaps; i++) {
-		const struct pages_remap *m = &p->remaps[i];
-
-		if (taddr >= m->from && taddr - m->from < m->len)
-			taddr = m->to + (taddr - m->from);
-	}
-	return taddr;
-}
-
-int pages_add_remap(struct pages *p, uint64_t from, uint64_t to, uint64_t len)
-{
-	struct pages_remap *n = realloc(p->remaps, (p->nremaps + 1) * sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	p->remaps = n;
-	p->remaps[p->nremaps++] = (struct pages_remap){from, to, len};
-	return 0;
 }

@@ -28,16 +28,9 @@ struct pages_range {
 	uint8_t *state;
 };
 
-/* A move of pages by mremap after T: [to, to + len) now holds what was at from at T. */
-struct pages_remap {
-	uint64_t from, to, len;
-};
-
 struct pages {
 	struct pages_range *r;
 	size_t n;
-	struct pages_remap *remaps;
-	size_t nremaps;
 	uint64_t total_granules;
 };
 
@@ -45,11 +38,6 @@ int pages_init(struct pages *p, const struct vma_list *vmas);
 void pages_free(struct pages *p);
 /* The range containing the T-address addr, or NULL. */
 struct pages_range *pages_find(struct pages *p, uint64_t addr);
-/* Translates a current address into the address it had at T (following recorded remaps). */
-uint64_t pages_to_t_addr(const struct pages *p, uint64_t addr);
-/* Translates a T-address into where its content is now (the inverse). */
-uint64_t pages_to_cur_addr(const struct pages *p, uint64_t taddr);
-int pages_add_remap(struct pages *p, uint64_t from, uint64_t to, uint64_t len);
 
 static inline size_t pages_index(const struct pages_range *r, uint64_t addr)
 {
