@@ -7,6 +7,7 @@
  * that touched this chunk (snap_events_overlap). A chunk that fails the check is read again.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -136,54 +137,39 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 	return 0;
 }
 
-/* Unprotects (and wakes) the runs we claimed; others were unprotected by their claimer. */
-static int unprotect_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
-			 const uint8_t *won)
+/* Finds the next run of won granules at or after *i: [*i, *j). False when there is none. */
+static bool next_won_run(const uint8_t *won, size_t n, size_t *i, size_t *j)
 {
-	size_t n = (c->end - c->start) / r->granule;
-
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		int k;
-
-		if (!won[i]) {
-			i++;
-			continue;
-		}
-		while (j < n && won[j])
-			j++;
-		k = uffd_protect(s->uffd, c->start + i * r->granule, (j - i) * r->granule, 0);
-		if (k < 0 && k != -ENOENT)
-			return k;
-		i = j;
-	}
-	return 0;
+	while (*i < n && !won[*i])
+		(*i)++;
+	for (*j = *i; *j < n && won[*j]; (*j)++)
+		;
+	return *i < n;
 }
 
-static int emit_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
-		    const uint8_t *won)
+/*
+ * For each run we claimed: unprotect and wake it (others were unprotected by whoever claimed
+ * them), then write it. Every run is unprotected before any is written: the target never
+ * waits for our I/O.
+ */
+static int finish_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
+		      const uint8_t *won)
 {
-	size_t n = (c->end - c->start) / r->granule;
+	size_t n = (c->end - c->start) / r->granule, i, j;
+	int k = 0;
 
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		int k;
-
-		if (!won[i]) {
-			i++;
-			continue;
-		}
-		while (j < n && won[j])
-			j++;
+	for (i = 0; k >= 0 && next_won_run(won, n, &i, &j); i = j) {
+		k = uffd_protect(s->uffd, c->start + i * r->granule, (j - i) * r->granule, 0);
+		if (k == -ENOENT)
+			k = 0;
+	}
+	for (i = 0; k >= 0 && next_won_run(won, n, &i, &j); i = j) {
 		k = snap_emit(s, c->start + i * r->granule, c->buf + i * r->granule,
 			      (j - i) * r->granule);
-		if (k < 0)
-			return k;
 		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
 				   __ATOMIC_RELAXED);
-		i = j;
 	}
-	return 0;
+	return k;
 }
 
 static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
@@ -207,9 +193,7 @@ static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
 		}
 		if (k < 0)
 			return k;
-		k = unprotect_won(s, r, c, won);
-		if (k >= 0)
-			k = emit_won(s, r, c, won);
+		k = finish_won(s, r, c, won);
 		if (k < 0)
 			return k;
 		/* Granules an event touched meanwhile are still pending: go round again. */
