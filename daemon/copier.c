@@ -8,15 +8,10 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <fcntl.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
-#include "linux-compat.h"
 #include "snapshot.h"
 #include "uffd-ops.h"
 
@@ -110,6 +105,25 @@ static int wait_no_change_in_flight(struct snap *s)
 }
 
 /*
+ * Part of the chunk could not be read. A layout change explains it (in flight, or processed
+ * since the read began and touching this chunk): read again (-EAGAIN). Otherwise the memory
+ * cannot be read at all, and retrying would never end.
+ */
+static int read_failed(struct snap *s, const struct chunk *c, uint64_t gen)
+{
+	bool explained;
+
+	lock_as_copier(s);
+	explained = uffd_mmap_changing(s->uffd) || snap_events_overlap(s, gen, c->start, c->end);
+	pthread_mutex_unlock(&s->lock);
+	if (explained)
+		return -EAGAIN;
+	snap_fail(s, -EIO, "cannot read pid %d's memory in 0x%llx-0x%llx", s->pid,
+		  (unsigned long long)c->start, (unsigned long long)c->end);
+	return -ECANCELED;
+}
+
+/*
  * Claims, under the lock, every still-protected granule that no layout event since the read
  * began has touched (those are read again); zero-fills known-zero ones. won[i] says which.
  */
@@ -137,16 +151,6 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 	return 0;
 }
 
-/* Finds the next run of won granules at or after *i: [*i, *j). False when there is none. */
-static bool next_won_run(const uint8_t *won, size_t n, size_t *i, size_t *j)
-{
-	while (*i < n && !won[*i])
-		(*i)++;
-	for (*j = *i; *j < n && won[*j]; (*j)++)
-		;
-	return *i < n;
-}
-
 /*
  * For each run we claimed: unprotect and wake it (others were unprotected by whoever claimed
  * them), then write it. Every run is unprotected before any is written: the target never
@@ -158,12 +162,12 @@ static int finish_won(struct snap *s, const struct pages_range *r, const struct 
 	size_t n = (c->end - c->start) / r->granule, i, j;
 	int k = 0;
 
-	for (i = 0; k >= 0 && next_won_run(won, n, &i, &j); i = j) {
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
 		k = uffd_protect(s->uffd, c->start + i * r->granule, (j - i) * r->granule, 0);
 		if (k == -ENOENT)
 			k = 0;
 	}
-	for (i = 0; k >= 0 && next_won_run(won, n, &i, &j); i = j) {
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
 		k = snap_emit(s, c->start + i * r->granule, c->buf + i * r->granule,
 			      (j - i) * r->granule);
 		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
@@ -185,6 +189,8 @@ static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
 			return 0;
 		scan_present(s, r, c);
 		k = read_chunk(s, r, c);
+		if (k == -EAGAIN)
+			k = read_failed(s, c, gen);
 		if (k >= 0)
 			k = claim_chunk(s, r, c, gen, won);
 		if (k == -EAGAIN) {

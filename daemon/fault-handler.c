@@ -104,57 +104,75 @@ static int wake_deferred(struct handler *h)
 	return k;
 }
 
-/* Saves, claims and unprotects the window around one fault. Lock held. */
+/*
+ * A read of protected memory failed. If a layout change is in flight, its event will say what
+ * happened there: serve the fault again after it (-EAGAIN). If not, the page cannot be read
+ * at all: the snapshot fails, and its end unprotects everything, so no thread stays blocked.
+ */
+static int read_failed(struct snap *s, uint64_t addr, int err)
+{
+	if (uffd_mmap_changing(s->uffd))
+		return -EAGAIN;
+	snap_fail(s, err, "cannot read pid %d's memory at 0x%llx: %s", s->pid,
+		  (unsigned long long)addr, strerror(-err));
+	return err;
+}
+
+/*
+ * Saves the still-protected granules of the window [start, end) around a fault: reads them
+ * (only them: a neighbour already discarded may be unmapped by now), claims, unprotects what it
+ * claimed (the faulting granule among them), then writes it. Lock held, so the copier, which
+ * claims under it too, cannot take any of them meanwhile.
+ */
+static int serve_window(struct handler *h, struct pages_range *r, uint64_t start, uint64_t end,
+			uint64_t t0)
+{
+	struct snap *s = h->s;
+	size_t n = (end - start) / r->granule, i, j;
+	uint8_t won[512];
+	int k = 0;
+
+	if (end - start > h->buf_len || n > sizeof(won))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		won[i] = pages_get(r, pages_index(r, start + i * r->granule)) == PAGE_PROTECTED;
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
+		k = snap_read_mem(s, start + i * r->granule, h->buf + i * r->granule,
+				  (j - i) * r->granule);
+		if (k == -EFAULT || k == -EIO)
+			return read_failed(s, start + i * r->granule, k);
+	}
+	if (k < 0)
+		return k;
+	for (i = 0; i < n; i++)
+		won[i] = won[i] && pages_claim(r, pages_index(r, start + i * r->granule), PAGE_SAVED);
+	/* From here on the copies are ours: whatever happens, they must reach the image. */
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j)
+		k = unprotect_or_defer(h, start + i * r->granule, (j - i) * r->granule, t0);
+	record_latency(s, snap_now_ns() - t0);
+	s->stats.faults++;
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
+		k = snap_emit(s, start + i * r->granule, h->buf + i * r->granule,
+			      (j - i) * r->granule);
+		s->stats.pages_fault += (j - i) * r->granule / s->page_size;
+	}
+	return k;
+}
+
+/* Serves one fault: saves the window around it if it is still protected. Lock held. */
 static int serve_fault(struct handler *h, const struct pending_fault *f)
 {
 	struct snap *s = h->s;
-	uint64_t t = f->addr;
-	struct pages_range *r = pages_find(&s->pages, t);
-	uint64_t wstart, wend, win;
-	int k;
+	struct pages_range *r = pages_find(&s->pages, f->addr);
+	uint64_t win, start;
 
-	if (!r) {
-		win = s->page_size; /* not ours: just let it go */
-	} else {
+	if (r && pages_get(r, pages_index(r, f->addr)) == PAGE_PROTECTED) {
 		win = (uint64_t)s->opts.window_pages * s->page_size;
 		if (win < r->granule)
 			win = r->granule;
-	}
-	wstart = t / win * win;
-	wend = wstart + win;
-	if (r && wstart < r->start)
-		wstart = r->start;
-	if (r && wend > r->end)
-		wend = r->end;
-	if (r && pages_get(r, pages_index(r, t)) == PAGE_PROTECTED) {
-		uint64_t cur = f->addr - (t - wstart);
-		size_t n = (wend - wstart) / r->granule;
-		uint8_t won[512];
-
-		if (wend - wstart > h->buf_len || n > sizeof(won))
-			return -EINVAL;
-		k = snap_read_mem(s, cur, h->buf, wend - wstart);
-		if (k == -EFAULT || k == -EIO)
-			return -EAGAIN; /* it is being unmapped: serve it after the event */
-		if (k < 0)
-			return k;
-		for (size_t i = 0; i < n; i++)
-			won[i] = pages_claim(r, pages_index(r, wstart + i * r->granule), PAGE_SAVED);
-		/* From here on the copy is ours: whatever happens, it must reach the image. */
-		k = unprotect_or_defer(h, cur, wend - wstart, f->t0);
-		if (k < 0)
-			return k;
-		record_latency(s, snap_now_ns() - f->t0);
-		s->stats.faults++;
-		for (size_t i = 0; i < n; i++) {
-			if (!won[i])
-				continue;
-			k = snap_emit(s, wstart + i * r->granule, h->buf + i * r->granule, r->granule);
-			if (k < 0)
-				return k;
-			s->stats.pages_fault += r->granule / s->page_size;
-		}
-		return 0;
+		start = f->addr / win * win;
+		return serve_window(h, r, start < r->start ? r->start : start,
+				    start + win > r->end ? r->end : start + win, f->t0);
 	}
 	/* Already saved or discarded, or not tracked: just let the thread go. */
 	win = r ? r->granule : s->page_size;
@@ -168,18 +186,17 @@ static int discard_range(struct snap *s, uint64_t start, uint64_t end)
 	int k = 0;
 
 	for (uint64_t a = start / s->page_size * s->page_size; a < end && k >= 0;) {
-		uint64_t t = a;
-		struct pages_range *r = pages_find(&s->pages, t);
+		struct pages_range *r = pages_find(&s->pages, a);
 		uint64_t g = r ? r->granule : s->page_size;
 
-		if (r && pages_claim(r, pages_index(r, t), PAGE_DISCARDED)) {
-			if (run_len && run_start + run_len == t) {
+		if (r && pages_claim(r, pages_index(r, a), PAGE_DISCARDED)) {
+			if (run_len && run_start + run_len == a) {
 				run_len += g;
 			} else {
 				if (run_len)
 					k = img_writer_discarded(s->w, run_start,
 								 run_len / s->page_size);
-				run_start = t;
+				run_start = a / g * g;
 				run_len = g;
 			}
 			s->stats.pages_discarded += g / s->page_size;
@@ -209,8 +226,10 @@ static int save_moved(struct handler *h, uint64_t t, uint64_t cur)
 	t = t / r->granule * r->granule;
 	cur = cur / r->granule * r->granule;
 	k = snap_read_mem(s, cur, h->buf, r->granule);
-	if (k == -EFAULT || k == -EIO)
-		return 0; /* gone again: its own event follows */
+	if (k == -EFAULT || k == -EIO) {
+		k = read_failed(s, cur, k);
+		return k == -EAGAIN ? 0 : k; /* gone again: its own event follows */
+	}
 	if (k < 0 || !pages_claim(r, i, PAGE_SAVED))
 		return k;
 	k = unprotect_or_defer(h, cur, r->granule, snap_now_ns());

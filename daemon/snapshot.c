@@ -134,6 +134,15 @@ static bool page_is_zero(const uint8_t *p, size_t len)
 	return acc == 0;
 }
 
+bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j)
+{
+	while (*i < n && !flags[*i])
+		(*i)++;
+	for (*j = *i; *j < n && flags[*j]; (*j)++)
+		;
+	return *i < n;
+}
+
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len)
 {
 	size_t ps = s->page_size;
@@ -179,8 +188,11 @@ static int hold_and_arm(struct snap *s)
 
 	if (devfd < 0) {
 		devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (devfd < 0)
-			return snap_fail(s, -errno, "cannot open /dev/userfaultfd: %m"), -EPERM;
+		if (devfd < 0) {
+			k = -errno;
+			snap_fail(s, k, "cannot open /dev/userfaultfd: %s", strerror(-k));
+			return k;
+		}
 	}
 	k = holder_start(s->pid, devfd, &h, &s->held, s->err.msg, sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)

@@ -51,6 +51,9 @@ struct snap_stats {
 	unsigned vmas_tracked, vmas_copied;
 };
 
+/* Layout events remembered with their ranges (see struct snap.events). */
+#define SNAP_EVENT_RING 64
+
 /* Shared between the copier and the fault handler; see snapshot.c for the protocol. */
 struct snap {
 	pid_t pid;
@@ -72,7 +75,7 @@ struct snap {
 	struct snap_event_range {
 		uint64_t gen;
 		uint64_t start[2], end[2];
-	} events[64];
+	} events[SNAP_EVENT_RING];
 	int copier_waiting; /* the copier wants the lock: the handler steps aside (atomic) */
 	int error;	      /* first fatal error (atomic) */
 	bool after_t;	      /* the target was released: the snapshot instant has passed */
@@ -87,8 +90,6 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 		  struct snap_stats *ret_stats, struct snap_error *err);
 int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
 
-#define SNAP_EVENT_RING 64
-
 /* Internal to the engine (copier.c, fault-handler.c, snapshot.c). */
 uint64_t snap_now_ns(void);
 void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -101,6 +102,8 @@ int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
  */
 void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
 		       uint8_t *present);
+/* Finds the next run of set bytes in flags at or after *i: [*i, *j). False if none. */
+bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j);
 /* Writes claimed granules [addr, addr + n * granule) from buf, as data or zero runs. */
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
 int copier_run(struct snap *s);

@@ -183,8 +183,6 @@ static void progress(void *ctx, uint64_t done, uint64_t total)
 
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
 {
-	uint64_t ps = sysconf(_SC_PAGESIZE);
-
 	fprintf(f,
 		"uffsnapd: snapshot of pid %d complete: %s\n"
 		"  target held        %.3f ms (attach %.3f, arming %.3f, copying %.3f), %u threads\n"
@@ -199,7 +197,6 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);
-	(void)ps;
 }
 
 static void report(const struct cli *c, const struct snap_stats *st, int r, const char *msg)
