@@ -214,7 +214,10 @@ static int copy_range(struct snap *s, struct pages_range *r, struct chunk *c,
 	if (step < r->granule)
 		step = r->granule;
 	for (uint64_t a = r->start; a < r->end; a = c->end) {
-		int k;
+		int k = snap_cancelled(s);
+
+		if (k < 0)
+			return k;
 
 		c->start = a;
 		c->end = (a / step + 1) * step; /* aligned, so THP are not split */

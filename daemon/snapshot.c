@@ -64,6 +64,17 @@ bool snap_events_overlap(const struct snap *s, uint64_t gen, uint64_t start, uin
 	return false;
 }
 
+int snap_cancelled(struct snap *s)
+{
+	int c = s->opts.cancel ? __atomic_load_n(s->opts.cancel, __ATOMIC_ACQUIRE) : 0;
+
+	if (c >= 0)
+		return 0;
+	snap_fail(s, c, "%s", c == -ECANCELED ? "cancelled; the image is incomplete"
+					      : "the target went away; the image is incomplete");
+	return -ECANCELED;
+}
+
 bool snap_failed(struct snap *s)
 {
 	return __atomic_load_n(&s->error, __ATOMIC_ACQUIRE) != 0;
@@ -340,7 +351,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 		snap_fail(&s, -errno, "cannot create an eventfd: %m");
 	else if (s.memfd < 0)
 		explain_open_failure(&s);
-	else if (snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0)
+	else if (snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0 && !snap_cancelled(&s))
 		hold_and_arm(&s);
 	if (!snap_failed(&s))
 		run_after_t(&s);

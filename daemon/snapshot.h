@@ -26,6 +26,12 @@ struct snap_opts {
 	/* Called periodically from the copier with progress; may be NULL. */
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *progress_ctx;
+	/*
+	 * May be NULL. Another thread stores a negative errno here to end the snapshot early:
+	 * -ECANCELED (asked to), -ESRCH (the target exited or exec'd: the message then says
+	 * which). Checked before each copier chunk; the target is released as on any failure.
+	 */
+	const int *cancel;
 };
 
 struct snap_error {
@@ -94,6 +100,8 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
 uint64_t snap_now_ns(void);
 void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool snap_failed(struct snap *s);
+/* -ECANCELED (and the snapshot failed with opts.cancel's reason) if asked to stop, else 0. */
+int snap_cancelled(struct snap *s);
 int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
 /*
  * present[i] = 1 for each granule of [start, end) that must be read: present or swapped.
