@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #include "snapshot.h"
+#include "stream-main.h"
+#include "svc-main.h"
 
 struct cli {
 	pid_t pid;
@@ -228,8 +230,17 @@ int main(int argc, char **argv)
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
-	int fd, r = parse_args(argc, argv, &c);
+	int fd, r;
 
+	for (int i = 1; i < argc; i++) { /* the mode flag may be anywhere, as getopt allows */
+		if (!strcmp(argv[i], "--service"))
+			return svc_main(argc, argv);
+		if (!strcmp(argv[i], "--receive"))
+			return recv_main(argc, argv);
+		if (!strcmp(argv[i], "--"))
+			break;
+	}
+	r = parse_args(argc, argv, &c);
 	if (r)
 		return r;
 	fd = open_output(&c);

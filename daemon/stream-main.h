@@ -1,0 +1,6 @@
+/* SPDX-License-Identifier: MIT */
+/* Receiver mode: `uffsnapd --receive --listen ADDR:PORT --dir DIR --key FILE`. */
+#pragma once
+
+/* Runs the receiver until SIGTERM; returns the process exit status. */
+int recv_main(int argc, char **argv);
