@@ -2,8 +2,8 @@
 /*
  * The kernel's process events connector (NETLINK_CONNECTOR, CN_IDX_PROC; drivers/connector/
  * cn_proc.c) through libnl: fork, exec and exit of any process, seen as they happen, so a job
- * learns at once that its target forked, exec'd or exited. Subscribing needs CAP_NET_ADMIN:
- * open it before dropping capabilities; the open socket keeps working afterwards.
+ * learns at once that its target forked, exec'd or exited. Subscribing needs CAP_NET_ADMIN
+ * before Linux 6.6: open it before dropping capabilities; the open socket keeps working after.
  */
 #pragma once
 
@@ -25,7 +25,7 @@ struct procev_event {
 	int exit_code;		     /* EXIT only: as wait(2) encodes it */
 };
 
-/* Subscribes; 0 or -errno (-EPERM without CAP_NET_ADMIN). */
+/* Subscribes; 0 or -errno (-EPERM without CAP_NET_ADMIN, before Linux 6.6). */
 int procev_open(struct procev **ret);
 /* The fd to poll for POLLIN. */
 int procev_fd(const struct procev *p);
