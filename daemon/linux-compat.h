@@ -97,3 +97,8 @@ struct pm_scan_arg {
 #ifndef PF_KTHREAD
 #define PF_KTHREAD		0x00200000
 #endif
+
+/* include/uapi/asm-generic/socket.h (Linux 6.5): a pidfd of a Unix socket's peer. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD		77
+#endif

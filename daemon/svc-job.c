@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshot jobs: one thread each, running the engine. The thread touches only its job's
+ * atomics (progress, finished) and its result fields; the main thread learns of its end
+ * through the shared eventfd, joins it, and tells the clients.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "proc-events.h"
+#include "svc.h"
+#include "uffsnap/image.h"
+
+static const char *const state_names[] = {
+    [SVC_JOB_RUNNING] = "running",
+    [SVC_JOB_COMPLETED] = "completed",
+    [SVC_JOB_FAILED] = "failed",
+    [SVC_JOB_CANCELLED] = "cancelled",
+};
+
+bool svc_job_visible(const struct svc_job *j, const struct svc_peer *p)
+{
+	return p->uid == 0 || p->uid == j->owner;
+}
+
+void svc_job_event(struct svc *svc, const struct svc_job *j, const char *event, json_t *data)
+{
+	char *line = ctl_line_event(event, data, svc_now_us());
+
+	for (struct svc_client *c = svc->clients; c; c = c->next)
+		if (!c->dead && !c->close_when_flushed && svc_job_visible(j, &c->peer))
+			svc_client_send(c, line ? strdup(line) : NULL);
+	free(line);
+}
+
+struct svc_job *svc_job_find(struct svc *svc, uint64_t id)
+{
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+struct svc_job *svc_job_running_on(struct svc *svc, pid_t pid)
+{
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->state == SVC_JOB_RUNNING && j->pid == pid)
+			return j;
+	return NULL;
+}
+
+/* The error class of a failed job: the target went away, or what the engine's -errno says. */
+static const char *job_error_class(const struct svc_job *j)
+{
+	if (j->gone)
+		return CTL_E_TARGET;
+	switch (j->result) {
+	case -ESRCH:
+	case -EPERM:
+	case -EACCES:
+	case -EDEADLK:
+	case -ECHILD:
+	case -EBUSY:
+		return CTL_E_TARGET;
+	default:
+		return CTL_E_GENERIC;
+	}
+}
+
+static json_t *job_error_json(const struct svc_job *j)
+{
+	if (j->state == SVC_JOB_CANCELLED)
+		return json_pack("{s:s, s:s}", "class", CTL_E_GENERIC, "desc",
+				 "cancelled; the image is incomplete");
+	return json_pack("{s:s, s:s}", "class", job_error_class(j), "desc",
+			 j->err.msg[0] ? j->err.msg : strerror(-j->result));
+}
+
+json_t *svc_job_json(const struct svc_job *j)
+{
+	json_t *o =
+	    json_pack("{s:I, s:i, s:s, s:I, s:I, s:I, s:{s:I, s:I}, s:[]}", "id", (json_int_t)j->id,
+		      "pid", j->pid, "state", state_names[j->state], "owner", (json_int_t)j->owner,
+		      "done", (json_int_t)__atomic_load_n(&j->done, __ATOMIC_RELAXED), "total",
+		      (json_int_t)__atomic_load_n(&j->total, __ATOMIC_RELAXED), "created",
+		      "seconds", (json_int_t)(j->created_us / 1000000), "microseconds",
+		      (json_int_t)(j->created_us % 1000000), "forks");
+	json_t *s = NULL;
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "output",
+			    j->file ? json_pack("{s:s}", "file", j->file)
+				    : json_pack("{s:s}", "fd", j->fdname));
+	for (unsigned i = 0; i < j->nforks; i++)
+		json_array_append_new(json_object_get(o, "forks"), json_integer(j->forks[i]));
+	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&j->stats, &s) >= 0)
+		json_object_set_new(o, "stats", s);
+	if (j->state == SVC_JOB_FAILED || j->state == SVC_JOB_CANCELLED)
+		json_object_set_new(o, "error", job_error_json(j));
+	return o;
+}
+
+static void job_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct svc_job *j = ctx;
+
+	__atomic_store_n(&j->total, total, __ATOMIC_RELAXED);
+	__atomic_store_n(&j->done, done, __ATOMIC_RELAXED);
+}
+
+/* A file in the snapshot directory is read back, as `uffsnapctl image verify` would. */
+static int job_verify(struct svc_job *j)
+{
+	struct img_summary sum;
+	int fd = openat(j->svc->dirfd, j->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
+
+	if (fd < 0)
+		return snprintf(j->err.msg, sizeof(j->err.msg),
+				"cannot reopen '%s' to verify it: %m", j->file),
+		       -errno;
+	r = img_verify_fd(fd, &sum, NULL);
+	close(fd);
+	if (r >= 0 && sum.status != IMG_COMPLETE)
+		r = -EBADMSG;
+	if (r < 0)
+		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
+			 j->file, r == -EBADMSG ? sum.error.msg : strerror(-r));
+	return r;
+}
+
+static void *job_main(void *arg)
+{
+	struct svc_job *j = arg;
+	struct snap_opts o = {
+	    .strict = j->strict,
+	    .window_pages = j->window,
+	    .devuffd_fd = j->svc->devuffd,
+	    .progress = job_progress,
+	    .progress_ctx = j,
+	    .cancel = &j->cancel,
+	};
+	struct img_sink *sink = NULL;
+	int r = img_sink_fd_new(j->out_fd, &sink);
+
+	if (r < 0)
+		snprintf(j->err.msg, sizeof(j->err.msg), "cannot set up the output: %s",
+			 strerror(-r));
+	else
+		r = snapshot_take(j->pid, &o, sink, &j->stats, &j->err);
+	img_sink_free(sink);
+	if (r >= 0 && j->file)
+		r = job_verify(j);
+	j->result = r;
+	j->end_ns = snap_now_ns();
+	__atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
+	eventfd_write(j->svc->jobsfd, 1);
+	return NULL;
+}
+
+static void job_free(struct svc_job *j)
+{
+	if (j->out_fd >= 0)
+		close(j->out_fd);
+	free(j->file);
+	free(j->fdname);
+	free(j);
+}
+
+int svc_job_start(struct svc *svc, struct svc_job *j)
+{
+	int r;
+
+	j->svc = svc;
+	j->id = ++svc->next_job;
+	j->created_us = svc_now_us();
+	j->start_ns = snap_now_ns();
+	r = -pthread_create(&j->thread, NULL, job_main, j);
+	if (r < 0) {
+		job_free(j);
+		return r;
+	}
+	j->started = true;
+	j->next = svc->jobs;
+	svc->jobs = j;
+	svc->running++;
+	svc_log("job %" PRIu64 ": snapshot of pid %d for uid %u to %s '%s' started", j->id, j->pid,
+		j->owner, j->file ? "file" : "fd", j->file ? j->file : j->fdname);
+	svc_update_timer(svc);
+	return 0;
+}
+
+/* Drops the oldest finished jobs beyond SVC_HISTORY. */
+static void jobs_trim(struct svc *svc)
+{
+	unsigned kept = 0;
+
+	for (struct svc_job **pj = &svc->jobs; *pj;) {
+		struct svc_job *j = *pj;
+
+		if (j->state != SVC_JOB_RUNNING && ++kept > SVC_HISTORY) {
+			*pj = j->next;
+			job_free(j);
+			continue;
+		}
+		pj = &j->next;
+	}
+}
+
+/*
+ * The engine says what failed in its terms ("cannot copy memory of pid N: No such process");
+ * when the target went away, say that first. Process events tell exit from exec; without
+ * them (or before they arrive), a target that no longer exists has exited.
+ */
+static void job_explain_gone(struct svc_job *j)
+{
+	char msg[sizeof(j->err.msg)];
+
+	if (!j->gone && j->result == -ESRCH && kill(j->pid, 0) < 0 && errno == ESRCH)
+		j->gone = "exited";
+	if (!j->gone || strstr(j->err.msg, j->gone))
+		return;
+	snprintf(msg, sizeof(msg),
+		 "pid %d %s during the snapshot; the image is incomplete (%.400s)", j->pid, j->gone,
+		 j->err.msg[0] ? j->err.msg : strerror(-j->result));
+	memcpy(j->err.msg, msg, sizeof(msg));
+}
+
+static void job_finish(struct svc *svc, struct svc_job *j)
+{
+	int cancel;
+	double secs;
+	json_t *stats = NULL;
+
+	pthread_join(j->thread, NULL);
+	cancel = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
+	secs = (j->end_ns - j->start_ns) / 1e9;
+	close(j->out_fd);
+	j->out_fd = -EBADF;
+	svc->running--;
+	if (j->result >= 0) {
+		j->state = SVC_JOB_COMPLETED;
+		svc_log("job %" PRIu64 ": pid %d complete in %.3f s, %" PRIu64
+			" bytes, held %.3f ms",
+			j->id, j->pid, secs, j->stats.bytes, j->stats.held_ns / 1e6);
+		snapshot_stats_to_json(&j->stats, &stats);
+		svc_job_event(svc, j, "JOB_COMPLETED",
+			      json_pack("{s:I, s:o*}", "id", (json_int_t)j->id, "stats", stats));
+		return;
+	}
+	j->state = cancel == -ECANCELED ? SVC_JOB_CANCELLED : SVC_JOB_FAILED;
+	if (j->state == SVC_JOB_FAILED)
+		job_explain_gone(j);
+	svc_log("job %" PRIu64 ": pid %d %s after %.3f s: %s", j->id, j->pid, state_names[j->state],
+		secs, j->err.msg[0] ? j->err.msg : strerror(-j->result));
+	if (j->state == SVC_JOB_CANCELLED)
+		svc_job_event(svc, j, "JOB_CANCELLED", json_pack("{s:I}", "id", (json_int_t)j->id));
+	else
+		svc_job_event(svc, j, "JOB_FAILED",
+			      json_pack("{s:I, s:s, s:s}", "id", (json_int_t)j->id, "class",
+					job_error_class(j), "desc",
+					j->err.msg[0] ? j->err.msg : strerror(-j->result)));
+}
+
+void svc_jobs_reap(struct svc *svc)
+{
+	eventfd_t v;
+
+	eventfd_read(svc->jobsfd, &v);
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->state == SVC_JOB_RUNNING && __atomic_load_n(&j->finished, __ATOMIC_ACQUIRE))
+			job_finish(svc, j);
+	jobs_trim(svc);
+	svc_update_timer(svc);
+}
+
+void svc_jobs_progress(struct svc *svc)
+{
+	uint64_t expirations;
+
+	if (read(svc->timerfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		return;
+	for (struct svc_job *j = svc->jobs; j; j = j->next) {
+		uint64_t done = __atomic_load_n(&j->done, __ATOMIC_RELAXED);
+
+		if (j->state != SVC_JOB_RUNNING || done == j->sent_done)
+			continue;
+		j->sent_done = done;
+		svc_job_event(svc, j, "JOB_PROGRESS",
+			      json_pack("{s:I, s:I, s:I}", "id", (json_int_t)j->id, "done",
+					(json_int_t)done, "total",
+					(json_int_t)__atomic_load_n(&j->total, __ATOMIC_RELAXED)));
+	}
+}
+
+/* The progress timer runs only while jobs do. */
+void svc_update_timer(struct svc *svc)
+{
+	struct itimerspec its = {0};
+	bool want = svc->running > 0;
+
+	if (want == svc->timer_armed)
+		return;
+	if (want) {
+		its.it_value.tv_nsec = SVC_PROGRESS_NS;
+		its.it_interval.tv_nsec = SVC_PROGRESS_NS;
+	}
+	if (timerfd_settime(svc->timerfd, 0, &its, NULL) == 0)
+		svc->timer_armed = want;
+}
+
+void svc_jobs_cancel_all(struct svc *svc, int why)
+{
+	for (struct svc_job *j = svc->jobs; j; j = j->next) {
+		int expect = 0;
+
+		if (j->state == SVC_JOB_RUNNING)
+			__atomic_compare_exchange_n(&j->cancel, &expect, why, false,
+						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	}
+}
+
+void svc_jobs_wait_all(struct svc *svc)
+{
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->state == SVC_JOB_RUNNING)
+			job_finish(svc, j);
+	svc_update_timer(svc);
+}
+
+void svc_jobs_free(struct svc *svc)
+{
+	while (svc->jobs) {
+		struct svc_job *j = svc->jobs;
+
+		svc->jobs = j->next;
+		job_free(j);
+	}
+}
+
+static void job_target_gone(struct svc_job *j, const char *what)
+{
+	int expect = 0;
+
+	if (!j->gone)
+		j->gone = what;
+	if (__atomic_compare_exchange_n(&j->cancel, &expect, -ESRCH, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		svc_log("job %" PRIu64 ": pid %d %s: stopping the job", j->id, j->pid, what);
+}
+
+static void job_target_forked(struct svc *svc, struct svc_job *j, pid_t child)
+{
+	if (j->nforks < SVC_FORKS_MAX)
+		j->forks[j->nforks++] = child;
+	svc_job_event(
+	    svc, j, "TARGET_FORKED",
+	    json_pack("{s:I, s:i, s:i}", "id", (json_int_t)j->id, "pid", j->pid, "child", child));
+}
+
+/* fs/exec.c de_thread(): after exec the thread group keeps its tgid, so tgid names it. */
+static void on_procev(void *ctx, const struct procev_event *e)
+{
+	struct svc *svc = ctx;
+	struct svc_job *j = svc_job_running_on(svc, e->tgid);
+
+	if (!j)
+		return;
+	if (e->type == PROCEV_EXIT && e->pid == e->tgid)
+		job_target_gone(j, "exited");
+	else if (e->type == PROCEV_EXEC)
+		job_target_gone(j, "called exec");
+	else if (e->type == PROCEV_FORK && e->child_tgid != e->tgid)
+		job_target_forked(svc, j, e->child_tgid);
+}
+
+void svc_procev_read(struct svc *svc)
+{
+	int r = procev_read(svc->procev, on_procev, svc);
+
+	if (r != -ENOBUFS)
+		return;
+	/* Events were lost: look at every target ourselves. */
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->state == SVC_JOB_RUNNING && kill(j->pid, 0) < 0 && errno == ESRCH)
+			job_target_gone(j, "exited");
+}
