@@ -4,11 +4,14 @@
  * have their own table, e.g. cmd-image.c); dispatch and --help are generated from the tables.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli-command.h"
+#include "cli-svc.h"
 #include "cmd-image.h"
+#include "cmd-svc.h"
 #include "uffsnap/image.h"
 
 static const struct cli_command uffsnapctl_commands[] = {
@@ -17,40 +20,167 @@ static const struct cli_command uffsnapctl_commands[] = {
 	.help = "inspect, verify and read snapshot image files (no daemon needed)",
 	.sub = cmd_image_commands,
     },
-    /*
-     * Service-mode commands, talking to uffsnapd's control socket, go here as rows (or a
-     * group): snapshot, jobs, job, cancel, watch, status.
-     */
+    /* Service-mode commands: they talk to uffsnapd's control socket (cmd-svc-*.c). */
+    {
+	.name = "snapshot",
+	.handler = cmd_svc_snapshot,
+	.help = "snapshot a running process through uffsnapd and follow the job to its end",
+	.usage = "--pid PID (--output FILE | --file NAME) [--strict] [--window N] [--force] "
+		 "[--no-wait]",
+	.options =
+	    "  --pid PID       the process to snapshot (one you could ptrace yourself)\n"
+	    "  --output FILE   write the image to FILE: uffsnapctl creates it (never overwriting\n"
+	    "                  one, unless --force) and passes it to uffsnapd\n"
+	    "  --file NAME     write the image to NAME in uffsnapd's snapshot directory\n"
+	    "                  ([A-Za-z0-9._-], not starting with '.'; never overwritten)\n"
+	    "  --strict        fail if the target discards memory not yet saved, instead of\n"
+	    "                  recording it as discarded after the instant\n"
+	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
+	    "  --force         overwrite FILE if it exists\n"
+	    "  --no-wait       print the job's id and return at once\n" CLI_SVC_OPTIONS_HELP
+	    "\nWithout --no-wait it waits for the job to end, showing progress on stderr, prints\n"
+	    "the summary and exits 0 when the image is complete, 1 when the job failed or was\n"
+	    "cancelled (the incomplete image is left in place). Ctrl-C cancels the job.\n",
+    },
+    {
+	.name = "jobs",
+	.handler = cmd_svc_jobs,
+	.help = "list your snapshot jobs (all jobs for root): running and recently ended",
+	.options = CLI_SVC_OPTIONS_HELP,
+    },
+    {
+	.name = "job",
+	.handler = cmd_svc_job,
+	.help = "show one job: state, progress, output, statistics or error",
+	.usage = "ID",
+	.options = CLI_SVC_OPTIONS_HELP,
+    },
+    {
+	.name = "cancel",
+	.handler = cmd_svc_cancel,
+	.help = "cancel a running job; the target is released and the image left incomplete",
+	.usage = "ID",
+	.options = CLI_SVC_OPTIONS_HELP,
+    },
+    {
+	.name = "watch",
+	.handler = cmd_svc_watch,
+	.help = "print the events of your jobs (all jobs for root) until interrupted",
+	.options = CLI_SVC_OPTIONS_HELP,
+    },
+    {
+	.name = "status",
+	.handler = cmd_svc_status,
+	.help = "show uffsnapd's version, kernel features, limits and running jobs",
+	.options = CLI_SVC_OPTIONS_HELP,
+    },
     {.name = NULL},
 };
 
 static void uffsnapctl_help(FILE *f)
 {
-	fprintf(f, "Usage: uffsnapctl [--help | --version] COMMAND [ARGS...]\n\n"
+	fprintf(f, "Usage: uffsnapctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
+		   "       uffsnapctl --help | --version\n\n"
 		   "Consistent point-in-time snapshots of a running process's memory.\n\n"
 		   "Commands:\n");
 	cli_print_commands(f, uffsnapctl_commands, "");
-	fprintf(f, "\nRun 'uffsnapctl COMMAND --help' for a command's options.\n"
-		   "Exit status: 0 success, 1 failure (bad, incomplete or unreadable input),\n"
-		   "2 usage error.\n");
+	fprintf(f,
+		"\nOptions of the service commands (snapshot, jobs, job, cancel, watch, status),\n"
+		"before or after the command's name:\n" CLI_SVC_OPTIONS_HELP
+		"\nRun 'uffsnapctl COMMAND --help' for a command's options.\n"
+		"Exit status: 0 success, 1 failure (bad, incomplete or unreadable input, a\n"
+		"refused request, a failed or cancelled job), 2 usage error.\n");
+}
+
+/* The options that may come before the command, kept to be handed to it. */
+struct uffsnapctl_globals {
+	char *argv[8];
+	int argc;
+};
+
+/* Takes the global options at argv[*i]; returns -1 when done, else an exit status. */
+static int uffsnapctl_global(struct cli_invocation *top, int argc, char **argv, int *i,
+			     struct uffsnapctl_globals *g)
+{
+	const char *a = argv[*i];
+
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		uffsnapctl_help(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+		printf("uffsnapctl %s (image format %d.%d, control protocol %d)\n", UFFSNAP_VERSION,
+		       IMG_VERSION_MAJOR, IMG_VERSION_MINOR, UFFSNAP_CLIENT_PROTOCOL);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(a, "--socket") && *i + 1 >= argc)
+		return cli_usage_error(top, "option '--socket' needs a value");
+	if (g->argc + 2 > (int)(sizeof(g->argv) / sizeof(g->argv[0])))
+		return cli_usage_error(top, "too many options before the command");
+	if (!strcmp(a, "--socket")) {
+		g->argv[g->argc++] = argv[(*i)++];
+		g->argv[g->argc++] = argv[(*i)++];
+	} else if (!strncmp(a, "--socket=", 9) || !strcmp(a, "--json")) {
+		g->argv[g->argc++] = argv[(*i)++];
+	} else {
+		return cli_usage_error(top, "unknown option '%s'", a);
+	}
+	return -1;
+}
+
+/* How many words of argv name the command ("image info" is two), 0 if none. */
+static int uffsnapctl_command_words(int argc, char **argv)
+{
+	const struct cli_command *table = uffsnapctl_commands, *c;
+	int n = 0;
+
+	while (n < argc && table) {
+		for (c = table; c->name && strcmp(c->name, argv[n]); c++)
+			;
+		if (!c->name)
+			return 0;
+		n++;
+		table = c->sub;
+	}
+	return table ? 0 : n;
+}
+
+/* Runs the command with the global options inserted right after its name. */
+static int uffsnapctl_run(int argc, char **argv, const struct uffsnapctl_globals *g)
+{
+	int words = uffsnapctl_command_words(argc, argv), n = 0, r;
+	char **args;
+
+	if (!words || !g->argc)
+		return cli_dispatch(uffsnapctl_commands, "uffsnapctl", argc, argv);
+	args = calloc(argc + g->argc + 1, sizeof(*args));
+	if (!args)
+		return fprintf(stderr, "uffsnapctl: out of memory\n"), CLI_EXIT_FAILURE;
+	for (int i = 0; i < argc; i++) {
+		if (i == words)
+			for (int k = 0; k < g->argc; k++)
+				args[n++] = g->argv[k];
+		args[n++] = argv[i];
+	}
+	for (int k = 0; words == argc && k < g->argc; k++)
+		args[n++] = g->argv[k];
+	r = cli_dispatch(uffsnapctl_commands, "uffsnapctl", n, args);
+	free(args);
+	return r;
 }
 
 int main(int argc, char **argv)
 {
 	struct cli_invocation top = {.path = "uffsnapctl"};
+	struct uffsnapctl_globals g = {.argc = 0};
+	int i = 1, r;
 
-	if (argc < 2)
+	while (i < argc && argv[i][0] == '-' && argv[i][1]) {
+		r = uffsnapctl_global(&top, argc, argv, &i, &g);
+		if (r >= 0)
+			return r;
+	}
+	if (i >= argc)
 		return cli_usage_error(&top, "missing command");
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		uffsnapctl_help(stdout);
-		return CLI_EXIT_OK;
-	}
-	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-		printf("uffsnapctl %s (image format %d.%d)\n", UFFSNAP_VERSION, IMG_VERSION_MAJOR,
-		       IMG_VERSION_MINOR);
-		return CLI_EXIT_OK;
-	}
-	if (argv[1][0] == '-' && argv[1][1])
-		return cli_usage_error(&top, "unknown option '%s'", argv[1]);
-	return cli_dispatch(uffsnapctl_commands, "uffsnapctl", argc - 1, argv + 1);
+	return uffsnapctl_run(argc - i, argv + i, &g);
 }

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/* Human-readable jobs, events and statistics for uffsnapctl's service commands. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli-meta.h"
+#include "cli-svc-show.h"
+
+/* Width of the progress bar, in characters. */
+#define CLI_PROGRESS_BAR 30
+/* Without a terminal, a progress line every this many percent. */
+#define CLI_PROGRESS_STEP 10
+
+static uint64_t cli_u64(const json_t *obj, const char *key)
+{
+	uint64_t v = 0;
+
+	cli_json_u64(obj, key, &v);
+	return v;
+}
+
+const char *cli_svc_time(const json_t *ts, char *buf, size_t len)
+{
+	uint64_t sec;
+	time_t t;
+	struct tm tm;
+
+	buf[0] = 0;
+	if (cli_json_u64(ts, "seconds", &sec) < 0)
+		return buf;
+	t = (time_t)sec;
+	if (localtime_r(&t, &tm))
+		strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	return buf;
+}
+
+const char *cli_svc_output(const json_t *output, char *buf, size_t len)
+{
+	const char *file = cli_json_str(output, "file");
+	char *text;
+
+	if (file) {
+		snprintf(buf, len, "file %s (in the snapshot directory)", file);
+	} else if (json_object_get(output, "fd")) {
+		snprintf(buf, len, "a file the client passed");
+	} else {
+		text = output ? json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+		snprintf(buf, len, "%s", text ? text : "-");
+		free(text);
+	}
+	return buf;
+}
+
+static int cli_percent(uint64_t done, uint64_t total)
+{
+	if (!total)
+		return 0;
+	return done >= total ? 100 : (int)(done * 100 / total);
+}
+
+static void cli_show_error_member(const char *label, const json_t *err)
+{
+	const char *class = cli_json_str(err, "class"), *desc = cli_json_str(err, "desc");
+
+	if (class || desc)
+		printf("%-10s%s%s%s%s\n", label, desc ? desc : "", class ? " (" : "",
+		       class ? class : "", class ? ")" : "");
+}
+
+static void cli_show_forks(const json_t *forks)
+{
+	if (!json_array_size(forks))
+		return;
+	printf("%-10s", "forks:");
+	for (size_t i = 0; i < json_array_size(forks); i++)
+		printf(" %" JSON_INTEGER_FORMAT, json_integer_value(json_array_get(forks, i)));
+	printf("\n");
+}
+
+void cli_svc_show_job(const json_t *job)
+{
+	const char *state = cli_json_str(job, "state");
+	char buf[512];
+	uint64_t total = cli_u64(job, "total"), done = cli_u64(job, "done");
+
+	printf("%-10s%" PRIu64 "\n", "job:", cli_u64(job, "id"));
+	printf("%-10s%" PRIu64 "\n", "pid:", cli_u64(job, "pid"));
+	printf("%-10s%s\n", "state:", state ? state : "?");
+	if (json_object_get(job, "owner"))
+		printf("%-10suid %" PRIu64 "\n", "owner:", cli_u64(job, "owner"));
+	printf("%-10s%s\n",
+	       "output:", cli_svc_output(json_object_get(job, "output"), buf, sizeof(buf)));
+	if (json_object_get(job, "created"))
+		printf("%-10s%s\n",
+		       "created:", cli_svc_time(json_object_get(job, "created"), buf, sizeof(buf)));
+	if (json_object_get(job, "total"))
+		printf("%-10s%d%% (%" PRIu64 " of %" PRIu64 " pages)\n",
+		       "progress:", cli_percent(done, total), done, total);
+	cli_show_forks(json_object_get(job, "forks"));
+	cli_show_error_member("error:", json_object_get(job, "error"));
+	if (json_is_object(json_object_get(job, "stats"))) {
+		printf("statistics:\n");
+		cli_svc_show_stats(stdout, json_object_get(job, "stats"));
+	}
+}
+
+void cli_svc_show_jobs(const json_t *jobs)
+{
+	char out[256], progress[16];
+
+	if (!json_array_size(jobs)) {
+		printf("no jobs\n");
+		return;
+	}
+	printf("%6s %8s %-10s %8s %6s  %s\n", "ID", "PID", "STATE", "PROGRESS", "OWNER", "OUTPUT");
+	for (size_t i = 0; i < json_array_size(jobs); i++) {
+		const json_t *j = json_array_get(jobs, i);
+		const char *state = cli_json_str(j, "state");
+
+		snprintf(progress, sizeof(progress), "%d%%",
+			 cli_percent(cli_u64(j, "done"), cli_u64(j, "total")));
+		printf("%6" PRIu64 " %8" PRIu64 " %-10s %8s %6" PRIu64 "  %s\n", cli_u64(j, "id"),
+		       cli_u64(j, "pid"), state ? state : "?", progress, cli_u64(j, "owner"),
+		       cli_svc_output(json_object_get(j, "output"), out, sizeof(out)));
+	}
+}
+
+static void cli_show_value(const char *key, const json_t *v, int indent)
+{
+	char *text;
+
+	if (json_is_object(v)) {
+		printf("%*s%s:\n", indent, "", key);
+		cli_svc_show_tree(v, indent + 2);
+		return;
+	}
+	if (json_is_string(v)) {
+		printf("%*s%s: %s\n", indent, "", key, json_string_value(v));
+		return;
+	}
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	printf("%*s%s: %s\n", indent, "", key, text ? text : "?");
+	free(text);
+}
+
+void cli_svc_show_tree(const json_t *obj, int indent)
+{
+	json_t *o = (json_t *)obj; /* jansson's iterators take no const */
+
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
+		cli_show_value(json_object_iter_key(it), json_object_iter_value(it), indent);
+}
+
+void cli_svc_show_stats(FILE *f, const json_t *st)
+{
+	fprintf(
+	    f,
+	    "  target held        %.3f ms (attach %.3f, arming %.3f, copying %.3f), %" PRIu64
+	    " threads\n"
+	    "  pages saved        %" PRIu64 " by the copier, %" PRIu64 " by write faults, %" PRIu64
+	    " while held\n"
+	    "  zero pages         %" PRIu64 "\n"
+	    "  discarded after T  %" PRIu64 "\n"
+	    "  write faults       %" PRIu64 ", service time p50 %.1f us, p99 %.1f us, max %.1f us\n"
+	    "  image              %" PRIu64 " bytes (%.1f MiB), duration %.3f s\n",
+	    cli_u64(st, "held_ns") / 1e6, cli_u64(st, "attach_ns") / 1e6,
+	    cli_u64(st, "arm_ns") / 1e6, cli_u64(st, "copy_held_ns") / 1e6, cli_u64(st, "threads"),
+	    cli_u64(st, "pages_copier"), cli_u64(st, "pages_fault"), cli_u64(st, "pages_held"),
+	    cli_u64(st, "pages_zero"), cli_u64(st, "pages_discarded"), cli_u64(st, "faults"),
+	    cli_u64(st, "fault_p50_ns") / 1e3, cli_u64(st, "fault_p99_ns") / 1e3,
+	    cli_u64(st, "fault_max_ns") / 1e3, cli_u64(st, "bytes"),
+	    cli_u64(st, "bytes") / 1048576.0, cli_u64(st, "duration_ns") / 1e9);
+}
+
+/* The part of an event line after "job N": what happened. */
+static void cli_show_event_detail(const char *name, const json_t *d)
+{
+	const char *desc = cli_json_str(d, "desc");
+
+	if (!strcmp(name, "JOB_CREATED"))
+		printf("created for pid %" PRIu64, cli_u64(d, "pid"));
+	else if (!strcmp(name, "JOB_PROGRESS"))
+		printf("progress %d%% (%" PRIu64 " of %" PRIu64 " pages)",
+		       cli_percent(cli_u64(d, "done"), cli_u64(d, "total")), cli_u64(d, "done"),
+		       cli_u64(d, "total"));
+	else if (!strcmp(name, "JOB_COMPLETED"))
+		printf("completed, %" PRIu64 " bytes",
+		       cli_u64(json_object_get(d, "stats"), "bytes"));
+	else if (!strcmp(name, "JOB_FAILED"))
+		printf("failed: %s", desc ? desc : "?");
+	else if (!strcmp(name, "JOB_CANCELLED"))
+		printf("cancelled");
+	else if (!strcmp(name, "TARGET_FORKED"))
+		printf("pid %" PRIu64 " forked child %" PRIu64, cli_u64(d, "pid"),
+		       cli_u64(d, "child"));
+	else
+		printf("%s", name);
+}
+
+void cli_svc_show_event(const json_t *ev)
+{
+	const char *name = cli_json_str(ev, "event");
+	const json_t *d = json_object_get(ev, "data");
+	char when[64];
+
+	printf("%s ",
+	       *cli_svc_time(json_object_get(ev, "timestamp"), when, sizeof(when)) ? when : "-");
+	if (json_object_get(d, "id"))
+		printf("job %" PRIu64 " ", cli_u64(d, "id"));
+	cli_show_event_detail(name ? name : "?", d);
+	printf("\n");
+	fflush(stdout);
+}
+
+void cli_progress_update(struct cli_progress *p, int64_t job, uint64_t done, uint64_t total)
+{
+	int pct = cli_percent(done, total);
+	char bar[CLI_PROGRESS_BAR + 1];
+	int fill = pct * CLI_PROGRESS_BAR / 100;
+
+	if (!p->tty) {
+		if (pct / CLI_PROGRESS_STEP <= p->last_step)
+			return;
+		p->last_step = pct / CLI_PROGRESS_STEP;
+		fprintf(stderr, "job %" PRId64 ": %d%% (%" PRIu64 " of %" PRIu64 " pages)\n", job,
+			pct, done, total);
+		return;
+	}
+	memset(bar, '#', fill);
+	memset(bar + fill, '.', CLI_PROGRESS_BAR - fill);
+	bar[CLI_PROGRESS_BAR] = 0;
+	fprintf(stderr, "\rjob %" PRId64 ": saving [%s] %3d%% (%" PRIu64 "/%" PRIu64 " pages)", job,
+		bar, pct, done, total);
+	p->drawn = true;
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->drawn)
+		fputc('\n', stderr);
+	p->drawn = false;
+}

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uffsnapctl snapshot --pid PID (--output FILE | --file NAME): asks uffsnapd for a snapshot
+ * job and, unless --no-wait, follows it to its end. With --output the client creates FILE
+ * itself and passes the descriptor (the daemon never opens a path for a client: CONTROL.md,
+ * Authorization); with --file the daemon creates NAME in its snapshot directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli-args.h"
+#include "cli-image.h"
+#include "cli-meta.h"
+#include "cli-svc-show.h"
+#include "cli-svc.h"
+#include "cmd-svc.h"
+
+/* The daemon's limits for --window (CONTROL.md, snapshot). */
+#define SNAP_WINDOW_MAX 512
+/* Images hold another process's memory: readable by their owner only. */
+#define SNAP_FILE_MODE 0600
+
+/* "Not finished yet" for the event handlers, next to exit statuses (>= 0). */
+#define SNAP_CONTINUE (-1)
+
+struct snap_cmd {
+	struct cli_svc svc;
+	json_int_t pid, window; /* window 0: the daemon's default */
+	const char *output, *file;
+	bool strict, force, no_wait;
+	int fd;
+	bool created; /* we created output (so we remove it if the job is refused) */
+	json_int_t job;
+	struct cli_progress progress;
+	bool cancelling;
+};
+
+static int snap_number(struct snap_cmd *s, const char *what, const char *arg, uint64_t max,
+		       json_int_t *ret)
+{
+	uint64_t v;
+
+	if (cli_parse_u64(arg, &v) < 0 || v == 0 || v > max) {
+		if (max == INT32_MAX)
+			return cli_usage_error(s->svc.inv, "invalid %s '%s' (a positive number)",
+					       what, arg);
+		return cli_usage_error(s->svc.inv, "invalid %s '%s' (1..%" PRIu64 ")", what, arg,
+				       max);
+	}
+	*ret = (json_int_t)v;
+	return 0;
+}
+
+static int snap_option(struct snap_cmd *s, int c)
+{
+	switch (c) {
+	case 'p':
+		return snap_number(s, "pid", optarg, INT32_MAX, &s->pid);
+	case 'w':
+		return snap_number(s, "--window", optarg, SNAP_WINDOW_MAX, &s->window);
+	case 'o':
+		s->output = optarg;
+		return 0;
+	case 'f':
+		s->file = optarg;
+		return 0;
+	case 's':
+		s->strict = true;
+		return 0;
+	case 'F':
+		s->force = true;
+		return 0;
+	case 'n':
+		s->no_wait = true;
+		return 0;
+	default:
+		return cli_svc_option(&s->svc, c, optarg) ? 0 : CLI_EXIT_USAGE;
+	}
+}
+
+static int snap_parse(struct snap_cmd *s, int argc, char **argv)
+{
+	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
+					     {"output", required_argument, NULL, 'o'},
+					     {"file", required_argument, NULL, 'f'},
+					     {"strict", no_argument, NULL, 's'},
+					     {"window", required_argument, NULL, 'w'},
+					     {"force", no_argument, NULL, 'F'},
+					     {"no-wait", no_argument, NULL, 'n'},
+					     CLI_SVC_LONGOPTS,
+					     {NULL, 0, NULL, 0}};
+	int c, r;
+
+	while ((c = cli_getopt(s->svc.inv, argc, argv, "p:o:", opts)) != -1) {
+		if (c == '?')
+			return CLI_EXIT_USAGE;
+		r = snap_option(s, c);
+		if (r)
+			return r;
+	}
+	if (!cli_svc_no_operands(&s->svc, argc, argv))
+		return CLI_EXIT_USAGE;
+	if (!s->pid)
+		return cli_usage_error(s->svc.inv, "--pid PID is required");
+	if (!s->output == !s->file)
+		return cli_usage_error(s->svc.inv,
+				       "give exactly one of --output FILE and --file NAME");
+	if (s->force && !s->output)
+		return cli_usage_error(s->svc.inv, "--force applies to --output (a --file name is "
+						   "never overwritten)");
+	return 0;
+}
+
+/* Creates FILE: new, unless --force (then an existing one is truncated). */
+static int snap_open_output(struct snap_cmd *s)
+{
+	char e[128];
+
+	s->fd = open(s->output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SNAP_FILE_MODE);
+	s->created = s->fd >= 0;
+	if (s->fd < 0 && errno == EEXIST && s->force)
+		s->fd = open(s->output, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (s->fd >= 0)
+		return 0;
+	if (errno == EEXIST)
+		fprintf(stderr, "%s: %s exists (use --force to overwrite it)\n", s->svc.inv->path,
+			s->output);
+	else
+		fprintf(stderr, "%s: cannot create %s: %s\n", s->svc.inv->path, s->output,
+			cli_strerror(-errno, e, sizeof(e)));
+	return CLI_EXIT_FAILURE;
+}
+
+static json_t *snap_arguments(const struct snap_cmd *s)
+{
+	json_t *a = json_pack("{s:I}", "pid", s->pid);
+
+	if (a && s->file)
+		json_object_set_new(a, "file", json_string(s->file));
+	if (a && s->strict)
+		json_object_set_new(a, "strict", json_true());
+	if (a && s->window)
+		json_object_set_new(a, "window", json_integer(s->window));
+	return a;
+}
+
+/* Sends `snapshot`; on success s->job is the job's id. */
+static int snap_start(struct snap_cmd *s)
+{
+	struct uffsnap_client_fd pass = {.fd = s->fd, .argument = "fd"};
+	json_t *args = snap_arguments(s), *ret = NULL;
+	uint64_t id;
+	int r;
+
+	if (!args)
+		return CLI_EXIT_FAILURE;
+	r = cli_svc_call(&s->svc, "snapshot", args, s->output ? &pass : NULL, &ret);
+	json_decref(args);
+	if (r == CLI_EXIT_OK && (cli_json_u64(ret, "id", &id) < 0 || !id || id > INT64_MAX)) {
+		fprintf(stderr, "%s: uffsnapd's reply names no job id\n", s->svc.inv->path);
+		r = CLI_EXIT_FAILURE;
+	}
+	if (r == CLI_EXIT_OK) {
+		s->job = (json_int_t)id;
+		if (s->svc.json)
+			cli_svc_print_json(ret);
+	}
+	json_decref(ret);
+	return r;
+}
+
+/* Where the incomplete image is, after a failure or a cancel. */
+static void snap_left_behind(const struct snap_cmd *s)
+{
+	struct stat st;
+
+	if (s->output && stat(s->output, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
+		/* Ended before the daemon wrote anything: there is no image to keep. */
+		if (s->created && unlink(s->output) == 0)
+			fprintf(stderr, "%s: nothing was written; %s removed\n", s->svc.inv->path,
+				s->output);
+		else
+			fprintf(stderr, "%s: nothing was written to %s\n", s->svc.inv->path,
+				s->output);
+		return;
+	}
+	if (s->output)
+		fprintf(stderr,
+			"%s: the incomplete image is left in %s ('uffsnapctl image info %s' "
+			"shows what it holds)\n",
+			s->svc.inv->path, s->output, s->output);
+	else
+		fprintf(stderr,
+			"%s: the incomplete image %s is left in uffsnapd's snapshot "
+			"directory\n",
+			s->svc.inv->path, s->file);
+}
+
+static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
+{
+	const char *desc = cli_json_str(d, "desc");
+	const char *where = s->output ? s->output : s->file;
+
+	cli_progress_end(&s->progress);
+	if (!strcmp(name, "JOB_COMPLETED")) {
+		if (!s->svc.json) {
+			printf("job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
+			       " complete: %s%s\n",
+			       s->job, s->pid, where,
+			       s->file ? " (in uffsnapd's snapshot directory)" : "");
+			cli_svc_show_stats(stdout, json_object_get(d, "stats"));
+		}
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(name, "JOB_FAILED"))
+		fprintf(stderr, "%s: job %" JSON_INTEGER_FORMAT " failed: %s\n", s->svc.inv->path,
+			s->job, desc ? desc : "(no reason given)");
+	else
+		fprintf(stderr, "%s: job %" JSON_INTEGER_FORMAT " cancelled\n", s->svc.inv->path,
+			s->job);
+	snap_left_behind(s);
+	return CLI_EXIT_FAILURE;
+}
+
+static int snap_event(struct snap_cmd *s, const char *name, const json_t *d)
+{
+	uint64_t done = 0, total = 0;
+
+	if (!strcmp(name, "JOB_COMPLETED") || !strcmp(name, "JOB_FAILED") ||
+	    !strcmp(name, "JOB_CANCELLED"))
+		return snap_ended(s, name, d);
+	if (s->svc.json)
+		return SNAP_CONTINUE;
+	if (!strcmp(name, "JOB_PROGRESS") && cli_json_u64(d, "done", &done) >= 0 &&
+	    cli_json_u64(d, "total", &total) >= 0) {
+		cli_progress_update(&s->progress, s->job, done, total);
+	} else if (!strcmp(name, "TARGET_FORKED")) {
+		cli_progress_end(&s->progress);
+		cli_json_u64(d, "child", &done);
+		fprintf(stderr,
+			"job %" JSON_INTEGER_FORMAT ": the target forked (child %" PRIu64
+			"); recorded in the image\n",
+			s->job, done);
+	}
+	return SNAP_CONTINUE;
+}
+
+/* Ctrl-C (or SIGTERM): the first cancels the job, a second stops waiting for it to end. */
+static int snap_interrupted(struct snap_cmd *s)
+{
+	json_t *args;
+
+	cli_progress_end(&s->progress);
+	if (s->cancelling) {
+		fprintf(stderr,
+			"%s: not waiting any longer; see 'uffsnapctl job %" JSON_INTEGER_FORMAT
+			"'\n",
+			s->svc.inv->path, s->job);
+		return CLI_EXIT_FAILURE;
+	}
+	s->cancelling = true;
+	fprintf(stderr,
+		"%s: interrupted: cancelling job %" JSON_INTEGER_FORMAT
+		" (interrupt again to stop waiting)\n",
+		s->svc.inv->path, s->job);
+	args = json_pack("{s:I}", "id", s->job);
+	if (args)
+		cli_svc_call(&s->svc, "cancel", args, NULL, NULL);
+	json_decref(args);
+	/*
+	 * Either way, wait for the job's end event: a job that ended meanwhile refuses the cancel
+	 * and its event is on its way; a broken connection is reported by the next wait.
+	 */
+	return SNAP_CONTINUE;
+}
+
+static int snap_wait(struct snap_cmd *s)
+{
+	json_t *ev = NULL, *d;
+	uint64_t id;
+	int r;
+
+	for (;;) {
+		r = cli_svc_next_event(&s->svc, &ev);
+		if (r) {
+			cli_progress_end(&s->progress);
+			snap_left_behind(s);
+			return r;
+		}
+		if (!ev) {
+			r = snap_interrupted(s);
+		} else {
+			d = json_object_get(ev, "data");
+			r = SNAP_CONTINUE;
+			if (cli_json_u64(d, "id", &id) >= 0 && id == (uint64_t)s->job) {
+				if (s->svc.json)
+					cli_svc_print_json(ev);
+				r = snap_event(s, cli_json_str(ev, "event") ?: "", d);
+			}
+			json_decref(ev);
+		}
+		if (r != SNAP_CONTINUE)
+			return r;
+	}
+}
+
+static int snap_run(struct snap_cmd *s)
+{
+	int r;
+
+	if (!s->no_wait && cli_svc_catch_signals(&s->svc) < 0)
+		return CLI_EXIT_FAILURE;
+	if (s->output && (r = snap_open_output(s)) != CLI_EXIT_OK)
+		return r;
+	r = snap_start(s);
+	if (s->fd >= 0)
+		close(s->fd); /* the daemon has its own copy */
+	s->fd = -EBADF;
+	if (r != CLI_EXIT_OK) {
+		if (s->created)
+			unlink(s->output); /* nothing was written to it */
+		return r;
+	}
+	if (s->no_wait) {
+		if (!s->svc.json)
+			printf("job %" JSON_INTEGER_FORMAT
+			       " started ('uffsnapctl job %" JSON_INTEGER_FORMAT "' shows it)\n",
+			       s->job, s->job);
+		return CLI_EXIT_OK;
+	}
+	if (!s->svc.json)
+		fprintf(stderr,
+			"job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
+			" to %s (Ctrl-C cancels)\n",
+			s->job, s->pid, s->output ? s->output : s->file);
+	return snap_wait(s);
+}
+
+int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
+{
+	struct snap_cmd s = {.fd = -EBADF, .progress = {.last_step = -1}};
+	int r;
+
+	cli_svc_init(&s.svc, inv);
+	s.progress.tty = isatty(STDERR_FILENO);
+	r = snap_parse(&s, argc, argv);
+	if (r)
+		return r;
+	r = cli_svc_connect(&s.svc);
+	if (r == CLI_EXIT_OK)
+		r = snap_run(&s);
+	cli_svc_close(&s.svc);
+	return r;
+}
