@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +19,20 @@
 
 #include "snapshot.h"
 #include "stream-main.h"
+#include "stream-sink.h"
 #include "svc-main.h"
 
 struct cli {
 	pid_t pid;
-	const char *output;
+	const char *output;	   /* a file, or "-" */
+	const char *to, *key;	   /* or a receiver, and the key file */
+	struct stream_opts stream; /* with --to */
+	struct img_sink *sink;
 	bool json, quiet, strict, force;
 	uint32_t window_pages;
 	bool tty;
 	uint64_t last_progress_ns;
+	uint64_t done, total; /* pages saved so far (atomic: the copier updates them) */
 };
 
 static const struct option long_opts[] = {
@@ -34,19 +40,31 @@ static const struct option long_opts[] = {
 	{"strict", no_argument, NULL, 's'},	  {"json", no_argument, NULL, 'j'},
 	{"quiet", no_argument, NULL, 'q'},	  {"force", no_argument, NULL, 'f'},
 	{"window", required_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},	  {0},
+	{"version", no_argument, NULL, 'V'},	  {"to", required_argument, NULL, 't'},
+	{"key", required_argument, NULL, 'k'},	  {"mem-limit", required_argument, NULL, 'M'},
+	{"spool-dir", required_argument, NULL, 'S'},
+	{"resume-timeout", required_argument, NULL, 'R'},
+	{0},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: uffsnapd --pid PID --output FILE [options]\n"
+		"usage: uffsnapd --pid PID (--output FILE | --to HOST:PORT --key FILE) [options]\n"
+		"       uffsnapd --service [options]   (see 'uffsnapd --service --help')\n"
+		"       uffsnapd --receive [options]   (see 'uffsnapd --receive --help')\n"
 		"\n"
 		"Take a consistent snapshot of the memory of running process PID, without stopping it\n"
 		"for longer than it takes to arm write protection, and write it as a uffsnap image.\n"
 		"\n"
 		"  -p, --pid PID       the process to snapshot (any process we may ptrace)\n"
 		"  -o, --output FILE   where to write the image; '-' streams it to stdout\n"
+		"      --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive') instead\n"
+		"      --key FILE      the pre-shared key both sides hold (64+ hex digits, mode 0600)\n"
+		"      --mem-limit MIB image data held in memory while the network lags (default 64);\n"
+		"                      beyond it, data waits in a spool file: the target never waits\n"
+		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"
+		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
 		"  -f, --force         overwrite FILE if it exists\n"
 		"  -s, --strict        fail if the target discards memory not yet saved (munmap,\n"
 		"                      MADV_DONTNEED) instead of recording it as discarded\n"
@@ -57,6 +75,7 @@ static void usage(FILE *f)
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
 		"\n"
+		"With --to, success means the receiver verified the whole image and stored it.\n"
 		"Exit status: 0 snapshot complete and verified, 1 snapshot failed (the target is\n"
 		"released first; a partial image is marked incomplete), 2 usage error.\n"
 		"Inspect images with 'uffsnapctl image info|verify|maps|read'.\n");
@@ -82,6 +101,25 @@ static int parse_args(int argc, char **argv, struct cli *c)
 
 	while ((o = getopt_long(argc, argv, "p:o:sjqfw:hV", long_opts, NULL)) != -1) {
 		switch (o) {
+		case 't':
+			c->to = optarg;
+			break;
+		case 'k':
+			c->key = optarg;
+			break;
+		case 'M':
+			if (parse_u32(optarg, 1u << 20, &v) < 0)
+				return fprintf(stderr, "uffsnapd: --mem-limit takes MiB, >= 1\n"), 2;
+			c->stream.mem_limit = (uint64_t)v << 20;
+			break;
+		case 'S':
+			c->stream.spool_dir = optarg;
+			break;
+		case 'R':
+			if (parse_u32(optarg, 86400, &v) < 0)
+				return fprintf(stderr, "uffsnapd: --resume-timeout takes 1..86400 s\n"), 2;
+			c->stream.resume_timeout_s = v;
+			break;
 		case 'p':
 			if (parse_u32(optarg, INT_MAX, &v) < 0)
 				return fprintf(stderr, "uffsnapd: invalid pid '%s'\n", optarg), 2;
@@ -119,8 +157,14 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc)
 		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
-	if (!c->pid || !c->output)
-		return fprintf(stderr, "uffsnapd: --pid and --output are required (see --help)\n"), 2;
+	if (!c->pid || !c->output == !c->to)
+		return fprintf(stderr, "uffsnapd: --pid and one of --output and --to are required "
+				       "(see --help)\n"), 2;
+	if (!c->to != !c->key)
+		return fprintf(stderr, "uffsnapd: --key goes with --to, and --to needs it\n"), 2;
+	if (!c->to && (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s))
+		return fprintf(stderr, "uffsnapd: --mem-limit, --spool-dir and --resume-timeout "
+				       "go with --to\n"), 2;
 	return 0;
 }
 
@@ -147,14 +191,42 @@ static int open_output(const struct cli *c)
 	return fd;
 }
 
+/*
+ * The image's way out: a file or stdout (returns its fd), or a receiver (returns INT_MAX: no fd
+ * of ours). Connection and key errors are reported here, before the target is touched.
+ */
+static int open_sink(const struct cli *c, struct img_sink **ret)
+{
+	struct stream_error se = {{0}};
+	int fd, r;
+
+	if (c->to) {
+		r = stream_sink_new(c->to, c->key, &c->stream, ret, &se);
+		if (r < 0)
+			fprintf(stderr, "uffsnapd: %s\n", se.msg[0] ? se.msg : strerror(-r));
+		return r < 0 ? r : INT_MAX;
+	}
+	fd = open_output(c);
+	if (fd < 0)
+		return fd;
+	r = img_sink_fd_new(fd, ret);
+	if (r < 0) {
+		fprintf(stderr, "uffsnapd: %s\n", strerror(-r));
+		if (fd != STDOUT_FILENO)
+			close(fd);
+		return r;
+	}
+	return fd;
+}
+
 /* Reads the finished image back, front to back, as `uffsnapctl image verify` would. */
 static int verify_output(const struct cli *c, char *msg, size_t len)
 {
 	struct img_summary sum;
 	int fd, r;
 
-	if (!strcmp(c->output, "-"))
-		return 0; /* a stream: the reader verifies it */
+	if (c->to || !strcmp(c->output, "-"))
+		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
 	fd = open(c->output, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return snprintf(msg, len, "cannot reopen '%s' to verify it: %m", c->output), -errno;
@@ -169,18 +241,58 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 	return 0;
 }
 
+static void print_progress(struct cli *c)
+{
+	uint64_t done = __atomic_load_n(&c->done, __ATOMIC_RELAXED);
+	uint64_t total = __atomic_load_n(&c->total, __ATOMIC_RELAXED);
+
+	fprintf(stderr, "\ruffsnapd: saving %3" PRIu64 "%% (%" PRIu64 "/%" PRIu64 " pages)",
+		total ? done * 100 / total : 100, done, total);
+	if (c->to) {
+		struct stream_counters sc;
+
+		stream_sink_counters(c->sink, &sc);
+		fprintf(stderr, ", sent %.1f MiB, acknowledged %.1f MiB, spooled %.1f MiB",
+			sc.sent / 1048576.0, sc.acked / 1048576.0, sc.spooled / 1048576.0);
+	}
+}
+
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {
 	struct cli *c = ctx;
 	uint64_t now = snap_now_ns();
 
-	if (c->quiet || !c->tty || (now - c->last_progress_ns < 200000000ull && done < total))
+	__atomic_store_n(&c->done, done, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->total, total, __ATOMIC_RELAXED);
+	/* With --to the printer thread shows it, together with the network's side. */
+	if (c->quiet || !c->tty || c->to || (now - c->last_progress_ns < 200000000ull && done < total))
 		return;
 	c->last_progress_ns = now;
-	fprintf(stderr, "\ruffsnapd: saving %3" PRIu64 "%% (%" PRIu64 "/%" PRIu64 " pages)",
-		total ? done * 100 / total : 100, done, total);
+	print_progress(c);
 	if (done >= total)
 		fputc('\n', stderr);
+}
+
+/*
+ * With --to, progress goes on after the last page is saved: the image's end waits for the
+ * receiver. Shown every 250 ms on a terminal until stop is set.
+ */
+struct printer {
+	struct cli *c;
+	int stop; /* atomic */
+	pthread_t th;
+};
+
+static void *printer_main(void *arg)
+{
+	struct printer *p = arg;
+
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		usleep(250000);
+		print_progress(p->c);
+	}
+	fputc('\n', stderr);
+	return NULL;
 }
 
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
@@ -194,23 +306,50 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 		"  discarded after T  %" PRIu64 "\n"
 		"  write faults       %" PRIu64 ", service time p50 %.1f us, p99 %.1f us, max %.1f us\n"
 		"  image              %" PRIu64 " bytes (%.1f MiB), duration %.3f s\n",
-		c->pid, c->output, st->held_ns / 1e6, st->attach_ns / 1e6, st->arm_ns / 1e6,
+		c->pid, c->to ? c->to : c->output, st->held_ns / 1e6, st->attach_ns / 1e6, st->arm_ns / 1e6,
 		st->copy_held_ns / 1e6, st->threads,
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);
 }
 
+static json_t *stream_json(const struct stream_counters *sc)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "accepted",
+			 (json_int_t)sc->accepted, "sent", (json_int_t)sc->sent, "resent",
+			 (json_int_t)sc->resent, "acked", (json_int_t)sc->acked, "spooled",
+			 (json_int_t)sc->spooled, "mem_used", (json_int_t)sc->mem_used, "mem_peak",
+			 (json_int_t)sc->mem_peak, "reconnects", (json_int_t)sc->reconnects,
+			 "elapsed_ns", (json_int_t)sc->elapsed_ns, "complete", sc->complete);
+}
+
+static void print_stream_summary(FILE *f, const struct stream_counters *sc)
+{
+	double s = sc->elapsed_ns / 1e9;
+
+	fprintf(f,
+		"  stream             %.1f MiB sent (%.1f MiB again after %" PRIu64
+		" reconnects), %.1f MiB/s; peak %.1f MiB in memory, %.1f MiB spooled\n",
+		sc->sent / 1048576.0, sc->resent / 1048576.0, sc->reconnects,
+		s > 0 ? sc->sent / 1048576.0 / s : 0, sc->mem_peak / 1048576.0,
+		sc->spooled / 1048576.0);
+}
+
 static void report(const struct cli *c, const struct snap_stats *st, int r, const char *msg)
 {
-	FILE *f = strcmp(c->output, "-") ? stdout : stderr;
+	FILE *f = c->to || strcmp(c->output, "-") ? stdout : stderr;
+	struct stream_counters sc = {0};
 
+	if (c->to && c->sink)
+		stream_sink_counters(c->sink, &sc);
 	if (c->json) {
 		json_t *j = NULL;
 
 		if (snapshot_stats_to_json(st, &j) >= 0) {
 			json_object_set_new(j, "pid", json_integer(c->pid));
-			json_object_set_new(j, "output", json_string(c->output));
+			json_object_set_new(j, "output", json_string(c->to ? c->to : c->output));
+			if (c->to)
+				json_object_set_new(j, "stream", stream_json(&sc));
 			json_object_set_new(j, "ok", json_boolean(r >= 0));
 			if (r < 0)
 				json_object_set_new(j, "error", json_string(msg));
@@ -220,6 +359,8 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 		}
 	} else if (r >= 0 && !c->quiet) {
 		print_summary(f, c, st);
+		if (c->to)
+			print_stream_summary(f, &sc);
 	}
 }
 
@@ -230,6 +371,8 @@ int main(int argc, char **argv)
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
+	struct printer pr = {0};
+	bool pr_started;
 	int fd, r;
 
 	for (int i = 1; i < argc; i++) { /* the mode flag may be anywhere, as getopt allows */
@@ -243,23 +386,37 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &c);
 	if (r)
 		return r;
-	fd = open_output(&c);
+	fd = open_sink(&c, &sink);
 	if (fd < 0)
 		return 1;
+	c.sink = sink;
 	o.strict = c.strict;
 	o.window_pages = c.window_pages;
 	o.progress = progress;
 	o.progress_ctx = &c;
-	r = img_sink_fd_new(fd, &sink);
-	if (r >= 0)
-		r = snapshot_take(c.pid, &o, sink, &st, &err);
+	pr.c = &c;
+	pr_started = c.to && c.tty && !c.quiet && !pthread_create(&pr.th, NULL, printer_main, &pr);
+	r = snapshot_take(c.pid, &o, sink, &st, &err);
+	if (pr_started) {
+		__atomic_store_n(&pr.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(pr.th, NULL);
+	}
 	if (r >= 0)
 		r = verify_output(&c, err.msg, sizeof(err.msg));
+	if (r < 0 && c.to) { /* say what the network did too */
+		struct stream_error se;
+
+		stream_sink_error(sink, &se);
+		size_t n = strlen(err.msg);
+
+		if (se.msg[0] && !strstr(err.msg, se.msg) && n + 2 + strlen(se.msg) < sizeof(err.msg))
+			sprintf(err.msg + n, "%s%s", n ? ": " : "", se.msg);
+	}
 	if (r < 0)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);
 	img_sink_free(sink);
-	if (fd != STDOUT_FILENO && close(fd) < 0 && r >= 0) {
+	if (fd != STDOUT_FILENO && fd != INT_MAX && close(fd) < 0 && r >= 0) {
 		fprintf(stderr, "uffsnapd: cannot close '%s': %m\n", c.output);
 		r = -EIO;
 	}

@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Streaming across two network namespaces joined by a veth pair, with the real receiver
+ * (uffsnapd --receive), the real sender (stream-snap: snapshot_take into the stream sink) and
+ * the predictable-store workload as the target. Scenarios:
+ *   basic     the received image verifies and is exactly one instant (uffsnap-check)
+ *   netem     the same over a delayed, lossy link (tc netem)
+ *   linkcut   the link goes down for a few seconds mid-stream: the stream resumes, still exact
+ *   recvkill  the receiver is killed mid-stream: the sender fails cleanly, the target is fine,
+ *             the partial image is incomplete
+ *   slow      a rate-limited link (tc tbf) and a small memory bound: the sender stays within
+ *             it, the spool is used, the target keeps running during the stream
+ *   peers     wrong key, no key, garbage, a silent peer and one that stops mid-frame, while a
+ *             good sender streams: each refused or failed alone, the good image is exact
+ *
+ * usage: test-stream-net UFFSNAPD STREAM-SNAP WORKLOAD CHECK UFFSNAPCTL SCENARIO
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshot/snap-harness.h"
+#include "stream-net.h"
+#include "stream-peer.h"
+
+#define PORT 7600
+
+struct t {
+	struct stream_paths p;
+	struct net n;
+	struct wl_proc *w;
+	char layout[128], sout[128];
+	pid_t recv, send;
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static int start_workload(struct t *t, const char *threads, const char *pages)
+{
+	const char *args[] = {"--threads", threads, "--pages", pages, NULL};
+	int r = wl_proc_spawn(t->p.workload, args, &t->w);
+
+	if (r < 0)
+		return fprintf(stderr, "FAIL: cannot start the workload: %s\n", strerror(-r)), -1;
+	snprintf(t->layout, sizeof(t->layout), "%s/layout.json", t->n.dir);
+	wl_write_file(t->layout, t->w->layout_json);
+	snprintf(t->sout, sizeof(t->sout), "%s/sender.out", t->n.dir);
+	return 0;
+}
+
+/* One complete image in the directory; it verifies and is one instant; the target is fine. */
+static int check_result(struct t *t)
+{
+	char img[256], cmd[512];
+
+	if (net_count(t->n.out, ".img", img, sizeof(img)) != 1)
+		return fprintf(stderr, "FAIL: expected one complete image in %s\n", t->n.out), -1;
+	snprintf(cmd, sizeof(cmd), "%s image verify %s", t->p.ctl, img);
+	if (system(cmd) != 0)
+		return fprintf(stderr, "FAIL: uffsnapctl image verify %s\n", img), -1;
+	if (wl_run_check(t->p.check, img, t->layout) != 0)
+		return fprintf(stderr, "FAIL: the received image is not one instant\n"), -1;
+	return snap_target_unharmed(t->w);
+}
+
+static int wait_sender(struct t *t, unsigned timeout_s, int want)
+{
+	int r = net_wait(t->send, timeout_s);
+
+	t->send = 0;
+	if (r != want) {
+		fprintf(stderr, "FAIL: the sender exited %d, expected %d\n", r, want);
+		net_sh(NULL, "cat %s %s >&2", t->sout, t->n.recv_log);
+		return -1;
+	}
+	return 0;
+}
+
+/* Waits until the sender's acknowledged bytes pass at least bytes. */
+static int wait_acked(struct t *t, uint64_t bytes)
+{
+	struct snap_line l;
+
+	for (int i = 0; i < 3000; i++) {
+		if (net_last_line(t->sout, &l) == 0 && l.acked >= bytes)
+			return 0;
+		sleep_ms(20);
+	}
+	return fprintf(stderr, "FAIL: the stream does not progress\n"), -1;
+}
+
+static int shape(struct t *t, const char *qdisc)
+{
+	return net_sh(t->n.ns_a, "tc qdisc replace dev %s root %s", t->n.if_a, qdisc);
+}
+
+static int run_basic(struct t *t, const char *qdisc)
+{
+	if (qdisc && shape(t, qdisc)) {
+		printf("SKIP: tc qdisc '%s' is not available in this kernel (sch_netem)\n", qdisc);
+		return 77;
+	}
+	if (start_workload(t, "4", "1024") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT, NULL);
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key, NULL, t->sout);
+	if (wait_sender(t, 240, 0) < 0)
+		return -1;
+	return check_result(t);
+}
+
+static int run_linkcut(struct t *t)
+{
+	struct snap_line l;
+
+	shape(t, "tbf rate 40mbit burst 64kb latency 400ms");
+	if (start_workload(t, "4", "4096") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT, NULL);
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key,
+			     "--liveness 2 --resume-timeout 60", t->sout);
+	if (wait_acked(t, 8 << 20) < 0)
+		return -1;
+	net_sh(t->n.ns_a, "ip link set %s down", t->n.if_a);
+	sleep_ms(4000);
+	net_sh(t->n.ns_a, "ip link set %s up", t->n.if_a);
+	if (wait_sender(t, 240, 0) < 0)
+		return -1;
+	if (net_last_line(t->sout, &l) < 0 || l.reconnects < 1)
+		return fprintf(stderr, "FAIL: the sender did not resume (reconnects 0)\n"), -1;
+	printf("resumed %llu time(s), %llu bytes sent again\n", (unsigned long long)l.reconnects,
+	       (unsigned long long)l.resent);
+	return check_result(t);
+}
+
+static int run_recvkill(struct t *t)
+{
+	char partial[256], cmd[512];
+
+	shape(t, "tbf rate 40mbit burst 64kb latency 400ms");
+	if (start_workload(t, "4", "4096") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT, NULL);
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key,
+			     "--liveness 2 --resume-timeout 3", t->sout);
+	if (wait_acked(t, 4 << 20) < 0)
+		return -1;
+	kill(t->recv, SIGKILL);
+	net_wait(t->recv, 10);
+	t->recv = 0;
+	if (wait_sender(t, 120, 1) < 0)
+		return -1;
+	if (snap_target_unharmed(t->w) < 0)
+		return -1;
+	if (net_count(t->n.out, ".img.partial", partial, sizeof(partial)) != 1)
+		return fprintf(stderr, "FAIL: no partial image left\n"), -1;
+	snprintf(cmd, sizeof(cmd), "%s image verify %s 2>&1 | grep -q incomplete", t->p.ctl,
+		 partial);
+	if (system(cmd) != 0)
+		return fprintf(stderr, "FAIL: the partial image is not reported incomplete\n"), -1;
+	return 0;
+}
+
+/* Samples the sender's RSS and the target's counters until the sender exits. */
+static int run_slow(struct t *t)
+{
+	const long limit_kib = 8 << 10, allowance_kib = 48 << 10;
+	uint64_t c0[64], c1[64];
+	long rss, max_rss = 0, base = -1;
+	int sampled = 0, advanced = 0;
+	struct snap_line l;
+
+	shape(t, "tbf rate 40mbit burst 64kb latency 400ms");
+	if (start_workload(t, "4", "8192") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT, NULL);
+	setenv("ASAN_OPTIONS", "quarantine_size_mb=4:detect_leaks=1", 1);
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key, "--mem-limit 8", t->sout);
+	while ((rss = net_rss_kib(t->send)) > 0) {
+		if (base < 0)
+			base = rss;
+		max_rss = rss > max_rss ? rss : max_rss;
+		if (net_last_line(t->sout, &l) == 0 && l.acked && l.acked < l.accepted &&
+		    sampled < 10 && wl_proc_counters(t->w, sampled ? c1 : c0) == 0) {
+			if (sampled++ && c1[0] > c0[0])
+				advanced = 1;
+		}
+		if (waitpid(t->send, NULL, WNOHANG) == t->send)
+			break;
+		sleep_ms(100);
+	}
+	if (net_last_line(t->sout, &l) < 0 || !l.complete)
+		return fprintf(stderr, "FAIL: the stream did not complete\n"), -1;
+	printf("sender RSS max %ld KiB (first sample %ld KiB), memory peak %llu KiB, spooled %llu "
+	       "MiB of %llu MiB\n",
+	       max_rss, base, (unsigned long long)l.mem_peak >> 10,
+	       (unsigned long long)l.spooled >> 20, (unsigned long long)l.accepted >> 20);
+	t->send = 0;
+	if (l.mem_peak > (uint64_t)limit_kib << 10)
+		return fprintf(stderr, "FAIL: the sink held more than its bound\n"), -1;
+	if (max_rss > base + limit_kib + allowance_kib)
+		return fprintf(stderr, "FAIL: the sender's RSS grew past bound + allowance\n"), -1;
+	if (l.spooled == 0)
+		return fprintf(stderr, "FAIL: the spool was not used\n"), -1;
+	if (!advanced)
+		return fprintf(stderr, "FAIL: the target's counters did not advance during the "
+				       "stream\n"),
+		       -1;
+	return check_result(t);
+}
+
+static int expect_refusal(struct t *t, const char *key, const char *needle)
+{
+	char err[160], cmd[1024];
+	int r;
+
+	snprintf(err, sizeof(err), "%s/refused.err", t->n.dir);
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns exec %s %s --pid %d --to %s:%d --key %s >/dev/null 2>%s", t->n.ns_a,
+		 t->p.snap, t->w->pid, t->n.ip_b, PORT, key, err);
+	r = system(cmd);
+	if (!WIFEXITED(r) || WEXITSTATUS(r) != 1 || !net_log_has(err, needle)) {
+		fprintf(stderr, "FAIL: sender with key '%s': expected exit 1 and '%s'\n", key,
+			needle);
+		net_sh(NULL, "cat %s >&2", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int run_peers(struct t *t)
+{
+	char wrong[160], open_key[160], partial[256];
+
+	shape(t, "tbf rate 40mbit burst 64kb latency 400ms");
+	if (start_workload(t, "4", "2048") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT,
+			       "--handshake-timeout 2 --resume-timeout 3 --idle-timeout 3");
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key, NULL, t->sout);
+	if (wait_acked(t, 1 << 20) < 0)
+		return -1;
+	snprintf(wrong, sizeof(wrong), "%s/wrong.key", t->n.dir);
+	snprintf(open_key, sizeof(open_key), "%s/open.key", t->n.dir);
+	net_sh(NULL, "head -c 32 /dev/urandom | od -An -tx1 | tr -d \" \\n\" > %s; chmod 600 %s",
+	       wrong, wrong);
+	net_sh(NULL, "cp %s %s; chmod 644 %s", t->n.key, open_key, open_key);
+	if (expect_refusal(t, wrong, "did not prove") < 0 ||
+	    expect_refusal(t, open_key, "group or others") < 0 ||
+	    expect_refusal(t, "/nonexistent/key", "cannot open key file") < 0)
+		return -1;
+	if (peer_run_all(t->n.ns_a, t->n.ip_b, PORT, t->n.key) < 0)
+		return -1;
+	if (wait_sender(t, 240, 0) < 0 || check_result(t) < 0)
+		return -1;
+	sleep_ms(4500); /* the mid-frame session expires */
+	if (!net_log_has(t->n.recv_log, "wrong key") ||
+	    !net_log_has(t->n.recv_log, "not resumed within")) {
+		fprintf(stderr, "FAIL: the receiver did not log the refusals\n");
+		return -1;
+	}
+	/* the corrupt one and the one cut mid-frame stay incomplete */
+	if (net_count(t->n.out, ".img.partial", partial, sizeof(partial)) != 2)
+		return fprintf(stderr, "FAIL: expected the bad peers' two partial images\n"), -1;
+	return 0;
+}
+
+static int run(struct t *t, const char *scenario)
+{
+	if (!strcmp(scenario, "basic"))
+		return run_basic(t, NULL);
+	if (!strcmp(scenario, "netem"))
+		return run_basic(t, "netem delay 10ms 5ms loss 1%");
+	if (!strcmp(scenario, "linkcut"))
+		return run_linkcut(t);
+	if (!strcmp(scenario, "recvkill"))
+		return run_recvkill(t);
+	if (!strcmp(scenario, "slow"))
+		return run_slow(t);
+	if (!strcmp(scenario, "peers"))
+		return run_peers(t);
+	fprintf(stderr, "unknown scenario '%s'\n", scenario);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct t t = {0};
+	int r;
+
+	if (argc != 7) {
+		fprintf(stderr,
+			"usage: %s UFFSNAPD STREAM-SNAP WORKLOAD CHECK UFFSNAPCTL SCENARIO\n",
+			argv[0]);
+		return 2;
+	}
+	if (getuid() != 0) {
+		printf("SKIP: needs root (network namespaces, ptrace, /dev/userfaultfd)\n");
+		return 77;
+	}
+	t.p = (struct stream_paths){argv[1], argv[2], argv[3], argv[4], argv[5]};
+	signal(SIGPIPE, SIG_IGN);
+	r = net_setup(&t.n);
+	if (r == 0)
+		r = run(&t, argv[6]);
+	if (t.send > 0) {
+		kill(t.send, SIGKILL);
+		net_wait(t.send, 10);
+	}
+	if (t.recv > 0) {
+		kill(t.recv, SIGTERM);
+		if (net_wait(t.recv, 10) != 0 && r == 0) {
+			fprintf(stderr, "FAIL: the receiver did not stop cleanly on SIGTERM\n");
+			r = -1;
+		}
+	}
+	wl_proc_free(t.w);
+	if (r != 0 && r != 77)
+		net_sh(NULL, "tail -n 30 %s >&2", t.n.recv_log);
+	net_teardown(&t.n);
+	if (r == 0)
+		printf("ok %s\n", argv[6]);
+	return r == 77 ? 77 : r ? 1 : 0;
+}

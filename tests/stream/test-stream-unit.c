@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of the stream's pure parts: control messages, keys and proofs, incremental check. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "stream-auth.h"
+#include "stream-check.h"
+#include "stream-wire.h"
+
+static size_t hello(uint8_t *out)
+{
+	struct stream_hello h = {.major = 1, .minor = 0, .name = "host-1.example"};
+
+	memset(h.session, 0xab, sizeof(h.session));
+	memset(h.nonce, 0xcd, sizeof(h.nonce));
+	return stream_hello_encode(&h, out);
+}
+
+static void test_roundtrip(void **state)
+{
+	uint8_t out[STREAM_MSG_MAX_SIZE];
+	struct stream_ack a = {.offset = 0x1122334455667788ull, .flags = STREAM_ACK_F_COMPLETE};
+	struct stream_msg m;
+	size_t n = hello(out), used = 0;
+
+	assert_int_equal(n, STREAM_MSG_HEADER_SIZE + STREAM_HELLO_SIZE);
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), 0);
+	assert_int_equal(used, n);
+	assert_int_equal(m.type, STREAM_MSG_HELLO);
+	assert_string_equal(m.hello.name, "host-1.example");
+	assert_memory_equal(m.hello_raw, out + STREAM_MSG_HEADER_SIZE, STREAM_HELLO_SIZE);
+	/* every prefix asks for more */
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(stream_msg_decode(out, i, &m, &used), -EAGAIN);
+	n = stream_ack_encode(&a, out);
+	assert_int_equal(out[16], 0x88); /* little-endian on the wire */
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), 0);
+	assert_true(m.ack.offset == a.offset && m.ack.flags == a.flags);
+	n = stream_error_encode(STREAM_ERR_AUTH, "no\nway", out);
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), 0);
+	assert_int_equal(m.error.code, STREAM_ERR_AUTH);
+	assert_string_equal(m.error.msg, "no?way"); /* a peer's control bytes are not printed */
+}
+
+static void test_rejects(void **state)
+{
+	uint8_t out[STREAM_MSG_MAX_SIZE], bad[STREAM_MSG_MAX_SIZE];
+	struct stream_hello h = {.major = 2, .name = "x"};
+	struct stream_msg m;
+	size_t n = hello(out), used;
+
+	memcpy(bad, out, n);
+	bad[40] ^= 1; /* body byte: CRC */
+	assert_int_equal(stream_msg_decode(bad, n, &m, &used), -EBADMSG);
+	memcpy(bad, out, n);
+	bad[0] = 'X'; /* magic, detected from the first byte */
+	assert_int_equal(stream_msg_decode(bad, 1, &m, &used), -EBADMSG);
+	memcpy(bad, out, n);
+	bad[6] = 3; /* body length not the type's */
+	assert_int_equal(stream_msg_decode(bad, n, &m, &used), -EBADMSG);
+	memset(h.session, 1, sizeof(h.session));
+	n = stream_hello_encode(&h, out);
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), -EPROTONOSUPPORT);
+	h.major = 1;
+	snprintf(h.name, sizeof(h.name), "bad name");
+	n = stream_hello_encode(&h, out);
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), -EBADMSG);
+	snprintf(h.name, sizeof(h.name), "ok");
+	memset(h.session, 0, sizeof(h.session)); /* an all-zero session */
+	n = stream_hello_encode(&h, out);
+	assert_int_equal(stream_msg_decode(out, n, &m, &used), -EBADMSG);
+}
+
+static void test_keys(void **state)
+{
+	static const char hex[] = "00112233445566778899aabbccddeeff"
+				  "00112233445566778899AABBCCDDEEFF\n";
+	char path[] = "/tmp/stream-key-XXXXXX", msg[512];
+	struct stream_key k;
+	int fd = mkstemp(path);
+
+	assert_int_equal(stream_key_parse(hex, strlen(hex), &k), 0);
+	assert_int_equal(k.len, 32);
+	assert_int_equal(k.bytes[31], 0xff);
+	assert_int_equal(stream_key_parse(hex, 62, &k), -EINVAL); /* 31 bytes */
+	assert_int_equal(stream_key_parse(hex, 63, &k), -EINVAL); /* odd */
+	assert_int_equal(stream_key_parse("zz", 2, &k), -EINVAL);
+	assert_true(write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex));
+	close(fd);
+	chmod(path, 0644);
+	assert_int_equal(stream_key_load(path, &k, msg, sizeof(msg)), -EPERM);
+	assert_non_null(strstr(msg, "chmod 600"));
+	chmod(path, 0600);
+	assert_int_equal(stream_key_load(path, &k, msg, sizeof(msg)), 0);
+	unlink(path);
+	assert_true(stream_key_load(path, &k, msg, sizeof(msg)) == -ENOENT);
+}
+
+static void test_proofs(void **state)
+{
+	struct stream_key k = {.len = 32}, other = {.len = 32};
+	uint8_t out[STREAM_MSG_MAX_SIZE], nonce[STREAM_NONCE_SIZE] = {7}, p[STREAM_MAC_SIZE];
+	uint8_t *body = out + STREAM_MSG_HEADER_SIZE;
+
+	memset(k.bytes, 1, 32);
+	memset(other.bytes, 2, 32);
+	hello(out);
+	assert_int_equal(stream_proof(&k, 'S', body, nonce, p), 0);
+	assert_true(stream_proof_ok(&k, 'S', body, nonce, p));
+	assert_false(stream_proof_ok(&k, 'R', body, nonce, p)); /* no reflection */
+	assert_false(stream_proof_ok(&other, 'S', body, nonce, p));
+	nonce[0] ^= 1;
+	assert_false(stream_proof_ok(&k, 'S', body, nonce, p)); /* fresh per nonce */
+	nonce[0] ^= 1;
+	body[60] ^= 1;
+	assert_false(stream_proof_ok(&k, 'S', body, nonce, p)); /* covers the HELLO */
+}
+
+/* A small complete image, written by the real writer into memory. */
+static uint8_t *make_image(size_t *ret_len)
+{
+	int fd = memfd_create("img", MFD_CLOEXEC);
+	struct img_writer_opts o = {.page_size = 4096};
+	struct img_sink *s;
+	struct img_writer *w;
+	static uint8_t pages[4 * 4096];
+	uint8_t *buf;
+	struct stat st;
+
+	memset(pages, 0x5c, sizeof(pages));
+	assert_int_equal(img_sink_fd_new(fd, &s), 0);
+	assert_int_equal(img_writer_new(&o, s, &w), 0);
+	assert_int_equal(img_writer_begin(w, "{}", 2), 0);
+	assert_int_equal(img_writer_pages(w, 0x10000, 4, pages), 0);
+	assert_int_equal(img_writer_zero(w, 0x20000, 8), 0);
+	assert_int_equal(img_writer_finish(w), 0);
+	img_writer_free(w);
+	img_sink_free(s);
+	fstat(fd, &st);
+	buf = malloc(st.st_size);
+	assert_int_equal(pread(fd, buf, st.st_size, 0), st.st_size);
+	close(fd);
+	*ret_len = st.st_size;
+	return buf;
+}
+
+static int feed(const uint8_t *p, size_t len, size_t chunk)
+{
+	struct stream_check *c;
+	struct img_error err;
+	int r = 0;
+
+	assert_int_equal(stream_check_new(&c), 0);
+	for (size_t off = 0; off < len && r == 0; off += chunk)
+		r = stream_check_feed(c, p + off, len - off < chunk ? len - off : chunk, &err);
+	stream_check_free(c);
+	return r;
+}
+
+static void test_check(void **state)
+{
+	size_t len;
+	uint8_t *img = make_image(&len);
+
+	assert_int_equal(feed(img, len, len), 1);
+	assert_int_equal(feed(img, len, 1), 1);
+	assert_int_equal(feed(img, len, 7), 1);
+	for (size_t cut = 0; cut < len; cut += 97)
+		assert_int_equal(feed(img, cut, 13), 0); /* incomplete, not corrupt */
+	img[64 + 48 + 2 + 48 + 100] ^= 1;		 /* inside the page frame's payload */
+	assert_true(feed(img, len, 4096) < 0);
+	img[64 + 48 + 2 + 48 + 100] ^= 1;
+	img[len - 1] ^= 1; /* trailer CRC */
+	assert_true(feed(img, len, 4096) < 0);
+	img[len - 1] ^= 1;
+	img = realloc(img, len + 1);
+	img[len] = 0;
+	assert_true(feed(img, len + 1, len + 1) < 0); /* a byte after the trailer */
+	free(img);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_rejects),
+	    cmocka_unit_test(test_keys),      cmocka_unit_test(test_proofs),
+	    cmocka_unit_test(test_check),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
