@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,107 @@ int snap_wait(pid_t daemon)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* TracerPid of pid, or -errno. */
+static long tracer_of(pid_t pid)
+{
+	char path[64], line[256];
+	long tracer = -ENOENT;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
+			break;
+	fclose(f);
+	return tracer;
+}
+
+/* Does pid still hold a userfaultfd (uffsnapd injects one and must take it back)? */
+static int holds_uffd(pid_t pid)
+{
+	char path[64], fdpath[320], link[128];
+	struct dirent *d;
+	int found = 0;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((d = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, d->d_name);
+		n = readlink(fdpath, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = 0;
+			found |= strstr(link, "userfaultfd") != NULL;
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
+/* Pages of pid still write-protected by a userfaultfd (pagemap bit 57), over every mapping. */
+static long uffd_wp_pages(pid_t pid)
+{
+	char path[64], line[512];
+	long n = 0, ps = sysconf(_SC_PAGESIZE);
+	int pm;
+	FILE *maps;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	pm = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	maps = fopen(path, "re");
+	if (pm < 0 || !maps) {
+		n = -errno;
+		goto out;
+	}
+	while (fgets(line, sizeof(line), maps)) {
+		unsigned long lo, hi;
+		uint64_t e[512];
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || strstr(line, "[vsyscall]"))
+			continue;
+		for (unsigned long a = lo; a < hi; a += sizeof(e) / 8 * ps) {
+			size_t cnt = (hi - a) / ps < 512 ? (hi - a) / ps : 512;
+			ssize_t r = pread(pm, e, cnt * 8, a / ps * 8);
+
+			for (ssize_t i = 0; i < r / 8; i++)
+				n += (e[i] >> 57) & 1;
+		}
+	}
+out:
+	if (pm >= 0)
+		close(pm);
+	if (maps)
+		fclose(maps);
+	return n;
+}
+
+/*
+ * After the snapshot the target runs exactly as it did before: not traced, holding no
+ * userfaultfd, and no page of it left write-protected (each would cost it a fault forever).
+ * This is what "not slower after the snapshot" rests on, checked without timing anything.
+ */
+static int snap_target_released(pid_t pid)
+{
+	long tracer = tracer_of(pid), wp = uffd_wp_pages(pid);
+	int uffd = holds_uffd(pid);
+
+	if (tracer != 0)
+		fprintf(stderr, "FAIL: pid %d is still traced (TracerPid %ld)\n", pid, tracer);
+	if (uffd != 0)
+		fprintf(stderr, "FAIL: pid %d still holds a userfaultfd (%d)\n", pid, uffd);
+	if (wp != 0)
+		fprintf(stderr, "FAIL: pid %d has %ld pages still write-protected\n", pid, wp);
+	return tracer || uffd || wp ? -1 : 0;
+}
+
 int snap_target_unharmed(struct wl_proc *w)
 {
 	uint64_t before[64];
@@ -72,5 +175,5 @@ int snap_target_unharmed(struct wl_proc *w)
 		fprintf(stderr, "FAIL: target self-check: %s\n", r < 0 ? strerror(-r) : line);
 		return -1;
 	}
-	return 0;
+	return snap_target_released(w->pid);
 }
