@@ -141,7 +141,7 @@ out:
  * userfaultfd, and no page of it left write-protected (each would cost it a fault forever).
  * This is what "not slower after the snapshot" rests on, checked without timing anything.
  */
-static int snap_target_released(pid_t pid)
+int snap_target_released(pid_t pid)
 {
 	long tracer = tracer_of(pid), wp = uffd_wp_pages(pid);
 	int uffd = holds_uffd(pid);

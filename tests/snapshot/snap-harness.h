@@ -25,3 +25,5 @@ int snap_wait(pid_t daemon);
  * write-protected (so it is not slower than before). Prints what is wrong; returns 0 or -1.
  */
 int snap_target_unharmed(struct wl_proc *w);
+/* Just the last part: pid is not traced, holds no userfaultfd, has no page write-protected. */
+int snap_target_released(pid_t pid);
