@@ -98,41 +98,63 @@ static int holds_uffd(pid_t pid)
 	return found;
 }
 
-/* Pages of pid still write-protected by a userfaultfd (pagemap bit 57), over every mapping. */
+/* Counts the pages of [lo, hi) whose pagemap entry has bit 57 (write-protected by a uffd). */
+static long wp_bits(int pm, unsigned long lo, unsigned long hi)
+{
+	long n = 0, ps = sysconf(_SC_PAGESIZE);
+	uint64_t e[512];
+
+	for (unsigned long a = lo; a < hi; a += 512 * ps) {
+		size_t cnt = (hi - a) / ps < 512 ? (hi - a) / ps : 512;
+		ssize_t r = pread(pm, e, cnt * 8, a / ps * 8);
+
+		for (ssize_t i = 0; i < r / 8; i++)
+			n += (e[i] >> 57) & 1;
+	}
+	return n;
+}
+
+/*
+ * Pages of pid still write-protected by a userfaultfd, or VMAs still registered with one
+ * (VmFlags "uw"), from /proc/PID/smaps and pagemap. Mappings with nothing resident, and huge
+ * reservations such as a sanitizer's shadow (over 4 GiB), are not read page by page.
+ */
 static long uffd_wp_pages(pid_t pid)
 {
 	char path[64], line[512];
-	long n = 0, ps = sysconf(_SC_PAGESIZE);
+	unsigned long lo = 0, hi = 0, rss = 0;
+	long n = 0;
+	FILE *smaps;
 	int pm;
-	FILE *maps;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
 	pm = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	maps = fopen(path, "re");
-	if (pm < 0 || !maps) {
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	smaps = fopen(path, "re");
+	if (pm < 0 || !smaps) {
 		n = -errno;
 		goto out;
 	}
-	while (fgets(line, sizeof(line), maps)) {
-		unsigned long lo, hi;
-		uint64_t e[512];
+	while (fgets(line, sizeof(line), smaps)) {
+		unsigned long a, b;
 
-		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2 || strstr(line, "[vsyscall]"))
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+			lo = a;
+			hi = b;
+		} else if (sscanf(line, "Rss: %lu kB", &rss) == 1) {
 			continue;
-		for (unsigned long a = lo; a < hi; a += sizeof(e) / 8 * ps) {
-			size_t cnt = (hi - a) / ps < 512 ? (hi - a) / ps : 512;
-			ssize_t r = pread(pm, e, cnt * 8, a / ps * 8);
-
-			for (ssize_t i = 0; i < r / 8; i++)
-				n += (e[i] >> 57) & 1;
+		} else if (!strncmp(line, "VmFlags:", 8)) {
+			if (strstr(line, " uw"))
+				n += (hi - lo) / sysconf(_SC_PAGESIZE);
+			else if (rss && hi - lo <= (4ul << 30))
+				n += wp_bits(pm, lo, hi);
 		}
 	}
 out:
 	if (pm >= 0)
 		close(pm);
-	if (maps)
-		fclose(maps);
+	if (smaps)
+		fclose(smaps);
 	return n;
 }
 
