@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "linux-compat.h"
+#include "snap-emitq.h"
 #include "snapshot.h"
 #include "uffd-ops.h"
 
@@ -45,8 +46,9 @@ struct handler {
 	size_t nwake, wake_cap;
 	struct pending_fault *pend; /* bounded by the target's blocked threads */
 	size_t npend, pend_cap;
-	uint8_t *buf; /* window buffer */
-	size_t buf_len;
+	struct emitq *q; /* where served windows go to be written */
+	uint8_t *buf;	 /* one granule, for pages moved by mremap */
+	size_t buf_len;	 /* the largest window */
 };
 
 static void record_latency(struct snap *s, uint64_t ns)
@@ -121,41 +123,46 @@ static int read_failed(struct snap *s, uint64_t addr, int err)
 /*
  * Saves the still-protected granules of the window [start, end) around a fault: reads them
  * (only them: a neighbour already discarded may be unmapped by now), claims, unprotects what it
- * claimed (the faulting granule among them), then writes it. Lock held, so the copier, which
- * claims under it too, cannot take any of them meanwhile.
+ * claimed (the faulting granule among them), and queues the copy for the emitter. Lock held,
+ * so the copier, which claims under it too, cannot take any of them meanwhile.
  */
 static int serve_window(struct handler *h, struct pages_range *r, uint64_t start, uint64_t end,
 			uint64_t t0)
 {
 	struct snap *s = h->s;
 	size_t n = (end - start) / r->granule, i, j;
-	uint8_t won[512];
+	struct emit_slot *e;
 	int k = 0;
 
-	if (end - start > h->buf_len || n > sizeof(won))
+	if (end - start > h->buf_len || n > EMITQ_MAX_GRANULES)
 		return -EINVAL;
+	e = emitq_get(h->q);
+	if (!e)
+		return -ENOMEM;
 	for (i = 0; i < n; i++)
-		won[i] = pages_get(r, pages_index(r, start + i * r->granule)) == PAGE_PROTECTED;
-	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		k = snap_read_mem(s, start + i * r->granule, h->buf + i * r->granule,
+		e->won[i] = pages_get(r, pages_index(r, start + i * r->granule)) == PAGE_PROTECTED;
+	for (i = 0; k >= 0 && snap_next_run(e->won, n, &i, &j); i = j) {
+		k = snap_read_mem(s, start + i * r->granule, e->buf + i * r->granule,
 				  (j - i) * r->granule);
 		if (k == -EFAULT || k == -EIO)
-			return read_failed(s, start + i * r->granule, k);
+			k = read_failed(s, start + i * r->granule, k);
 	}
-	if (k < 0)
+	if (k < 0) {
+		emitq_put_back(h->q, e);
 		return k;
+	}
 	for (i = 0; i < n; i++)
-		won[i] = won[i] && pages_claim(r, pages_index(r, start + i * r->granule), PAGE_SAVED);
+		e->won[i] = e->won[i] &&
+			    pages_claim(r, pages_index(r, start + i * r->granule), PAGE_SAVED);
 	/* From here on the copies are ours: whatever happens, they must reach the image. */
-	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j)
+	e->start = start;
+	e->granule = r->granule;
+	e->n = n;
+	for (i = 0; k >= 0 && snap_next_run(e->won, n, &i, &j); i = j)
 		k = unprotect_or_defer(h, start + i * r->granule, (j - i) * r->granule, t0);
 	record_latency(s, snap_now_ns() - t0);
 	s->stats.faults++;
-	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		k = snap_emit(s, start + i * r->granule, h->buf + i * r->granule,
-			      (j - i) * r->granule);
-		s->stats.pages_fault += (j - i) * r->granule / s->page_size;
-	}
+	emitq_push(h->q, e);
 	return k;
 }
 
@@ -236,7 +243,7 @@ static int save_moved(struct handler *h, uint64_t t, uint64_t cur)
 	if (k >= 0)
 		k = snap_emit(s, t, h->buf, r->granule);
 	if (k >= 0)
-		s->stats.pages_fault += r->granule / s->page_size;
+		__atomic_add_fetch(&s->stats.pages_fault, r->granule / s->page_size, __ATOMIC_RELAXED);
 	return k;
 }
 
@@ -416,8 +423,11 @@ void *fault_handler_main(void *arg)
 	h.buf_len = (uint64_t)s->opts.window_pages * s->page_size;
 	if (h.buf_len < max_granule)
 		h.buf_len = max_granule;
-	h.buf = aligned_alloc(4096, h.buf_len);
-	k = h.buf ? handler_loop(&h) : -ENOMEM;
+	h.buf = aligned_alloc(4096, max_granule);
+	k = h.buf ? emitq_start(s, h.buf_len, &h.q) : -ENOMEM;
+	if (k >= 0)
+		k = handler_loop(&h);
+	emitq_finish(h.q); /* every copy claimed must reach the image */
 	if (k < 0 && !snap_failed(s)) {
 		if (k == -ESTALE)
 			snap_fail(s, k, "the target discarded memory not yet saved (--strict)");

@@ -14,6 +14,8 @@
 #define MAX_ARM_THREADS 4
 /* Below this, arming on one thread is faster than starting others. */
 #define ARM_PARALLEL_MIN (64ull << 20)
+/* Saved while held on either side of a thread's stack pointer and TLS pointer. */
+#define HOT_BYTES (32u << 10)
 
 void snap_defaults(struct snap_opts *o)
 {
@@ -39,6 +41,52 @@ int snap_scan(struct snap *s)
 	return 0;
 }
 
+static int cmp_hot(const void *a, const void *b)
+{
+	const struct snap_hot *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * The pages around each thread's stack pointer and TLS, where they are in a tracked anonymous
+ * VMA: saved while held, so that no thread's exit (its clear_child_tid word, robust list and
+ * rseq area live by its TLS) meets a protected page, and no thread faults on its first push.
+ */
+static int plan_hot(struct snap *s)
+{
+	const uint64_t *a = s->held.stack_addrs;
+	size_t n = 0;
+
+	free(s->hot);
+	s->nhot = 0;
+	s->hot = calloc(s->held.nstack_addrs + 1, sizeof(*s->hot));
+	if (!s->hot)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->held.nstack_addrs; i++) {
+		ssize_t k = vma_find(&s->vmas, a[i]);
+		const struct vma *v = k >= 0 ? &s->vmas.v[k] : NULL;
+
+		if (!v || v->plan != VMA_PLAN_TRACK || v->kind != VMA_ANON ||
+		    v->granule != s->page_size)
+			continue;
+		s->hot[n].start = a[i] < v->start + HOT_BYTES ? v->start
+							       : (a[i] - HOT_BYTES) & ~(uint64_t)4095;
+		s->hot[n].end = a[i] + HOT_BYTES > v->end ? v->end
+							  : (a[i] + HOT_BYTES + 4095) & ~(uint64_t)4095;
+		n++;
+	}
+	qsort(s->hot, n, sizeof(*s->hot), cmp_hot);
+	for (size_t i = 0; i < n; i++) /* merge overlaps */
+		if (s->nhot && s->hot[i].start < s->hot[s->nhot - 1].end) /* same VMA then */
+			s->hot[s->nhot - 1].end = s->hot[i].end > s->hot[s->nhot - 1].end
+							  ? s->hot[i].end
+							  : s->hot[s->nhot - 1].end;
+		else
+			s->hot[s->nhot++] = s->hot[i];
+	return 0;
+}
+
 int snap_plan(struct snap *s)
 {
 	int r = 0;
@@ -48,7 +96,7 @@ int snap_plan(struct snap *s)
 	if (r < 0)
 		return r;
 	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);
-	return 0;
+	return plan_hot(s);
 }
 
 /* Registers one VMA; a VMA the kernel will not track is copied while held instead. */
@@ -182,6 +230,36 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 	return 0;
 }
 
+/*
+ * Saves a hot range of a tracked VMA while held: nothing else runs yet (no fault handler, no
+ * copier), so every granule is still protected and ours to claim; then unprotects it.
+ */
+static int save_hot(struct snap *s, const struct snap_hot *h, uint8_t *buf, size_t chunk)
+{
+	struct pages_range *r = pages_find(&s->pages, h->start);
+	int k = 0;
+
+	if (!r || h->end > r->end)
+		return 0; /* not tracked after all (registration refused): copied with its VMA */
+	for (uint64_t a = h->start; a < h->end && k >= 0; a += chunk) {
+		uint64_t len = h->end - a < chunk ? h->end - a : chunk;
+
+		k = snap_read_mem(s, a, buf, len);
+		if (k == -EFAULT || k == -EIO)
+			return 0; /* unreadable: the copier and the faults deal with it as usual */
+		for (uint64_t g = a; k >= 0 && g < a + len; g += r->granule)
+			if (!pages_claim(r, pages_index(r, g), PAGE_SAVED))
+				k = -EBUSY; /* cannot happen while held */
+		if (k >= 0)
+			k = uffd_protect(s->uffd, a, len, 0);
+		if (k >= 0)
+			k = snap_emit(s, a, buf, len);
+		if (k >= 0)
+			s->stats.pages_held += len / s->page_size;
+	}
+	return k;
+}
+
 int snap_copy_held(struct snap *s)
 {
 	const size_t chunk = 1 << 20;
@@ -194,6 +272,8 @@ int snap_copy_held(struct snap *s)
 		s->stats.vmas_copied++;
 		r = copy_vma(s, &s->vmas.v[i], buf, chunk);
 	}
+	for (size_t i = 0; i < s->nhot && r >= 0; i++)
+		r = save_hot(s, &s->hot[i], buf, chunk);
 	free(buf);
 	if (r < 0)
 		return snap_fail(s, r, "cannot copy memory of pid %d: %s", s->pid, strerror(-r)), r;

@@ -369,6 +369,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	img_writer_free(s.w);
 	vma_list_free(&s.vmas);
 	pages_free(&s.pages);
+	free(s.hot);
 	free(s.fault_ns);
 	holder_info_clear(&s.held);
 	pthread_mutex_destroy(&s.lock);

@@ -73,6 +73,11 @@ struct snap {
 	uint32_t page_size;
 	struct vma_list vmas;
 	struct pages pages;
+	/* Tracked ranges saved while held: around threads' stack pointers and TLS (snap_plan). */
+	struct snap_hot {
+		uint64_t start, end;
+	} *hot;
+	size_t nhot;
 	struct img_writer *w;
 	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
 	uint64_t event_gen;   /* layout events processed; written under lock */

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #include "target-attach.h"
 #include "target-holder.h"
@@ -161,6 +162,22 @@ static int parse_info(const char *text, struct holder_info *ret, char *msg, size
 	return k;
 }
 
+/*
+ * The holder keeps only its socket and /dev/userfaultfd: in service mode the daemon has client
+ * sockets, images and other jobs' fds open, and a holder keeping copies would, e.g., keep a
+ * dropped client's connection open until the job ends.
+ */
+static void close_all_but(int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a;
+
+	if (lo > 3)
+		close_range(3, lo - 1, 0);
+	if (hi > lo + 1)
+		close_range(lo + 1, hi - 1, 0);
+	close_range(hi + 1, ~0u, 0);
+}
+
 int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *ret_info,
 		 char *msg, size_t msglen)
 {
@@ -180,7 +197,7 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 		goto fail;
 	}
 	if (h->child == 0) {
-		close(sv[0]);
+		close_all_but(sv[1], devfd);
 		_exit(holder_child(sv[1], pid, devfd));
 	}
 	close(sv[1]);

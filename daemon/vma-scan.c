@@ -14,7 +14,9 @@
 #include "vma-scan.h"
 
 /* Thread stacks larger than this stay tracked (and exits of such threads may stall). */
-#define VMA_STACK_MAX (64ull << 20)
+/* A thread's stack VMA up to this size is copied whole while held; a larger one (stacks merge
+ * with neighbouring anonymous mappings) is tracked, and only its hot pages pre-saved. */
+#define VMA_STACK_MAX (1ull << 20)
 
 static const char *const kind_names[] = {
 	[VMA_ANON] = "anon",	 [VMA_SHM] = "shm",	    [VMA_HUGETLB] = "hugetlb",
@@ -249,7 +251,9 @@ ssize_t vma_find(const struct vma_list *l, uint64_t addr)
  * At exit the kernel clears the thread's clear_child_tid word (in glibc, inside the thread's
  * stack mapping) with a put_user() that cannot wait for a fault handler (fs/userfaultfd.c:
  * handle_userfault() refuses PF_EXITING tasks), so a protected page there would leave
- * pthread_join() waiting forever. Such VMAs are copied while the target is held instead.
+ * pthread_join() waiting forever. Such VMAs are copied while the target is held instead, if
+ * small; in a larger one (a stack merged with its anonymous neighbours) the engine pre-saves
+ * the pages around the address while held (snap_plan()).
  */
 void vma_mark_thread_stacks(struct vma_list *l, const uint64_t *addrs, size_t n)
 {

@@ -20,7 +20,10 @@ pid_t snap_start(const struct snap_paths *p, pid_t pid, const char *image, const
 int snap_wait(pid_t daemon);
 
 /*
- * The target is unharmed: it still runs (every thread's counter advances), and its full
- * self-check passes. Prints what is wrong; returns 0 or -1.
+ * The target is unharmed: it still runs (every thread's counter advances), its full
+ * self-check passes, and it is released: not traced, no userfaultfd left in it, no page left
+ * write-protected (so it is not slower than before). Prints what is wrong; returns 0 or -1.
  */
 int snap_target_unharmed(struct wl_proc *w);
+/* Just the last part: pid is not traced, holds no userfaultfd, has no page write-protected. */
+int snap_target_released(pid_t pid);
