@@ -39,12 +39,6 @@ struct procev {
 	int fd;
 };
 
-/* The connector's control message: one cn_msg carrying one proc_cn_mcast_op. */
-struct procev_ctl {
-	struct cn_msg hdr;
-	enum proc_cn_mcast_op op;
-} __attribute__((packed));
-
 static int nl_to_errno(int nle)
 {
 	switch (-nle) {
@@ -62,17 +56,20 @@ static int nl_to_errno(int nle)
 
 static int procev_subscribe(struct procev *p)
 {
-	struct procev_ctl ctl = {
-	    .hdr = {.id = {.idx = CN_IDX_PROC, .val = CN_VAL_PROC}, .len = sizeof(ctl.op)},
-	    .op = PROC_CN_MCAST_LISTEN,
-	};
+	/* The connector's control message: one cn_msg carrying one proc_cn_mcast_op (built in
+	 * bytes: cn_msg ends in a flexible array, so it cannot head a struct portably). */
+	enum proc_cn_mcast_op op = PROC_CN_MCAST_LISTEN;
+	struct cn_msg hdr = {.id = {.idx = CN_IDX_PROC, .val = CN_VAL_PROC}, .len = sizeof(op)};
+	uint8_t ctl[sizeof(hdr) + sizeof(op)];
 	int r;
 
+	memcpy(ctl, &hdr, sizeof(hdr));
+	memcpy(ctl + sizeof(hdr), &op, sizeof(op));
 	/* Membership first: without CAP_NET_ADMIN this is where the kernel says EPERM. */
 	r = nl_socket_add_membership(p->sk, CN_IDX_PROC);
 	if (r < 0)
 		return nl_to_errno(r);
-	r = nl_send_simple(p->sk, NLMSG_DONE, 0, &ctl, sizeof(ctl));
+	r = nl_send_simple(p->sk, NLMSG_DONE, 0, ctl, sizeof(ctl));
 	return r < 0 ? nl_to_errno(r) : 0;
 }
 
