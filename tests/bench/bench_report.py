@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: MIT
+"""The Markdown tables and gnuplot plots of bench-run.py's results (the medians).
+
+Every ratio is uffsnapd / the baseline of the same run, computed from the medians. For times,
+latencies and memory lower is better; for throughput higher is better. Each ratio says which
+side won: "better" or "worse" for uffsnapd.
+"""
+import os
+import shutil
+import subprocess
+
+
+def ms(ns):
+    return "%.1f" % (ns / 1e6) if ns is not None else "-"
+
+
+def us(ns):
+    return "%.1f" % (ns / 1e3) if ns is not None else "-"
+
+
+def mib(n, unit=1):
+    return "%.0f" % (n * unit / 1048576) if n is not None else "-"
+
+
+def ratio(u, base, lower_better=True, word=True):
+    if u is None or not base:
+        return "-"
+    r = u / base
+    if not word:
+        return "%.2f" % r
+    if abs(r - 1) < 0.05:
+        word = "even"
+    else:
+        word = "better" if (r < 1) == lower_better else "**worse**"
+    return "%.2f %s" % (r, word)
+
+
+def thp_label(b):
+    return "THP" if b["thp"] else "4K"
+
+
+def rows(results, name):
+    return [b for b in results["benchmarks"] if b["name"] == name]
+
+
+def table(head, body):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
+    return "\n".join(out) + "\n"
+
+
+def stop_table(results):
+    body = []
+    for b in rows(results, "stop"):
+        m = b["median"].get
+        body.append([
+            "%d MiB" % b["size_mib"], thp_label(b), ms(m("quiet.max_gap_ns")),
+            "%s / %s" % (ms(m("fork.call_ns")), ms(m("fork.writers.max_gap_ns"))),
+            "%s (%s) / %s" % (ms(m("uffsnapd.stats.held_ns")), ms(m("uffsnapd.stats.arm_ns")),
+                              ms(m("uffsnapd.writers.max_gap_ns"))),
+            "%s / %s" % (ms(m("gcore.writers.max_gap_ns")), ms(m("gcore.wall_ns"))),
+            ratio(m("uffsnapd.stats.held_ns"), m("fork.call_ns")),
+            ratio(m("uffsnapd.writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
+            ratio(m("uffsnapd.writers.max_gap_ns"), m("gcore.writers.max_gap_ns")),
+            "%.1f / %.1f" % ((m("fork.child_ns") or 0) / 1e9,
+                             (m("uffsnapd.stats.duration_ns") or 0) / 1e9)])
+    if not body:
+        return ""
+    return "### 1. Stop time (ms; lower is better)\n\n" + table(
+        ["size", "pages", "no snapshot: writers' gap", "fork(): call / writers' gap",
+         "uffsnapd: held (arming) / writers' gap", "gcore: writers' gap / gcore run",
+         "held / fork() call", "gap / fork() gap", "gap / gcore gap",
+         "fork child / uffsnapd duration (s)"], body)
+
+
+def stall_table(results):
+    body = []
+    for b in rows(results, "stall"):
+        m = b["median"].get
+        for label, k in (("no snapshot", "quiet"), ("fork() (child alive)", "fork.writers"),
+                         ("uffsnapd (snapshot running)", "uffsnapd.writers")):
+            after = {"quiet": None, "fork.writers": "fork.after",
+                     "uffsnapd.writers": "uffsnapd.after"}[k]
+            body.append(["%d MiB %s" % (b["size_mib"], thp_label(b)), label,
+                         us(m(k + ".p50_ns")), us(m(k + ".p99_ns")), us(m(k + ".p999_ns")),
+                         us(m(k + ".max_ns")), "%.2f" % ((m(k + ".stores_per_s") or 0) / 1e6),
+                         "%.2f" % ((m(after + ".stores_per_s") or 0) / 1e6) if after else "-",
+                         "%.2f" % ((m(k + ".ns") or 0) / 1e9)])
+        body.append(["", "**ratio uffsnapd / fork()**"] + [
+            ratio(m("uffsnapd.writers." + p), m("fork.writers." + p))
+            for p in ("p50_ns", "p99_ns", "p999_ns", "max_ns")] + [
+            ratio(m("uffsnapd.writers.stores_per_s"), m("fork.writers.stores_per_s"), False),
+            ratio(m("uffsnapd.after.stores_per_s"), m("fork.after.stores_per_s"), False), ""])
+    if not body:
+        return ""
+    return "### 2. Write-fault stall: one writer storing into random pages (µs)\n\n" + table(
+        ["target", "during", "p50", "p99", "p99.9", "max", "Mstores/s during",
+         "Mstores/s the second after", "window (s)"], body)
+
+
+def copy_table(results):
+    body = []
+    for b in rows(results, "copy"):
+        m = b["median"].get
+        body.append(["%d MiB %s" % (b["size_mib"], thp_label(b)), "%.2f" % m("raw.gbps", 0),
+                     "%.2f" % m("file.gbps", 0), ratio(m("file.gbps"), m("raw.gbps"), word=False),
+                     "%.2f" % m("receiver.gbps", 0),
+                     ratio(m("receiver.gbps"), m("raw.gbps"), word=False)])
+    if not body:
+        return ""
+    return "### 3. Copy throughput (GB/s; higher is better)\n\n" + table(
+        ["target (idle)", "process_vm_readv (the ceiling)", "uffsnapd to tmpfs",
+         "fraction of the ceiling", "uffsnapd to a receiver on loopback",
+         "fraction of the ceiling"], body)
+
+
+def mem_table(results):
+    body = []
+    for b in rows(results, "mem"):
+        m = b["median"].get
+        fork = m("fork.extra_kib")
+        body.append([
+            "%d MiB %s" % (b["size_mib"], thp_label(b)),
+            "%s (%.0f%%)" % (mib(fork, 1024), 100.0 * (fork or 0) / (b["size_mib"] * 1024)),
+            "%s (%s)" % (mib(m("uffsnapd_file.extra_kib"), 1024),
+                         mib(m("uffsnapd_file.hwm_kib"), 1024)),
+            ratio(m("uffsnapd_file.extra_kib"), fork),
+            "%s (%s + %s)" % (mib(m("uffsnapd_stream.extra_kib"), 1024),
+                              mib(m("uffsnapd_stream.hwm_kib"), 1024),
+                              mib(m("uffsnapd_stream.receiver_hwm_kib"), 1024)),
+            ratio(m("uffsnapd_stream.extra_kib"), fork),
+            mib(m("uffsnapd_stream.stats.stream.spooled")),
+            "%s / %s / %s" % (mib(m("fork.avail_drop_kib"), 1024),
+                              mib(m("uffsnapd_file.avail_drop_kib"), 1024),
+                              mib(m("uffsnapd_stream.avail_drop_kib"), 1024))])
+    if not body:
+        return ""
+    return ("### 4. Extra memory while the target rewrites all its memory (MiB; lower is "
+            "better)\n\n" + table(
+                ["target", "fork(): copy-on-write + child page tables (of the size)",
+                 "uffsnapd to a file (its VmHWM)", "ratio", "uffsnapd streaming (sender + "
+                 "receiver VmHWM)", "ratio", "spooled to disk", "system-wide MemAvailable drop, "
+                 "every process on the machine included: fork / file / stream"], body))
+
+
+def redis_table(results):
+    body = []
+    for b in rows(results, "redis"):
+        m = b["median"].get
+        for label, k in (("no snapshot", "baseline"), ("BGSAVE", "bgsave"),
+                         ("uffsnapd", "uffsnapd")):
+            stop = {"baseline": "-", "bgsave": ms((m("bgsave.fork_usec") or 0) * 1000),
+                    "uffsnapd": ms(m("uffsnapd.stats.held_ns"))}[k]
+            dur = "%.1f" % ((m(k + ".snapshot_ns") or 0) / 1e9) if k != "baseline" else "-"
+            body.append(["%d MiB" % b["size_mib"], label, "%.0f" % m(k + ".rps", 0)] +
+                        ["%.2f" % m(k + "." + p, 0) for p in ("p50_ms", "p95_ms", "p99_ms",
+                                                              "max_ms")] + [stop, dur])
+        body.append(["", "**ratio uffsnapd / BGSAVE**",
+                     ratio(m("uffsnapd.rps"), m("bgsave.rps"), False)] +
+                    [ratio(m("uffsnapd." + p), m("bgsave." + p)) for p in
+                     ("p50_ms", "p95_ms", "p99_ms", "max_ms")] +
+                    [ratio(m("uffsnapd.stats.held_ns"), (m("bgsave.fork_usec") or 0) * 1000),
+                     ratio(m("uffsnapd.snapshot_ns"), m("bgsave.snapshot_ns"))])
+    if not body:
+        return ""
+    return ("### 5. Redis under redis-benchmark SET load (latency in ms)\n\n" + table(
+        ["data", "during", "requests/s", "p50", "p95", "p99", "max",
+         "stop (ms): fork() / held", "snapshot (s)"], body))
+
+
+def size_table(results):
+    body = []
+    for b in rows(results, "size"):
+        m = b["median"].get
+        body.append(["synthetic %d MiB %s (1/2 data, 1/4 zeroed, 1/4 untouched)" % (
+            b["size_mib"], thp_label(b)), mib(m("resident_bytes")),
+            mib(m("nonzero_file_ro_bytes")), mib(m("nonzero_resident_bytes")),
+            mib(m("image_bytes")),
+            "%.3f" % m("ratio_image_over_nonzero", 0), "-"])
+    for b in rows(results, "redis"):
+        m = b["median"].get
+        nz = m("scan.nonzero_resident_bytes")
+        body.append(["redis-server, %d MiB of values" % b["size_mib"],
+                     mib(m("scan.resident_bytes")), mib(m("scan.nonzero_file_ro_bytes")),
+                     mib(nz), mib(m("uffsnapd.image_bytes")),
+                     "%.3f" % ((m("uffsnapd.image_bytes") or 0) / nz if nz else 0),
+                     "%s (%.3f)" % (mib(m("bgsave.rdb_bytes")),
+                                    (m("bgsave.rdb_bytes") or 0) / nz if nz else 0)])
+    if not body:
+        return ""
+    return "### 6. Image size vs non-zero resident memory (MiB)\n\n" + table(
+        ["target", "resident", "non-zero in read-only file mappings (kept by reference)",
+         "non-zero resident, the rest", "uffsnapd image", "image / non-zero",
+         "BGSAVE's RDB (/ non-zero)"], body)
+
+
+def markdown(results):
+    head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
+            "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
+            "\"**worse**\" says which side won (within 5%%: \"even\").\n\n" % (
+                results["date"], results["host"], results["kernel"], results["cpus"],
+                results["reps"], " (--quick: small sizes, not for publishing)"
+                if results["quick"] else ""))
+    tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table)
+    parts = [head] + [t for t in (f(results) for f in tables) if t]
+    if results["skipped"]:
+        parts.append("### Skipped\n\n" + "".join(
+            "- %s %d MiB %s: %s\n" % (s["name"], s["size_mib"], "THP" if s["thp"] else "4K",
+                                      s["why"]) for s in results["skipped"]))
+    return "\n".join(parts)
+
+
+def bars(path, title, ylabel, series, groups, logscale=False):
+    """Clustered bars: groups = [(x label, [value per series])]."""
+    dat = path[:-4] + ".dat"
+    with open(dat, "w") as f:
+        f.write("x " + " ".join('"%s"' % s for s in series) + "\n")
+        for label, vals in groups:
+            f.write('"%s" ' % label + " ".join("%g" % (v or 0) for v in vals) + "\n")
+    gp = ["set terminal pngcairo size 1000,520 font ',10' noenhanced", "set output '%s'" % path,
+          "set title '%s'" % title.replace("'", "''"), "set ylabel '%s'" % ylabel,
+          "set style data histograms", "set style histogram clustered gap 1",
+          "set style fill solid 0.8 border -1", "set key outside right top",
+          "set grid ytics", "set xtics nomirror", "set yrange [%s:*]" % ("*" if logscale
+                                                                        else "0")]
+    if logscale:
+        gp.append("set logscale y")
+    if len(groups) > 4:
+        gp.append("set xtics rotate by -30")
+    gp.append("plot " + ", ".join("'%s' using %d:xtic(1) title columnhead(%d)" % (dat, i + 2,
+                                                                                 i + 2)
+                                  for i in range(len(series))))
+    subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True, check=True)
+    os.unlink(dat)
+    return os.path.basename(path)
+
+
+def plots(results, outdir):
+    if not shutil.which("gnuplot"):
+        print("bench-run: no plots: gnuplot is not installed (apt-get install gnuplot-nox)")
+        return []
+    made = []
+    g = lambda b, k: b["median"].get(k)  # noqa: E731
+    lab = lambda b: "%d MiB %s" % (b["size_mib"], thp_label(b))  # noqa: E731
+    stop = rows(results, "stop")
+    if stop:
+        made.append(bars(os.path.join(outdir, "stop.png"),
+                         "1. Stop time: how long the target's threads cannot run", "ms (log)",
+                         ["fork() call", "fork() writers' gap", "uffsnapd held",
+                          "uffsnapd writers' gap", "gcore writers' gap", "no snapshot gap"],
+                         [(lab(b), [(g(b, k) or 0) / 1e6 for k in (
+                             "fork.call_ns", "fork.writers.max_gap_ns", "uffsnapd.stats.held_ns",
+                             "uffsnapd.writers.max_gap_ns", "gcore.writers.max_gap_ns",
+                             "quiet.max_gap_ns")]) for b in stop], True))
+    stall = rows(results, "stall")
+    if stall:
+        groups = []
+        for b in stall:
+            for p, pl in (("p50_ns", "p50"), ("p99_ns", "p99"), ("p999_ns", "p99.9"),
+                          ("max_ns", "max")):
+                groups.append(("%s %s" % (lab(b), pl), [(g(b, k + "." + p) or 0) / 1e3 for k in (
+                    "quiet", "fork.writers", "uffsnapd.writers")]))
+        made.append(bars(os.path.join(outdir, "stall.png"),
+                         "2. Per-store latency while a snapshot runs", "µs (log)",
+                         ["no snapshot", "while the fork() child lives",
+                          "while uffsnapd runs"], groups, True))
+    copy = rows(results, "copy")
+    if copy:
+        made.append(bars(os.path.join(outdir, "copy.png"), "3. Copy throughput", "GB/s",
+                         ["process_vm_readv", "uffsnapd to tmpfs", "uffsnapd to receiver"],
+                         [(lab(b), [g(b, "raw.gbps"), g(b, "file.gbps"), g(b, "receiver.gbps")])
+                          for b in copy]))
+    mem = rows(results, "mem")
+    if mem:
+        made.append(bars(os.path.join(outdir, "mem.png"),
+                         "4. Extra memory while the target rewrites all of it", "MiB",
+                         ["fork() copy-on-write", "uffsnapd to file", "uffsnapd streaming"],
+                         [(lab(b), [(g(b, k) or 0) / 1024 for k in (
+                             "fork.extra_kib", "uffsnapd_file.extra_kib",
+                             "uffsnapd_stream.extra_kib")]) for b in mem]))
+    redis = rows(results, "redis")
+    if redis:
+        groups = []
+        for b in redis:
+            for p in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+                groups.append(("%d MiB %s" % (b["size_mib"], p[:-3]), [
+                    g(b, k + "." + p) for k in ("baseline", "bgsave", "uffsnapd")]))
+        made.append(bars(os.path.join(outdir, "redis.png"),
+                         "5. Redis SET latency during a snapshot", "ms (log)",
+                         ["no snapshot", "BGSAVE", "uffsnapd"], groups, True))
+    size = rows(results, "size")
+    if size or redis:
+        groups = [(lab(b), [g(b, "nonzero_resident_bytes"), g(b, "image_bytes")]) for b in size]
+        groups += [("redis %d MiB" % b["size_mib"], [g(b, "scan.nonzero_resident_bytes"),
+                                                     g(b, "uffsnapd.image_bytes")])
+                   for b in redis]
+        groups = [(x, [(v or 0) / 1048576 for v in vals]) for x, vals in groups]
+        made.append(bars(os.path.join(outdir, "size.png"), "6. Image size", "MiB",
+                         ["non-zero resident", "uffsnapd image"], groups))
+    return made
