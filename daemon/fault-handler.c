@@ -49,6 +49,7 @@ struct handler {
 	struct emitq *q; /* where served windows go to be written */
 	uint8_t *buf;	 /* one granule, for pages moved by mremap */
 	size_t buf_len;	 /* the largest window */
+	bool pre_t;	 /* s->pre_t as last seen */
 };
 
 static void record_latency(struct snap *s, uint64_t ns)
@@ -166,6 +167,43 @@ static int serve_window(struct handler *h, struct pages_range *r, uint64_t start
 	return k;
 }
 
+/*
+ * Before T (arming while the target runs): nothing is saved yet, so a fault is resolved at
+ * once: the window around it is unprotected and remembered, to be protected again in the
+ * final hold. Lock held.
+ */
+static int serve_fault_pre_t(struct handler *h, const struct pending_fault *f)
+{
+	struct snap *s = h->s;
+	struct pages_range *r = pages_find(&s->pages, f->addr);
+	uint64_t win = (uint64_t)s->opts.window_pages * s->page_size, start, end;
+	int k;
+
+	if (r && win < r->granule)
+		win = r->granule;
+	start = f->addr / win * win;
+	end = start + win;
+	if (r) { /* the VMA as planned; it may have shrunk since: then one granule */
+		start = start < r->start ? r->start : start;
+		end = end > r->end ? r->end : end;
+	} else {
+		start = f->addr / s->page_size * s->page_size;
+		end = start + s->page_size;
+	}
+	k = snap_dirty_add(s, start, end);
+	if (k >= 0)
+		k = uffd_unprotect_once(s->uffd, start, end - start);
+	if (k == -ENOENT && r) { /* part of the window is gone: just the faulting granule */
+		start = f->addr / r->granule * r->granule;
+		k = uffd_unprotect_once(s->uffd, start, r->granule);
+	}
+	if (k == -ENOENT)
+		return 0; /* unmapped: nobody waits there */
+	if (k == -EAGAIN) /* a layout event is pending: after it (the window is remembered) */
+		return unprotect_or_defer(h, start, end - start, f->t0);
+	return k;
+}
+
 /* Serves one fault: saves the window around it if it is still protected. Lock held. */
 static int serve_fault(struct handler *h, const struct pending_fault *f)
 {
@@ -275,12 +313,31 @@ static void record_event_range(struct snap *s, const struct uffd_msg *m)
 	}
 }
 
+/*
+ * Before T, a layout event only matters for protection: MADV_DONTNEED drops anonymous pages
+ * with their protection (mm/memory.c: zap on anonymous memory drops uffd-wp markers), and
+ * mremap moves protected pages to a new range. Both are protected again at T; the final hold
+ * plans the layout afresh anyway.
+ */
+static int handle_event_pre_t(struct handler *h, const struct uffd_msg *m)
+{
+	struct snap *s = h->s;
+
+	if (m->event == UFFD_EVENT_REMOVE)
+		return snap_dirty_add(s, m->arg.remove.start, m->arg.remove.end);
+	if (m->event == UFFD_EVENT_REMAP)
+		return snap_dirty_add(s, m->arg.remap.to, m->arg.remap.to + m->arg.remap.len);
+	return 0;
+}
+
 static int handle_event(struct handler *h, const struct uffd_msg *m)
 {
 	struct snap *s = h->s;
 	char note[160];
 	int k;
 
+	if (s->pre_t)
+		return handle_event_pre_t(h, m);
 	switch (m->event) {
 	case UFFD_EVENT_REMAP:
 		snprintf(note, sizeof(note),
@@ -324,7 +381,7 @@ static int serve_pending(struct handler *h)
 	if (k < 0 || !h->npend || uffd_mmap_changing(h->s->uffd))
 		return k;
 	for (size_t i = 0; i < h->npend && k >= 0; i++) {
-		k = serve_fault(h, &h->pend[i]);
+		k = h->s->pre_t ? serve_fault_pre_t(h, &h->pend[i]) : serve_fault(h, &h->pend[i]);
 		if (k == -EAGAIN) {
 			h->pend[keep++] = h->pend[i];
 			k = 0;
@@ -372,6 +429,20 @@ static int read_messages(struct handler *h)
 	return k < 0 ? k : (int)(n / sizeof(msgs[0]));
 }
 
+/*
+ * At T (the final hold) every thread was stopped, so none waits in a fault any more: faults
+ * read before T and not yet resolved, and unprotects deferred before T, are stale (those
+ * threads fault again when they resume, and are then served as after T). Lock held.
+ */
+static void forget_pre_t(struct handler *h)
+{
+	if (h->pre_t && !h->s->pre_t) {
+		h->npend = 0;
+		h->nwake = 0;
+	}
+	h->pre_t = h->s->pre_t;
+}
+
 static int handler_loop(struct handler *h)
 {
 	struct snap *s = h->s;
@@ -385,6 +456,7 @@ static int handler_loop(struct handler *h)
 		if (p[1].revents & POLLIN)
 			break;
 		pthread_mutex_lock(&s->lock);
+		forget_pre_t(h);
 		k = read_messages(h);
 		if (k >= 0)
 			k = serve_pending(h);
@@ -399,6 +471,7 @@ static int handler_loop(struct handler *h)
 	}
 	/* Stopping: serve whatever is still waiting so that no thread stays blocked. */
 	pthread_mutex_lock(&s->lock);
+	forget_pre_t(h);
 	while ((k = read_messages(h)) > 0 || h->npend || h->nwake) {
 		if (k < 0)
 			break;
@@ -413,7 +486,7 @@ static int handler_loop(struct handler *h)
 void *fault_handler_main(void *arg)
 {
 	struct snap *s = arg;
-	struct handler h = {.s = s};
+	struct handler h = {.s = s, .pre_t = s->pre_t};
 	uint32_t max_granule = s->page_size;
 	int k;
 

@@ -43,7 +43,7 @@ int snap_scan(struct snap *s)
 
 static int cmp_hot(const void *a, const void *b)
 {
-	const struct snap_hot *x = a, *y = b;
+	const struct snap_span *x = a, *y = b;
 
 	return x->start < y->start ? -1 : x->start > y->start;
 }
@@ -152,26 +152,34 @@ static void *arm_worker(void *arg)
 	return NULL;
 }
 
-int snap_arm(struct snap *s)
+int snap_register(struct snap *s)
+{
+	int r = 0;
+
+	s->stats.vmas_tracked = 0;
+	for (size_t i = 0; i < s->vmas.n && r >= 0; i++)
+		if (s->vmas.v[i].plan == VMA_PLAN_TRACK)
+			r = register_vma(s, &s->vmas.v[i]);
+	pages_free(&s->pages);
+	if (r >= 0)
+		r = pages_init(&s->pages, &s->vmas);
+	if (r < 0)
+		snap_fail(s, r, "cannot register the memory: %s", strerror(-r));
+	return r;
+}
+
+int snap_protect_all(struct snap *s)
 {
 	uint64_t t0 = snap_now_ns(), total = 0;
 	struct arm_job jobs[MAX_ARM_THREADS];
 	pthread_t th[MAX_ARM_THREADS];
+	bool started[MAX_ARM_THREADS] = {false};
 	unsigned n;
 	int r = 0;
 
-	for (size_t i = 0; i < s->vmas.n && r >= 0; i++)
-		if (s->vmas.v[i].plan == VMA_PLAN_TRACK)
-			r = register_vma(s, &s->vmas.v[i]);
-	if (r >= 0)
-		r = pages_init(&s->pages, &s->vmas);
-	if (r < 0)
-		return r;
 	for (size_t i = 0; i < s->pages.n; i++)
 		total += s->pages.r[i].end - s->pages.r[i].start;
 	n = total < ARM_PARALLEL_MIN ? 1 : s->opts.arm_threads;
-	bool started[MAX_ARM_THREADS] = {false};
-
 	for (unsigned i = 0; i < n; i++) {
 		jobs[i] = (struct arm_job){s, i, n, total, 0};
 		started[i] = i && pthread_create(&th[i], NULL, arm_worker, &jobs[i]) == 0;
@@ -186,9 +194,18 @@ int snap_arm(struct snap *s)
 			r = jobs[i].result;
 	}
 	s->stats.arm_ns = snap_now_ns() - t0;
-	if (r < 0)
-		return snap_fail(s, r, "cannot write-protect: %s", strerror(-r)), r;
-	return 0;
+	return r;
+}
+
+int snap_arm(struct snap *s)
+{
+	int r = snap_register(s);
+
+	if (r >= 0)
+		r = snap_protect_all(s);
+	if (r < 0 && !snap_failed(s))
+		snap_fail(s, r, "cannot write-protect: %s", strerror(-r));
+	return r;
 }
 
 /* Copies one VMA in chunks. Unreadable parts (guard pages, PROT_NONE holes) are skipped. */
@@ -234,7 +251,7 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
  * Saves a hot range of a tracked VMA while held: nothing else runs yet (no fault handler, no
  * copier), so every granule is still protected and ours to claim; then unprotects it.
  */
-static int save_hot(struct snap *s, const struct snap_hot *h, uint8_t *buf, size_t chunk)
+static int save_hot(struct snap *s, const struct snap_span *h, uint8_t *buf, size_t chunk)
 {
 	struct pages_range *r = pages_find(&s->pages, h->start);
 	int k = 0;

@@ -188,14 +188,12 @@ static int open_proc(pid_t pid, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-static void snap_cleanup(struct snap *s);
 
-/* Everything from attach to resume. On success the target runs again and T has passed. */
-static int hold_and_arm(struct snap *s)
+
+int snap_first_hold(struct snap *s, struct holder **ret)
 {
-	uint64_t held = snap_now_ns(), features = 0;
+	uint64_t t0 = snap_now_ns(), features = 0;
 	int devfd = s->opts.devuffd_fd, k;
-	struct holder *h = NULL;
 
 	if (devfd < 0) {
 		devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
@@ -205,14 +203,14 @@ static int hold_and_arm(struct snap *s)
 			return k;
 		}
 	}
-	k = holder_start(s->pid, devfd, &h, &s->held, s->err.msg, sizeof(s->err.msg));
+	k = holder_start(s->pid, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)
 		close(devfd);
 	if (k < 0) {
 		s->error = k; /* the message is the holder's */
 		return k;
 	}
-	s->stats.attach_ns = snap_now_ns() - held;
+	s->stats.attach_ns = snap_now_ns() - t0;
 	s->uffd = s->held.uffd;
 	s->held.uffd = -EBADF;
 	s->stats.threads = s->held.nthreads;
@@ -220,18 +218,33 @@ static int hold_and_arm(struct snap *s)
 	if (k < 0)
 		snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect?)",
 			  strerror(-k));
+	return k;
+}
+
+int snap_copy_held_timed(struct snap *s)
+{
+	uint64_t t0 = snap_now_ns();
+	int k = snap_copy_held(s);
+
+	s->stats.copy_held_ns = snap_now_ns() - t0;
+	return k;
+}
+
+/* Arming with every thread held: from attach to resume. On success T has passed. */
+static int hold_and_arm(struct snap *s)
+{
+	uint64_t held = snap_now_ns();
+	struct holder *h = NULL;
+	int k = snap_first_hold(s, &h);
+
 	if (k >= 0)
 		k = snap_plan(s);
 	if (k >= 0)
 		k = snap_arm(s);
 	if (k >= 0)
 		k = snap_begin_image(s);
-	if (k >= 0) {
-		uint64_t t0 = snap_now_ns();
-
-		k = snap_copy_held(s);
-		s->stats.copy_held_ns = snap_now_ns() - t0;
-	}
+	if (k >= 0)
+		k = snap_copy_held_timed(s);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
 	else if ((k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
@@ -241,19 +254,54 @@ static int hold_and_arm(struct snap *s)
 	return k;
 }
 
-static int run_after_t(struct snap *s)
+int snap_dirty_add(struct snap *s, uint64_t start, uint64_t end)
 {
-	pthread_t handler;
-	int k = pthread_create(&handler, NULL, fault_handler_main, s);
+	if (s->ndirty == s->dirty_cap) {
+		size_t cap = s->dirty_cap ? s->dirty_cap * 2 : 1024;
+		struct snap_span *n = realloc(s->dirty, cap * sizeof(*n));
 
-	s->after_t = true;
+		if (!n)
+			return -ENOMEM;
+		s->dirty = n;
+		s->dirty_cap = cap;
+	}
+	s->dirty[s->ndirty++] = (struct snap_span){start, end};
+	return 0;
+}
+
+int snap_handler_start(struct snap *s)
+{
+	int k;
+
+	if (s->handler_started)
+		return 0;
+	k = pthread_create(&s->handler, NULL, fault_handler_main, s);
 	if (k)
 		return snap_fail(s, -k, "cannot start the fault handler"), -k;
+	s->handler_started = true;
+	return 0;
+}
+
+void snap_handler_stop(struct snap *s)
+{
+	if (!s->handler_started)
+		return;
+	eventfd_write(s->stopfd, 1);
+	pthread_join(s->handler, NULL);
+	s->handler_started = false;
+}
+
+static int run_after_t(struct snap *s)
+{
+	int k = snap_handler_start(s);
+
+	s->after_t = true;
+	if (k < 0)
+		return k;
 	k = copier_run(s);
 	if (k < 0 && k != -ECANCELED)
 		snap_fail(s, k, "copier: %s", strerror(-k));
-	eventfd_write(s->stopfd, 1);
-	pthread_join(handler, NULL);
+	snap_handler_stop(s);
 	return snap_failed(s) ? s->error : 0;
 }
 
@@ -316,8 +364,9 @@ static void explain_open_failure(struct snap *s)
 			  strerror(-s->memfd));
 }
 
-static void snap_cleanup(struct snap *s)
+void snap_cleanup(struct snap *s)
 {
+	snap_handler_stop(s); /* it polls the uffd: stop it before closing that */
 	/* Closing the last reference to the uffd drops every protection and wakes every waiter
 	 * (fs/userfaultfd.c: userfaultfd_release()), whatever state we are in. */
 	if (s->uffd >= 0)
@@ -352,7 +401,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	else if (s.memfd < 0)
 		explain_open_failure(&s);
 	else if (snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0 && !snap_cancelled(&s))
-		hold_and_arm(&s);
+		s.opts.arm_held ? hold_and_arm(&s) : snap_hold_and_arm_live(&s);
 	if (!snap_failed(&s))
 		run_after_t(&s);
 	snap_cleanup(&s);
@@ -370,6 +419,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	vma_list_free(&s.vmas);
 	pages_free(&s.pages);
 	free(s.hot);
+	free(s.dirty);
 	free(s.fault_ns);
 	holder_info_clear(&s.held);
 	pthread_mutex_destroy(&s.lock);
@@ -396,6 +446,12 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 
 	if (!j)
 		return -ENOMEM;
+	if (s->hold_first_ns) { /* armed live */
+		json_object_set_new(j, "hold_first_ns", json_integer((json_int_t)s->hold_first_ns));
+		json_object_set_new(j, "hold_final_ns", json_integer((json_int_t)s->hold_final_ns));
+		json_object_set_new(j, "rearm_ns", json_integer((json_int_t)s->rearm_ns));
+		json_object_set_new(j, "rearm_ranges", json_integer((json_int_t)s->rearm_ranges));
+	}
 	*ret = j;
 	return 0;
 }

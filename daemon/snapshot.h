@@ -19,6 +19,7 @@
 
 struct snap_opts {
 	bool strict;	       /* fail instead of recording pages discarded after T */
+	bool arm_held;	       /* arm with every thread held (slower); default: arm live */
 	uint32_t window_pages; /* pages saved around each faulting address (default 16) */
 	uint32_t chunk_pages;  /* copier chunk (default 512 = 2 MiB of 4 KiB pages) */
 	unsigned arm_threads;  /* threads arming write protection at once (default: CPUs, <= 4) */
@@ -39,7 +40,11 @@ struct snap_error {
 };
 
 struct snap_stats {
-	uint64_t held_ns;	   /* target threads held (attach .. resume) */
+	uint64_t held_ns;	   /* the longest time target threads were held at once */
+	uint64_t hold_first_ns;	   /* live arming: first hold (attach, create the userfaultfd) */
+	uint64_t hold_final_ns;	   /* live arming: final hold, ending at the instant */
+	uint64_t rearm_ns;	   /* of which: protecting again what changed while arming */
+	uint64_t rearm_ranges;	   /* ranges protected again */
 	uint64_t attach_ns;	   /* of which: stopping every thread, creating the userfaultfd */
 	uint64_t arm_ns;	   /* of which: registering and write-protecting */
 	uint64_t copy_held_ns;	   /* of which: copying what cannot be tracked */
@@ -74,10 +79,20 @@ struct snap {
 	struct vma_list vmas;
 	struct pages pages;
 	/* Tracked ranges saved while held: around threads' stack pointers and TLS (snap_plan). */
-	struct snap_hot {
+	struct snap_span {
 		uint64_t start, end;
 	} *hot;
 	size_t nhot;
+	/*
+	 * Arming while the target runs (snap-live.c): until the final hold, faults are resolved
+	 * at once and the ranges unprotected so, or whose protection an event dropped, are
+	 * remembered here to be protected again during the final hold. Under lock.
+	 */
+	bool pre_t;
+	struct snap_span *dirty;
+	size_t ndirty, dirty_cap;
+	pthread_t handler;
+	bool handler_started;
 	struct img_writer *w;
 	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
 	uint64_t event_gen;   /* layout events processed; written under lock */
@@ -121,5 +136,20 @@ bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j);
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
 int copier_run(struct snap *s);
 void *fault_handler_main(void *arg);
+/* Under lock, before T: remember [start, end) to protect again at T. */
+int snap_dirty_add(struct snap *s, uint64_t start, uint64_t end);
+/* Stops the handler, closes the uffd (dropping all protection, waking every waiter) and the
+ * other fds. Safe at any point, held or not. */
+void snap_cleanup(struct snap *s);
+struct holder;
+/* Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold. */
+int snap_first_hold(struct snap *s, struct holder **ret);
+/* snap_copy_held(), timed into stats.copy_held_ns. */
+int snap_copy_held_timed(struct snap *s);
+/* Starts the fault handler thread (once); stops and joins it. */
+int snap_handler_start(struct snap *s);
+void snap_handler_stop(struct snap *s);
+/* Arming while the target runs (snap-live.c). On success the target runs and T has passed. */
+int snap_hold_and_arm_live(struct snap *s);
 /* Under lock: did an event after gen touch [start, end)? True also if the ring lost track. */
 bool snap_events_overlap(const struct snap *s, uint64_t gen, uint64_t start, uint64_t end);

@@ -18,6 +18,7 @@
 /* Largest message: the registers of every thread as JSON. */
 #define HOLDER_MSG_MAX (8u << 20)
 #define HOLDER_CMD_RELEASE 'R'
+#define HOLDER_CMD_HOLD 'H'
 
 struct holder {
 	pid_t child;
@@ -103,13 +104,52 @@ static void send_error(int sock, int err, const char *msg)
 	json_decref(j);
 }
 
+/* Sends the held threads' registers and stack addresses, with fd attached if >= 0. */
+static int send_info(int sock, struct target *t, int fd)
+{
+	json_t *info = info_json(t);
+	char *text = info ? json_dumps(info, JSON_COMPACT) : NULL;
+	int k = text ? send_msg(sock, text, fd) : -ENOMEM;
+
+	json_decref(info);
+	free(text);
+	return k;
+}
+
+/*
+ * After the first hold: obeys "release" and "hold" (attach again, report registers) until the
+ * daemon closes the socket, then lets the target go if it still holds it.
+ */
+static int holder_serve(int sock, pid_t pid, struct target **t)
+{
+	struct target_error terr = {0};
+	char cmd[8];
+	int k = 0;
+
+	while (recv_msg(sock, cmd, sizeof(cmd), NULL) > 0) {
+		if (cmd[0] == HOLDER_CMD_RELEASE && *t) {
+			k = target_detach(*t);
+			target_free(*t);
+			*t = NULL;
+			send_msg(sock, k < 0 ? strerror(-k) : "ok", -1);
+		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
+			k = target_attach(pid, t, &terr);
+			if (k < 0)
+				send_error(sock, k, terr.msg);
+			else
+				k = send_info(sock, *t, -1);
+		} else {
+			break;
+		}
+	}
+	return k;
+}
+
 /* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
 static int holder_child(int sock, pid_t pid, int devfd)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
-	json_t *info;
-	char *text, cmd[8];
 	int uffd = -EBADF, k;
 
 	prctl(PR_SET_NAME, "uffsnapd-hold");
@@ -123,18 +163,11 @@ static int holder_child(int sock, pid_t pid, int devfd)
 			 "cannot create a userfaultfd in pid %d: %s", pid, strerror(-k));
 		return send_error(sock, k, terr.msg), 1;
 	}
-	info = info_json(t);
-	text = info ? json_dumps(info, JSON_COMPACT) : NULL;
-	json_decref(info);
-	k = text ? send_msg(sock, text, uffd) : -ENOMEM;
-	free(text);
+	k = send_info(sock, t, uffd);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
-	/* Wait for "release"; end of file means the daemon is gone: release all the same. */
-	if (k >= 0 && recv_msg(sock, cmd, sizeof(cmd), NULL) > 0 && cmd[0] == HOLDER_CMD_RELEASE) {
-		k = target_detach(t);
-		send_msg(sock, k < 0 ? strerror(-k) : "ok", -1);
-	}
-	target_free(t);
+	if (k >= 0)
+		k = holder_serve(sock, pid, &t);
+	target_free(t); /* end of file: the daemon is gone, release all the same */
 	return k < 0;
 }
 
@@ -238,6 +271,22 @@ int holder_release(struct holder *h, char *msg, size_t msglen)
 	if (strcmp(reply, "ok"))
 		return snprintf(msg, msglen, "cannot resume the target: %s", reply), -EIO;
 	return 0;
+}
+
+int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_t msglen)
+{
+	char cmd[2] = {HOLDER_CMD_HOLD, 0}, *buf = malloc(HOLDER_MSG_MAX);
+	ssize_t n;
+	int k = buf ? send_msg(h->sock, cmd, -1) : -ENOMEM;
+
+	if (k >= 0) {
+		n = recv_msg(h->sock, buf, HOLDER_MSG_MAX, NULL);
+		k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+	}
+	free(buf);
+	if (k < 0 && !msg[0])
+		snprintf(msg, msglen, "cannot hold the target again: %s", strerror(-k));
+	return k;
 }
 
 void holder_free(struct holder *h)

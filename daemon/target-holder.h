@@ -32,8 +32,13 @@ struct holder_info {
  */
 int holder_start(pid_t pid, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
 		 char *msg, size_t msglen);
-/* Lets the target run again: the snapshot instant. */
+/* Lets the target run again (after the last hold: the snapshot instant). */
 int holder_release(struct holder *h, char *msg, size_t msglen);
+/*
+ * Holds the released target again: every thread stopped (threads born since included),
+ * ret_info filled with their registers and stack addresses (no uffd). Then holder_release().
+ */
+int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_t msglen);
 /* Releases the target if still held, reaps the holder. NULL is fine. */
 void holder_free(struct holder *h);
 void holder_info_clear(struct holder_info *i);

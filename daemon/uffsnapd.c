@@ -28,7 +28,7 @@ struct cli {
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
 	struct img_sink *sink;
-	bool json, quiet, strict, force;
+	bool json, quiet, strict, force, arm_held;
 	uint32_t window_pages;
 	bool tty;
 	uint64_t last_progress_ns;
@@ -44,6 +44,7 @@ static const struct option long_opts[] = {
 	{"key", required_argument, NULL, 'k'},	  {"mem-limit", required_argument, NULL, 'M'},
 	{"spool-dir", required_argument, NULL, 'S'},
 	{"resume-timeout", required_argument, NULL, 'R'},
+	{"arm-held", no_argument, NULL, 'A'},
 	{0},
 };
 
@@ -69,6 +70,9 @@ static void usage(FILE *f)
 		"  -s, --strict        fail if the target discards memory not yet saved (munmap,\n"
 		"                      MADV_DONTNEED) instead of recording it as discarded\n"
 		"  -w, --window PAGES  pages saved around each write fault (default 16, max 512)\n"
+		"      --arm-held      write-protect with every thread held (the target stops for\n"
+		"                      all of arming); default: arm while it runs, then hold it only\n"
+		"                      to protect again what changed meanwhile\n"
 		"  -j, --json          print the summary as one JSON object on stdout\n"
 		"                      (on stderr with --output -)\n"
 		"  -q, --quiet         no progress, no summary; errors only\n"
@@ -103,6 +107,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		switch (o) {
 		case 't':
 			c->to = optarg;
+			break;
+		case 'A':
+			c->arm_held = true;
 			break;
 		case 'k':
 			c->key = optarg;
@@ -299,7 +306,7 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 {
 	fprintf(f,
 		"uffsnapd: snapshot of pid %d complete: %s\n"
-		"  target held        %.3f ms (attach %.3f, arming %.3f, copying %.3f), %u threads\n"
+		"  target held        %.3f ms at most (attach %.3f, arming %.3f, copying %.3f), %u threads\n"
 		"  pages saved        %" PRIu64 " by the copier, %" PRIu64 " by write faults, %" PRIu64
 		" while held\n"
 		"  zero pages         %" PRIu64 "\n"
@@ -391,6 +398,7 @@ int main(int argc, char **argv)
 		return 1;
 	c.sink = sink;
 	o.strict = c.strict;
+	o.arm_held = c.arm_held;
 	o.window_pages = c.window_pages;
 	o.progress = progress;
 	o.progress_ctx = &c;

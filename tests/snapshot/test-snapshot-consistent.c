@@ -6,8 +6,10 @@
  * against the predictable-store workload and let the checker decide from the image alone;
  * then require the target to be unharmed.
  *
- * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST]
- *                                 [-- WORKLOAD-ARGS...]
+ * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST] [--pages N]
+ *                                 [--arm held|live] [-- WORKLOAD-ARGS...]
+ * (--pages: data pages per thread, default 128; large enough, arming while the target runs
+ * takes long and the events and stores meet it mid-way.)
  * (e.g. "-- --as-user nobody" for an unprivileged target, "-- --seccomp-deny-uffd" for one
  * whose seccomp filter denies userfaultfd(2)).
  */
@@ -19,11 +21,20 @@
 
 #include "snap-harness.h"
 
+struct run_opts {
+	const char *events, *pages, *arm;
+	char **extra;
+	int nextra;
+};
+
 static int one(const struct snap_paths *p, const char *kind, const char *threads,
-	       const char *events, char **extra, int nextra)
+	       const struct run_opts *o)
 {
 	/* hugetlb pages are 2 MiB each: fewer of them */
-	const char *pages = strcmp(kind, "hugetlb") ? "128" : "4";
+	const char *pages = strcmp(kind, "hugetlb") ? o->pages : "4";
+	const char *events = o->events;
+	char **extra = o->extra;
+	int nextra = o->nextra;
 	const char *args[16] = {"--threads", threads, "--kind", kind, "--pages", pages};
 	int na = 6;
 	char image[] = "/tmp/uffsnap-test-XXXXXX", layout[64];
@@ -49,7 +60,7 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 	}
 	snprintf(layout, sizeof(layout), "%s.layout", image);
 	wl_write_file(layout, w->layout_json);
-	r = snap_wait(snap_start(p, w->pid, image, NULL));
+	r = snap_wait(snap_start(p, w->pid, image, o->arm));
 	if (r != 0) {
 		fprintf(stderr, "FAIL: uffsnapd exited %d (kind %s, %s threads)\n", r, kind, threads);
 		goto out;
@@ -75,9 +86,8 @@ int main(int argc, char **argv)
 {
 	struct snap_paths p;
 	int i = snap_paths_parse(argc, argv, &p), failed = 0, passed = 0;
-	const char *events = NULL, *threads[] = {"1", "4", "8"};
-	char **extra = NULL;
-	int nextra = 0;
+	const char *threads[] = {"1", "4", "8"};
+	struct run_opts o = {.pages = "128"};
 	long old_huge = -1;
 	char *kinds, *kind, *save;
 
@@ -92,10 +102,14 @@ int main(int argc, char **argv)
 	kinds = strdup(argv[i]);
 	for (int a = i + 1; a < argc; a++) {
 		if (!strcmp(argv[a], "--events") && a + 1 < argc) {
-			events = argv[++a];
+			o.events = argv[++a];
+		} else if (!strcmp(argv[a], "--pages") && a + 1 < argc) {
+			o.pages = argv[++a];
+		} else if (!strcmp(argv[a], "--arm") && a + 1 < argc) {
+			o.arm = strcmp(argv[++a], "held") ? NULL : "--arm-held";
 		} else if (!strcmp(argv[a], "--")) {
-			extra = argv + a + 1;
-			nextra = argc - a - 1;
+			o.extra = argv + a + 1;
+			o.nextra = argc - a - 1;
 			break;
 		}
 	}
@@ -103,7 +117,7 @@ int main(int argc, char **argv)
 		wl_hugetlb_reserve(8 * 4 + 16, &old_huge);
 	for (kind = strtok_r(kinds, ",", &save); kind; kind = strtok_r(NULL, ",", &save))
 		for (size_t t = 0; t < 3; t++) {
-			int r = one(&p, kind, threads[t], events, extra, nextra);
+			int r = one(&p, kind, threads[t], &o);
 
 			failed += r != 0 && r != 77;
 			passed += r == 0;
