@@ -43,6 +43,8 @@ const char *cli_svc_output(const json_t *output, char *buf, size_t len)
 
 	if (file) {
 		snprintf(buf, len, "file %s (in the snapshot directory)", file);
+	} else if (cli_json_str(output, "to")) {
+		snprintf(buf, len, "the receiver at %s", cli_json_str(output, "to"));
 	} else if (json_object_get(output, "fd")) {
 		snprintf(buf, len, "a file the client passed");
 	} else {
@@ -79,6 +81,48 @@ static void cli_show_forks(const json_t *forks)
 	printf("\n");
 }
 
+static bool cli_is_receive(const json_t *job)
+{
+	const char *type = cli_json_str(job, "type");
+
+	return type && !strcmp(type, "receive");
+}
+
+/* A snapshot job's stream to a receiver ("stream" in CONTROL.md). */
+static void cli_show_stream(const json_t *st)
+{
+	if (!json_is_object(st))
+		return;
+	printf("%-10s%.1f MiB sent, %.1f MiB acknowledged (%.1f MiB again after %" PRIu64
+	       " reconnects), peak %.1f MiB in memory, %.1f MiB spooled%s\n",
+	       "stream:", cli_u64(st, "sent") / 1048576.0, cli_u64(st, "acked") / 1048576.0,
+	       cli_u64(st, "resent") / 1048576.0, cli_u64(st, "reconnects"),
+	       cli_u64(st, "mem_peak") / 1048576.0, cli_u64(st, "spooled") / 1048576.0,
+	       json_is_true(json_object_get(st, "complete")) ? ", verified by the receiver" : "");
+}
+
+/* A receive job: where it listens, what it received, each stream it shows. */
+static void cli_show_receive(const json_t *job)
+{
+	const json_t *streams = json_object_get(job, "streams");
+
+	printf("%-10s%s, into %s/ in the snapshot directory\n",
+	       "listen:", cli_json_str(job, "listen") ?: "?",
+	       cli_json_str(job, "directory") ?: "?");
+	printf("%-10s%" PRIu64 " complete (%.1f MiB), %" PRIu64 " failed or incomplete\n",
+	       "images:", cli_u64(job, "images"), cli_u64(job, "bytes") / 1048576.0,
+	       cli_u64(job, "failed"));
+	for (size_t i = 0; i < json_array_size(streams); i++) {
+		const json_t *st = json_array_get(streams, i);
+		const char *desc = cli_json_str(st, "desc");
+
+		printf("  %s from %s: %s, %.1f MiB, %.1f MiB/s%s%s\n",
+		       cli_json_str(st, "file") ?: "?", cli_json_str(st, "peer") ?: "?",
+		       cli_json_str(st, "state") ?: "?", cli_u64(st, "bytes") / 1048576.0,
+		       cli_u64(st, "rate") / 1048576.0, desc ? ": " : "", desc ? desc : "");
+	}
+}
+
 void cli_svc_show_job(const json_t *job)
 {
 	const char *state = cli_json_str(job, "state");
@@ -86,6 +130,14 @@ void cli_svc_show_job(const json_t *job)
 	uint64_t total = cli_u64(job, "total"), done = cli_u64(job, "done");
 
 	printf("%-10s%" PRIu64 "\n", "job:", cli_u64(job, "id"));
+	if (cli_is_receive(job)) {
+		printf("%-10sreceive\n", "type:");
+		printf("%-10s%s\n", "state:", state ? state : "?");
+		printf("%-10suid %" PRIu64 "\n", "owner:", cli_u64(job, "owner"));
+		cli_show_receive(job);
+		cli_show_error_member("error:", json_object_get(job, "error"));
+		return;
+	}
 	printf("%-10s%" PRIu64 "\n", "pid:", cli_u64(job, "pid"));
 	printf("%-10s%s\n", "state:", state ? state : "?");
 	if (json_object_get(job, "owner"))
@@ -98,6 +150,7 @@ void cli_svc_show_job(const json_t *job)
 	if (json_object_get(job, "total"))
 		printf("%-10s%d%% (%" PRIu64 " of %" PRIu64 " pages)\n",
 		       "progress:", cli_percent(done, total), done, total);
+	cli_show_stream(json_object_get(job, "stream"));
 	cli_show_forks(json_object_get(job, "forks"));
 	cli_show_error_member("error:", json_object_get(job, "error"));
 	if (json_is_object(json_object_get(job, "stats"))) {
@@ -118,12 +171,22 @@ void cli_svc_show_jobs(const json_t *jobs)
 	for (size_t i = 0; i < json_array_size(jobs); i++) {
 		const json_t *j = json_array_get(jobs, i);
 		const char *state = cli_json_str(j, "state");
+		char pid[24];
 
-		snprintf(progress, sizeof(progress), "%d%%",
-			 cli_percent(cli_u64(j, "done"), cli_u64(j, "total")));
-		printf("%6" PRIu64 " %8" PRIu64 " %-10s %8s %6" PRIu64 "  %s\n", cli_u64(j, "id"),
-		       cli_u64(j, "pid"), state ? state : "?", progress, cli_u64(j, "owner"),
-		       cli_svc_output(json_object_get(j, "output"), out, sizeof(out)));
+		if (cli_is_receive(j)) {
+			snprintf(pid, sizeof(pid), "-");
+			snprintf(progress, sizeof(progress), "%" PRIu64 " img",
+				 cli_u64(j, "images"));
+			snprintf(out, sizeof(out), "receiving on %s",
+				 cli_json_str(j, "listen") ?: "?");
+		} else {
+			snprintf(pid, sizeof(pid), "%" PRIu64, cli_u64(j, "pid"));
+			snprintf(progress, sizeof(progress), "%d%%",
+				 cli_percent(cli_u64(j, "done"), cli_u64(j, "total")));
+			cli_svc_output(json_object_get(j, "output"), out, sizeof(out));
+		}
+		printf("%6" PRIu64 " %8s %-10s %8s %6" PRIu64 "  %s\n", cli_u64(j, "id"), pid,
+		       state ? state : "?", progress, cli_u64(j, "owner"), out);
 	}
 }
 
@@ -179,12 +242,25 @@ static void cli_show_event_detail(const char *name, const json_t *d)
 {
 	const char *desc = cli_json_str(d, "desc");
 
-	if (!strcmp(name, "JOB_CREATED"))
+	if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "listen"))
+		printf("created: receiving on %s", cli_json_str(d, "listen"));
+	else if (!strcmp(name, "JOB_CREATED"))
 		printf("created for pid %" PRIu64, cli_u64(d, "pid"));
+	else if (!strcmp(name, "JOB_PROGRESS") && json_object_get(d, "acked"))
+		printf("progress %d%% (%" PRIu64 " of %" PRIu64 " pages), %" PRIu64
+		       " bytes sent, %" PRIu64 " acknowledged",
+		       cli_percent(cli_u64(d, "done"), cli_u64(d, "total")), cli_u64(d, "done"),
+		       cli_u64(d, "total"), cli_u64(d, "sent"), cli_u64(d, "acked"));
 	else if (!strcmp(name, "JOB_PROGRESS"))
 		printf("progress %d%% (%" PRIu64 " of %" PRIu64 " pages)",
 		       cli_percent(cli_u64(d, "done"), cli_u64(d, "total")), cli_u64(d, "done"),
 		       cli_u64(d, "total"));
+	else if (!strcmp(name, "IMAGE_RECEIVED"))
+		printf("received %s from %s, %" PRIu64 " bytes", cli_json_str(d, "file") ?: "?",
+		       cli_json_str(d, "peer") ?: "?", cli_u64(d, "bytes"));
+	else if (!strcmp(name, "IMAGE_FAILED"))
+		printf("image %s from %s failed: %s", cli_json_str(d, "file") ?: "?",
+		       cli_json_str(d, "peer") ?: "?", desc ? desc : "?");
 	else if (!strcmp(name, "JOB_COMPLETED"))
 		printf("completed, %" PRIu64 " bytes",
 		       cli_u64(json_object_get(d, "stats"), "bytes"));
@@ -214,6 +290,14 @@ void cli_svc_show_event(const json_t *ev)
 	fflush(stdout);
 }
 
+/* ", sent 12.0 MiB, acknowledged 8.0 MiB" when the job streams to a receiver. */
+static void cli_progress_stream(const struct cli_progress *p)
+{
+	if (p->stream)
+		fprintf(stderr, ", sent %.1f MiB, acknowledged %.1f MiB", p->sent / 1048576.0,
+			p->acked / 1048576.0);
+}
+
 void cli_progress_update(struct cli_progress *p, int64_t job, uint64_t done, uint64_t total)
 {
 	int pct = cli_percent(done, total);
@@ -224,8 +308,10 @@ void cli_progress_update(struct cli_progress *p, int64_t job, uint64_t done, uin
 		if (pct / CLI_PROGRESS_STEP <= p->last_step)
 			return;
 		p->last_step = pct / CLI_PROGRESS_STEP;
-		fprintf(stderr, "job %" PRId64 ": %d%% (%" PRIu64 " of %" PRIu64 " pages)\n", job,
+		fprintf(stderr, "job %" PRId64 ": %d%% (%" PRIu64 " of %" PRIu64 " pages)", job,
 			pct, done, total);
+		cli_progress_stream(p);
+		fputc('\n', stderr);
 		return;
 	}
 	memset(bar, '#', fill);
@@ -233,6 +319,7 @@ void cli_progress_update(struct cli_progress *p, int64_t job, uint64_t done, uin
 	bar[CLI_PROGRESS_BAR] = 0;
 	fprintf(stderr, "\rjob %" PRId64 ": saving [%s] %3d%% (%" PRIu64 "/%" PRIu64 " pages)", job,
 		bar, pct, done, total);
+	cli_progress_stream(p);
 	p->drawn = true;
 }
 

@@ -36,6 +36,8 @@ struct cli_progress {
 	bool tty;
 	bool drawn;    /* the bar is on screen: end the line before printing anything else */
 	int last_step; /* start at -1 */
+	bool stream;   /* a stream to a receiver: sent and acked are shown too */
+	uint64_t sent, acked;
 };
 
 void cli_progress_update(struct cli_progress *p, int64_t job, uint64_t done, uint64_t total);

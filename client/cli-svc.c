@@ -99,8 +99,10 @@ int cli_svc_connect(struct cli_svc *s)
 }
 
 /* What to do about the daemon's refusal, by class (CONTROL.md, Error classes). */
-static const char *cli_svc_class_hint(const char *class)
+static const char *cli_svc_class_hint(const char *class, const char *command)
 {
+	if (!strcmp(class, "PermissionDenied") && strcmp(command, "snapshot"))
+		return ""; /* the daemon's description says who may */
 	static const struct {
 		const char *class, *hint;
 	} hints[] = {
@@ -150,7 +152,8 @@ int cli_svc_call(struct cli_svc *s, const char *command, json_t *arguments,
 			cli_svc_print_json(j);
 			json_decref(j);
 		}
-		fprintf(stderr, "%s: %s%s\n", s->inv->path, e.desc, cli_svc_class_hint(e.class));
+		fprintf(stderr, "%s: %s%s\n", s->inv->path, e.desc,
+			cli_svc_class_hint(e.class, command));
 		return CLI_EXIT_FAILURE;
 	}
 	if (r < 0) {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * uffsnapctl snapshot --pid PID (--output FILE | --file NAME): asks uffsnapd for a snapshot
- * job and, unless --no-wait, follows it to its end. With --output the client creates FILE
- * itself and passes the descriptor (the daemon never opens a path for a client: CONTROL.md,
- * Authorization); with --file the daemon creates NAME in its snapshot directory.
+ * uffsnapctl snapshot --pid PID (--output FILE | --file NAME | --to HOST:PORT): asks uffsnapd
+ * for a snapshot job and, unless --no-wait, follows it to its end. With --output the client
+ * creates FILE itself and passes the descriptor (the daemon never opens a path for a client:
+ * CONTROL.md, Authorization); with --file the daemon creates NAME in its snapshot directory;
+ * with --to the daemon streams the image to a receiver with its own key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +32,7 @@
 struct snap_cmd {
 	struct cli_svc svc;
 	json_int_t pid, window; /* window 0: the daemon's default */
-	const char *output, *file;
+	const char *output, *file, *to;
 	bool strict, force, no_wait;
 	int fd;
 	bool created; /* we created output (so we remove it if the job is refused) */
@@ -69,6 +70,9 @@ static int snap_option(struct snap_cmd *s, int c)
 	case 'f':
 		s->file = optarg;
 		return 0;
+	case 't':
+		s->to = optarg;
+		return 0;
 	case 's':
 		s->strict = true;
 		return 0;
@@ -88,6 +92,7 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
 					     {"output", required_argument, NULL, 'o'},
 					     {"file", required_argument, NULL, 'f'},
+					     {"to", required_argument, NULL, 't'},
 					     {"strict", no_argument, NULL, 's'},
 					     {"window", required_argument, NULL, 'w'},
 					     {"force", no_argument, NULL, 'F'},
@@ -107,9 +112,9 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (!s->pid)
 		return cli_usage_error(s->svc.inv, "--pid PID is required");
-	if (!s->output == !s->file)
-		return cli_usage_error(s->svc.inv,
-				       "give exactly one of --output FILE and --file NAME");
+	if (!!s->output + !!s->file + !!s->to != 1)
+		return cli_usage_error(s->svc.inv, "give exactly one of --output FILE, --file NAME "
+						   "and --to HOST:PORT");
 	if (s->force && !s->output)
 		return cli_usage_error(s->svc.inv, "--force applies to --output (a --file name is "
 						   "never overwritten)");
@@ -142,6 +147,8 @@ static json_t *snap_arguments(const struct snap_cmd *s)
 
 	if (a && s->file)
 		json_object_set_new(a, "file", json_string(s->file));
+	if (a && s->to)
+		json_object_set_new(a, "to", json_string(s->to));
 	if (a && s->strict)
 		json_object_set_new(a, "strict", json_true());
 	if (a && s->window)
@@ -189,7 +196,12 @@ static void snap_left_behind(const struct snap_cmd *s)
 				s->output);
 		return;
 	}
-	if (s->output)
+	if (s->to)
+		fprintf(
+		    stderr,
+		    "%s: the receiver at %s keeps what it got as an incomplete .partial image\n",
+		    s->svc.inv->path, s->to);
+	else if (s->output)
 		fprintf(stderr,
 			"%s: the incomplete image is left in %s ('uffsnapctl image info %s' "
 			"shows what it holds)\n",
@@ -204,7 +216,8 @@ static void snap_left_behind(const struct snap_cmd *s)
 static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 {
 	const char *desc = cli_json_str(d, "desc");
-	const char *where = s->output ? s->output : s->file;
+	const char *where = s->output ? s->output : s->file ? s->file : s->to;
+	const json_t *st = json_object_get(d, "stream");
 
 	cli_progress_end(&s->progress);
 	if (!strcmp(name, "JOB_COMPLETED")) {
@@ -212,8 +225,20 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 			printf("job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
 			       " complete: %s%s\n",
 			       s->job, s->pid, where,
-			       s->file ? " (in uffsnapd's snapshot directory)" : "");
+			       s->file ? " (in uffsnapd's snapshot directory)"
+			       : s->to ? " (verified and stored by the receiver)"
+				       : "");
 			cli_svc_show_stats(stdout, json_object_get(d, "stats"));
+			if (st)
+				printf(
+				    "  stream             %.1f MiB sent (%.1f MiB again after "
+				    "%" JSON_INTEGER_FORMAT " reconnects), peak %.1f MiB in "
+				    "memory, %.1f MiB spooled\n",
+				    json_integer_value(json_object_get(st, "sent")) / 1048576.0,
+				    json_integer_value(json_object_get(st, "resent")) / 1048576.0,
+				    json_integer_value(json_object_get(st, "reconnects")),
+				    json_integer_value(json_object_get(st, "mem_peak")) / 1048576.0,
+				    json_integer_value(json_object_get(st, "spooled")) / 1048576.0);
 		}
 		return CLI_EXIT_OK;
 	}
@@ -238,6 +263,8 @@ static int snap_event(struct snap_cmd *s, const char *name, const json_t *d)
 		return SNAP_CONTINUE;
 	if (!strcmp(name, "JOB_PROGRESS") && cli_json_u64(d, "done", &done) >= 0 &&
 	    cli_json_u64(d, "total", &total) >= 0) {
+		s->progress.stream = cli_json_u64(d, "acked", &s->progress.acked) >= 0 &&
+				     cli_json_u64(d, "sent", &s->progress.sent) >= 0;
 		cli_progress_update(&s->progress, s->job, done, total);
 	} else if (!strcmp(name, "TARGET_FORKED")) {
 		cli_progress_end(&s->progress);
@@ -336,8 +363,11 @@ static int snap_run(struct snap_cmd *s)
 	if (!s->svc.json)
 		fprintf(stderr,
 			"job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
-			" to %s (Ctrl-C cancels)\n",
-			s->job, s->pid, s->output ? s->output : s->file);
+			" to %s%s (Ctrl-C cancels)\n",
+			s->job, s->pid, s->to ? "the receiver at " : "",
+			s->output ? s->output
+			: s->file ? s->file
+				  : s->to);
 	return snap_wait(s);
 }
 

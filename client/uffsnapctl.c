@@ -25,14 +25,16 @@ static const struct cli_command uffsnapctl_commands[] = {
 	.name = "snapshot",
 	.handler = cmd_svc_snapshot,
 	.help = "snapshot a running process through uffsnapd and follow the job to its end",
-	.usage = "--pid PID (--output FILE | --file NAME) [--strict] [--window N] [--force] "
-		 "[--no-wait]",
+	.usage = "--pid PID (--output FILE | --file NAME | --to HOST:PORT) [--strict] [--window N] "
+		 "[--force] [--no-wait]",
 	.options =
 	    "  --pid PID       the process to snapshot (one you could ptrace yourself)\n"
 	    "  --output FILE   write the image to FILE: uffsnapctl creates it (never overwriting\n"
 	    "                  one, unless --force) and passes it to uffsnapd\n"
 	    "  --file NAME     write the image to NAME in uffsnapd's snapshot directory\n"
 	    "                  ([A-Za-z0-9._-], not starting with '.'; never overwritten)\n"
+	    "  --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive', or a\n"
+	    "                  'receive' job) with uffsnapd's key (uffsnapd --service --key)\n"
 	    "  --strict        fail if the target discards memory not yet saved, instead of\n"
 	    "                  recording it as discarded after the instant\n"
 	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
@@ -41,6 +43,21 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "\nWithout --no-wait it waits for the job to end, showing progress on stderr, prints\n"
 	    "the summary and exits 0 when the image is complete, 1 when the job failed or was\n"
 	    "cancelled (the incomplete image is left in place). Ctrl-C cancels the job.\n",
+    },
+    {
+	.name = "receive",
+	.handler = cmd_svc_receive,
+	.help = "start a receiver job in uffsnapd (root or uffsnapd's user) and show what it gets",
+	.usage = "--listen ADDR:PORT [--no-wait]",
+	.options =
+	    "  --listen ADDR:PORT\n"
+	    "                  accept senders there ([ADDR]:PORT for IPv6; port 0: any free\n"
+	    "                  one, shown); they must hold uffsnapd's key (--service --key)\n"
+	    "  --no-wait       print the job's id and return at once\n" CLI_SVC_OPTIONS_HELP
+	    "\nImages go to received/ in uffsnapd's snapshot directory, each verified as it\n"
+	    "arrives; an interrupted one stays there as NAME.img.partial (incomplete). Without\n"
+	    "--no-wait it prints each image as it completes until Ctrl-C, which stops the job\n"
+	    "(as 'uffsnapctl cancel ID' does).\n",
     },
     {
 	.name = "jobs",
@@ -85,8 +102,8 @@ static void uffsnapctl_help(FILE *f)
 		   "Commands:\n");
 	cli_print_commands(f, uffsnapctl_commands, "");
 	fprintf(f,
-		"\nOptions of the service commands (snapshot, jobs, job, cancel, watch, status),\n"
-		"before or after the command's name:\n" CLI_SVC_OPTIONS_HELP
+		"\nOptions of the service commands (snapshot, receive, jobs, job, cancel, watch,\n"
+		"status), before or after the command's name:\n" CLI_SVC_OPTIONS_HELP
 		"\nRun 'uffsnapctl COMMAND --help' for a command's options.\n"
 		"Exit status: 0 success, 1 failure (bad, incomplete or unreadable input, a\n"
 		"refused request, a failed or cancelled job), 2 usage error.\n");

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* The control commands (proto/CONTROL.md "Commands"): the table and its handlers. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "linux-compat.h"
+#include "stream-addr.h"
 #include "svc.h"
 
 /* Kernel pids are at most PID_MAX_LIMIT (4M, include/linux/threads.h). */
@@ -22,13 +26,25 @@ static struct svc_client *client(void *ctx)
 
 static int snapshot_check(json_t *args, struct ctl_error *err)
 {
-	bool fd = json_object_get(args, "fd"), file = json_object_get(args, "file");
+	int n = !!json_object_get(args, "fd") + !!json_object_get(args, "file") +
+		!!json_object_get(args, "to");
 
-	if (fd == file)
+	if (n != 1)
 		return ctl_fail(err, CTL_E_PARAM,
-				"'snapshot' needs exactly one of 'fd' (a name "
-				"from getfd) and 'file' (a name in the snapshot directory)");
+				"'snapshot' needs exactly one of 'fd' (a name from getfd), 'file' "
+				"(a name in the snapshot directory) and 'to' (a receiver's "
+				"HOST:PORT)");
 	return 0;
+}
+
+static int need_key(const struct svc *svc, const char *what, struct ctl_error *err)
+{
+	if (svc->has_key)
+		return 0;
+	return ctl_fail(err, CTL_E_GENERIC,
+			"this daemon has no stream key, so it cannot %s: start it with --key FILE "
+			"(the key file both sides hold; clients never name one)",
+			what);
 }
 
 /* Authorization, Busy, LimitExceeded, in this order: each says more than the next. */
@@ -54,13 +70,20 @@ static int snapshot_admit(struct svc_client *c, pid_t pid, struct ctl_error *err
 	return 0;
 }
 
-/* The output: a named fd of this connection (taken over), or a new file. */
+/* The output: a named fd of this connection (taken over), a new file, or a receiver. */
 static int snapshot_output(struct svc_client *c, struct svc_job *j, const struct ctl_request *req,
 			   struct ctl_error *err)
 {
 	const char *fdname = ctl_arg_str(req, "fd"), *file = ctl_arg_str(req, "file");
+	const char *to = ctl_arg_str(req, "to");
 	int i;
 
+	if (to) { /* connected by the job's thread: a slow network never holds the loop */
+		if (need_key(c->svc, "stream to a receiver", err) < 0)
+			return -EINVAL;
+		j->to = strdup(to);
+		return j->to ? 0 : ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	}
 	if (fdname) {
 		i = svc_client_fd_find(c, fdname);
 		if (i < 0)
@@ -90,19 +113,15 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 
 	if (snapshot_admit(c, pid, err) < 0)
 		return NULL;
-	j = calloc(1, sizeof(*j));
+	j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
 	if (!j)
 		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
-	*j = (struct svc_job){.pid = pid,
-			      .owner = c->peer.uid,
-			      .out_fd = -EBADF,
-			      .strict = ctl_arg_bool(req, "strict", false),
-			      .window = (uint32_t)ctl_arg_int(req, "window", 0)};
+	j->pid = pid;
+	j->strict = ctl_arg_bool(req, "strict", false);
+	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
 	r = snapshot_output(c, j, req, err);
 	if (r < 0) {
-		free(j->file);
-		free(j->fdname);
-		free(j);
+		svc_job_free(j);
 		return NULL;
 	}
 	r = svc_job_start(c->svc, j); /* frees j on failure */
@@ -153,18 +172,86 @@ static json_t *cmd_query_job(void *ctx, const struct ctl_request *req, struct ct
 static json_t *cmd_cancel(void *ctx, const struct ctl_request *req, struct ctl_error *err)
 {
 	struct svc_job *j = visible_job(client(ctx), req, err);
-	int expect = 0;
 
 	if (!j)
 		return NULL;
 	if (j->state != SVC_JOB_RUNNING)
 		return ctl_fail(err, CTL_E_GENERIC, "job %" PRIu64 " has already ended", j->id),
 		       NULL;
-	if (__atomic_compare_exchange_n(&j->cancel, &expect, -ECANCELED, false, __ATOMIC_ACQ_REL,
-					__ATOMIC_ACQUIRE))
+	if (svc_job_cancel(j, -ECANCELED))
 		svc_log("job %" PRIu64 ": cancelled by client %u (uid %u)", j->id,
 			client(ctx)->serial, client(ctx)->peer.uid);
 	return json_object();
+}
+
+/* Only root or the daemon's own user: a receiver writes with the daemon's key and disk. */
+static int receive_admit(struct svc_client *c, struct ctl_error *err)
+{
+	struct svc *svc = c->svc;
+
+	if (c->peer.uid != 0 && c->peer.uid != geteuid())
+		return ctl_fail(err, CTL_E_PERM,
+				"only root or the daemon's own user (uid %u) may start a "
+				"receiver: it accepts images with the daemon's key into its "
+				"snapshot directory",
+				geteuid());
+	if (need_key(svc, "receive", err) < 0)
+		return -EINVAL;
+	if (svc->running >= svc->o.max_jobs)
+		return ctl_fail(err, CTL_E_LIMIT,
+				"%u jobs are running, the most this daemon runs "
+				"at once (--max-jobs); try again when one ends",
+				svc->running);
+	return 0;
+}
+
+/* received/ in the snapshot directory (made once, no symlink followed), the socket, a stop. */
+static int receive_open(struct svc *svc, struct svc_job *j, const char *listen,
+			struct ctl_error *err)
+{
+	char msg[300], where[80];
+
+	if (mkdirat(svc->dirfd, SVC_RECV_DIR, 0750) < 0 && errno != EEXIST)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot create %s/" SVC_RECV_DIR ": %s",
+				svc->o.snapdir, strerror(errno));
+	j->dir_fd =
+	    openat(svc->dirfd, SVC_RECV_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->dir_fd < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot open %s/" SVC_RECV_DIR ": %s",
+				svc->o.snapdir, strerror(errno));
+	j->listen_fd = stream_listen(listen, msg, sizeof(msg));
+	if (j->listen_fd < 0)
+		return ctl_fail(err, j->listen_fd == -EADDRINUSE ? CTL_E_BUSY : CTL_E_PARAM, "%s",
+				msg);
+	stream_sockname(j->listen_fd, where, sizeof(where));
+	j->listen = strdup(where);
+	j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!j->listen || j->stop_fd < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory or fds");
+	return 0;
+}
+
+static json_t *cmd_receive(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	struct svc_job *j;
+	int r;
+
+	if (receive_admit(c, err) < 0)
+		return NULL;
+	j = svc_job_new(SVC_JOB_RECEIVE, c->peer.uid);
+	if (!j)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	if (receive_open(c->svc, j, ctl_arg_str(req, "listen"), err) < 0) {
+		svc_job_free(j);
+		return NULL;
+	}
+	r = svc_job_start(c->svc, j); /* frees j on failure */
+	if (r < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
+		       NULL;
+	c->created = j;
+	return json_pack("{s:I, s:s}", "id", (json_int_t)j->id, "listen", j->listen);
 }
 
 static json_t *uffd_features_json(const struct svc *svc)
@@ -262,8 +349,13 @@ static const struct ctl_arg snapshot_args[] = {
     {"pid", CTL_ARG_INT, true, 1, CTL_PID_MAX, "the process to snapshot"},
     {"fd", CTL_ARG_NAME, false, 0, 0, "write the image to this fd (from getfd)"},
     {"file", CTL_ARG_NAME, false, 0, 0, "write the image to this new file in the snapshot dir"},
+    {"to", CTL_ARG_HOSTPORT, false, 0, 0, "stream the image to this receiver (HOST:PORT)"},
     {"strict", CTL_ARG_BOOL, false, 0, 0, "fail if memory not yet saved is discarded"},
     {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
+    {NULL},
+};
+static const struct ctl_arg receive_args[] = {
+    {"listen", CTL_ARG_HOSTPORT, true, 0, 0, "ADDR:PORT to accept senders on (port 0: any)"},
     {NULL},
 };
 static const struct ctl_arg id_args[] = {
@@ -277,6 +369,8 @@ static const struct ctl_arg fdname_args[] = {
 
 const struct ctl_command svc_commands[] = {
     {"snapshot", cmd_snapshot, "start a snapshot job", snapshot_args, snapshot_check},
+    {"receive", cmd_receive, "start a receiver job (root or the daemon's user)", receive_args,
+     NULL},
     {"query-jobs", cmd_query_jobs, "list the jobs you may see", NULL, NULL},
     {"query-job", cmd_query_job, "one job", id_args, NULL},
     {"cancel", cmd_cancel, "end a running job", id_args, NULL},
@@ -308,9 +402,13 @@ void svc_handle_line(struct svc_client *c, const char *line, size_t len)
 	else
 		svc_client_send(c, ctl_line_error(&err, req.id));
 	if (c->created) {
-		svc_job_event(c->svc, c->created, "JOB_CREATED",
-			      json_pack("{s:I, s:i}", "id", (json_int_t)c->created->id, "pid",
-					c->created->pid));
+		json_t *data = json_pack("{s:I}", "id", (json_int_t)c->created->id);
+
+		if (data && c->created->kind == SVC_JOB_SNAPSHOT)
+			json_object_set_new(data, "pid", json_integer(c->created->pid));
+		else if (data)
+			json_object_set_new(data, "listen", json_string(c->created->listen));
+		svc_job_event(c->svc, c->created, "JOB_CREATED", data);
 		c->created = NULL;
 	}
 	ctl_request_clear(&req);

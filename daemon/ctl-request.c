@@ -73,6 +73,45 @@ bool ctl_name_valid(const char *s, size_t len)
 	return true;
 }
 
+static bool host_char(char c, bool v6)
+{
+	if ((c >= '0' && c <= '9') || c == '.' || (v6 && c == ':'))
+		return true;
+	if (v6)
+		return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '-';
+}
+
+bool ctl_hostport_valid(const char *s, size_t len)
+{
+	size_t colon, i = 0, end;
+	unsigned long port = 0;
+	bool v6 = len && s[0] == '[';
+
+	if (len < 2 || len > CTL_HOSTPORT_MAX)
+		return false;
+	for (colon = len; colon > 0 && s[colon - 1] != ':'; colon--)
+		;
+	if (colon == 0 || colon == len || len - colon > 5)
+		return false;
+	for (size_t k = colon; k < len; k++) {
+		if (s[k] < '0' || s[k] > '9')
+			return false;
+		port = port * 10 + (unsigned long)(s[k] - '0');
+	}
+	end = colon - 1; /* the host is s[i, end) */
+	if (v6) {
+		if (end < 3 || s[end - 1] != ']')
+			return false;
+		i = 1;
+		end--;
+	}
+	for (; i < end; i++)
+		if (!host_char(s[i], v6))
+			return false;
+	return port <= 65535;
+}
+
 static const struct ctl_command *find_command(const struct ctl_command *table, const char *name)
 {
 	for (const struct ctl_command *c = table; c->name; c++)
@@ -110,6 +149,14 @@ static int check_value(const struct ctl_arg *a, json_t *v, struct ctl_error *err
 					"'%s' must be a name of 1 to %d characters from "
 					"[A-Za-z0-9._-], not starting with '.'",
 					a->name, CTL_NAME_MAX);
+		return 0;
+	case CTL_ARG_HOSTPORT:
+		if (!json_is_string(v) ||
+		    !ctl_hostport_valid(json_string_value(v), json_string_length(v)))
+			return ctl_fail(err, CTL_E_PARAM,
+					"'%s' must be HOST:PORT or [IPv6]:PORT (a port from 0 to "
+					"65535; a host name or address of [A-Za-z0-9._-])",
+					a->name);
 		return 0;
 	}
 	return ctl_fail(err, CTL_E_GENERIC, "internal error: argument '%s' has no type", a->name);

@@ -41,6 +41,7 @@ enum ctl_arg_type {
 	CTL_ARG_INT = 1,  /* a JSON integer in [min, max] */
 	CTL_ARG_BOOL = 2, /* true or false */
 	CTL_ARG_NAME = 3, /* a string of 1..CTL_NAME_MAX of [A-Za-z0-9._-], not starting with '.' */
+	CTL_ARG_HOSTPORT = 4, /* "HOST:PORT" or "[ADDR]:PORT": see ctl_hostport_valid() */
 };
 
 struct ctl_arg {
@@ -86,6 +87,10 @@ const char *ctl_arg_str(const struct ctl_request *req, const char *name);
 
 /* Is s a valid name for CTL_ARG_NAME? */
 bool ctl_name_valid(const char *s, size_t len);
+/* Is s HOST:PORT for CTL_ARG_HOSTPORT: at most CTL_HOSTPORT_MAX bytes, HOST empty, a name or
+ * address of [A-Za-z0-9._-] or "[" IPv6 "]" ([0-9A-Fa-f:.]), PORT 0..65535 in decimal? */
+bool ctl_hostport_valid(const char *s, size_t len);
+#define CTL_HOSTPORT_MAX 261 /* a 253-byte DNS name, ':' and 5 digits, with room */
 
 /*
  * Lines to send, each ending in '\n', malloc'ed (NULL only when out of memory). They take

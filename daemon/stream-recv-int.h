@@ -84,6 +84,8 @@ struct rsess {
 	uint64_t received, written, synced, sync_target;
 	bool fsync_posted, trailer_seen, failed, done, expired;
 	uint64_t detached_ns, start_ns, last_sync_ns, last_log_ns, last_log_bytes;
+	uint64_t rate, rate_ns, rate_bytes; /* throughput over the last second */
+	char peer[64], why[256];	    /* for recv_opts.stream */
 	pthread_t finisher;
 	int finish_state; /* 0 not started, 1 running, 2 finished (atomic) */
 	int finish_result;

@@ -50,6 +50,9 @@ static const struct recv_opt {
      "SECONDS",
      "a sender must authenticate within this time (default 10)"},
     {{"max-conns", required_argument, NULL, 'm'}, "N", "connections at once (default 64)"},
+    {{"progress-interval", required_argument, NULL, 'p'},
+     "SECONDS",
+     "log each stream's progress and throughput this often (default 5)"},
     {{"quiet", no_argument, NULL, 'q'}, NULL, "log warnings only, no progress"},
     {{"help", no_argument, NULL, 'h'}, NULL, "this text"},
 };
@@ -111,6 +114,8 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 		return parse_secs(optarg, &c->o.handshake_timeout_s);
 	case 'm':
 		return parse_secs(optarg, &c->o.max_conns);
+	case 'p':
+		return parse_secs(optarg, &c->o.progress_interval_s);
 	case 'q':
 		c->quiet = true;
 		return 0;

@@ -24,6 +24,23 @@ static struct rsess *sess_find(struct recv_loop *l, const uint8_t *id)
 	return NULL;
 }
 
+/* Tells recv_opts.stream (if any) where s stands. */
+static void sess_report(struct recv_loop *l, const struct rsess *s, enum recv_stream_state st)
+{
+	struct recv_stream_info i = {
+	    .file = s->file,
+	    .peer = s->peer,
+	    .state = st,
+	    .bytes = s->received,
+	    .rate = st == RECV_STREAM_RECEIVING ? s->rate : 0,
+	    .elapsed_ns = l->now - s->start_ns,
+	    .why = s->why,
+	};
+
+	if (l->o->stream)
+		l->o->stream(l->o->log_ctx, &i);
+}
+
 static void partial_name(const struct rsess *s, char *out, size_t len)
 {
 	snprintf(out, len, "%s.partial", s->file);
@@ -57,7 +74,7 @@ static int sess_new(struct recv_loop *l, const struct stream_hello *h, struct rs
 		free(s);
 		return r;
 	}
-	s->start_ns = s->last_sync_ns = s->last_log_ns = l->now;
+	s->start_ns = s->last_sync_ns = s->last_log_ns = s->rate_ns = l->now;
 	s->next = l->sessions;
 	l->sessions = s;
 	*ret = s;
@@ -84,7 +101,9 @@ static void attach_new(struct recv_loop *l, struct rconn *c)
 	c->state = RC_DATA;
 	c->last_data_ns = c->last_ack_ns = l->now;
 	recv_conn_queue(c, m, stream_accept_encode(&a, m));
+	snprintf(s->peer, sizeof(s->peer), "%s", c->peer);
 	recv_log(l, RECV_LOG_INFO, "%s: receiving from %s", s->file, c->peer);
+	sess_report(l, s, RECV_STREAM_RECEIVING);
 }
 
 static void attach_resume(struct recv_loop *l, struct rconn *c, struct rsess *s)
@@ -124,16 +143,24 @@ void recv_sess_detach(struct recv_loop *l, struct rsess *s, const char *why)
 {
 	s->conn = NULL;
 	s->detached_ns = l->now;
-	if (!s->done && !s->failed)
-		recv_log(l, RECV_LOG_INFO,
-			 "%s: %s at offset %llu; waiting up to %u s for the sender to resume",
-			 s->file, why, (unsigned long long)s->received, l->o->resume_timeout_s);
+	if (s->done || s->failed)
+		return;
+	recv_log(l, RECV_LOG_INFO,
+		 "%s: %s at offset %llu; waiting up to %u s for the sender to resume", s->file, why,
+		 (unsigned long long)s->received, l->o->resume_timeout_s);
+	sess_report(l, s, RECV_STREAM_WAITING);
 }
 
 static void sess_fail(struct recv_loop *l, struct rsess *s, uint32_t code, const char *msg)
 {
+	bool first = !s->failed;
+
 	s->failed = true;
 	recv_log(l, RECV_LOG_WARN, "%s: %s; left as %s.partial", s->file, msg, s->file);
+	if (first) {
+		snprintf(s->why, sizeof(s->why), "%s", msg);
+		sess_report(l, s, RECV_STREAM_FAILED);
+	}
 	if (s->conn)
 		recv_conn_fail(l, s->conn, code, msg);
 }
@@ -284,6 +311,7 @@ static void finish_reap(struct recv_loop *l, struct rsess *s)
 	recv_log(l, RECV_LOG_INFO, "%s: complete and verified, %llu bytes in %.1f s (%.1f MiB/s)",
 		 s->file, (unsigned long long)s->received, secs,
 		 secs > 0 ? s->received / 1048576.0 / secs : 0.0);
+	sess_report(l, s, RECV_STREAM_COMPLETE);
 	if (s->conn && s->conn->state == RC_DATA) {
 		s->conn->ack_complete = true;
 		s->conn->ack_pending = true;
@@ -310,8 +338,11 @@ static void answer_resume(struct recv_loop *l, struct rsess *s, struct rconn *c)
 	c->last_data_ns = c->last_ack_ns = l->now;
 	if (s->done)
 		c->ack_complete = c->ack_pending = true;
+	snprintf(s->peer, sizeof(s->peer), "%s", c->peer);
 	recv_log(l, RECV_LOG_INFO, "%s: resumed at offset %llu", s->file,
 		 (unsigned long long)s->received);
+	if (!s->done)
+		sess_report(l, s, RECV_STREAM_RECEIVING);
 }
 
 void recv_sess_pump(struct recv_loop *l, struct rsess *s)
@@ -337,22 +368,43 @@ void recv_sess_pump(struct recv_loop *l, struct rsess *s)
 	}
 }
 
+static void sess_expire(struct recv_loop *l, struct rsess *s)
+{
+	s->expired = true;
+	if (s->done || s->failed)
+		return;
+	snprintf(s->why, sizeof(s->why), "not resumed within %u s; left incomplete as %s.partial",
+		 l->o->resume_timeout_s, s->file);
+	recv_log(l, RECV_LOG_WARN, "%s: %s (%llu bytes)", s->file, s->why,
+		 (unsigned long long)s->received);
+	sess_report(l, s, RECV_STREAM_EXPIRED);
+}
+
+/* Throughput over the last second, reported to recv_opts.stream. */
+static void sess_rate(struct recv_loop *l, struct rsess *s)
+{
+	uint64_t dt = l->now - s->rate_ns;
+
+	if (dt < NS_PER_S)
+		return;
+	s->rate = (uint64_t)((s->received - s->rate_bytes) * 1e9 / dt);
+	s->rate_ns = l->now;
+	s->rate_bytes = s->received;
+	sess_report(l, s, RECV_STREAM_RECEIVING);
+}
+
 void recv_sess_tick(struct recv_loop *l, struct rsess *s)
 {
 	uint64_t timeout = (uint64_t)l->o->resume_timeout_s * NS_PER_S;
 	uint64_t every =
 	    (uint64_t)(l->o->progress_interval_s ? l->o->progress_interval_s : 5) * NS_PER_S;
+	bool running = s->conn && s->conn->state == RC_DATA && !s->done && !s->failed;
 
-	if (!s->conn && !s->expired && l->now - s->detached_ns > timeout) {
-		s->expired = true;
-		if (!s->done && !s->failed)
-			recv_log(l, RECV_LOG_WARN,
-				 "%s: not resumed within %u s; left incomplete as %s.partial "
-				 "(%llu bytes)",
-				 s->file, l->o->resume_timeout_s, s->file,
-				 (unsigned long long)s->received);
-	}
-	if (s->conn && s->conn->state == RC_DATA && !s->done && l->now - s->last_log_ns >= every) {
+	if (!s->conn && !s->expired && l->now - s->detached_ns > timeout)
+		sess_expire(l, s);
+	if (running)
+		sess_rate(l, s);
+	if (running && l->now - s->last_log_ns >= every) {
 		double secs = (l->now - s->last_log_ns) / 1e9;
 
 		recv_log(l, RECV_LOG_INFO, "%s: %.1f MiB received, %.1f MiB/s", s->file,

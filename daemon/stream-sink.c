@@ -264,13 +264,11 @@ static int sink_opts(struct ssink *k, const struct stream_opts *opts, struct str
 	return 0;
 }
 
-static int sink_open(struct ssink *k, const char *host_port, const char *key_file,
-		     const char *spool_dir, struct stream_error *err)
+static int sink_open(struct ssink *k, const char *host_port, const char *spool_dir,
+		     struct stream_error *err)
 {
-	int r = stream_key_load(key_file, &k->key, err->msg, sizeof(err->msg));
+	int r;
 
-	if (r < 0)
-		return r;
 	snprintf(k->host_port, sizeof(k->host_port), "%s", host_port);
 	r = stream_addr_resolve(host_port, false, &k->addrs, err->msg, sizeof(err->msg));
 	if (r < 0)
@@ -288,8 +286,9 @@ static int sink_open(struct ssink *k, const char *host_port, const char *key_fil
 	return stream_random(k->session, sizeof(k->session));
 }
 
-int stream_sink_new(const char *host_port, const char *key_file, const struct stream_opts *opts,
-		    struct img_sink **ret, struct stream_error *err)
+int stream_sink_new_key(const char *host_port, const struct stream_key *key,
+			const struct stream_opts *opts, struct img_sink **ret,
+			struct stream_error *err)
 {
 	struct ssink *k = calloc(1, sizeof(*k));
 	const char *spool_dir;
@@ -303,13 +302,14 @@ int stream_sink_new(const char *host_port, const char *key_file, const struct st
 	pthread_mutex_init(&k->lock, NULL);
 	pthread_cond_init(&k->cond, NULL);
 	k->start_ns = sink_now_ns();
+	k->key = *key;
 	err->msg[0] = '\0';
 	r = sink_opts(k, opts, err);
 	spool_dir = opts && opts->spool_dir ? opts->spool_dir : getenv("TMPDIR");
 	if (!spool_dir || !spool_dir[0])
 		spool_dir = "/var/tmp";
 	if (r >= 0)
-		r = sink_open(k, host_port, key_file, spool_dir, err);
+		r = sink_open(k, host_port, spool_dir, err);
 	if (r >= 0)
 		r = send_connect(k, false, &offset, err->msg, sizeof(err->msg));
 	if (r >= 0 && offset != 0)
@@ -326,6 +326,29 @@ int stream_sink_new(const char *host_port, const char *key_file, const struct st
 	}
 	*ret = &k->base;
 	return 0;
+}
+
+int stream_sink_new(const char *host_port, const char *key_file, const struct stream_opts *opts,
+		    struct img_sink **ret, struct stream_error *err)
+{
+	struct stream_key key;
+	int r = stream_key_load(key_file, &key, err->msg, sizeof(err->msg));
+
+	if (r < 0)
+		return r;
+	r = stream_sink_new_key(host_port, &key, opts, ret, err);
+	stream_key_wipe(&key);
+	return r;
+}
+
+void stream_sink_abort(struct img_sink *s, const char *why)
+{
+	struct ssink *k = (struct ssink *)s;
+
+	pthread_mutex_lock(&k->lock);
+	sink_fail_locked(k, -ECANCELED, "%s", why);
+	pthread_mutex_unlock(&k->lock);
+	eventfd_write(k->wake_fd, 1);
 }
 
 void stream_sink_counters(struct img_sink *s, struct stream_counters *ret)

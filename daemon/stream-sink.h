@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "stream-auth.h"
 #include "uffsnap/image.h"
 
 #define STREAM_MEM_LIMIT_DEFAULT (64ull << 20)
@@ -50,6 +51,13 @@ struct stream_counters {
  */
 int stream_sink_new(const char *host_port, const char *key_file, const struct stream_opts *opts,
 		    struct img_sink **ret, struct stream_error *err);
+/* The same with a key already loaded (service mode: the daemon's own key; copied). */
+int stream_sink_new_key(const char *host_port, const struct stream_key *key,
+			const struct stream_opts *opts, struct img_sink **ret,
+			struct stream_error *err);
+/* From any thread: the stream fails now (-ECANCELED, why as its error); flush() and writev()
+ * return that. Sending stops within a connection attempt at most. */
+void stream_sink_abort(struct img_sink *s, const char *why);
 /* Only for sinks made by stream_sink_new(). */
 void stream_sink_counters(struct img_sink *s, struct stream_counters *ret);
 /* Why writev/flush failed (empty if they did not). */

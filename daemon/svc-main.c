@@ -41,7 +41,7 @@ void svc_log(const char *fmt, ...)
 
 static void svc_usage(FILE *f)
 {
-	char cmds[2048];
+	char cmds[3072];
 
 	ctl_commands_help(svc_commands, cmds, sizeof(cmds));
 	fprintf(f,
@@ -60,8 +60,11 @@ static void svc_usage(FILE *f)
 		"                       " SVC_DEFAULT_SNAPDIR ")\n"
 		"  --user NAME          run as NAME after set-up, keeping only the capabilities a\n"
 		"                       snapshot needs\n"
+		"  --key FILE           the stream key (64+ hex digits, mode 0600), read once at\n"
+		"                       start-up: 'snapshot' with 'to' and 'receive' use it\n"
+		"                       (without it they are refused; clients never name a key)\n"
 		"  --allow-quit         accept 'quit' from root or the daemon's own user\n"
-		"  --max-jobs N         snapshot jobs running at once (default 16)\n"
+		"  --max-jobs N         jobs (snapshot and receive) running at once (default 16)\n"
 		"  --max-clients N      connected clients (default 64)\n"
 		"  -h, --help           this text\n"
 		"\n"
@@ -92,12 +95,16 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 	    {"allow-quit", no_argument, NULL, 'q'},
 	    {"max-jobs", required_argument, NULL, 'j'},
 	    {"max-clients", required_argument, NULL, 'm'},
+	    {"key", required_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
 	int c;
 
-	*o = (struct svc_opts){SVC_DEFAULT_CONTROL, SVC_DEFAULT_SNAPDIR, NULL, false, 16, 64};
+	*o = (struct svc_opts){.control = SVC_DEFAULT_CONTROL,
+			       .snapdir = SVC_DEFAULT_SNAPDIR,
+			       .max_jobs = 16,
+			       .max_clients = 64};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'c')
 			o->control = optarg;
@@ -105,6 +112,8 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			o->snapdir = optarg;
 		else if (c == 'u')
 			o->user = optarg;
+		else if (c == 'k')
+			o->key_file = optarg;
 		else if (c == 'q')
 			o->allow_quit = true;
 		else if ((c == 'j' || c == 'm') &&

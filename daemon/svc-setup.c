@@ -184,6 +184,21 @@ static void open_kernel(struct svc *svc)
 	}
 }
 
+/* The key is read while we may still read its file; it never changes after. */
+static int load_key(struct svc *svc)
+{
+	char msg[512];
+	int r;
+
+	if (!svc->o.key_file)
+		return 0;
+	r = stream_key_load(svc->o.key_file, &svc->key, msg, sizeof(msg));
+	if (r < 0)
+		return svc_log("%s", msg), r;
+	svc->has_key = true;
+	return 0;
+}
+
 static int drop_privileges(struct svc *svc)
 {
 	struct svc_caps_error err = {{0}};
@@ -214,7 +229,9 @@ int svc_setup(struct svc *svc)
 			    .jobsfd = -EBADF,
 			    .dirfd = -EBADF,
 			    .devuffd = -EBADF};
-	r = open_listener(svc);
+	r = load_key(svc);
+	if (r >= 0)
+		r = open_listener(svc);
 	if (r >= 0)
 		r = open_snapdir(svc);
 	if (r < 0)
@@ -246,4 +263,5 @@ void svc_teardown(struct svc *svc)
 	close_fd(svc->jobsfd);
 	close_fd(svc->dirfd);
 	close_fd(svc->devuffd);
+	stream_key_wipe(&svc->key);
 }

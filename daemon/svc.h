@@ -17,6 +17,9 @@
 #include "ctl-line.h"
 #include "ctl-request.h"
 #include "snapshot.h"
+#include "stream-auth.h"
+#include "stream-recv.h"
+#include "stream-sink.h"
 
 #define SVC_PROTOCOL	1
 #define SVC_OUT_MAX	(4u << 20)   /* unread output per client before it is dropped */
@@ -24,11 +27,14 @@
 #define SVC_HISTORY	64	     /* finished jobs kept for query-job(s) */
 #define SVC_FORKS_MAX	32	     /* children recorded per job */
 #define SVC_PROGRESS_NS 250000000ull /* JOB_PROGRESS at most 4 per second */
+#define SVC_RECV_STREAMS 16	      /* streams a receive job shows (the most recent) */
+#define SVC_RECV_DIR	 "received"   /* where receive jobs write, in the snapshot directory */
 
 struct procev;
 
 struct svc_opts {
 	const char *control, *snapdir, *user;
+	const char *key_file; /* the stream key, read once at start-up (--key) */
 	bool allow_quit;
 	unsigned max_jobs, max_clients;
 };
@@ -68,10 +74,23 @@ enum svc_job_state {
 	SVC_JOB_CANCELLED,
 };
 
+enum svc_job_kind {
+	SVC_JOB_SNAPSHOT, /* to a file, an fd or a receiver ("to") */
+	SVC_JOB_RECEIVE,  /* a receiver ("receive") */
+};
+
+/* One stream of a receive job, as its thread last reported it (under the job's lock). */
+struct svc_recv_stream {
+	char file[128], peer[64], why[256];
+	enum recv_stream_state state;
+	uint64_t bytes, rate, elapsed_ns;
+};
+
 struct svc_job {
 	struct svc_job *next;
 	struct svc *svc;
 	uint64_t id;
+	enum svc_job_kind kind;
 	pid_t pid;
 	uid_t owner;
 	enum svc_job_state state; /* main thread only */
@@ -93,6 +112,20 @@ struct svc_job {
 	int result;
 	struct snap_stats stats;
 	struct snap_error err;
+
+	/* The job thread and the main thread share these under lock. */
+	pthread_mutex_t lock;
+	struct img_sink *sink;	       /* "to": the stream, while the job thread has it */
+	struct stream_counters stream; /* "to": the counters last read */
+	json_t *pending;	       /* receive: events for the main thread to send */
+	struct svc_recv_stream streams[SVC_RECV_STREAMS];
+	unsigned nstreams;
+	uint64_t images, failed_images, bytes_received;
+
+	char *to;			/* snapshot to a receiver at HOST:PORT */
+	uint64_t sent_acked;		/* "to": acked in the last JOB_PROGRESS */
+	char *listen;			/* receive: the address it listens on */
+	int listen_fd, dir_fd, stop_fd; /* receive */
 };
 
 struct svc {
@@ -112,6 +145,8 @@ struct svc {
 	bool uffd_ok, pagemap_scan;
 	char kernel[65];
 	const char *caps_kept;
+	struct stream_key key; /* from --key: for "to" and "receive" */
+	bool has_key;
 };
 
 /* Epoll tags of the fixed fds; a client's tag is its address. */
@@ -147,9 +182,17 @@ bool svc_job_visible(const struct svc_job *j, const struct svc_peer *p);
 void svc_job_event(struct svc *svc, const struct svc_job *j, const char *event, json_t *data);
 struct svc_job *svc_job_find(struct svc *svc, uint64_t id);
 struct svc_job *svc_job_running_on(struct svc *svc, pid_t pid);
-json_t *svc_job_json(const struct svc_job *j);
-/* Starts a job writing to out_fd (taken over, also on failure). 0 or -errno. */
+json_t *svc_job_json(struct svc_job *j);
+/* A new job (calloc'ed, its fds -EBADF, its lock ready); NULL when out of memory. */
+struct svc_job *svc_job_new(enum svc_job_kind kind, uid_t owner);
+/* Frees a job that was never started (or has ended). */
+void svc_job_free(struct svc_job *j);
+/* Starts a job (its thread); on failure frees it. 0 or -errno. */
 int svc_job_start(struct svc *svc, struct svc_job *j);
+/* Asks a running job to stop with why (-ECANCELED, -ESRCH); false if it was already asked. */
+bool svc_job_cancel(struct svc_job *j, int why);
+/* The "stream" object of a job streaming to a receiver (as uffsnapd --json prints it). */
+json_t *svc_stream_json(const struct stream_counters *c);
 void svc_jobs_reap(struct svc *svc);
 void svc_jobs_progress(struct svc *svc);
 void svc_jobs_cancel_all(struct svc *svc, int why);
@@ -157,6 +200,14 @@ void svc_jobs_wait_all(struct svc *svc);
 void svc_jobs_free(struct svc *svc);
 void svc_procev_read(struct svc *svc);
 void svc_update_timer(struct svc *svc);
+
+/* svc-receive.c: receive jobs */
+/* The receive job's thread; its job fields are set by the command. */
+void *svc_recv_job_main(void *arg);
+/* Members of a receive job's query-job object. */
+void svc_recv_job_json(struct svc_job *j, json_t *o);
+/* Sends the events a receive job's thread queued. */
+void svc_recv_job_events(struct svc *svc, struct svc_job *j);
 
 /* svc-auth.c */
 /* Fills peer from SO_PEERCRED (and SO_PEERPIDFD to pin the pid while reading its caps). */

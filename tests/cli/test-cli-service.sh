@@ -3,7 +3,8 @@
 # End to end: uffsnapctl's service commands against the REAL `uffsnapd --service` and a real
 # uffsnap-workload: snapshot to a passed fd (--output) and to the snapshot directory (--file),
 # status, jobs, job, cancel of a long job, an interrupted (SIGTERM) snapshot leaving an
-# incomplete image, watch, bad pid, refusals; every image is checked with `uffsnapctl image
+# incomplete image, watch, bad pid, refusals; streaming: `receive` (a job of a second daemon
+# started with --key) and `snapshot --to` it; every image is checked with `uffsnapctl image
 # verify` and uffsnap-check, and the target is checked unharmed at the end.
 # Exit 0 pass, 1 fail, 77 skip (not root). A uffsnapd without service mode is a FAILURE.
 # usage: test-cli-service.sh UFFSNAPD UFFSNAPCTL WORKLOAD CHECK
@@ -11,10 +12,10 @@ set -u
 D=$1 C=$2 W=$3 K=$4
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (the daemon attaches to processes)"; exit 77; }
 tmp=$(mktemp -d)
-dpid= wpid= bpid= watchpid= watchjpid= jobpid=
+dpid= wpid= bpid= watchpid= watchjpid= jobpid= d2pid= rpid=
 cleanup() {
-	kill -9 $watchpid $watchjpid $jobpid 2>/dev/null
-	kill $dpid 2>/dev/null
+	kill -9 $watchpid $watchjpid $jobpid $rpid 2>/dev/null
+	kill $dpid $d2pid 2>/dev/null
 	kill -9 $wpid $bpid 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$tmp"
@@ -215,6 +216,45 @@ if [ $interrupted -eq 1 ] && [ $irc -eq 1 ] && grep -q "cancelling job" "$tmp/ie
 else
 	bad "SIGTERM while waiting: exit $irc: $(cat "$tmp/ierr")"
 fi
+
+# --- streaming: a second daemon with a key; `receive` in the foreground, `snapshot --to` it
+run "snapshot --to without a key" 1 "no stream key.*--key" \
+	-- "$C" --socket "$S" snapshot --pid $wpid --to 127.0.0.1:1
+run "usage: --to and --file" 2 "exactly one" -- "$C" --socket "$S" snapshot --pid $wpid --file a --to h:1
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/key" && chmod 600 "$tmp/key"
+S2=$tmp/sock2
+mkdir "$tmp/dir2"
+"$D" --service --control "$S2" --snapshot-dir "$tmp/dir2" --key "$tmp/key" 2>"$tmp/daemon2.log" &
+d2pid=$!
+for _ in $(seq 300); do [ -S "$S2" ] && break; kill -0 $d2pid 2>/dev/null || break; sleep 0.1; done
+"$C" --socket "$S2" receive --listen 127.0.0.1:0 >"$tmp/recv" 2>"$tmp/recv.err" &
+rpid=$!
+for _ in $(seq 300); do grep -q "receiving on" "$tmp/recv.err" && break; sleep 0.1; done # hang guard
+addr=$(sed -n 's/.*receiving on \([^ ]*\) into.*/\1/p' "$tmp/recv.err")
+rid=$(sed -n 's/^job \([0-9]*\): receiving on.*/\1/p' "$tmp/recv.err")
+[ -n "$addr" ] && ok "receive: job $rid on $addr" || bad "receive did not start: $(cat "$tmp/recv.err")"
+run "snapshot --to" 0 "complete.*verified and stored by the receiver" \
+	-- "$C" --socket "$S2" snapshot --pid $wpid --to "$addr"
+grep -q "stream .*MiB sent" "$tmp/out" && ok "stream summary printed" || bad "no stream summary: $(cat "$tmp/out")"
+for _ in $(seq 300); do grep -q "^received " "$tmp/recv" && break; sleep 0.1; done # hang guard
+grep -q "^received .*verified" "$tmp/recv" && ok "receive printed: $(head -1 "$tmp/recv")" || bad "receive printed no image: $(cat "$tmp/recv" "$tmp/recv.err")"
+img=$(ls "$tmp/dir2/received/"*.img 2>/dev/null | head -1)
+[ -n "$img" ] && check_image "snapshot --to a receive job" "$img" "$L" || bad "no image in $tmp/dir2/received"
+run "jobs shows the receiver" 0 "^ +$rid +- +running +1 img .*receiving on $addr" -- "$C" --socket "$S2" jobs
+run "job shows its streams" 0 "images: +1 complete" -- "$C" --socket "$S2" job "$rid"
+chmod 0711 "$tmp"
+chmod 0666 "$S2"
+run "receive not permitted" 1 "only root or the daemon's own user" \
+	-- setpriv --reuid=65534 --regid=65534 --clear-groups "$C" --socket "$S2" receive --listen 127.0.0.1:0
+chmod 0700 "$tmp"
+kill -TERM $rpid
+wait $rpid; rrc=$?
+rpid=
+[ $rrc -eq 0 ] && grep -q "receiver stopped" "$tmp/recv.err" && ok "receive: SIGTERM stops the job" || bad "receive exit $rrc: $(cat "$tmp/recv.err")"
+kill -TERM $d2pid
+wait $d2pid; d2rc=$?
+d2pid=
+[ $d2rc -eq 0 ] && ok "second uffsnapd exits 0" || bad "second uffsnapd exit $d2rc: $(tail -5 "$tmp/daemon2.log")"
 
 # --- the targets are unharmed, the daemon is still serving
 for w in "$wpid:$tmp/wl" "$bpid:$tmp/big"; do

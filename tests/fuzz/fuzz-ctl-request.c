@@ -64,6 +64,9 @@ static void check_request(const struct ctl_request *req)
 		else if (a->type == CTL_ARG_NAME)
 			FUZZ_ASSERT(
 			    ctl_name_valid(ctl_arg_str(req, key), strlen(ctl_arg_str(req, key))));
+		else if (a->type == CTL_ARG_HOSTPORT)
+			FUZZ_ASSERT(ctl_hostport_valid(ctl_arg_str(req, key),
+						       strlen(ctl_arg_str(req, key))));
 		else
 			FUZZ_ASSERT(json_is_boolean(v));
 	}

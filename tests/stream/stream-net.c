@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "stream-net.h"
 
 int net_sh(const char *ns, const char *fmt, ...)
@@ -128,7 +130,8 @@ pid_t net_receiver(const struct stream_paths *p, struct net *n, unsigned port, c
 	pid_t pid;
 
 	snprintf(listen, sizeof(listen), "%s:%u", n->ip_b, port);
-	snprintf(cmd, sizeof(cmd), "exec %s --receive --listen %s --dir %s --key %s %s",
+	snprintf(cmd, sizeof(cmd),
+		 "exec %s --receive --listen %s --dir %s --key %s --progress-interval 1 %s",
 		 p->uffsnapd, listen, n->out, n->key, extra ? extra : "");
 	pid = spawn((const char *const[]){"ip", "netns", "exec", n->ns_b, "sh", "-c", cmd, NULL},
 		    NULL, n->recv_log);
@@ -142,10 +145,10 @@ pid_t net_sender(const struct stream_paths *p, struct net *n, pid_t target, unsi
 {
 	char cmd[1024];
 
-	snprintf(cmd, sizeof(cmd), "exec %s --pid %d --to %s:%u --key %s --name sender-a %s",
-		 p->snap, target, n->ip_b, port, key, extra ? extra : "");
+	snprintf(cmd, sizeof(cmd), "exec %s --pid %d --to %s:%u --key %s --json %s", p->uffsnapd,
+		 target, n->ip_b, port, key, extra ? extra : "");
 	return spawn((const char *const[]){"ip", "netns", "exec", n->ns_a, "sh", "-c", cmd, NULL},
-		     out_path, NULL);
+		     out_path, out_path);
 }
 
 int net_wait(pid_t pid, unsigned timeout_s)
@@ -164,46 +167,176 @@ int net_wait(pid_t pid, unsigned timeout_s)
 	return -1;
 }
 
+static uint64_t ju(json_t *o, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, key));
+}
+
 int net_last_line(const char *out_path, struct snap_line *ret)
 {
 	FILE *f = fopen(out_path, "re");
-	char line[512];
+	char line[8192];
 	int found = -ENOENT;
 
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
-		struct snap_line l;
+		json_t *j = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+		json_t *st = json_object_get(j, "stream");
 
-		if (sscanf(line,
-			   "%*s accepted=%" SCNu64 " sent=%" SCNu64 " resent=%" SCNu64
-			   " acked=%" SCNu64 " spooled=%" SCNu64 " mem_used=%" SCNu64
-			   " mem_peak=%" SCNu64 " reconnects=%" SCNu64 " complete=%d",
-			   &l.accepted, &l.sent, &l.resent, &l.acked, &l.spooled, &l.mem_used,
-			   &l.mem_peak, &l.reconnects, &l.complete) == 9) {
-			*ret = l;
+		if (json_is_object(st)) {
+			*ret = (struct snap_line){
+			    .accepted = ju(st, "accepted"),
+			    .sent = ju(st, "sent"),
+			    .resent = ju(st, "resent"),
+			    .acked = ju(st, "acked"),
+			    .spooled = ju(st, "spooled"),
+			    .mem_used = ju(st, "mem_used"),
+			    .mem_peak = ju(st, "mem_peak"),
+			    .reconnects = ju(st, "reconnects"),
+			    .complete = json_is_true(json_object_get(st, "complete")),
+			    .ok = json_is_true(json_object_get(j, "ok")),
+			};
 			found = 0;
 		}
+		json_decref(j);
 	}
 	fclose(f);
 	return found;
 }
 
-long net_rss_kib(pid_t pid)
+/* "HH:MM:SS uffsnapd: NAME.img: 12.5 MiB received, 4.0 MiB/s" (stream-recv-sess.c). */
+uint64_t net_recv_progress(const char *log_path, unsigned *ret_lines)
 {
-	char path[64], line[256];
+	FILE *f = fopen(log_path, "re");
+	char line[1024];
+	uint64_t bytes = 0;
+	unsigned lines = 0;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *m = strstr(line, " MiB received, ");
+		double mib;
+
+		if (!m)
+			continue;
+		while (m > line && m[-1] != ' ')
+			m--;
+		if (sscanf(m, "%lf MiB received", &mib) == 1) {
+			bytes = (uint64_t)(mib * 1048576.0);
+			lines++;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (ret_lines)
+		*ret_lines = lines;
+	return bytes;
+}
+
+int net_wait_received(const struct net *n, uint64_t bytes)
+{
+	for (int i = 0; i < 6000; i++) { /* a hang guard, not a measurement */
+		if (net_recv_progress(n->recv_log, NULL) >= bytes)
+			return 0;
+		sleep_ms(20);
+	}
+	return fprintf(stderr, "FAIL: the receiver never reported %llu bytes received\n",
+		       (unsigned long long)bytes),
+	       -1;
+}
+
+long net_status_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256], fmt[32];
 	long v = -ENOENT;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	snprintf(fmt, sizeof(fmt), "%s: %%ld", field);
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+		if (sscanf(line, fmt, &v) == 1)
 			break;
 	fclose(f);
 	return v;
+}
+
+/* nftables in the receiver's namespace: each packet in either direction is dropped with
+ * probability loss_pct % (numgen random), a counter shows how many were. */
+static int nft_loss(struct net *n, unsigned loss_pct)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/loss.nft", n->dir);
+	f = fopen(path, "we");
+	if (!f)
+		return -1;
+	fprintf(f,
+		"table inet uffsnap_loss {\n"
+		"  chain in { type filter hook input priority 0; policy accept;\n"
+		"    iifname \"%s\" numgen random mod 100 < %u counter drop; }\n"
+		"  chain out { type filter hook output priority 0; policy accept;\n"
+		"    oifname \"%s\" numgen random mod 100 < %u counter drop; }\n"
+		"}\n",
+		n->if_b, loss_pct, n->if_b, loss_pct);
+	fclose(f);
+	return net_sh(n->ns_b, "nft -f %s", path);
+}
+
+int net_impair(struct net *n, unsigned loss_pct, bool *ret_netem)
+{
+	*ret_netem = net_sh(n->ns_a,
+			    "tc qdisc replace dev %s root netem delay 10ms 5ms loss "
+			    "%u%% rate 40mbit",
+			    n->if_a, loss_pct) == 0 &&
+		     net_sh(n->ns_b, "tc qdisc replace dev %s root netem delay 10ms 5ms loss %u%%",
+			    n->if_b, loss_pct) == 0;
+	if (*ret_netem) {
+		printf("netem: delay 10ms +-5ms and %u%% loss both ways, 40 Mbit/s\n", loss_pct);
+		return 0;
+	}
+	net_sh(n->ns_a, "tc qdisc del dev %s root", n->if_a);
+	printf("NOTE: delay is NOT emulated: this kernel has no netem qdisc (sch_netem, "
+	       "CONFIG_NET_SCH_NETEM); only loss and rate are\n");
+	if (net_sh(NULL, "command -v nft")) {
+		printf("SKIP: neither netem nor nft (install the nftables package) to lose "
+		       "packets\n");
+		return 77;
+	}
+	if (nft_loss(n, loss_pct) != 0) {
+		printf("SKIP: cannot add an nftables rule (CONFIG_NF_TABLES, CONFIG_NFT_NUMGEN)\n");
+		return 77;
+	}
+	net_sh(n->ns_a, "tc qdisc replace dev %s root tbf rate 40mbit burst 64kb latency 400ms",
+	       n->if_a);
+	printf("loss: nftables drops %u%% of packets both ways in %s (numgen random), "
+	       "40 Mbit/s (tbf)\n",
+	       loss_pct, n->ns_b);
+	return 0;
+}
+
+uint64_t net_dropped(const struct net *n)
+{
+	char cmd[256], line[512];
+	uint64_t total = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ip netns exec %s nft list table inet uffsnap_loss 2>/dev/null",
+		 n->ns_b);
+	f = popen(cmd, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *c = strstr(line, "counter packets ");
+		unsigned long long v;
+
+		if (c && sscanf(c, "counter packets %llu", &v) == 1)
+			total += v;
+	}
+	if (f)
+		pclose(f);
+	return total;
 }
 
 int net_count(const char *dir, const char *suffix, char *ret_first, size_t len)

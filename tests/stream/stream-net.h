@@ -10,7 +10,7 @@
 #include <sys/types.h>
 
 struct stream_paths {
-	const char *uffsnapd, *snap, *workload, *check, *ctl;
+	const char *uffsnapd, *workload, *check, *ctl;
 };
 
 struct net {
@@ -22,10 +22,10 @@ struct net {
 	bool up;
 };
 
-/* Counters from a stream-snap progress/final line. */
+/* The "stream" object of `uffsnapd --to ... --json`'s summary, and its "ok". */
 struct snap_line {
 	uint64_t accepted, sent, resent, acked, spooled, mem_used, mem_peak, reconnects;
-	int complete;
+	int complete, ok;
 };
 
 /* 77 with a printed reason when namespaces cannot be made; 0 when set up; -1 on failure. */
@@ -36,15 +36,25 @@ int net_sh(const char *ns, const char *fmt, ...) __attribute__((format(printf, 2
 
 /* Starts the receiver in ns_b on port with extra options; waits until it listens. */
 pid_t net_receiver(const struct stream_paths *p, struct net *n, unsigned port, const char *extra);
-/* Starts stream-snap in ns_a; its stdout goes to out_path. */
+/* Starts `uffsnapd --pid target --to ip_b:port --key key --json extra` in ns_a; its stdout
+ * and stderr go to out_path. */
 pid_t net_sender(const struct stream_paths *p, struct net *n, pid_t target, unsigned port,
 		 const char *key, const char *extra, const char *out_path);
 /* Exit code of a child, or 128 + signal; -1 if still running after timeout_s. */
 int net_wait(pid_t pid, unsigned timeout_s);
-/* The last counters line of a sender's output; -ENOENT if none yet. */
+/* The summary JSON a finished sender printed; -ENOENT if there is none. */
 int net_last_line(const char *out_path, struct snap_line *ret);
-/* VmRSS of pid in KiB, or -errno. */
-long net_rss_kib(pid_t pid);
+/* Bytes the receiver's last periodic progress line reports (any stream); 0 if none yet. */
+uint64_t net_recv_progress(const char *log_path, unsigned *ret_lines);
+/* Waits until the receiver reports at least bytes received; -1 (printed) if it never does. */
+int net_wait_received(const struct net *n, uint64_t bytes);
+/* A /proc/PID/status field in KiB ("VmRSS", "VmHWM"), or -errno. */
+long net_status_kib(pid_t pid, const char *field);
+/* Real packet loss in ns_b, both directions: netem if the kernel has it (then delay too),
+ * else an nftables numgen rule. Prints what is emulated and what is not. 77: neither. */
+int net_impair(struct net *n, unsigned loss_pct, bool *ret_netem);
+/* Packets the nftables rule of net_impair() dropped (0 with netem or none). */
+uint64_t net_dropped(const struct net *n);
 /* Number of files in dir ending in suffix. */
 int net_count(const char *dir, const char *suffix, char *ret_first, size_t len);
 bool net_log_has(const char *path, const char *needle);
