@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +147,22 @@ static int holder_serve(int sock, pid_t pid, struct target **t)
 	return k;
 }
 
+/*
+ * The holder works in short bursts (a ptrace request, then a wait for the thread), while the
+ * threads it has stopped wait for it: if the target's other threads keep every CPU busy, each
+ * burst waits for a time slice and the hold stretches to tens of milliseconds. So the holder
+ * runs as a real-time task where allowed (CAP_SYS_NICE; it never spins: it always blocks in
+ * waitpid() or recvmsg() next), and at the highest nice value otherwise; if neither is
+ * allowed, as it is. Its children (none) would not inherit it.
+ */
+static void run_first(void)
+{
+	struct sched_param sp = {.sched_priority = 1};
+
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0)
+		setpriority(PRIO_PROCESS, 0, -20);
+}
+
 /* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
 static int holder_child(int sock, pid_t pid, int devfd)
 {
@@ -153,6 +171,7 @@ static int holder_child(int sock, pid_t pid, int devfd)
 	int uffd = -EBADF, k;
 
 	prctl(PR_SET_NAME, "uffsnapd-hold");
+	run_first();
 	k = target_attach(pid, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
