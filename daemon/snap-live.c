@@ -40,6 +40,8 @@ static void merge_spans(struct snap_span *v, size_t *n)
 {
 	size_t m = 0;
 
+	if (!*n)
+		return; /* v may be NULL */
 	qsort(v, *n, sizeof(*v), cmp_span);
 	for (size_t i = 0; i < *n; i++) {
 		if (m && v[i].start <= v[m - 1].end) {
