@@ -139,7 +139,7 @@ static int final_hold(struct snap *s, bool armed_ok)
 
 int snap_hold_and_arm_live(struct snap *s)
 {
-	uint64_t t0 = snap_now_ns(), t1;
+	uint64_t t0 = snap_now_ns(), t1, released = 0;
 	struct holder *h = NULL;
 	bool armed_ok = false;
 	int k = snap_first_hold(s, &h);
@@ -149,9 +149,10 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		k = snap_register(s);
 	s->pre_t = true;
-	if (k >= 0 && (k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
+	if (k >= 0 && (k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
 		s->error = k;
-	s->stats.hold_first_ns = snap_now_ns() - t0;
+	s->stats.hold_first_ns = (released > t0 ? released : snap_now_ns()) - t0;
+	released = 0;
 	if (k >= 0)
 		k = snap_handler_start(s);
 	if (k >= 0)
@@ -169,10 +170,10 @@ int snap_hold_and_arm_live(struct snap *s)
 		k = final_hold(s, armed_ok);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
-	else if ((k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
+	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
-	s->stats.hold_final_ns = snap_now_ns() - t1;
+	s->stats.hold_final_ns = (released > t1 ? released : snap_now_ns()) - t1;
 	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
 				   ? s->stats.hold_first_ns
 				   : s->stats.hold_final_ns;

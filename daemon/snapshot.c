@@ -233,7 +233,7 @@ int snap_copy_held_timed(struct snap *s)
 /* Arming with every thread held: from attach to resume. On success T has passed. */
 static int hold_and_arm(struct snap *s)
 {
-	uint64_t held = snap_now_ns();
+	uint64_t held = snap_now_ns(), released = 0;
 	struct holder *h = NULL;
 	int k = snap_first_hold(s, &h);
 
@@ -247,10 +247,10 @@ static int hold_and_arm(struct snap *s)
 		k = snap_copy_held_timed(s);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
-	else if ((k = holder_release(h, s->err.msg, sizeof(s->err.msg))) < 0)
+	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
-	s->stats.held_ns = snap_now_ns() - held;
+	s->stats.held_ns = (released > held ? released : snap_now_ns()) - held;
 	return k;
 }
 

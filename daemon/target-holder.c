@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <signal.h>
@@ -106,6 +108,14 @@ static void send_error(int sock, int err, const char *msg)
 	json_decref(j);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
 /* Sends the held threads' registers and stack addresses, with fd attached if >= 0. */
 static int send_info(int sock, struct target *t, int fd)
 {
@@ -130,10 +140,13 @@ static int holder_serve(int sock, pid_t pid, struct target **t)
 
 	while (recv_msg(sock, cmd, sizeof(cmd), NULL) > 0) {
 		if (cmd[0] == HOLDER_CMD_RELEASE && *t) {
+			char ok[32];
+
 			k = target_detach(*t);
+			snprintf(ok, sizeof(ok), "ok %" PRIu64, now_ns()); /* when it ran again */
 			target_free(*t);
 			*t = NULL;
-			send_msg(sock, k < 0 ? strerror(-k) : "ok", -1);
+			send_msg(sock, k < 0 ? strerror(-k) : ok, -1);
 		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
 			k = target_attach(pid, t, &terr);
 			if (k < 0)
@@ -276,7 +289,7 @@ fail:
 	return k;
 }
 
-int holder_release(struct holder *h, char *msg, size_t msglen)
+int holder_release(struct holder *h, uint64_t *ret_at_ns, char *msg, size_t msglen)
 {
 	char cmd[2] = {HOLDER_CMD_RELEASE, 0}, reply[256];
 	ssize_t n;
@@ -287,8 +300,10 @@ int holder_release(struct holder *h, char *msg, size_t msglen)
 	n = recv_msg(h->sock, reply, sizeof(reply), NULL);
 	if (n <= 0)
 		return snprintf(msg, msglen, "the holder process is gone"), -EPIPE;
-	if (strcmp(reply, "ok"))
+	if (strncmp(reply, "ok ", 3))
 		return snprintf(msg, msglen, "cannot resume the target: %s", reply), -EIO;
+	if (ret_at_ns)
+		*ret_at_ns = strtoull(reply + 3, NULL, 10);
 	return 0;
 }
 

@@ -32,8 +32,11 @@ struct holder_info {
  */
 int holder_start(pid_t pid, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
 		 char *msg, size_t msglen);
-/* Lets the target run again (after the last hold: the snapshot instant). */
-int holder_release(struct holder *h, char *msg, size_t msglen);
+/*
+ * Lets the target run again (after the last hold: the snapshot instant). ret_at_ns (may be
+ * NULL): when it did, on CLOCK_MONOTONIC, as the holder saw it (our own wake-up may be later).
+ */
+int holder_release(struct holder *h, uint64_t *ret_at_ns, char *msg, size_t msglen);
 /*
  * Holds the released target again: every thread stopped (threads born since included),
  * ret_info filled with their registers and stack addresses (no uffd). Then holder_release().

@@ -302,19 +302,36 @@ static void *printer_main(void *arg)
 	return NULL;
 }
 
+static void print_holds(FILE *f, const struct snap_stats *st)
+{
+	if (st->hold_first_ns) /* armed while the target ran */
+		fprintf(f,
+			"  target held        %.3f ms at most: first hold %.3f (attach %.3f), final "
+			"hold %.3f (re-arming %.3f, %" PRIu64 " ranges; copying %.3f); arming while "
+			"it ran %.3f ms; %u threads\n",
+			st->held_ns / 1e6, st->hold_first_ns / 1e6, st->attach_ns / 1e6,
+			st->hold_final_ns / 1e6, st->rearm_ns / 1e6, st->rearm_ranges,
+			st->copy_held_ns / 1e6, st->arm_ns / 1e6, st->threads);
+	else
+		fprintf(f,
+			"  target held        %.3f ms (attach %.3f, arming %.3f, copying %.3f), "
+			"%u threads\n",
+			st->held_ns / 1e6, st->attach_ns / 1e6, st->arm_ns / 1e6,
+			st->copy_held_ns / 1e6, st->threads);
+}
+
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
 {
+	fprintf(f, "uffsnapd: snapshot of pid %d complete: %s\n", c->pid,
+		c->to ? c->to : c->output);
+	print_holds(f, st);
 	fprintf(f,
-		"uffsnapd: snapshot of pid %d complete: %s\n"
-		"  target held        %.3f ms at most (attach %.3f, arming %.3f, copying %.3f), %u threads\n"
 		"  pages saved        %" PRIu64 " by the copier, %" PRIu64 " by write faults, %" PRIu64
 		" while held\n"
 		"  zero pages         %" PRIu64 "\n"
 		"  discarded after T  %" PRIu64 "\n"
 		"  write faults       %" PRIu64 ", service time p50 %.1f us, p99 %.1f us, max %.1f us\n"
 		"  image              %" PRIu64 " bytes (%.1f MiB), duration %.3f s\n",
-		c->pid, c->to ? c->to : c->output, st->held_ns / 1e6, st->attach_ns / 1e6, st->arm_ns / 1e6,
-		st->copy_held_ns / 1e6, st->threads,
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);
