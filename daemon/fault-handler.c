@@ -315,15 +315,16 @@ static void record_event_range(struct snap *s, const struct uffd_msg *m)
 
 /*
  * Before T, a layout event only matters for protection: MADV_DONTNEED drops anonymous pages
- * with their protection (mm/memory.c: zap on anonymous memory drops uffd-wp markers), and
- * mremap moves protected pages to a new range. Both are protected again at T; the final hold
- * plans the layout afresh anyway.
+ * with their protection (mm/memory.c: zap on anonymous memory drops uffd-wp markers), munmap
+ * leaves room for a new, unprotected mapping at the same addresses (mmap may reuse them, or
+ * MAP_FIXED replace them: that too unmaps first), and mremap moves protected pages to a new
+ * range. All of them are protected again at T; the final hold plans the layout afresh anyway.
  */
 static int handle_event_pre_t(struct handler *h, const struct uffd_msg *m)
 {
 	struct snap *s = h->s;
 
-	if (m->event == UFFD_EVENT_REMOVE)
+	if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP)
 		return snap_dirty_add(s, m->arg.remove.start, m->arg.remove.end);
 	if (m->event == UFFD_EVENT_REMAP)
 		return snap_dirty_add(s, m->arg.remap.to, m->arg.remap.to + m->arg.remap.len);
