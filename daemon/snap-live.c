@@ -20,6 +20,9 @@
  * lasts for the attach and the remembered ranges, not for the whole memory.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +140,28 @@ static int final_hold(struct snap *s, bool armed_ok)
 	return k;
 }
 
+/*
+ * Test hook, for tests/snapshot/test-snapshot-prearm.c: with UFFSNAPD_TEST_PAUSE=DIR set, the
+ * daemon creates DIR/armed between the two holds and waits (60 s at most) for DIR/go, so that
+ * a test can change the target's layout at exactly that point. Unset: nothing happens.
+ */
+static void test_pause(void)
+{
+	const char *dir = getenv("UFFSNAPD_TEST_PAUSE");
+	char path[512];
+	int fd;
+
+	if (!dir)
+		return;
+	snprintf(path, sizeof(path), "%s/armed", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "%s/go", dir);
+	for (int i = 0; i < 60000 && access(path, F_OK) < 0; i++)
+		usleep(1000);
+}
+
 int snap_hold_and_arm_live(struct snap *s)
 {
 	uint64_t t0 = snap_now_ns(), t1, released = 0;
@@ -157,6 +182,8 @@ int snap_hold_and_arm_live(struct snap *s)
 		k = snap_handler_start(s);
 	if (k >= 0)
 		armed_ok = snap_protect_all(s) >= 0; /* what failed is protected at T */
+	if (k >= 0)
+		test_pause();
 	t1 = snap_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);
