@@ -70,10 +70,12 @@ static int plan_hot(struct snap *s)
 		if (!v || v->plan != VMA_PLAN_TRACK || v->kind != VMA_ANON ||
 		    v->granule != s->page_size)
 			continue;
+		uint64_t ps = s->page_size;
+
 		s->hot[n].start = a[i] < v->start + HOT_BYTES ? v->start
-							       : (a[i] - HOT_BYTES) & ~(uint64_t)4095;
+							       : (a[i] - HOT_BYTES) / ps * ps;
 		s->hot[n].end = a[i] + HOT_BYTES > v->end ? v->end
-							  : (a[i] + HOT_BYTES + 4095) & ~(uint64_t)4095;
+							  : (a[i] + HOT_BYTES + ps - 1) / ps * ps;
 		n++;
 	}
 	qsort(s->hot, n, sizeof(*s->hot), cmp_hot);

@@ -54,8 +54,7 @@ int snap_wait(pid_t daemon)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* TracerPid of pid, or -errno. */
-static long tracer_of(pid_t pid)
+long snap_tracer_of(pid_t pid)
 {
 	char path[64], line[256];
 	long tracer = -ENOENT;
@@ -163,9 +162,18 @@ out:
  * userfaultfd, and no page of it left write-protected (each would cost it a fault forever).
  * This is what "not slower after the snapshot" rests on, checked without timing anything.
  */
+int snap_child_do(int cmd, int reply, char c)
+{
+	char ok = 0;
+
+	if (write(cmd, &c, 1) != 1 || read(reply, &ok, 1) != 1)
+		return -EIO;
+	return ok == 'y' ? 0 : -EIO;
+}
+
 int snap_target_released(pid_t pid)
 {
-	long tracer = tracer_of(pid), wp = uffd_wp_pages(pid);
+	long tracer = snap_tracer_of(pid), wp = uffd_wp_pages(pid);
 	int uffd = holds_uffd(pid);
 
 	if (tracer != 0)

@@ -25,5 +25,12 @@ int snap_wait(pid_t daemon);
  * write-protected (so it is not slower than before). Prints what is wrong; returns 0 or -1.
  */
 int snap_target_unharmed(struct wl_proc *w);
+/* TracerPid of pid (0: not traced), or -errno. */
+long snap_tracer_of(pid_t pid);
+/*
+ * For the tests' own small targets, which obey one-byte commands on a pipe and answer 'y'
+ * (done) or anything else (failed): sends c, returns 0 if it answered 'y', else -EIO.
+ */
+int snap_child_do(int cmd, int reply, char c);
 /* Just the last part: pid is not traced, holds no userfaultfd, has no page write-protected. */
 int snap_target_released(pid_t pid);

@@ -87,11 +87,7 @@ static int target_start(struct target *t)
 
 static int target_do(struct target *t, char c)
 {
-	char ok = 0;
-
-	if (write(t->cmd, &c, 1) != 1 || read(t->reply, &ok, 1) != 1)
-		return -EIO;
-	return ok == 'y' ? 0 : -EIO;
+	return snap_child_do(t->cmd, t->reply, c);
 }
 
 static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, bool strict, int *ret_out,

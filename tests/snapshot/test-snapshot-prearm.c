@@ -94,11 +94,7 @@ struct target {
 
 static int target_do(struct target *t, char c)
 {
-	char ok = 0;
-
-	if (write(t->cmd, &c, 1) != 1 || read(t->reply, &ok, 1) != 1)
-		return -EIO;
-	return ok == 'y' ? 0 : -EIO;
+	return snap_child_do(t->cmd, t->reply, c);
 }
 
 static int wait_file(const char *dir, const char *name)
@@ -114,29 +110,13 @@ static int wait_file(const char *dir, const char *name)
 	return -ETIMEDOUT;
 }
 
-static long tracer(pid_t pid)
-{
-	char path[64], line[256];
-	long tr = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tr) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return tr;
-}
-
 /* The instant has passed: the image has begun (written in the final hold) and nobody traces. */
 static int wait_released(pid_t pid, int out)
 {
 	for (int i = 0; i < 30000; i++) {
 		int n = 0;
 
-		if (ioctl(out, FIONREAD, &n) == 0 && n > 0 && tracer(pid) == 0)
+		if (ioctl(out, FIONREAD, &n) == 0 && n > 0 && snap_tracer_of(pid) == 0)
 			return 0;
 		usleep(1000);
 	}
