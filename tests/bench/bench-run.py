@@ -28,7 +28,7 @@ GIB = 1024
 # name -> (sizes in MiB, THP settings, MiB of free memory needed for a size)
 FULL = {
     "stop": ([1 * GIB, 4 * GIB, 8 * GIB], [False, True], lambda s: 2 * s + 1024),
-    "stall": ([2 * GIB], [False, True], lambda s: 2 * s + 1024),
+    "stall": ([2 * GIB], [False, True], lambda s: 3 * s + 1024),  # + a tmpfs image
     "copy": ([2 * GIB], [False, True], lambda s: 2 * s + 1024),
     "mem": ([2 * GIB], [False, True], lambda s: 2 * s + 1024),
     "size": ([1 * GIB], [False, True], lambda s: s + 512),
@@ -81,7 +81,8 @@ class Runner:
         if name == "stop":
             return [b("bench-stop"), self.uffsnapd, str(size), t, self.work, "2"]
         if name == "stall":
-            return [b("bench-stop"), self.uffsnapd, str(size), t, self.work, "1", "nogcore"]
+            return [b("bench-stop"), self.uffsnapd, str(size), t, self.work, "1", "nogcore",
+                    self.shm]
         if name == "copy":
             return [b("bench-copy"), self.uffsnapd, str(size), t, self.shm, self.key, port,
                     os.path.join(self.shm, "rx")]

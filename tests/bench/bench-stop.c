@@ -10,9 +10,11 @@
  *
  * The same program measures the write-fault stall (bench "stall"): with one writer, the
  * per-store latency distribution and the throughput during each snapshot and in the second
- * after it.
+ * after it. Given TMPFS, it then snapshots once more with the image on that tmpfs directory
+ * ("uffsnapd_tmpfs"): a write fault waits for the sink when the write-behind queue is full,
+ * and the two runs side by side show how much of the worst store is the disk's.
  *
- * usage: bench-stop UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore]]
+ * usage: bench-stop UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore [TMPFS]]]
  */
 #include "bench-lib.h"
 
@@ -79,7 +81,8 @@ static void do_fork(struct stop_ctx *c, FILE *out)
 	fputc('}', out);
 }
 
-static void do_uffsnapd(struct stop_ctx *c, FILE *out)
+/* One uffsnapd snapshot with the image in dir, as JSON member name. */
+static void do_uffsnapd(struct stop_ctx *c, FILE *out, const char *name, const char *dir)
 {
 	struct bench_phase ph, after;
 	struct bench_run run;
@@ -89,13 +92,13 @@ static void do_uffsnapd(struct stop_ctx *c, FILE *out)
 	int r;
 
 	snprintf(pid, sizeof(pid), "%d", getpid());
-	snprintf(path, sizeof(path), "%s/bench-stop-uffsnap.img", c->dir);
+	snprintf(path, sizeof(path), "%s/bench-stop-uffsnap.img", dir);
 	r = bench_run(argv, &run);
 	bench_phase_next(&c->ws, &ph);
 	usleep(AFTER_US);
 	bench_phase_next(&c->ws, &after);
 	unlink(path);
-	fprintf(out, ",\"uffsnapd\":{\"ok\":%s,\"wall_ns\":%" PRIu64 ",", r ? "false" : "true",
+	fprintf(out, ",\"%s\":{\"ok\":%s,\"wall_ns\":%" PRIu64 ",", name, r ? "false" : "true",
 		run.wall_ns);
 	bench_phase_json(out, "writers", &ph);
 	fputc(',', out);
@@ -125,13 +128,15 @@ static void do_gcore(struct stop_ctx *c, FILE *out)
 int main(int argc, char **argv)
 {
 	struct stop_ctx c = {0};
+	const char *tmpfs;
 	bool gcore;
 	char *buf;
 	size_t len;
 	FILE *out;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore]]\n",
+		fprintf(stderr,
+			"usage: %s UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore [TMPFS]]]\n",
 			argv[0]);
 		return 2;
 	}
@@ -143,6 +148,7 @@ int main(int argc, char **argv)
 	if (c.writers < 1 || c.writers > BENCH_MAX_WRITERS)
 		c.writers = 2;
 	gcore = !(argc > 6 && !strcmp(argv[6], "nogcore"));
+	tmpfs = argc > 7 ? argv[7] : NULL;
 	out = open_memstream(&buf, &len);
 	fprintf(out, "{\"bench\":\"%s\",\"size_mib\":%zu,\"thp\":%s,\"writers\":%d,",
 		gcore ? "stop" : "stall", c.size >> 20, c.thp ? "true" : "false", c.writers);
@@ -152,8 +158,14 @@ int main(int argc, char **argv)
 	bench_writers_stop(&c.ws);
 	if (fresh(&c) < 0)
 		return perror("populate"), 1;
-	do_uffsnapd(&c, out);
+	do_uffsnapd(&c, out, "uffsnapd", c.dir);
 	bench_writers_stop(&c.ws);
+	if (tmpfs) {
+		if (fresh(&c) < 0)
+			return perror("populate"), 1;
+		do_uffsnapd(&c, out, "uffsnapd_tmpfs", tmpfs);
+		bench_writers_stop(&c.ws);
+	}
 	if (gcore) {
 		if (fresh(&c) < 0)
 			return perror("populate"), 1;

@@ -78,9 +78,13 @@ def stall_table(results):
     for b in rows(results, "stall"):
         m = b["median"].get
         for label, k in (("no snapshot", "quiet"), ("fork() (child alive)", "fork.writers"),
-                         ("uffsnapd (snapshot running)", "uffsnapd.writers")):
+                         ("uffsnapd (snapshot running)", "uffsnapd.writers"),
+                         ("uffsnapd, image on tmpfs instead of disk", "uffsnapd_tmpfs.writers")):
+            if m(k + ".stores_per_s") is None:
+                continue  # no tmpfs run in results from before it existed
             after = {"quiet": None, "fork.writers": "fork.after",
-                     "uffsnapd.writers": "uffsnapd.after"}[k]
+                     "uffsnapd.writers": "uffsnapd.after",
+                     "uffsnapd_tmpfs.writers": "uffsnapd_tmpfs.after"}[k]
             body.append(["%d MiB %s" % (b["size_mib"], thp_label(b)), label,
                          us(m(k + ".p50_ns")), us(m(k + ".p99_ns")), us(m(k + ".p999_ns")),
                          us(m(k + ".max_ns")), "%.2f" % ((m(k + ".stores_per_s") or 0) / 1e6),
