@@ -58,7 +58,7 @@ static long counter_now(long *counter)
 	return __atomic_load_n(counter, __ATOMIC_SEQ_CST);
 }
 
-/* Do all NTHREADS threads of pid show state 'want' in /proc? */
+/* Do all NTHREADS threads of pid exist and show state 'want' (0: any) in /proc? */
 static bool all_in_state(pid_t pid, char want)
 {
 	char path[64];
@@ -87,7 +87,7 @@ static bool all_in_state(pid_t pid, char want)
 			continue;
 		buf[len] = '\0';
 		p = strrchr(buf, ')');
-		ok += p && p[1] == ' ' && p[2] == want;
+		ok += p && p[1] == ' ' && (!want || p[2] == want);
 	}
 	closedir(dir);
 	return n == NTHREADS && ok == n;
@@ -124,7 +124,11 @@ static int test_stopped_stays_stopped(long *counter)
 	pid_t pid;
 
 	pid = start_spinner(counter);
-	CHECK(pid > 0 && counter_moves(counter), "spinner");
+	/*
+	 * All threads must exist before SIGSTOP: the counter moves as soon as the first spinner
+	 * runs, and a stop that lands while main is still creating threads leaves fewer of them.
+	 */
+	CHECK(pid > 0 && counter_moves(counter) && wait_all_in_state(pid, 0), "spinner");
 	CHECK(kill(pid, SIGSTOP) == 0 && wait_all_in_state(pid, 'T'), "SIGSTOP");
 	held = counter_now(counter);
 	CHECK(target_attach(pid, &t, &err) == 0, "attach: %s", err.msg);
