@@ -123,7 +123,10 @@ struct img_sink {
 	uint64_t written; /* bytes accepted so far (maintained by the writer) */
 };
 
-/* A sink writing to an fd it does not own (file, pipe, socket); fsync on flush if a file. */
+/*
+ * A sink writing to an fd it does not own (file, pipe, socket). On a regular file it starts
+ * writeback every 32 MiB as it goes, and fsyncs on flush.
+ */
 int img_sink_fd_new(int fd, struct img_sink **ret);
 void img_sink_free(struct img_sink *s);
 
