@@ -152,6 +152,20 @@ static void wait_acks(struct bench_writers *ws, int ph)
 			usleep(50);
 }
 
+/* Steal time of all CPUs so far, in ms (/proc/stat counts it in USER_HZ ticks); 0 if unknown. */
+static uint64_t steal_ms_now(void)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "re");
+	int n = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+			   &v[3], &v[4], &v[5], &v[6], &v[7])
+		  : 0;
+
+	if (f)
+		fclose(f);
+	return n == 8 ? v[7] * 1000 / (uint64_t)sysconf(_SC_CLK_TCK) : 0;
+}
+
 int bench_writers_start(struct bench_writers *ws, struct bench_mem *m, int n,
 			enum bench_pattern pattern)
 {
@@ -170,6 +184,7 @@ int bench_writers_start(struct bench_writers *ws, struct bench_mem *m, int n,
 			return -r;
 	}
 	wait_acks(ws, atomic_load(&ws->phase));
+	ws->phase_steal0 = steal_ms_now();
 	ws->phase_t0 = bench_now_ns();
 	return 0;
 }
@@ -183,6 +198,7 @@ void bench_writers_stop(struct bench_writers *ws)
 
 void bench_phase_next(struct bench_writers *ws, struct bench_phase *ret)
 {
+	uint64_t steal = steal_ms_now();
 	int old = atomic_load(&ws->phase), ph = old + 1;
 	uint64_t t1 = bench_now_ns();
 
@@ -199,6 +215,8 @@ void bench_phase_next(struct bench_writers *ws, struct bench_phase *ret)
 			ret->max_gap_ns = s->max_gap_ns;
 	}
 	ret->stores_per_s = ret->ns ? ret->stores * 1000000000ull / ret->ns : 0;
+	ret->steal_ms = steal - ws->phase_steal0;
+	ws->phase_steal0 = steal_ms_now();
 	ws->phase_t0 = bench_now_ns();
 }
 
@@ -206,8 +224,8 @@ void bench_phase_json(FILE *f, const char *name, const struct bench_phase *p)
 {
 	fprintf(f,
 		"\"%s\":{\"ns\":%" PRIu64 ",\"stores\":%" PRIu64 ",\"stores_per_s\":%" PRIu64
-		",\"max_gap_ns\":%" PRIu64 ",",
-		name, p->ns, p->stores, p->stores_per_s, p->max_gap_ns);
+		",\"max_gap_ns\":%" PRIu64 ",\"steal_ms\":%" PRIu64 ",",
+		name, p->ns, p->stores, p->stores_per_s, p->max_gap_ns, p->steal_ms);
 	bench_hist_json(f, &p->hist);
 	fputc('}', f);
 }
@@ -328,6 +346,13 @@ uint64_t bench_json_u64(const char *json, const char *key)
 	return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
 }
 
+/*
+ * What a Redis BGSAVE child does with its file: write it, fdatasync every 32 MiB
+ * (rdb-save-incremental-fsync, on by default: REDIS_AUTOSYNC_BYTES in rdb.c) and fsync it at
+ * the end. uffsnapd fsyncs its image too: both snapshots are durable when they end.
+ */
+#define FORK_AUTOSYNC_BYTES (32ul << 20)
+
 static void fork_child_write(const struct bench_mem *m, const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -339,7 +364,11 @@ static void fork_child_write(const struct bench_mem *m, const char *path)
 		size_t n = m->size - off < chunk ? m->size - off : chunk;
 		if (write(fd, m->p + off, n) != (ssize_t)n)
 			_exit(1);
+		if ((off + n) % FORK_AUTOSYNC_BYTES == 0 && fdatasync(fd) < 0)
+			_exit(1);
 	}
+	if (fsync(fd) < 0)
+		_exit(1);
 	close(fd);
 	_exit(0);
 }

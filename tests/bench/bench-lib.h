@@ -63,11 +63,17 @@ struct bench_writers {
 	enum bench_pattern pattern;
 	int n;
 	atomic_int stop, phase;
-	uint64_t phase_t0;
+	uint64_t phase_t0, phase_steal0;
 	struct bench_writer w[BENCH_MAX_WRITERS];
 };
+/*
+ * steal_ms: CPU time the hypervisor gave the machine's virtual CPUs to others during the
+ * phase (/proc/stat "steal", all CPUs, 10 ms resolution). On this project's VM the host's
+ * disk I/O for the guest is billed against its CPUs: an fsync of a big image stops every
+ * thread of every process for tens of milliseconds, whoever wrote the data.
+ */
 struct bench_phase {
-	uint64_t ns, stores, stores_per_s, max_gap_ns;
+	uint64_t ns, stores, stores_per_s, max_gap_ns, steal_ms;
 	struct bench_hist hist;
 };
 int bench_writers_start(struct bench_writers *ws, struct bench_mem *m, int n,

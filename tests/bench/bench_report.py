@@ -35,6 +35,11 @@ def ratio(u, base, lower_better=True, word=True):
     return "%.2f %s" % (r, word)
 
 
+def steal(ms_):
+    """CPU time the hypervisor took from the machine during a window (results before it: -)."""
+    return "%.0f" % ms_ if ms_ is not None else "-"
+
+
 def thp_label(b):
     return "THP" if b["thp"] else "4K"
 
@@ -63,14 +68,17 @@ def stop_table(results):
             ratio(m("uffsnapd.writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
             ratio(m("uffsnapd.writers.max_gap_ns"), m("gcore.writers.max_gap_ns")),
             "%.1f / %.1f" % ((m("fork.child_ns") or 0) / 1e9,
-                             (m("uffsnapd.stats.duration_ns") or 0) / 1e9)])
+                             (m("uffsnapd.stats.duration_ns") or 0) / 1e9),
+            "%s / %s" % (steal(m("fork.writers.steal_ms")),
+                         steal(m("uffsnapd.writers.steal_ms")))])
     if not body:
         return ""
     return "### 1. Stop time (ms; lower is better)\n\n" + table(
         ["size", "pages", "no snapshot: writers' gap", "fork(): call / writers' gap",
          "uffsnapd: held (arming) / writers' gap", "gcore: writers' gap / gcore run",
          "held / fork() call", "gap / fork() gap", "gap / gcore gap",
-         "fork child / uffsnapd duration (s)"], body)
+         "fork child / uffsnapd duration (s)",
+         "host steal during: fork child / uffsnapd (ms)"], body)
 
 
 def stall_table(results):
@@ -89,17 +97,18 @@ def stall_table(results):
                          us(m(k + ".p50_ns")), us(m(k + ".p99_ns")), us(m(k + ".p999_ns")),
                          us(m(k + ".max_ns")), "%.2f" % ((m(k + ".stores_per_s") or 0) / 1e6),
                          "%.2f" % ((m(after + ".stores_per_s") or 0) / 1e6) if after else "-",
-                         "%.2f" % ((m(k + ".ns") or 0) / 1e9)])
+                         "%.2f" % ((m(k + ".ns") or 0) / 1e9), steal(m(k + ".steal_ms"))])
         body.append(["", "**ratio uffsnapd / fork()**"] + [
             ratio(m("uffsnapd.writers." + p), m("fork.writers." + p))
             for p in ("p50_ns", "p99_ns", "p999_ns", "max_ns")] + [
             ratio(m("uffsnapd.writers.stores_per_s"), m("fork.writers.stores_per_s"), False),
-            ratio(m("uffsnapd.after.stores_per_s"), m("fork.after.stores_per_s"), False), ""])
+            ratio(m("uffsnapd.after.stores_per_s"), m("fork.after.stores_per_s"), False), "",
+            ""])
     if not body:
         return ""
     return "### 2. Write-fault stall: one writer storing into random pages (µs)\n\n" + table(
         ["target", "during", "p50", "p99", "p99.9", "max", "Mstores/s during",
-         "Mstores/s the second after", "window (s)"], body)
+         "Mstores/s the second after", "window (s)", "host steal (ms)"], body)
 
 
 def copy_table(results):
