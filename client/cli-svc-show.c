@@ -235,6 +235,11 @@ void cli_svc_show_stats(FILE *f, const json_t *st)
 	    cli_u64(st, "fault_p50_ns") / 1e3, cli_u64(st, "fault_p99_ns") / 1e3,
 	    cli_u64(st, "fault_max_ns") / 1e3, cli_u64(st, "bytes"),
 	    cli_u64(st, "bytes") / 1048576.0, cli_u64(st, "duration_ns") / 1e9);
+	if (cli_u64(st, "fault_sink_waits"))
+		fprintf(f,
+			"  sink too slow      %" PRIu64 " write faults waited for the image to be "
+			"written (longest %.1f ms)\n",
+			cli_u64(st, "fault_sink_waits"), cli_u64(st, "fault_sink_wait_max_ns") / 1e6);
 }
 
 /* The part of an event line after "job N": what happened. */

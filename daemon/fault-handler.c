@@ -133,13 +133,19 @@ static int serve_window(struct handler *h, struct pages_range *r, uint64_t start
 	struct snap *s = h->s;
 	size_t n = (end - start) / r->granule, i, j;
 	struct emit_slot *e;
+	uint64_t waited;
 	int k = 0;
 
 	if (end - start > h->buf_len || n > EMITQ_MAX_GRANULES)
 		return -EINVAL;
-	e = emitq_get(h->q);
+	e = emitq_get(h->q, &waited);
 	if (!e)
 		return -ENOMEM;
+	if (waited) { /* the target waited for the sink: say so (see snap-emitq.h) */
+		s->stats.fault_sink_waits++;
+		if (waited > s->stats.fault_sink_wait_max_ns)
+			s->stats.fault_sink_wait_max_ns = waited;
+	}
 	for (i = 0; i < n; i++)
 		e->won[i] = pages_get(r, pages_index(r, start + i * r->granule)) == PAGE_PROTECTED;
 	for (i = 0; k >= 0 && snap_next_run(e->won, n, &i, &j); i = j) {

@@ -102,13 +102,17 @@ static struct emit_slot *slot_new(size_t buf_len)
 	return e;
 }
 
-struct emit_slot *emitq_get(struct emitq *q)
+struct emit_slot *emitq_get(struct emitq *q, uint64_t *ret_waited_ns)
 {
 	struct emit_slot *e;
+	uint64_t t0 = 0;
 
 	pthread_mutex_lock(&q->mu);
+	if (!q->free_list && q->allocated == q->max_slots)
+		t0 = snap_now_ns();
 	while (!q->free_list && q->allocated == q->max_slots)
 		pthread_cond_wait(&q->freed, &q->mu);
+	*ret_waited_ns = t0 ? snap_now_ns() - t0 : 0;
 	e = q->free_list;
 	if (e) {
 		q->free_list = e->next;

@@ -30,8 +30,11 @@ struct emit_slot {
 
 /* Starts the emitter thread; windows are at most buf_len bytes. 0 or -errno. */
 int emitq_start(struct snap *s, size_t buf_len, struct emitq **ret);
-/* A free slot, waiting for one if all are in use; NULL if out of memory. */
-struct emit_slot *emitq_get(struct emitq *q);
+/*
+ * A free slot, waiting for one if all are in use (the sink is behind: *ret_waited_ns says how
+ * long, 0 if it did not wait); NULL if out of memory.
+ */
+struct emit_slot *emitq_get(struct emitq *q, uint64_t *ret_waited_ns);
 /* Queues a filled slot for writing; the emitter then frees it. */
 void emitq_push(struct emitq *q, struct emit_slot *slot);
 /* Gives back a slot with nothing to write. */

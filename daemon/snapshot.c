@@ -452,6 +452,9 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 		json_object_set_new(j, "rearm_ns", json_integer((json_int_t)s->rearm_ns));
 		json_object_set_new(j, "rearm_ranges", json_integer((json_int_t)s->rearm_ranges));
 	}
+	json_object_set_new(j, "fault_sink_waits", json_integer((json_int_t)s->fault_sink_waits));
+	json_object_set_new(j, "fault_sink_wait_max_ns",
+			    json_integer((json_int_t)s->fault_sink_wait_max_ns));
 	*ret = j;
 	return 0;
 }

@@ -56,6 +56,8 @@ struct snap_stats {
 	uint64_t pages_discarded;  /* base pages discarded after T */
 	uint64_t faults;	   /* write faults served */
 	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns; /* fault read -> wake */
+	uint64_t fault_sink_waits;	   /* faults that waited for the image sink (queue full) */
+	uint64_t fault_sink_wait_max_ns; /* the longest of those waits */
 	uint64_t bytes;		   /* image bytes written */
 	uint64_t events_remap, events_remove, events_unmap;
 	unsigned threads;

@@ -335,6 +335,13 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);
+	if (st->fault_sink_waits)
+		fprintf(f,
+			"  sink too slow      %" PRIu64 " write faults waited for the image to be "
+			"written (longest %.1f ms):\n"
+			"                     the target waited for the output; write it somewhere "
+			"faster (tmpfs, --to)\n",
+			st->fault_sink_waits, st->fault_sink_wait_max_ns / 1e6);
 }
 
 static json_t *stream_json(const struct stream_counters *sc)

@@ -11,6 +11,12 @@
  * Either way the target is unharmed: its region reads as zeros, takes new writes, and it is
  * released (not traced, no userfaultfd, nothing left write-protected).
  *
+ * A third run makes the sink too slow instead: with the copier blocked the same way, the
+ * target rewrites its whole region. The fault handler's write-behind queue (32 MiB) fills, and
+ * a fault then waits for the sink: the test sees the target blocked in handle_userfault, and
+ * only then reads on. The image still holds every page of the region as it was at T, the
+ * target's rewrite is intact, and the summary says the faults waited for the sink.
+ *
  * usage: test-snapshot-discard UFFSNAPD WORKLOAD CHECK
  */
 #include <errno.h>
@@ -31,6 +37,12 @@
 
 #define REGION (128ull << 20)
 #define PATTERN(a) ((uint64_t)(a) * 0x9e3779b97f4a7c15ull | 1)
+#define PATTERN2(a) (~PATTERN(a))
+/* How long the target must stay in one write fault to count as waiting for the sink. */
+#define STUCK_POLLS 3
+#define STUCK_POLL_US 100000
+
+enum mode { DISCARD, STRICT, SLOW_SINK };
 
 struct target {
 	pid_t pid;
@@ -38,7 +50,10 @@ struct target {
 	uint64_t region;
 };
 
-/* The target: fills a region, then obeys one-byte commands: 'd' drop it, 'c' check it. */
+/*
+ * The target: fills a region, then obeys one-byte commands: 'd' drop it, 'c' check it,
+ * 'w' rewrite it with PATTERN2 and read that back.
+ */
 static void target_main(int cmd, int reply)
 {
 	uint64_t *p = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -56,6 +71,13 @@ static void target_main(int cmd, int reply)
 		ok = 'y';
 		if (c == 'd' && madvise(p, REGION, MADV_DONTNEED) < 0)
 			ok = 'n';
+		if (c == 'w') {
+			for (size_t i = 0; i < REGION / 8; i++)
+				p[i] = PATTERN2(&p[i]);
+			for (size_t i = 0; i < REGION / 8; i++)
+				if (p[i] != PATTERN2(&p[i]))
+					ok = 'n';
+		}
 		if (c == 'c') { /* zeros since the drop; then it must take writes as ever */
 			for (size_t i = 0; i < REGION / 8; i++)
 				if (p[i] != 0 || (p[i] = PATTERN(&p[i])) != PATTERN(&p[i]))
@@ -90,7 +112,7 @@ static int target_do(struct target *t, char c)
 	return snap_child_do(t->cmd, t->reply, c);
 }
 
-static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, bool strict, int *ret_out,
+static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, enum mode mode, int *ret_out,
 			    int *ret_err)
 {
 	int out[2], err[2];
@@ -105,8 +127,11 @@ static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, bool strict, int *r
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(out[1], STDOUT_FILENO);
 		dup2(err[1], STDERR_FILENO);
-		execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--quiet",
-		      strict ? "--strict" : (char *)NULL, (char *)NULL);
+		if (mode == SLOW_SINK) /* the summary goes to stderr */
+			execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", (char *)NULL);
+		else
+			execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--quiet",
+			      mode == STRICT ? "--strict" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -172,9 +197,10 @@ static int next_frame(struct stream *st, const struct target *t, uint8_t *payloa
 
 /*
  * The image is complete, and each page of the region reads as its content at T or, if it was
- * discarded before it could be saved, as discarded (-ESTALE): never anything else.
+ * discarded before it could be saved (and may_discard), as discarded (-ESTALE): never anything
+ * else. With may_discard, at least one page must be.
  */
-static int check_image(const char *path, const struct target *t)
+static int check_image(const char *path, const struct target *t, bool may_discard)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), r = -EIO;
 	struct img_reader *rd = NULL;
@@ -192,14 +218,14 @@ static int check_image(const char *path, const struct target *t)
 		for (size_t i = 0; k == 0 && i < 512; i++)
 			if (buf[i] != PATTERN(a + i * 8))
 				k = -EBADMSG;
-		if (k < 0 && k != -ESTALE) {
+		if (k < 0 && (k != -ESTALE || !may_discard)) {
 			fprintf(stderr, "FAIL: page 0x%" PRIx64 " of the image: %s\n", a,
 				strerror(-k));
 			goto out;
 		}
 	}
-	r = stale ? 0 : -EIO;
-	if (!stale)
+	r = stale || !may_discard ? 0 : -EIO;
+	if (r < 0)
 		fprintf(stderr, "FAIL: the image reads no page of the region as discarded\n");
 out:
 	img_reader_free(rd);
@@ -208,7 +234,91 @@ out:
 	return r;
 }
 
-static int run(const char *uffsnapd, const char *uffsnapctl_dir, bool strict)
+/* Is the target's thread blocked in a userfaultfd fault now? */
+static bool in_fault(pid_t pid)
+{
+	char path[64], wchan[128] = "";
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, wchan, sizeof(wchan) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	return n > 0 && !strncmp(wchan, "handle_userfault", 16);
+}
+
+/*
+ * With the sink stalled (we do not read), the target rewrites its region: once the fault
+ * handler's queue is full, one of its faults waits for the sink. Returns when the target has
+ * stayed in one fault for STUCK_POLLS polls (a served fault takes microseconds), -1 if never.
+ */
+static int make_fault_wait_for_sink(struct target *t)
+{
+	int stuck = 0;
+
+	if (write(t->cmd, "w", 1) != 1)
+		return -1;
+	for (int i = 0; i < 600 && stuck < STUCK_POLLS; i++) {
+		stuck = in_fault(t->pid) ? stuck + 1 : 0;
+		usleep(STUCK_POLL_US);
+	}
+	return stuck == STUCK_POLLS ? 0 : -1;
+}
+
+static void read_all(int fd, char *buf, size_t len)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len - 1 && (n = read(fd, buf + done, len - 1 - done)) > 0)
+		done += n;
+	buf[done] = 0;
+}
+
+/* Does the run's outcome (exit code, frames seen, stderr, image) fit the mode? */
+static int verdict(enum mode mode, int r, const struct stream *st, const char *errbuf,
+		   const char *image, const struct target *t)
+{
+	const char *sink = strstr(errbuf, "sink too slow");
+	uint64_t waits = sink ? strtoull(sink + strlen("sink too slow"), NULL, 10) : 0;
+
+	if (mode == STRICT) {
+		if (r != 1 || !strstr(errbuf, "discarded memory not yet saved"))
+			return fprintf(stderr, "FAIL: --strict: exit %d, stderr: %s\n", r, errbuf), -1;
+		return printf("ok --strict fails: %s", errbuf), 0;
+	}
+	if (r != 0 || (mode == DISCARD) != (st->discarded_in_region > 0) ||
+	    st->discarded_in_region + st->data_in_region > REGION / 4096) {
+		fprintf(stderr, "FAIL: exit %d, %" PRIu64 " discarded + %" PRIu64
+			" saved pages in the region; stderr: %s\n", r, st->discarded_in_region,
+			st->data_in_region, errbuf);
+		return -1;
+	}
+	if (check_image(image, t, mode == DISCARD) < 0)
+		return -1;
+	if (mode == DISCARD)
+		return printf("ok %" PRIu64 " pages discarded after T, %" PRIu64 " saved before\n",
+			      st->discarded_in_region, st->data_in_region), 0;
+	if (!waits)
+		return fprintf(stderr, "FAIL: the summary does not say that faults waited for "
+				       "the sink: %s\n", errbuf), -1;
+	return printf("ok slow sink: %" PRIu64 " faults waited for it, the image holds T\n",
+		      waits), 0;
+}
+
+/* After the snapshot: the target's region is what its own last command made it. */
+static int target_after(struct target *t, enum mode mode)
+{
+	char ok = 'n';
+
+	if (mode != SLOW_SINK)
+		return target_do(t, 'c');
+	return read(t->reply, &ok, 1) == 1 && ok == 'y' ? 0 : -1; /* the reply to 'w' */
+}
+
+static int run(const char *uffsnapd, enum mode mode)
 {
 	struct target t = {0};
 	struct stream st = {0};
@@ -217,13 +327,12 @@ static int run(const char *uffsnapd, const char *uffsnapctl_dir, bool strict)
 	int out = -1, err = -1, r, rc = -1, ifd = mkstemp(image);
 	pid_t d = -1;
 
-	(void)uffsnapctl_dir;
 	st.copy = fdopen(ifd, "w");
 	if (!payload || !st.copy || target_start(&t) < 0) {
 		fprintf(stderr, "FAIL: cannot set up the target\n");
 		goto out;
 	}
-	d = start_uffsnapd(uffsnapd, t.pid, strict, &out, &err);
+	d = start_uffsnapd(uffsnapd, t.pid, mode, &out, &err);
 	st.fd = out;
 	r = read_full(out, hdr, sizeof(hdr));
 	fwrite(hdr, 1, sizeof(hdr), st.copy);
@@ -234,37 +343,23 @@ static int run(const char *uffsnapd, const char *uffsnapctl_dir, bool strict)
 		goto out;
 	}
 	/* Not reading: the copier blocks within a few MiB of the region's start. */
-	if (target_do(&t, 'd') < 0) {
+	if (mode == SLOW_SINK && make_fault_wait_for_sink(&t) < 0) {
+		fprintf(stderr, "FAIL: the target never waited in a fault for the sink\n");
+		goto out;
+	}
+	if (mode != SLOW_SINK && target_do(&t, 'd') < 0) {
 		fprintf(stderr, "FAIL: the target could not drop its region\n");
 		goto out;
 	}
 	while ((r = next_frame(&st, &t, payload)) == 0)
 		;
 	fflush(st.copy);
-	ssize_t n = read(err, errbuf, sizeof(errbuf) - 1);
-	errbuf[n > 0 ? n : 0] = 0;
+	read_all(err, errbuf, sizeof(errbuf));
 	r = snap_wait(d);
 	d = -1;
-	if (strict) {
-		if (r != 1 || !strstr(errbuf, "discarded memory not yet saved")) {
-			fprintf(stderr, "FAIL: --strict: exit %d, stderr: %s\n", r, errbuf);
-			goto out;
-		}
-		printf("ok --strict fails: %s", errbuf);
-	} else {
-		if (r != 0 || st.discarded_in_region == 0 ||
-		    st.discarded_in_region + st.data_in_region > REGION / 4096) {
-			fprintf(stderr, "FAIL: exit %d, %" PRIu64 " discarded + %" PRIu64
-				" saved pages in the region; stderr: %s\n", r,
-				st.discarded_in_region, st.data_in_region, errbuf);
-			goto out;
-		}
-		if (check_image(image, &t) < 0)
-			goto out;
-		printf("ok %" PRIu64 " pages discarded after T, %" PRIu64 " saved before\n",
-		       st.discarded_in_region, st.data_in_region);
-	}
-	if (target_do(&t, 'c') < 0) {
+	if (verdict(mode, r, &st, errbuf, image, &t) < 0)
+		goto out;
+	if (target_after(&t, mode) < 0) {
 		fprintf(stderr, "FAIL: the target's region is wrong after the snapshot\n");
 		goto out;
 	}
@@ -299,7 +394,8 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (run(p.uffsnapd, NULL, false) < 0 || run(p.uffsnapd, NULL, true) < 0)
+	if (run(p.uffsnapd, DISCARD) < 0 || run(p.uffsnapd, STRICT) < 0 ||
+	    run(p.uffsnapd, SLOW_SINK) < 0)
 		return 1;
 	return 0;
 }
