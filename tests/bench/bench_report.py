@@ -70,7 +70,10 @@ def stop_table(results):
             "%.1f / %.1f" % ((m("fork.child_ns") or 0) / 1e9,
                              (m("uffsnapd.stats.duration_ns") or 0) / 1e9),
             "%s / %s" % (steal(m("fork.writers.steal_ms")),
-                         steal(m("uffsnapd.writers.steal_ms")))])
+                         steal(m("uffsnapd.writers.steal_ms"))),
+            "-" if m("uffsnapd.stats.fault_sink_waits") is None else "%.0f (%s)" % (
+                m("uffsnapd.stats.fault_sink_waits"),
+                ms(m("uffsnapd.stats.fault_sink_wait_max_ns")))])
     if not body:
         return ""
     return "### 1. Stop time (ms; lower is better)\n\n" + table(
@@ -78,7 +81,8 @@ def stop_table(results):
          "uffsnapd: held (arming) / writers' gap", "gcore: writers' gap / gcore run",
          "held / fork() call", "gap / fork() gap", "gap / gcore gap",
          "fork child / uffsnapd duration (s)",
-         "host steal during: fork child / uffsnapd (ms)"], body)
+         "host steal during: fork child / uffsnapd (ms)",
+         "uffsnapd: write faults that waited for the disk (longest, ms)"], body)
 
 
 def stall_table(results):
@@ -272,11 +276,11 @@ def plots(results, outdir):
             for p, pl in (("p50_ns", "p50"), ("p99_ns", "p99"), ("p999_ns", "p99.9"),
                           ("max_ns", "max")):
                 groups.append(("%s %s" % (lab(b), pl), [(g(b, k + "." + p) or 0) / 1e3 for k in (
-                    "quiet", "fork.writers", "uffsnapd.writers")]))
+                    "quiet", "fork.writers", "uffsnapd.writers", "uffsnapd_tmpfs.writers")]))
         made.append(bars(os.path.join(outdir, "stall.png"),
                          "2. Per-store latency while a snapshot runs", "µs (log)",
                          ["no snapshot", "while the fork() child lives",
-                          "while uffsnapd runs"], groups, True))
+                          "while uffsnapd runs", "uffsnapd, image on tmpfs"], groups, True))
     copy = rows(results, "copy")
     if copy:
         made.append(bars(os.path.join(outdir, "copy.png"), "3. Copy throughput", "GB/s",
