@@ -2,8 +2,8 @@
 /* The file-descriptor sink: files, pipes and sockets. The fd stays the caller's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,8 +12,9 @@
 #include "uffsnap/image.h"
 
 /*
- * A regular file's writeback is started every IMG_SINK_KICK_BYTES (asynchronously: it waits
- * for nothing), so the fsync at the end finds little left. One fsync of a whole multi-GiB
+ * A regular file's writeback is started every IMG_SINK_KICK_BYTES (SYNC_FILE_RANGE_WRITE does
+ * not wait for the writes to complete, only, at worst, for room in the device's queue), so
+ * the fsync at the end finds little left. One fsync of a whole multi-GiB
  * image at the end is a burst of disk I/O, and on virtual machines whose host bills its I/O
  * emulation to the guest's CPUs the target then loses its CPUs for tens of milliseconds at a
  * time. Redis BGSAVE spreads its writes the same way (fdatasync every 32 MiB).
