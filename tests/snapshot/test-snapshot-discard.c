@@ -252,7 +252,9 @@ static bool in_fault(pid_t pid)
 /*
  * With the sink stalled (we do not read), the target rewrites its region: once the fault
  * handler's queue is full, one of its faults waits for the sink. Returns when the target has
- * stayed in one fault for STUCK_POLLS polls (a served fault takes microseconds), -1 if never.
+ * been seen in a fault at STUCK_POLLS polls in a row, -1 if never. The polls cannot tell one
+ * fault from the next, but the queue fills within milliseconds of the rewrite starting, long
+ * before the polls end; and the verdict rests on uffsnapd's own count of waits, not on this.
  */
 static int make_fault_wait_for_sink(struct target *t)
 {
