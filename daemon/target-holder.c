@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,8 +22,8 @@
 #include "target-regs.h"
 #include "target-uffd.h"
 
-/* Largest message: the registers of every thread as JSON. */
-#define HOLDER_MSG_MAX (8u << 20)
+/* Largest message accepted: the registers of every thread as JSON, ~6 KiB a thread. */
+#define HOLDER_MSG_MAX (256u << 20)
 #define HOLDER_CMD_RELEASE 'R'
 #define HOLDER_CMD_HOLD 'H'
 
@@ -29,50 +32,154 @@ struct holder {
 	int sock;
 };
 
-/* Sends one datagram of text, with fd attached when fd >= 0. */
-static int send_msg(int sock, const char *text, int fd)
+/*
+ * Messages: one datagram of text, or, when the text is large (the registers of hundreds of
+ * threads: a datagram is bounded by the socket's send buffer, ~200 KiB), the marker
+ * HOLDER_MSG_IN_MEMFD with the text in a sealed memfd attached. Up to two fds ride along
+ * (SCM_RIGHTS): the memfd first, then the fd the message carries.
+ */
+#define HOLDER_MSG_INLINE_MAX 4096
+#define HOLDER_MSG_IN_MEMFD "@memfd"
+
+static int send_fds(int sock, const char *text, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
 	struct iovec iov = {(void *)text, strlen(text) + 1};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
-	if (fd >= 0) {
+	if (nfds > 0) {
 		struct cmsghdr *c;
 
 		m.msg_control = cbuf;
-		m.msg_controllen = sizeof(cbuf);
+		m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
 		c = CMSG_FIRSTHDR(&m);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
 	}
 	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/* Receives one datagram (NUL-ended) and maybe an fd. 0 bytes: the peer is gone. */
-static ssize_t recv_msg(int sock, char *buf, size_t len, int *ret_fd)
+static int text_to_memfd(const char *text, size_t len)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {buf, len - 1};
+	int fd = memfd_create("uffsnapd-hold", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	size_t done = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, text + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? -errno : -EIO;
+
+			close(fd);
+			return e;
+		}
+		done += n;
+	}
+	fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	return fd;
+}
+
+/* Sends text, with fd attached when fd >= 0. */
+static int send_msg(int sock, const char *text, int fd)
+{
+	size_t len = strlen(text);
+	int fds[2], n = 0, mfd, k;
+
+	if (len < HOLDER_MSG_INLINE_MAX) {
+		fds[0] = fd;
+		return send_fds(sock, text, fds, fd >= 0);
+	}
+	mfd = text_to_memfd(text, len);
+	if (mfd < 0)
+		return mfd;
+	fds[n++] = mfd;
+	if (fd >= 0)
+		fds[n++] = fd;
+	k = send_fds(sock, HOLDER_MSG_IN_MEMFD, fds, n);
+	close(mfd);
+	return k;
+}
+
+/* Reads the whole of a memfd the holder sent into a new NUL-ended string. */
+static int memfd_to_text(int mfd, char **ret)
+{
+	struct stat st;
+	char *buf;
+	size_t done = 0;
+
+	if (fstat(mfd, &st) < 0)
+		return -errno;
+	if (st.st_size <= 0 || (uint64_t)st.st_size > HOLDER_MSG_MAX)
+		return -EMSGSIZE;
+	buf = malloc(st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (done < (size_t)st.st_size) {
+		ssize_t n = pread(mfd, buf + done, st.st_size - done, done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EIO;
+		}
+		done += n;
+	}
+	buf[done] = 0;
+	*ret = buf;
+	return 0;
+}
+
+/*
+ * Receives one message into a new string (*ret_text; free it) and maybe an fd. 0: the peer is
+ * gone.
+ */
+static ssize_t recv_msg(int sock, char **ret_text, int *ret_fd)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))], small[HOLDER_MSG_INLINE_MAX + 1];
+	struct iovec iov = {small, sizeof(small) - 1};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			   .msg_controllen = sizeof(cbuf)};
+	int fds[2] = {-EBADF, -EBADF}, nfds = 0, k = 0;
+	struct cmsghdr *c;
 	ssize_t n;
 
+	if (ret_fd)
+		*ret_fd = -EBADF;
 	do
 		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	buf[n] = 0;
-	if (ret_fd) {
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-
-		*ret_fd = -EBADF;
-		if (c && c->cmsg_type == SCM_RIGHTS)
-			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+	if (n <= 0)
+		return n < 0 ? -errno : 0;
+	small[n] = 0;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		memcpy(fds, CMSG_DATA(c), (nfds > 2 ? 2 : nfds) * sizeof(int));
 	}
-	return n;
+	if (!strcmp(small, HOLDER_MSG_IN_MEMFD) && nfds >= 1) {
+		k = memfd_to_text(fds[0], ret_text);
+		close(fds[0]);
+		fds[0] = fds[1];
+		fds[1] = -EBADF;
+	} else {
+		*ret_text = strdup(small);
+		k = *ret_text ? 0 : -ENOMEM;
+	}
+	if (k >= 0 && ret_fd) {
+		*ret_fd = fds[0];
+		fds[0] = -EBADF;
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return k < 0 ? k : n;
 }
 
 static json_t *info_json(struct target *t)
@@ -135,10 +242,10 @@ static int send_info(int sock, struct target *t, int fd)
 static int holder_serve(int sock, pid_t pid, struct target **t)
 {
 	struct target_error terr = {0};
-	char cmd[8];
+	char *cmd = NULL;
 	int k = 0;
 
-	while (recv_msg(sock, cmd, sizeof(cmd), NULL) > 0) {
+	for (; recv_msg(sock, &cmd, NULL) > 0; free(cmd), cmd = NULL) {
 		if (cmd[0] == HOLDER_CMD_RELEASE && *t) {
 			char ok[32];
 
@@ -157,6 +264,7 @@ static int holder_serve(int sock, pid_t pid, struct target **t)
 			break;
 		}
 	}
+	free(cmd);
 	return k;
 }
 
@@ -176,6 +284,35 @@ static void run_first(void)
 		setpriority(PRIO_PROCESS, 0, -20);
 }
 
+/*
+ * A tracer that dies while a thread runs an injected syscall leaves that thread with the
+ * injected registers (kernel/ptrace.c: exit_ptrace() detaches and wakes it as it is), and it
+ * crashes. So the holder keeps out of reach of everything meant for the program that started
+ * it: its own session (a terminal's Ctrl-C, `kill -PGID` and SIGHUP on hang-up go to the
+ * foreground process group), terminal and termination signals ignored (it ends by itself when
+ * the daemon's socket closes, after releasing the target), and last in line for the OOM
+ * killer where we may lower its score (as root, or below a minimum a privileged parent set:
+ * fs/proc/base.c __set_oom_adj()). SIGKILL from someone who names it, or a cgroup kill,
+ * remains: what is left of that window is in DESIGN terms in README "Safety".
+ */
+static void holder_isolate(void)
+{
+	static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN,
+				      SIGTTOU, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ};
+	int fd;
+
+	setsid();
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		signal(ignored[i], SIG_IGN);
+	fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "-1000", 5) < 0) {
+			/* not allowed: keep the daemon's score */
+		}
+		close(fd);
+	}
+}
+
 /* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
 static int holder_child(int sock, pid_t pid, int devfd)
 {
@@ -183,6 +320,7 @@ static int holder_child(int sock, pid_t pid, int devfd)
 	struct target *t = NULL;
 	int uffd = -EBADF, k;
 
+	holder_isolate();
 	prctl(PR_SET_NAME, "uffsnapd-hold");
 	run_first();
 	k = target_attach(pid, &t, &terr);
@@ -247,12 +385,14 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 		 char *msg, size_t msglen)
 {
 	struct holder *h = calloc(1, sizeof(*h));
-	char *buf = malloc(HOLDER_MSG_MAX);
 	int sv[2] = {-EBADF, -EBADF}, fd = -EBADF, k;
+	char *buf = NULL;
 	ssize_t n;
 
-	if (!h || !buf || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		k = !h || !buf ? -ENOMEM : -errno;
+	if (h)
+		h->sock = -EBADF;
+	if (!h || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		k = !h ? -ENOMEM : -errno;
 		goto fail;
 	}
 	h->sock = sv[0];
@@ -267,7 +407,7 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 	}
 	close(sv[1]);
 	sv[1] = -EBADF;
-	n = recv_msg(h->sock, buf, HOLDER_MSG_MAX, &fd);
+	n = recv_msg(h->sock, &buf, &fd);
 	k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
 	if (k >= 0 && fd < 0)
 		k = -EPROTO;
@@ -291,30 +431,31 @@ fail:
 
 int holder_release(struct holder *h, uint64_t *ret_at_ns, char *msg, size_t msglen)
 {
-	char cmd[2] = {HOLDER_CMD_RELEASE, 0}, reply[256];
+	char cmd[2] = {HOLDER_CMD_RELEASE, 0}, *reply = NULL;
 	ssize_t n;
 	int k = send_msg(h->sock, cmd, -1);
 
 	if (k < 0)
 		return snprintf(msg, msglen, "the holder process is gone"), k;
-	n = recv_msg(h->sock, reply, sizeof(reply), NULL);
+	n = recv_msg(h->sock, &reply, NULL);
 	if (n <= 0)
-		return snprintf(msg, msglen, "the holder process is gone"), -EPIPE;
-	if (strncmp(reply, "ok ", 3))
-		return snprintf(msg, msglen, "cannot resume the target: %s", reply), -EIO;
-	if (ret_at_ns)
+		k = -EPIPE, snprintf(msg, msglen, "the holder process is gone");
+	else if (strncmp(reply, "ok ", 3))
+		k = -EIO, snprintf(msg, msglen, "cannot resume the target: %s", reply);
+	else if (ret_at_ns)
 		*ret_at_ns = strtoull(reply + 3, NULL, 10);
-	return 0;
+	free(reply);
+	return k;
 }
 
 int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_t msglen)
 {
-	char cmd[2] = {HOLDER_CMD_HOLD, 0}, *buf = malloc(HOLDER_MSG_MAX);
+	char cmd[2] = {HOLDER_CMD_HOLD, 0}, *buf = NULL;
 	ssize_t n;
-	int k = buf ? send_msg(h->sock, cmd, -1) : -ENOMEM;
+	int k = send_msg(h->sock, cmd, -1);
 
 	if (k >= 0) {
-		n = recv_msg(h->sock, buf, HOLDER_MSG_MAX, NULL);
+		n = recv_msg(h->sock, &buf, NULL);
 		k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
 	}
 	free(buf);

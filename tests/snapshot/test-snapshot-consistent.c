@@ -7,7 +7,8 @@
  * then require the target to be unharmed.
  *
  * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST] [--pages N]
- *                                 [--arm held|live] [-- WORKLOAD-ARGS...]
+ *                                 [--arm held|live] [--threads LIST] [-- WORKLOAD-ARGS...]
+ * (--threads: comma list of store-thread counts, default 1,4,8.)
  * (--pages: data pages per thread, default 128; large enough, arming while the target runs
  * takes long and the events and stores meet it mid-way.)
  * (e.g. "-- --as-user nobody" for an unprivileged target, "-- --seccomp-deny-uffd" for one
@@ -86,10 +87,9 @@ int main(int argc, char **argv)
 {
 	struct snap_paths p;
 	int i = snap_paths_parse(argc, argv, &p), failed = 0, passed = 0;
-	const char *threads[] = {"1", "4", "8"};
 	struct run_opts o = {.pages = "128"};
 	long old_huge = -1;
-	char *kinds, *kind, *save;
+	char *kinds, *kind, *save, *threads = strdup("1,4,8");
 
 	if (getuid() != 0) {
 		printf("SKIP: needs root (ptrace any process, /dev/userfaultfd)\n");
@@ -105,6 +105,9 @@ int main(int argc, char **argv)
 			o.events = argv[++a];
 		} else if (!strcmp(argv[a], "--pages") && a + 1 < argc) {
 			o.pages = argv[++a];
+		} else if (!strcmp(argv[a], "--threads") && a + 1 < argc) {
+			free(threads);
+			threads = strdup(argv[++a]);
 		} else if (!strcmp(argv[a], "--arm") && a + 1 < argc) {
 			o.arm = strcmp(argv[++a], "held") ? NULL : "--arm-held";
 		} else if (!strcmp(argv[a], "--")) {
@@ -115,15 +118,20 @@ int main(int argc, char **argv)
 	}
 	if (strstr(kinds, "hugetlb"))
 		wl_hugetlb_reserve(8 * 4 + 16, &old_huge);
-	for (kind = strtok_r(kinds, ",", &save); kind; kind = strtok_r(NULL, ",", &save))
-		for (size_t t = 0; t < 3; t++) {
-			int r = one(&p, kind, threads[t], &o);
+	for (kind = strtok_r(kinds, ",", &save); kind; kind = strtok_r(NULL, ",", &save)) {
+		char *list = strdup(threads), *n, *save2;
+
+		for (n = strtok_r(list, ",", &save2); n; n = strtok_r(NULL, ",", &save2)) {
+			int r = one(&p, kind, n, &o);
 
 			failed += r != 0 && r != 77;
 			passed += r == 0;
 		}
+		free(list);
+	}
 	if (old_huge >= 0)
 		wl_hugetlb_restore(old_huge);
+	free(threads);
 	free(kinds);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : passed ? 0 : 77;

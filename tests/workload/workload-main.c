@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "wl-events.h"
+#include "wl-idle.h"
 #include "wl-privs.h"
 #include "wl-store.h"
 
@@ -25,6 +26,7 @@ enum { WL_EXIT_OK = 0, WL_EXIT_FAILED = 1, WL_EXIT_USAGE = 2, WL_EXIT_SETUP = 3,
 #define WL_DEFAULT_THREADS 4
 #define WL_DEFAULT_PAGES   64
 #define WL_MAX_PAGES	   (1u << 20)
+#define WL_MAX_IDLE_THREADS 4096
 
 struct wl_config {
 	uint32_t threads;
@@ -35,6 +37,7 @@ struct wl_config {
 	uint64_t seed;
 	const char *as_user;
 	bool deny_uffd;
+	uint32_t idle_threads;
 };
 
 struct wl_ctx {
@@ -59,8 +62,9 @@ static void wl_usage(FILE *f)
 		"                       or all (default none)\n"
 		"  --seed N             starting generation of the events' patterns (default 1)\n"
 		"  --as-user NAME       become that user once memory is set up\n"
-		"  --seccomp-deny-uffd  make the userfaultfd syscall fail with EPERM\n",
-		WL_MAX_THREADS, WL_DEFAULT_THREADS, WL_DEFAULT_PAGES);
+		"  --seccomp-deny-uffd  make the userfaultfd syscall fail with EPERM\n"
+		"  --idle-threads N     also N threads blocked in system calls, 0..%d (default 0)\n",
+		WL_MAX_THREADS, WL_DEFAULT_THREADS, WL_DEFAULT_PAGES, WL_MAX_IDLE_THREADS);
 }
 
 static int wl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -105,6 +109,10 @@ static int wl_parse_opt(int c, const char *arg, struct wl_config *cfg)
 	case 's':
 		r = wl_parse_u64(arg, 0, UINT64_MAX, &cfg->seed);
 		break;
+	case 'i':
+		r = wl_parse_u64(arg, 0, WL_MAX_IDLE_THREADS, &v);
+		cfg->idle_threads = (uint32_t)v;
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -121,6 +129,7 @@ static int wl_parse_args(int argc, char **argv, struct wl_config *cfg)
 		{"pages", required_argument, NULL, 'p'},   {"records", required_argument, NULL, 'r'},
 		{"events", required_argument, NULL, 'e'},  {"seed", required_argument, NULL, 's'},
 		{"as-user", required_argument, NULL, 'u'}, {"seccomp-deny-uffd", no_argument, NULL, 'S'},
+		{"idle-threads", required_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},	   {}};
 	int c;
 
@@ -221,6 +230,9 @@ static int wl_start(struct wl_ctx *ctx)
 	wl_sigset(&set);
 	sigaddset(&set, SIGPIPE);
 	r = -pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (r < 0)
+		return r;
+	r = wl_idle_start(ctx->cfg.idle_threads);
 	if (r < 0)
 		return r;
 	r = wl_store_start(&ctx->store);
