@@ -294,6 +294,10 @@ int snap_copy_held(struct snap *s)
 	for (size_t i = 0; i < s->nhot && r >= 0; i++)
 		r = save_hot(s, &s->hot[i], buf, chunk);
 	free(buf);
+	if (r == -ENOBUFS)
+		return snap_fail(s, r, "more than %u MiB of memory that cannot be write-protected "
+				 "would be copied while pid %d is held; not holding it that long",
+				 SNAP_GATE_MAX_BYTES >> 20, s->pid), r;
 	if (r < 0)
 		return snap_fail(s, r, "cannot copy memory of pid %d: %s", s->pid, strerror(-r)), r;
 	return 0;

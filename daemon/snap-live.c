@@ -129,6 +129,7 @@ static int final_hold(struct snap *s, bool armed_ok)
 	pthread_mutex_lock(&s->lock); /* the handler is between two reads of the uffd */
 	s->pages = (struct pages){0};
 	k = rearm_at_t(s, armed_ok ? &armed : NULL);
+	snap_gate_hold(s->gate, true); /* until the release: see snap-gate.h */
 	if (k >= 0)
 		k = snap_begin_image(s);
 	if (k >= 0)
@@ -184,6 +185,8 @@ int snap_hold_and_arm_live(struct snap *s)
 		armed_ok = snap_protect_all(s) >= 0; /* what failed is protected at T */
 	if (k >= 0)
 		test_pause();
+	if (k >= 0)
+		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
 	t1 = snap_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);
@@ -200,6 +203,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
+	snap_gate_hold(s->gate, false);
 	s->stats.hold_final_ns = (released > t1 ? released : snap_now_ns()) - t1;
 	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
 				   ? s->stats.hold_first_ns

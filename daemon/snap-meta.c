@@ -13,8 +13,10 @@
 int snap_writer_open(struct snap *s, struct img_sink *sink)
 {
 	struct img_writer_opts o = {.page_size = s->page_size};
-	int k = img_writer_new(&o, sink, &s->w);
+	int k = snap_gate_new(sink, &s->gate);
 
+	if (k >= 0)
+		k = img_writer_new(&o, snap_gate_sink(s->gate), &s->w);
 	if (k < 0)
 		snap_fail(s, k, "cannot create the image writer: %s", strerror(-k));
 	return k;

@@ -35,16 +35,34 @@ uint64_t snap_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+static const char *cancel_reason(int c)
+{
+	switch (c) {
+	case -ECANCELED:
+		return "cancelled; the image is incomplete";
+	case -EINTR:
+		return "interrupted; the image is incomplete";
+	default:
+		return "the target went away; the image is incomplete";
+	}
+}
+
 void snap_fail(struct snap *s, int error, const char *fmt, ...)
 {
-	int expect = 0;
+	int expect = 0, c = s->opts.cancel ? __atomic_load_n(s->opts.cancel, __ATOMIC_ACQUIRE) : 0;
 	va_list ap;
 
+	/* A write that gave up because the snapshot must end: say why it must. */
+	if (error == -ECANCELED && c < 0)
+		error = c;
 	if (!__atomic_compare_exchange_n(&s->error, &expect, error, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return; /* the first failure is the one reported */
 	va_start(ap, fmt);
-	vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
+	if (error == c)
+		snprintf(s->err.msg, sizeof(s->err.msg), "%s", cancel_reason(c));
+	else
+		vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
 	va_end(ap);
 	if (s->stopfd >= 0)
 		eventfd_write(s->stopfd, 1);
@@ -70,8 +88,7 @@ int snap_cancelled(struct snap *s)
 
 	if (c >= 0)
 		return 0;
-	snap_fail(s, c, "%s", c == -ECANCELED ? "cancelled; the image is incomplete"
-					      : "the target went away; the image is incomplete");
+	snap_fail(s, c, "%s", cancel_reason(c));
 	return -ECANCELED;
 }
 
@@ -235,7 +252,10 @@ static int hold_and_arm(struct snap *s)
 {
 	uint64_t held = snap_now_ns(), released = 0;
 	struct holder *h = NULL;
-	int k = snap_first_hold(s, &h);
+	int k;
+
+	snap_gate_hold(s->gate, true);
+	k = snap_first_hold(s, &h);
 
 	if (k >= 0)
 		k = snap_plan(s);
@@ -250,6 +270,7 @@ static int hold_and_arm(struct snap *s)
 	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
+	snap_gate_hold(s->gate, false);
 	s->stats.held_ns = (released > held ? released : snap_now_ns()) - held;
 	return k;
 }
@@ -416,6 +437,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	snprintf(err->msg, sizeof(err->msg), "%s", s.err.msg);
 	k = s.error;
 	img_writer_free(s.w);
+	snap_gate_free(s.gate);
 	vma_list_free(&s.vmas);
 	pages_free(&s.pages);
 	free(s.hot);

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "snap-gate.h"
 #include "snap-pages.h"
 #include "target-holder.h"
 #include "vma-scan.h"
@@ -29,8 +30,11 @@ struct snap_opts {
 	void *progress_ctx;
 	/*
 	 * May be NULL. Another thread stores a negative errno here to end the snapshot early:
-	 * -ECANCELED (asked to), -ESRCH (the target exited or exec'd: the message then says
-	 * which). Checked before each copier chunk; the target is released as on any failure.
+	 * -ECANCELED (asked to), -EINTR (a signal), -ESRCH (the target exited or exec'd: the
+	 * message then says which). Checked before each copier chunk and before the final
+	 * hold; the target is released as on any failure. An output that is stuck must give
+	 * up too: the caller makes its sink watch an fd it makes readable at the same time
+	 * (img_sink_fd_set_cancel(), stream_sink_abort()).
 	 */
 	const int *cancel;
 };
@@ -96,6 +100,7 @@ struct snap {
 	pthread_t handler;
 	bool handler_started;
 	struct img_writer *w;
+	struct snap_gate *gate; /* in front of the caller's sink: nothing is written while held */
 	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
 	uint64_t event_gen;   /* layout events processed; written under lock */
 	/* The current-address ranges each recent event touched, by event_gen % SNAP_EVENT_RING:

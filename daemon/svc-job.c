@@ -192,6 +192,8 @@ static int job_sink(struct svc_job *j, struct img_sink **ret)
 
 	if (!j->to) {
 		r = img_sink_fd_new(j->out_fd, ret);
+		if (r >= 0)
+			img_sink_fd_set_cancel(*ret, j->stop_fd);
 		if (r < 0)
 			snprintf(j->err.msg, sizeof(j->err.msg), "cannot set up the output: %s",
 				 strerror(-r));
@@ -264,6 +266,14 @@ struct svc_job *svc_job_new(enum svc_job_kind kind, uid_t owner)
 	j->kind = kind;
 	j->owner = owner;
 	j->out_fd = j->listen_fd = j->dir_fd = j->stop_fd = -EBADF;
+	/* A snapshot's output watches it: a pipe the client stopped reading must not keep a
+	 * cancelled job (or the daemon's stop) waiting. A receive job makes its own. */
+	if (kind != SVC_JOB_RECEIVE)
+		j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (kind != SVC_JOB_RECEIVE && j->stop_fd < 0) {
+		free(j);
+		return NULL;
+	}
 	pthread_mutex_init(&j->lock, NULL);
 	return j;
 }
@@ -492,8 +502,10 @@ bool svc_job_cancel(struct svc_job *j, int why)
 		eventfd_write(j->stop_fd, 1);
 		return true;
 	}
-	/* A stream waiting for its receiver is stopped too; not when the target merely went
-	 * away (-ESRCH): what was saved before still makes a whole image. */
+	/* An output that is stuck or a stream waiting for its receiver gives up too; not when
+	 * the target merely went away (-ESRCH): what was saved before still makes a whole image. */
+	if (why == -ECANCELED)
+		eventfd_write(j->stop_fd, 1);
 	pthread_mutex_lock(&j->lock);
 	if (j->sink && why == -ECANCELED)
 		stream_sink_abort(j->sink, "cancelled");

@@ -148,6 +148,8 @@ static int open_loop_fds(struct svc *svc)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);  /* no configuration to reload: a hang-up stops, as SIGTERM */
+	sigaddset(&set, SIGQUIT);
 	/* Blocked before any job thread exists, so every thread inherits it. */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 || signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		return -errno;

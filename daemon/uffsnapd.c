@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +36,71 @@ struct cli {
 	uint64_t last_progress_ns;
 	uint64_t done, total; /* pages saved so far (atomic: the copier updates them) */
 };
+
+/*
+ * SIGINT, SIGTERM, SIGHUP and SIGQUIT end a snapshot the way any failure does: the target
+ * released, the image left incomplete, status 1. They are blocked in every thread and taken
+ * by one that only turns the first into a cancel (the engine's, and the output's: a stuck
+ * pipe must not keep us waiting); the others change nothing. The holder child ignores them.
+ */
+struct interrupt {
+	int efd;		 /* readable once interrupted: sinks watch it */
+	int cancel;		 /* atomic: 0, or -EINTR once interrupted */
+	int signo;		 /* atomic: the first signal */
+	struct img_sink *stream; /* atomic: a --to sink to abort, once open */
+};
+
+static void interrupt_sigset(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+}
+
+static void *interrupt_main(void *arg)
+{
+	struct interrupt *in = arg;
+	sigset_t set;
+
+	interrupt_sigset(&set);
+	for (;;) {
+		int sig = sigwaitinfo(&set, NULL), expect = 0;
+		struct img_sink *stream;
+
+		if (sig < 0 || !__atomic_compare_exchange_n(&in->cancel, &expect, -EINTR, false,
+							    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			continue;
+		__atomic_store_n(&in->signo, sig, __ATOMIC_RELEASE);
+		eventfd_write(in->efd, 1);
+		stream = __atomic_load_n(&in->stream, __ATOMIC_ACQUIRE);
+		if (stream)
+			stream_sink_abort(stream, "interrupted");
+	}
+	return NULL;
+}
+
+/* Before any other thread exists, so that all inherit the mask. 0 or -errno. */
+static int interrupt_start(struct interrupt *in)
+{
+	pthread_t th;
+	sigset_t set;
+	int k;
+
+	interrupt_sigset(&set);
+	in->efd = eventfd(0, EFD_CLOEXEC);
+	if (in->efd < 0)
+		return -errno;
+	/* A reader that went away is an error of the write (EPIPE), not our death. */
+	signal(SIGPIPE, SIG_IGN);
+	k = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (!k)
+		k = pthread_create(&th, NULL, interrupt_main, in);
+	if (!k)
+		pthread_detach(th);
+	return -k;
+}
 
 static const struct option long_opts[] = {
 	{"pid", required_argument, NULL, 'p'},	  {"output", required_argument, NULL, 'o'},
@@ -402,6 +469,7 @@ int main(int argc, char **argv)
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
+	struct interrupt in = {.efd = -EBADF};
 	struct printer pr = {0};
 	bool pr_started;
 	int fd, r;
@@ -417,10 +485,22 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &c);
 	if (r)
 		return r;
+	r = interrupt_start(&in);
+	if (r < 0) {
+		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));
+		return 1;
+	}
 	fd = open_sink(&c, &sink);
 	if (fd < 0)
 		return 1;
 	c.sink = sink;
+	if (c.to)
+		__atomic_store_n(&in.stream, sink, __ATOMIC_RELEASE);
+	else
+		img_sink_fd_set_cancel(sink, in.efd);
+	if (__atomic_load_n(&in.cancel, __ATOMIC_ACQUIRE) && c.to) /* came while connecting */
+		stream_sink_abort(sink, "interrupted");
+	o.cancel = &in.cancel;
 	o.strict = c.strict;
 	o.arm_held = c.arm_held;
 	o.window_pages = c.window_pages;
@@ -444,6 +524,10 @@ int main(int argc, char **argv)
 		if (se.msg[0] && !strstr(err.msg, se.msg) && n + 2 + strlen(se.msg) < sizeof(err.msg))
 			sprintf(err.msg + n, "%s%s", n ? ": " : "", se.msg);
 	}
+	if (r < 0 && __atomic_load_n(&in.cancel, __ATOMIC_ACQUIRE))
+		snprintf(err.msg, sizeof(err.msg),
+			 "interrupted by SIG%s: the target was released; the image is incomplete",
+			 sigabbrev_np(__atomic_load_n(&in.signo, __ATOMIC_ACQUIRE)) ?: "?");
 	if (r < 0)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);

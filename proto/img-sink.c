@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/uio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +29,23 @@ struct img_sink_fd {
 	int fd;
 	int is_file;	     /* -1: not checked yet */
 	uint64_t unkicked; /* bytes written since writeback was last started */
+	int cancel_fd;	   /* readable: give up waiting for the fd; -EBADF: none */
+	bool nowait;	   /* the fd takes RWF_NOWAIT (pipes, sockets) */
 };
 
-static void kick_writeback(struct img_sink_fd *f, size_t n)
+static bool sink_is_file(struct img_sink_fd *f)
 {
 	struct stat st;
 
 	if (f->is_file < 0)
 		f->is_file = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
+	return f->is_file;
+}
+
+static void kick_writeback(struct img_sink_fd *f, size_t n)
+{
 	f->unkicked += n;
-	if (!f->is_file || f->unkicked < IMG_SINK_KICK_BYTES)
+	if (!sink_is_file(f) || f->unkicked < IMG_SINK_KICK_BYTES)
 		return;
 	f->unkicked = 0;
 	/* Whole file: the fd may not start at offset 0. A failure here is reported by fsync. */
@@ -56,6 +66,39 @@ static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
 	}
 }
 
+/*
+ * A pipe or socket nobody reads would block a writer for ever, and a snapshot that must end
+ * (cancelled, interrupted) could not. So with a cancel fd, writes to them do not block
+ * (RWF_NOWAIT: fs/pipe.c and net/socket.c honour IOCB_NOWAIT) and the wait for room is a
+ * poll() that the cancel fd ends. A regular file's writes are left blocking: the disk
+ * always gets there.
+ */
+static ssize_t sink_fd_write_some(struct img_sink_fd *f, const struct iovec *iov, int iovcnt)
+{
+	struct pollfd p[2] = {{.fd = f->fd, .events = POLLOUT},
+			      {.fd = f->cancel_fd, .events = POLLIN}};
+	ssize_t n;
+
+	if (iovcnt > IOV_MAX)
+		iovcnt = IOV_MAX;
+	while (f->nowait) {
+		n = pwritev2(f->fd, iov, iovcnt, -1, RWF_NOWAIT);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EOPNOTSUPP))
+			return n < 0 ? -errno : n;
+		if (errno == EOPNOTSUPP) {
+			f->nowait = false;
+			break;
+		}
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return -errno;
+		if (p[1].revents)
+			return -ECANCELED;
+	}
+	n = writev(f->fd, iov, iovcnt);
+	return n < 0 ? -errno : n;
+}
+
 static int sink_fd_writev(struct img_sink *s, const struct iovec *iov, int iovcnt)
 {
 	struct img_sink_fd *f = (struct img_sink_fd *)s;
@@ -70,11 +113,12 @@ static int sink_fd_writev(struct img_sink *s, const struct iovec *iov, int iovcn
 	memcpy(v, iov, sizeof(*v) * iovcnt);
 	struct iovec *cur = v;
 	while (iovcnt > 0) {
-		ssize_t n = writev(f->fd, cur, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		if (n < 0 && errno == EINTR)
+		ssize_t n = sink_fd_write_some(f, cur, iovcnt);
+
+		if (n == -EINTR)
 			continue;
 		if (n < 0) {
-			r = -errno;
+			r = (int)n;
 			break;
 		}
 		iov_advance(&cur, &iovcnt, n);
@@ -125,7 +169,19 @@ int img_sink_fd_new(int fd, struct img_sink **ret)
 	f->base.ops = &sink_fd_ops;
 	f->fd = fd;
 	f->is_file = -1;
+	f->cancel_fd = -EBADF;
 	*ret = &f->base;
+	return 0;
+}
+
+int img_sink_fd_set_cancel(struct img_sink *s, int cancel_fd)
+{
+	struct img_sink_fd *f = (struct img_sink_fd *)s;
+
+	if (!s || s->ops != &sink_fd_ops)
+		return -EINVAL;
+	f->cancel_fd = cancel_fd;
+	f->nowait = cancel_fd >= 0 && !sink_is_file(f);
 	return 0;
 }
 

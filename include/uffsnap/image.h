@@ -128,6 +128,12 @@ struct img_sink {
  * writeback every 32 MiB as it goes, and fsyncs on flush.
  */
 int img_sink_fd_new(int fd, struct img_sink **ret);
+/*
+ * Makes the fd sink's writes to a pipe or socket give up with -ECANCELED once cancel_fd (an
+ * eventfd, say) is readable, instead of blocking until a reader takes the bytes; the sink
+ * never reads it. Regular files are written as before. cancel_fd stays the caller's.
+ */
+int img_sink_fd_set_cancel(struct img_sink *s, int cancel_fd);
 void img_sink_free(struct img_sink *s);
 
 /*

@@ -152,9 +152,11 @@ static int cancel(const struct svc_paths *p, struct svc_daemon *d)
 	CHECK(id > 0, "job started");
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);
 	CHECK(!strcmp(svc_class(r), ""), "cancel: %s", svc_class(r));
-	CHECK(svc_drain(rd, img) > 0, "the rest of the image");
+	/* Nobody reads the pipe until the job has ended: a stuck output must not keep it. */
 	e = svc_wait_event(c, "JOB_CANCELLED", id);
-	CHECK(e, "JOB_CANCELLED");
+	CHECK(e, "JOB_CANCELLED while the output is stuck");
+	CHECK(snap_target_released(w->pid) == 0, "the target is not released after the cancel");
+	CHECK(svc_drain(rd, img) > 0, "the rest of the image");
 	CHECK(image_incomplete(img), "a cancelled job's image must not verify as complete");
 	CHECK(snap_target_unharmed(w) == 0, "target harmed");
 	json_decref(r);
@@ -273,10 +275,11 @@ static int stop_mid_job(const struct svc_paths *p, struct svc_daemon *d, bool qu
 	} else {
 		CHECK(kill(d->pid, SIGTERM) == 0, "SIGTERM");
 	}
-	CHECK(svc_drain(rd, NULL) > 0, "drain");
+	/* The output stays stuck (nobody reads the pipe) until the daemon has gone. */
 	e = svc_wait_event(c, "JOB_CANCELLED", id);
 	CHECK(e, "JOB_CANCELLED before the daemon exits");
 	CHECK(waitpid(d->pid, &st, 0) == d->pid, "wait for the daemon");
+	CHECK(svc_drain(rd, NULL) > 0, "drain");
 	d->pid = -1;
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "daemon exit status %#x", st);
 	CHECK(access(d->sock, F_OK) < 0, "the daemon removes its socket");
