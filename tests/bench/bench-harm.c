@@ -5,11 +5,14 @@
  * - pgid:   kill -9 -PGID, as a terminal's session or a script's `kill -9 -$pid` does;
  * - cgroup: every process of uffsnapd at once, its holder child included (cgroup.kill of a
  *           cgroup made for it), as systemd's final SIGKILL or the OOM killer of a cgroup do.
+ * The moment is random either from uffsnapd's start (0-45 ms: most fall outside the holds),
+ * or (`hold`) 0-5 ms after the first hold began, seen as the target being traced: that
+ * samples the window in which the holder injects system calls into the target.
  * A round harms the target if the target dies or its own full self-check fails afterwards;
  * then it is started again. Prints the harm rate and, per phase hit (the target traced: a
  * hold; else running), the rounds and harms.
  *
- * usage: bench-harm UFFSNAPD WORKLOAD pgid|cgroup ROUNDS
+ * usage: bench-harm UFFSNAPD WORKLOAD pgid|cgroup ROUNDS [start|hold]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,11 +125,12 @@ int main(int argc, char **argv)
 	const char *args[] = {"--threads", "4", "--kind", "anon", "--pages", "4096", NULL};
 	int rounds, harmed = 0, hits[2] = {0}, harms[2] = {0};
 	struct wl_proc *w = NULL;
-	bool cgroup;
+	bool cgroup, at_hold = argc == 6 && !strcmp(argv[5], "hold");
 
-	if (argc != 5 || (strcmp(argv[3], "pgid") && strcmp(argv[3], "cgroup")) ||
+	if (argc < 5 || argc > 6 || (strcmp(argv[3], "pgid") && strcmp(argv[3], "cgroup")) ||
 	    (rounds = atoi(argv[4])) < 1) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD pgid|cgroup ROUNDS\n", argv[0]);
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD pgid|cgroup ROUNDS [start|hold]\n",
+			argv[0]);
 		return 2;
 	}
 	cgroup = !strcmp(argv[3], "cgroup");
@@ -142,7 +146,13 @@ int main(int argc, char **argv)
 		if (!w && wl_proc_spawn(argv[2], args, &w) < 0)
 			return fprintf(stderr, "bench-harm: cannot start the workload\n"), 1;
 		d = start(argv[1], w->pid, cgroup);
-		usleep(rand() % 45000);
+		if (at_hold) {
+			while (snap_tracer_of(w->pid) <= 0 && waitpid(d, NULL, WNOHANG) == 0)
+				;
+			usleep(rand() % 5000);
+		} else {
+			usleep(rand() % 45000);
+		}
 		traced = snap_tracer_of(w->pid) > 0;
 		if (cgroup)
 			write_str(cg, "cgroup.kill", "1");
@@ -163,10 +173,10 @@ int main(int argc, char **argv)
 	wl_proc_free(w);
 	if (cgroup)
 		rmdir(cg);
-	printf("{\"mode\": \"%s\", \"rounds\": %d, \"harmed\": %d, \"rate\": %.4f, "
+	printf("{\"mode\": \"%s\", \"moment\": \"%s\", \"rounds\": %d, \"harmed\": %d, \"rate\": %.4f, "
 	       "\"held_rounds\": %d, \"held_harmed\": %d, \"running_rounds\": %d, "
 	       "\"running_harmed\": %d}\n",
-	       argv[3], rounds, harmed, (double)harmed / rounds, hits[1], harms[1], hits[0],
+	       argv[3], at_hold ? "hold" : "start", rounds, harmed, (double)harmed / rounds, hits[1], harms[1], hits[0],
 	       harms[0]);
 	return 0;
 }
