@@ -41,6 +41,8 @@ _Static_assert(SCRATCH_USED >= SCRATCH_CMSG + CMSG_SPACE(sizeof(int)), "layout")
 /* What has been made so far, in the target (r*) and here (l*), so that it can be undone. */
 struct uffd_job {
 	struct target *t;
+	const struct target_uffd_hooks *hooks;
+	struct target_uffd_step step; /* the one running */
 	uint64_t scratch; /* 0: not mapped */
 	int rsock[2];
 	int rdev;
@@ -49,38 +51,67 @@ struct uffd_job {
 	int luffd;
 };
 
-/* Run a syscall in the target; its -errno result becomes ours. */
-static int remote(struct uffd_job *j, long nr, long a0, long a1, long a2, long a3, long a4, long a5,
-		  long *ret_result)
+/* Every step is bracketed by step_begin() and step_end(), for the hooks. */
+static int step_begin(struct uffd_job *j, const char *name, bool remote)
+{
+	j->step = (struct target_uffd_step){
+	    .index = j->step.index + (j->step.name != NULL),
+	    .name = name,
+	    .remote = remote,
+	    .phase = TARGET_UFFD_BEFORE,
+	};
+	return j->hooks ? j->hooks->step(j->hooks->arg, &j->step) : 0;
+}
+
+static int step_end(struct uffd_job *j, int r)
+{
+	if (r < 0 || !j->hooks)
+		return r;
+	j->step.phase = TARGET_UFFD_AFTER;
+	return j->hooks->step(j->hooks->arg, &j->step);
+}
+
+/*
+ * Run a syscall in the target; its -errno result becomes ours. A successful result is stored
+ * in *ret_result before anything else can fail, so that the caller can record what to undo.
+ */
+static int remote(struct uffd_job *j, const char *name, long nr, long a0, long a1, long a2,
+		  long a3, long a4, long a5, long *ret_result)
 {
 	const long args[6] = {a0, a1, a2, a3, a4, a5};
 	long result;
-	int r = target_inject_syscall(j->t, nr, args, &result);
+	int r = step_begin(j, name, true);
 
+	if (r == 0)
+		r = target_inject_syscall(j->t, nr, args, &result);
 	if (r < 0)
 		return r;
 	if (result < 0 && result >= -MAX_ERRNO)
 		return (int)result;
 	if (ret_result)
 		*ret_result = result;
-	return 0;
+	return step_end(j, 0);
 }
 
-static int pull_fd(struct uffd_job *j, int remote_fd, int *ret_fd)
+/* Like remote(): *ret_fd is set as soon as the fd exists. */
+static int pull_fd(struct uffd_job *j, const char *name, int remote_fd, int *ret_fd)
 {
-	/* pidfd_getfd() always sets FD_CLOEXEC on the new fd (kernel/pid.c). */
-	int fd = (int)syscall(SYS_pidfd_getfd, target_pidfd(j->t), remote_fd, 0);
+	int fd, r = step_begin(j, name, false);
 
+	if (r < 0)
+		return r;
+	/* pidfd_getfd() always sets FD_CLOEXEC on the new fd (kernel/pid.c). */
+	fd = (int)syscall(SYS_pidfd_getfd, target_pidfd(j->t), remote_fd, 0);
 	if (fd < 0)
 		return -errno;
 	*ret_fd = fd;
-	return 0;
+	return step_end(j, 0);
 }
 
 static int job_scratch(struct uffd_job *j)
 {
 	long addr;
-	int r = remote(j, SYS_mmap, 0, SCRATCH_LEN, PROT_READ | PROT_WRITE,
+	int r = remote(j, "mmap", SYS_mmap, 0, SCRATCH_LEN, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, &addr);
 
 	if (r < 0)
@@ -94,7 +125,7 @@ static int job_socketpair(struct uffd_job *j)
 	int fds[2];
 	int r;
 
-	r = remote(j, SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	r = remote(j, "socketpair", SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
 		   (long)(j->scratch + SCRATCH_FDS), 0, 0, NULL);
 	if (r < 0)
 		return r;
@@ -103,7 +134,7 @@ static int job_socketpair(struct uffd_job *j)
 		return r;
 	j->rsock[0] = fds[0];
 	j->rsock[1] = fds[1];
-	return pull_fd(j, fds[0], &j->lsock);
+	return pull_fd(j, "pidfd_getfd socket", fds[0], &j->lsock);
 }
 
 static int job_send_dev(struct uffd_job *j, int devuffd_fd)
@@ -151,7 +182,7 @@ static int job_recv_dev(struct uffd_job *j)
 	r = target_mem_write(j->t, j->scratch, page, sizeof(page));
 	if (r < 0)
 		return r;
-	r = remote(j, SYS_recvmsg, j->rsock[1], (long)(j->scratch + SCRATCH_MSGHDR),
+	r = remote(j, "recvmsg", SYS_recvmsg, j->rsock[1], (long)(j->scratch + SCRATCH_MSGHDR),
 		   MSG_CMSG_CLOEXEC | MSG_DONTWAIT, 0, 0, 0, NULL);
 	if (r < 0)
 		return r;
@@ -175,12 +206,12 @@ static int job_new_uffd(struct uffd_job *j)
 	long fd;
 	int r;
 
-	r = remote(j, SYS_ioctl, j->rdev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK, 0, 0, 0,
+	r = remote(j, "ioctl USERFAULTFD_IOC_NEW", SYS_ioctl, j->rdev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK, 0, 0, 0,
 		   &fd);
 	if (r < 0)
 		return r;
 	j->ruffd = (int)fd;
-	return pull_fd(j, j->ruffd, &j->luffd);
+	return pull_fd(j, "pidfd_getfd uffd", j->ruffd, &j->luffd);
 }
 
 static int remote_close(struct uffd_job *j, int *fd)
@@ -188,7 +219,7 @@ static int remote_close(struct uffd_job *j, int *fd)
 	int r = 0;
 
 	if (*fd >= 0)
-		r = remote(j, SYS_close, *fd, 0, 0, 0, 0, 0, NULL);
+		r = remote(j, "close", SYS_close, *fd, 0, 0, 0, 0, 0, NULL);
 	*fd = -EBADF;
 	return r;
 }
@@ -211,7 +242,7 @@ static int job_cleanup(struct uffd_job *j)
 	k = remote_close(j, &j->rsock[1]);
 	r = r ?: k;
 	if (j->scratch) {
-		k = remote(j, SYS_munmap, (long)j->scratch, SCRATCH_LEN, 0, 0, 0, 0, NULL);
+		k = remote(j, "munmap", SYS_munmap, (long)j->scratch, SCRATCH_LEN, 0, 0, 0, 0, NULL);
 		r = r ?: k;
 		j->scratch = 0;
 	}
@@ -223,8 +254,15 @@ static int job_cleanup(struct uffd_job *j)
 
 int target_uffd_create(struct target *t, int devuffd_fd, int *ret_uffd)
 {
+	return target_uffd_create_hooked(t, devuffd_fd, NULL, ret_uffd);
+}
+
+int target_uffd_create_hooked(struct target *t, int devuffd_fd,
+			      const struct target_uffd_hooks *hooks, int *ret_uffd)
+{
 	struct uffd_job j = {
 	    .t = t,
+	    .hooks = hooks,
 	    .rsock = {-EBADF, -EBADF},
 	    .rdev = -EBADF,
 	    .ruffd = -EBADF,
