@@ -317,6 +317,11 @@ int main(void)
 		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
 		return 77;
 	}
+	/* As the holder: waits for the target sleep until SIGCHLD (the other target tests poll). */
+	if (target_wait_prepare() < 0) {
+		printf("FAIL: target_wait_prepare: %m\n");
+		return 1;
+	}
 	if (child_start(&c) < 0) {
 		printf("FAIL: fork: %m\n");
 		return 1;
