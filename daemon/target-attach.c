@@ -278,9 +278,9 @@ static void wait_backoff(unsigned int spins)
 /*
  * Sleep until a SIGCHLD is pending or left_ms pass. A tracer gets SIGCHLD for every ptrace
  * stop and exit of its tracees (kernel/signal.c: do_notify_parent_cldstop(), for_ptracer),
- * sent to its process. Returns true if it took one that someone else may be waiting for (a
- * child's exit, anything not a ptrace stop, CLD_TRAPPED): the caller raises it again on the
- * way out. Ptrace stops are not: other waiters for those sleep in slices too.
+ * sent to its process. Returns true if it took one that someone else may be waiting for:
+ * anything but a ptrace stop (CLD_TRAPPED) or news of tid; the caller raises it again on the
+ * way out. Ptrace stops are not raised again: other waiters for those sleep in slices too.
  */
 static bool wait_sigchld(pid_t tid, long left_ms)
 {

@@ -120,3 +120,17 @@ int proc_signals(pid_t pid, char *out, size_t size)
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	return per_entry(path, signal_line, out, size);
 }
+
+int proc_devuffd_or_skip(void)
+{
+	int fd;
+
+	if (geteuid() != 0) {
+		printf("SKIP: needs root (ptrace, /dev/userfaultfd is 0600 root)\n");
+		return -1;
+	}
+	fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
+	return fd;
+}

@@ -11,3 +11,6 @@ int proc_fds(pid_t pid, char *out, size_t size);
 int proc_maps(pid_t pid, char *out, size_t size);
 /* "TID SigPnd ShdPnd SigBlk SigIgn SigCgt" for every thread, sorted, one per line. */
 int proc_signals(pid_t pid, char *out, size_t size);
+
+/* The tests' own /dev/userfaultfd; -1 after printing why the test must skip (exit 77). */
+int proc_devuffd_or_skip(void);

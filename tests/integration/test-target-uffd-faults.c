@@ -308,15 +308,9 @@ int main(void)
 	int devfd, status = -1, failed;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (geteuid() != 0) {
-		printf("SKIP: needs root (ptrace, /dev/userfaultfd is 0600 root)\n");
+	devfd = proc_devuffd_or_skip();
+	if (devfd < 0)
 		return 77;
-	}
-	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (devfd < 0) {
-		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
-		return 77;
-	}
 	/* As the holder: waits for the target sleep until SIGCHLD (the other target tests poll). */
 	if (target_wait_prepare() < 0) {
 		printf("FAIL: target_wait_prepare: %m\n");

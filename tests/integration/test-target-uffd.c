@@ -371,15 +371,9 @@ int main(void)
 	int devfd, failed = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (geteuid() != 0) {
-		printf("SKIP: needs root (ptrace, /dev/userfaultfd is 0600 root)\n");
+	devfd = proc_devuffd_or_skip();
+	if (devfd < 0)
 		return 77;
-	}
-	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (devfd < 0) {
-		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
-		return 77;
-	}
 	if (offered_features(devfd, &offered) < 0 || !(offered & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
 		printf("SKIP: this kernel offers no userfaultfd write-protection\n");
 		return 77;
