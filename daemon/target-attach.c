@@ -2,7 +2,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,9 @@
 /* A process that creates threads faster than we can seize them is given up on after this many
  * scans of /proc/PID/task, rather than looped on forever. */
 #define ATTACH_MAX_ROUNDS 1000
+/* Longest sleep waiting for a SIGCHLD before waitpid() is asked again: see
+ * target_wait_status(). */
+#define WAIT_SLICE_MS 10
 #define SEIZE_OPTIONS	  (PTRACE_O_TRACECLONE | PTRACE_O_TRACESYSGOOD)
 
 /* What /proc tells about one task. */
@@ -255,38 +261,99 @@ static int attach_scan(struct target *t, size_t *ret_new, struct target_error *e
 	return 0;
 }
 
+/* waitpid() has no timeout: yield first (a stop is usually microseconds away), then back off
+ * up to a millisecond between polls. */
+static void wait_backoff(unsigned int spins)
+{
+	if (spins < 64) {
+		sched_yield();
+	} else {
+		unsigned int shift = spins - 64 < 10 ? spins - 64 : 10;
+		struct timespec ts = {0, 1000L << shift};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Sleep until a SIGCHLD is pending or left_ms pass. A tracer gets SIGCHLD for every ptrace
+ * stop and exit of its tracees (kernel/signal.c: do_notify_parent_cldstop(), for_ptracer),
+ * sent to its process. Returns true if it took one that someone else may be waiting for:
+ * anything but a ptrace stop (CLD_TRAPPED) or news of tid; the caller raises it again on the
+ * way out. Ptrace stops are not raised again: other waiters for those sleep in slices too.
+ */
+static bool wait_sigchld(pid_t tid, long left_ms)
+{
+	struct timespec ts = {left_ms / 1000, (left_ms % 1000) * 1000000L};
+	sigset_t set;
+	siginfo_t si;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	if (sigtimedwait(&set, &si, &ts) != SIGCHLD)
+		return false;
+	return si.si_code != CLD_TRAPPED && si.si_pid != tid;
+}
+
+int target_wait_prepare(void)
+{
+	struct sigaction sa = {.sa_handler = SIG_DFL};
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	if (sigaction(SIGCHLD, &sa, NULL) < 0)
+		return -errno;
+	return -pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/*
+ * With SIGCHLD blocked in this thread, sleep in sigtimedwait() for the stop's SIGCHLD: no
+ * polling latency. A process-directed SIGCHLD can be taken by another thread that has it
+ * unblocked while this one is between waitpid() and sigtimedwait(); the sleep is therefore
+ * cut into slices of WAIT_SLICE_MS, which bound the latency such a lost wakeup can add.
+ * Otherwise poll (wait_backoff()).
+ */
 int target_wait_status(pid_t tid, unsigned int timeout_ms, int *ret_status)
 {
 	struct timespec start, now;
 	unsigned int spins = 0;
+	bool block, reraise = false;
+	sigset_t cur;
+	int r;
 
+	block = pthread_sigmask(SIG_BLOCK, NULL, &cur) == 0 && sigismember(&cur, SIGCHLD) == 1;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		int status;
 		pid_t w = waitpid(tid, &status, __WALL | WNOHANG);
+		long left;
 
-		if (w < 0 && errno != EINTR)
-			return errno == ECHILD ? -ESRCH : -errno;
+		if (w < 0 && errno != EINTR) {
+			r = errno == ECHILD ? -ESRCH : -errno;
+			break;
+		}
 		if (w == tid) {
 			*ret_status = status;
-			return 0;
+			r = 0;
+			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >=
-		    (long)timeout_ms)
-			return -ETIMEDOUT;
-		/* waitpid() has no timeout: yield first (a stop is usually microseconds away),
-		 * then back off up to a millisecond between polls. */
-		if (spins < 64) {
-			sched_yield();
-		} else {
-			unsigned int shift = spins - 64 < 10 ? spins - 64 : 10;
-			struct timespec ts = {0, 1000L << shift};
-
-			nanosleep(&ts, NULL);
+		left = (long)timeout_ms - ((now.tv_sec - start.tv_sec) * 1000 +
+					   (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0) {
+			r = -ETIMEDOUT;
+			break;
 		}
-		spins++;
+		if (block)
+			reraise |= wait_sigchld(tid, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS);
+		else
+			wait_backoff(spins++);
 	}
+	/* Standard signals coalesce: one SIGCHLD stands for all we took that were not ours. */
+	if (reraise)
+		kill(getpid(), SIGCHLD);
+	return r;
 }
 
 /* A thread we hold cloned: the child is traced already (PTRACE_O_TRACECLONE). */

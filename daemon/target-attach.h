@@ -114,6 +114,15 @@ int target_pidfd(const struct target *t);
 
 /*
  * For the target-*.c modules: wait for the next wait status of tid (a ptrace stop or its
- * exit), giving up after timeout_ms with -ETIMEDOUT.
+ * exit), giving up after timeout_ms with -ETIMEDOUT. In a thread that blocks SIGCHLD it
+ * sleeps until the stop's SIGCHLD arrives (a SIGCHLD it takes that is not about tid is raised
+ * again before it returns); otherwise it polls, adding up to a millisecond to every wait.
  */
 int target_wait_status(pid_t tid, unsigned int timeout_ms, int *ret_status);
+
+/*
+ * For a single-threaded tracer process (the holder), before it attaches: SIGCHLD to its
+ * default action and blocked, so that target_wait_status() sleeps until each ptrace stop
+ * instead of polling for it.
+ */
+int target_wait_prepare(void);

@@ -323,6 +323,9 @@ static int holder_child(int sock, pid_t pid, int devfd)
 	holder_isolate();
 	prctl(PR_SET_NAME, "uffsnapd-hold");
 	run_first();
+	/* Each injected syscall waits twice for a ptrace stop while the thread holds injected
+	 * registers: sleep until the stop's SIGCHLD rather than poll (target_wait_status()). */
+	target_wait_prepare();
 	k = target_attach(pid, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;

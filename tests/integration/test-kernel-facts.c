@@ -25,6 +25,7 @@
 #include "linux-compat.h"
 #include "target-attach.h"
 #include "target-uffd.h"
+#include "target-proc.h"
 #include "test-check.h"
 
 #define PAGE	   4096
@@ -563,15 +564,9 @@ int main(void)
 	int devfd, probe, failed = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (geteuid() != 0) {
-		printf("SKIP: needs root (ptrace, /dev/userfaultfd is 0600 root)\n");
+	devfd = proc_devuffd_or_skip();
+	if (devfd < 0)
 		return 77;
-	}
-	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (devfd < 0) {
-		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
-		return 77;
-	}
 	probe = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC);
 	if (probe < 0 || ioctl(probe, UFFDIO_API, &api) < 0 ||
 	    (api.features & WP_FEATURES) != WP_FEATURES) {

@@ -6,7 +6,6 @@
  * the child is blocked, unprotects and sees the child proceed. The injection leaves no fd and
  * no mapping behind in the child.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -32,6 +31,7 @@
 #include "linux-compat.h"
 #include "target-attach.h"
 #include "target-inject.h"
+#include "target-proc.h"
 #include "target-uffd.h"
 #include "test-check.h"
 
@@ -169,62 +169,6 @@ static int report_read(struct child *c, int timeout_ms, struct report *ret)
 	return read(c->rep, ret, sizeof(*ret)) == sizeof(*ret) ? 0 : -EPIPE;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* "fd -> what" for every fd of pid, sorted, one per line. */
-static int list_fds(pid_t pid, char *out, size_t size)
-{
-	char path[64], *names[512];
-	size_t n = 0, used = 0;
-	struct dirent *de;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
-	dir = opendir(path);
-	if (!dir)
-		return -errno;
-	while ((de = readdir(dir)) && n < 512) {
-		char link[PATH_MAX + 64], what[PATH_MAX] = "";
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
-		if (readlink(link, what, sizeof(what) - 1) < 0)
-			continue;
-		if (asprintf(&names[n], "%s -> %s", de->d_name, what) >= 0)
-			n++;
-	}
-	closedir(dir);
-	qsort(names, n, sizeof(names[0]), cmp_str);
-	out[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		used +=
-		    (size_t)snprintf(out + used, used < size ? size - used : 0, "%s\n", names[i]);
-		free(names[i]);
-	}
-	return used < size ? 0 : -ENOBUFS;
-}
-
-static int read_maps(pid_t pid, char *out, size_t size)
-{
-	char path[64];
-	ssize_t n, used = 0;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while ((n = read(fd, out + used, size - 1 - (size_t)used)) > 0)
-		used += n;
-	close(fd);
-	out[used] = '\0';
-	return (size_t)used < size - 1 ? 0 : -ENOBUFS;
-}
-
 /* Which features the kernel offers: UFFDIO_API with none on a throwaway context. */
 static int offered_features(int devfd, uint64_t *ret)
 {
@@ -283,9 +227,9 @@ struct leftovers {
 
 static int leftovers_read(pid_t pid, struct leftovers *ret)
 {
-	if (list_fds(pid, ret->fds, sizeof(ret->fds)) < 0)
+	if (proc_fds(pid, ret->fds, sizeof(ret->fds)) < 0)
 		return -1;
-	return read_maps(pid, ret->maps, sizeof(ret->maps));
+	return proc_maps(pid, ret->maps, sizeof(ret->maps));
 }
 
 static int leftovers_same(pid_t pid, const struct leftovers *before)
@@ -427,15 +371,9 @@ int main(void)
 	int devfd, failed = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (geteuid() != 0) {
-		printf("SKIP: needs root (ptrace, /dev/userfaultfd is 0600 root)\n");
+	devfd = proc_devuffd_or_skip();
+	if (devfd < 0)
 		return 77;
-	}
-	devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (devfd < 0) {
-		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
-		return 77;
-	}
 	if (offered_features(devfd, &offered) < 0 || !(offered & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
 		printf("SKIP: this kernel offers no userfaultfd write-protection\n");
 		return 77;
