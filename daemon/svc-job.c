@@ -170,10 +170,12 @@ static int job_verify(struct svc_job *j)
 	struct img_summary sum;
 	int fd = openat(j->svc->dirfd, j->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
-	if (fd < 0)
-		return snprintf(j->err.msg, sizeof(j->err.msg),
-				"cannot reopen '%s' to verify it: %m", j->file),
-		       -errno;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(j->err.msg, sizeof(j->err.msg), "cannot reopen '%s' to verify it: %s",
+			 j->file, strerror(-r));
+		return r;
+	}
 	r = img_verify_fd(fd, &sum, NULL);
 	close(fd);
 	if (r >= 0 && sum.status != IMG_COMPLETE)

@@ -251,6 +251,8 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 	int sv[2] = {-EBADF, -EBADF}, fd = -EBADF, k;
 	ssize_t n;
 
+	if (h)
+		h->sock = -EBADF; /* holder_free() must not close fd 0 */
 	if (!h || !buf || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		k = !h || !buf ? -ENOMEM : -errno;
 		goto fail;

@@ -235,8 +235,11 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 	if (c->to || !strcmp(c->output, "-"))
 		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
 	fd = open(c->output, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return snprintf(msg, len, "cannot reopen '%s' to verify it: %m", c->output), -errno;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(msg, len, "cannot reopen '%s' to verify it: %s", c->output, strerror(-r));
+		return r;
+	}
 	r = img_verify_fd(fd, &sum, NULL);
 	close(fd);
 	if (r < 0)
