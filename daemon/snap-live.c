@@ -162,9 +162,21 @@ static void test_pause(void)
 		usleep(1000);
 }
 
+/*
+ * The holder's failures, as snap_fail()s: once the fault handler runs it may fail at the same
+ * time, so only the first failure may write s->err.msg (a holder message goes to msg first).
+ */
+static int holder_failed(struct snap *s, int k, const char *msg)
+{
+	if (k < 0)
+		snap_fail(s, k, "%s", msg);
+	return k;
+}
+
 int snap_hold_and_arm_live(struct snap *s)
 {
 	uint64_t t0 = snap_now_ns(), t1, released = 0;
+	char msg[sizeof(s->err.msg)] = "";
 	struct holder *h = NULL;
 	bool armed_ok = false;
 	int k = snap_first_hold(s, &h);
@@ -174,8 +186,8 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		k = snap_register(s);
 	s->pre_t = true;
-	if (k >= 0 && (k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
-		s->error = k;
+	if (k >= 0)
+		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	s->stats.hold_first_ns = (released > t0 ? released : snap_now_ns()) - t0;
 	released = 0;
 	if (k >= 0)
@@ -187,18 +199,16 @@ int snap_hold_and_arm_live(struct snap *s)
 	t1 = snap_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);
-		k = holder_hold(h, &s->held, s->err.msg, sizeof(s->err.msg));
-		if (k < 0)
-			s->error = k; /* the message is the holder's */
-		else
+		k = holder_failed(s, holder_hold(h, &s->held, msg, sizeof(msg)), msg);
+		if (k >= 0)
 			s->stats.threads = s->held.nthreads;
 	}
 	if (k >= 0)
 		k = final_hold(s, armed_ok);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
-	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
-		s->error = k;
+	else
+		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	holder_free(h); /* releases the target if it is still held */
 	s->stats.hold_final_ns = (released > t1 ? released : snap_now_ns()) - t1;
 	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
