@@ -20,9 +20,7 @@
  * lasts for the attach and the remembered ranges, not for the whole memory.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,28 +139,6 @@ static int final_hold(struct snap *s, bool armed_ok)
 }
 
 /*
- * Test hook, for tests/snapshot/test-snapshot-prearm.c: with UFFSNAPD_TEST_PAUSE=DIR set, the
- * daemon creates DIR/armed between the two holds and waits (60 s at most) for DIR/go, so that
- * a test can change the target's layout at exactly that point. Unset: nothing happens.
- */
-static void test_pause(void)
-{
-	const char *dir = getenv("UFFSNAPD_TEST_PAUSE");
-	char path[512];
-	int fd;
-
-	if (!dir)
-		return;
-	snprintf(path, sizeof(path), "%s/armed", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	snprintf(path, sizeof(path), "%s/go", dir);
-	for (int i = 0; i < 60000 && access(path, F_OK) < 0; i++)
-		usleep(1000);
-}
-
-/*
  * The holder's failures, as snap_fail()s: once the fault handler runs it may fail at the same
  * time, so only the first failure may write s->err.msg (a holder message goes to msg first).
  */
@@ -195,7 +171,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		armed_ok = snap_protect_all(s) >= 0; /* what failed is protected at T */
 	if (k >= 0)
-		test_pause();
+		snap_test_pause(s, "armed");
 	t1 = snap_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);

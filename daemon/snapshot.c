@@ -203,7 +203,7 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 			return k;
 		}
 	}
-	k = holder_start(s->pid, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
+	k = holder_start(s->pid, s->opts.pidfd, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)
 		close(devfd);
 	if (k < 0) {
@@ -388,6 +388,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	int k;
 
 	snap_defaults(&s.opts);
+	snap_test_pause(&s, "start");
 	s.start_ns = snap_now_ns();
 	s.held.uffd = -EBADF;
 	pthread_mutex_init(&s.lock, NULL);

@@ -241,6 +241,8 @@ static void *job_main(void *arg)
 	    .progress = job_progress,
 	    .progress_ctx = j,
 	    .cancel = &j->cancel,
+	    .pidfd = j->pidfd,
+	    .test_pause = j->svc->o.test_pause,
 	};
 	struct img_sink *sink = NULL;
 	int r = job_sink(j, &sink);
@@ -265,7 +267,7 @@ struct svc_job *svc_job_new(enum svc_job_kind kind, uid_t owner)
 		return NULL;
 	j->kind = kind;
 	j->owner = owner;
-	j->out_fd = j->listen_fd = j->dir_fd = j->stop_fd = -EBADF;
+	j->out_fd = j->listen_fd = j->dir_fd = j->stop_fd = j->pidfd = -EBADF;
 	pthread_mutex_init(&j->lock, NULL);
 	return j;
 }
@@ -281,6 +283,7 @@ void svc_job_free(struct svc_job *j)
 	if (!j)
 		return;
 	close_fd(j->out_fd);
+	close_fd(j->pidfd);
 	close_fd(j->listen_fd);
 	close_fd(j->dir_fd);
 	close_fd(j->stop_fd);
@@ -391,7 +394,8 @@ static void job_finish(struct svc *svc, struct svc_job *j)
 	cancel = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
 	secs = (j->end_ns - j->start_ns) / 1e9;
 	close_fd(j->out_fd);
-	j->out_fd = -EBADF;
+	close_fd(j->pidfd);
+	j->out_fd = j->pidfd = -EBADF;
 	svc->running--;
 	if (j->kind == SVC_JOB_RECEIVE) {
 		svc_recv_job_events(svc, j);

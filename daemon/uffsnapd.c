@@ -21,6 +21,7 @@
 #include "stream-main.h"
 #include "stream-sink.h"
 #include "svc-main.h"
+#include "uffsnapd.h"
 
 struct cli {
 	pid_t pid;
@@ -398,10 +399,10 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 	}
 }
 
-int main(int argc, char **argv)
+int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
 	struct cli c = {.tty = isatty(STDERR_FILENO)};
-	struct snap_opts o = {.devuffd_fd = -1};
+	struct snap_opts o = {.devuffd_fd = -1, .pidfd = -EBADF, .test_pause = test_pause};
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
@@ -411,7 +412,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) { /* the mode flag may be anywhere, as getopt allows */
 		if (!strcmp(argv[i], "--service"))
-			return svc_main(argc, argv);
+			return svc_main(argc, argv, test_pause);
 		if (!strcmp(argv[i], "--receive"))
 			return recv_main(argc, argv);
 		if (!strcmp(argv[i], "--"))
@@ -457,3 +458,10 @@ int main(int argc, char **argv)
 	}
 	return r < 0 ? 1 : 0;
 }
+
+#ifndef UFFSNAP_TEST_HOOKS /* tests/snapshot/uffsnapd-test.c has its own main() */
+int main(int argc, char **argv)
+{
+	return uffsnapd_main(argc, argv, NULL);
+}
+#endif
