@@ -77,19 +77,6 @@ static int next_pid_is(pid_t pid)
 	return fclose(f) < 0 ? -errno : r;
 }
 
-static int wait_file(const char *dir, const char *name)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < SVC_T_TIMEOUT_MS; i++) {
-		if (access(path, F_OK) == 0)
-			return 0;
-		usleep(1000);
-	}
-	return -ETIMEDOUT;
-}
-
 /* The job is authorized for victim and paused; the impostor takes the victim's pid. */
 static pid_t swap_in_impostor(pid_t victim, int victim_go, int in, int out, int ready)
 {
@@ -116,7 +103,7 @@ static int run(const struct svc_paths *p, const char *pausedir)
 	json_t *e = NULL;
 	pid_t victim = -1, imp = -1;
 	const char *desc;
-	char path[600], reply = 0;
+	char reply = 0;
 	long long id;
 
 	CHECK(pipe2(vgo, O_CLOEXEC) == 0 && pipe2(iin, O_CLOEXEC) == 0 &&
@@ -133,12 +120,11 @@ static int run(const struct svc_paths *p, const char *pausedir)
 	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
 	id = svc_snapshot(c, victim, "file", "v.img");
 	CHECK(id > 0, "the job for the victim is authorized");
-	CHECK(wait_file(pausedir, "start") == 0, "the job pauses before it attaches");
+	CHECK(snap_pause_wait(pausedir, "start") == 0, "the job pauses before it attaches");
 	imp = swap_in_impostor(victim, vgo[1], iin[0], iout[1], iout[0]);
 	CHECK(imp == victim, "the impostor has the victim's pid");
 	fds = count_fds(imp);
-	snprintf(path, sizeof(path), "%s/go", pausedir);
-	close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	snap_pause_go(pausedir);
 	e = svc_wait_event(c, "JOB_FAILED", id);
 	CHECK(e, "the job fails");
 	desc = json_string_value(json_object_get(json_object_get(e, "data"), "desc")) ?: "";
@@ -167,7 +153,7 @@ fail:
 /* Pid 1 of a new pid namespace, with its own /proc: the daemon, victim and impostor live here. */
 static int in_namespace(const struct svc_paths *p)
 {
-	char dir[] = "/tmp/uffsnap-pidreuse-XXXXXX", spec[64], path[600];
+	char dir[] = "/tmp/uffsnap-pidreuse-XXXXXX", spec[64];
 	int rc;
 
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
@@ -179,11 +165,7 @@ static int in_namespace(const struct svc_paths *p)
 	snprintf(spec, sizeof(spec), "start:%s", dir);
 	setenv("UFFSNAPD_TEST_PAUSE", spec, 1);
 	rc = run(p, dir) == 0 ? 0 : 1;
-	snprintf(path, sizeof(path), "%s/start", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/go", dir);
-	unlink(path);
-	rmdir(dir);
+	snap_pause_clean(dir, "start");
 	return rc;
 }
 

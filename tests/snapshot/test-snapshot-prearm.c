@@ -98,19 +98,6 @@ static int target_do(struct target *t, char c)
 	return snap_child_do(t->cmd, t->reply, c);
 }
 
-static int wait_file(const char *dir, const char *name)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < 30000; i++) {
-		if (access(path, F_OK) == 0)
-			return 0;
-		usleep(1000);
-	}
-	return -ETIMEDOUT;
-}
-
 /* The instant has passed: the image has begun (written in the final hold) and nobody traces. */
 static int wait_released(pid_t pid, int out)
 {
@@ -197,7 +184,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/uffsnap-prearm-XXXXXX", image[600], path[600];
+	char dir[] = "/tmp/uffsnap-prearm-XXXXXX", image[600];
 	struct snap_paths p;
 	struct target t = {0};
 	int c[2], r[2], out = -1, rc = 1;
@@ -222,12 +209,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	d = start_uffsnapd(p.uffsnapd, t.pid, dir, &out);
-	if (wait_file(dir, "armed") < 0 || target_do(&t, 'r') < 0) {
+	if (snap_pause_wait(dir, "armed") < 0 || target_do(&t, 'r') < 0) {
 		fprintf(stderr, "FAIL: no pause between the holds, or the target could not remap\n");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/go", dir);
-	close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	snap_pause_go(dir);
 	if (wait_released(t.pid, out) < 0 || target_do(&t, 'w') < 0) {
 		fprintf(stderr, "FAIL: the final hold never ended, or the target could not write\n");
 		goto out;
@@ -256,10 +242,6 @@ out:
 		waitpid(t.pid, NULL, 0);
 	}
 	unlink(image);
-	snprintf(path, sizeof(path), "%s/armed", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/go", dir);
-	unlink(path);
-	rmdir(dir);
+	snap_pause_clean(dir, "armed");
 	return rc;
 }
