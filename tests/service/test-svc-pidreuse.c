@@ -102,7 +102,7 @@ static int run(const struct svc_paths *p, const char *pausedir)
 	struct svc_conn *c = NULL;
 	json_t *e = NULL;
 	pid_t victim = -1, imp = -1;
-	const char *desc;
+	const char *desc, *class;
 	char reply = 0;
 	long long id;
 
@@ -128,8 +128,10 @@ static int run(const struct svc_paths *p, const char *pausedir)
 	e = svc_wait_event(c, "JOB_FAILED", id);
 	CHECK(e, "the job fails");
 	desc = json_string_value(json_object_get(json_object_get(e, "data"), "desc")) ?: "";
-	printf("JOB_FAILED: %s\n", desc);
-	CHECK(strstr(desc, "not the process that was authorized"), "desc says the pid was reused");
+	class = json_string_value(json_object_get(json_object_get(e, "data"), "class")) ?: "";
+	printf("JOB_FAILED: %s: %s\n", class, desc);
+	CHECK(!strcmp(class, "TargetError") && strstr(desc, "not the process that was authorized"),
+	      "the job says the pid was reused");
 	CHECK(snap_tracer_of(imp) == 0, "the impostor is not traced");
 	CHECK(count_fds(imp) == fds, "the impostor's fd table changed (%d fds, was %d)",
 	      count_fds(imp), fds);
