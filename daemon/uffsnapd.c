@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "linux-compat.h"
 #include "snapshot.h"
 #include "stream-main.h"
 #include "stream-sink.h"
@@ -430,6 +431,11 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.window_pages = c.window_pages;
 	o.progress = progress;
 	o.progress_ctx = &c;
+	/* The process --pid names now is the one snapshotted, or none (its pid may be reused). A
+	 * failure is the engine's to explain (no such process, a thread id, ...). */
+	o.pidfd = (int)syscall(SYS_pidfd_open, c.pid, 0);
+	if (o.pidfd < 0)
+		o.pidfd = -EBADF;
 	pr.c = &c;
 	pr_started = c.to && c.tty && !c.quiet && !pthread_create(&pr.th, NULL, printer_main, &pr);
 	r = snapshot_take(c.pid, &o, sink, &st, &err);
@@ -452,6 +458,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);
 	img_sink_free(sink);
+	if (o.pidfd >= 0)
+		close(o.pidfd);
 	if (fd != STDOUT_FILENO && fd != INT_MAX && close(fd) < 0 && r >= 0) {
 		fprintf(stderr, "uffsnapd: cannot close '%s': %m\n", c.output);
 		r = -EIO;
