@@ -48,11 +48,12 @@ static int need_key(const struct svc *svc, const char *what, struct ctl_error *e
 }
 
 /* Authorization, Busy, LimitExceeded, in this order: each says more than the next. */
-static int snapshot_admit(struct svc_client *c, pid_t pid, struct ctl_error *err)
+static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
+			  struct ctl_error *err)
 {
 	struct svc *svc = c->svc;
 	struct svc_job *busy;
-	int r = svc_may_snapshot(&c->peer, pid, err);
+	int r = svc_may_snapshot(&c->peer, pid, ret_pidfd, err);
 
 	if (r < 0)
 		return r;
@@ -108,15 +109,21 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 {
 	struct svc_client *c = client(ctx);
 	pid_t pid = (pid_t)ctl_arg_int(req, "pid", 0);
-	struct svc_job *j;
-	int r;
+	struct svc_job *j = NULL;
+	int pidfd = -EBADF, r;
 
-	if (snapshot_admit(c, pid, err) < 0)
+	if (snapshot_admit(c, pid, &pidfd, err) >= 0) {
+		j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
+		if (!j)
+			ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	}
+	if (!j) {
+		if (pidfd >= 0)
+			close(pidfd);
 		return NULL;
-	j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
-	if (!j)
-		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	}
 	j->pid = pid;
+	j->pidfd = pidfd; /* the job frees it */
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
 	r = snapshot_output(c, j, req, err);

@@ -48,6 +48,7 @@ struct handler {
 	size_t npend, pend_cap;
 	struct emitq *q; /* where served windows go to be written */
 	uint8_t *buf;	 /* one granule, for pages moved by mremap */
+	size_t buf_size; /* of buf: a mapping of larger pages may appear at T */
 	size_t buf_len;	 /* the largest window */
 	bool pre_t;	 /* s->pre_t as last seen */
 };
@@ -276,6 +277,13 @@ static int save_moved(struct handler *h, uint64_t t, uint64_t cur)
 		return 0;
 	t = t / r->granule * r->granule;
 	cur = cur / r->granule * r->granule;
+	if (r->granule > h->buf_size) {
+		free(h->buf);
+		h->buf = aligned_alloc(4096, r->granule);
+		h->buf_size = h->buf ? r->granule : 0;
+		if (!h->buf)
+			return -ENOMEM;
+	}
 	k = snap_read_mem(s, cur, h->buf, r->granule);
 	if (k == -EFAULT || k == -EIO) {
 		k = read_failed(s, cur, k);
@@ -493,17 +501,22 @@ static int handler_loop(struct handler *h)
 void *fault_handler_main(void *arg)
 {
 	struct snap *s = arg;
-	struct handler h = {.s = s, .pre_t = s->pre_t};
+	struct handler h = {.s = s};
 	uint32_t max_granule = s->page_size;
 	int k;
 
+	/* Under lock: when arming live, the final hold may already be replacing s->pages. */
+	pthread_mutex_lock(&s->lock);
+	h.pre_t = s->pre_t;
 	for (size_t i = 0; i < s->pages.n; i++)
 		if (s->pages.r[i].granule > max_granule)
 			max_granule = s->pages.r[i].granule;
+	pthread_mutex_unlock(&s->lock);
 	h.buf_len = (uint64_t)s->opts.window_pages * s->page_size;
 	if (h.buf_len < max_granule)
 		h.buf_len = max_granule;
 	h.buf = aligned_alloc(4096, max_granule);
+	h.buf_size = h.buf ? max_granule : 0;
 	k = h.buf ? emitq_start(s, h.buf_len, &h.q) : -ENOMEM;
 	if (k >= 0)
 		k = handler_loop(&h);

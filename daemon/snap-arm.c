@@ -226,7 +226,9 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 				r = img_writer_zero(s->w, a, len / s->page_size);
 				if (r < 0)
 					return r;
-				s->stats.pages_zero += len / s->page_size;
+				/* the emitter of the fault handler counts here too */
+				__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size,
+						   __ATOMIC_RELAXED);
 				continue;
 			}
 		}

@@ -20,9 +20,7 @@
  * lasts for the attach and the remembered ranges, not for the whole memory.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,30 +140,20 @@ static int final_hold(struct snap *s, bool armed_ok)
 }
 
 /*
- * Test hook, for tests/snapshot/test-snapshot-prearm.c: with UFFSNAPD_TEST_PAUSE=DIR set, the
- * daemon creates DIR/armed between the two holds and waits (60 s at most) for DIR/go, so that
- * a test can change the target's layout at exactly that point. Unset: nothing happens.
+ * The holder's failures, as snap_fail()s: once the fault handler runs it may fail at the same
+ * time, so only the first failure may write s->err.msg (a holder message goes to msg first).
  */
-static void test_pause(void)
+static int holder_failed(struct snap *s, int k, const char *msg)
 {
-	const char *dir = getenv("UFFSNAPD_TEST_PAUSE");
-	char path[512];
-	int fd;
-
-	if (!dir)
-		return;
-	snprintf(path, sizeof(path), "%s/armed", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	snprintf(path, sizeof(path), "%s/go", dir);
-	for (int i = 0; i < 60000 && access(path, F_OK) < 0; i++)
-		usleep(1000);
+	if (k < 0)
+		snap_fail(s, k, "%s", msg);
+	return k;
 }
 
 int snap_hold_and_arm_live(struct snap *s)
 {
 	uint64_t t0 = snap_now_ns(), t1, released = 0;
+	char msg[sizeof(s->err.msg)] = "";
 	struct holder *h = NULL;
 	bool armed_ok = false;
 	int k = snap_first_hold(s, &h);
@@ -175,8 +163,8 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		k = snap_register(s);
 	s->pre_t = true;
-	if (k >= 0 && (k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
-		s->error = k;
+	if (k >= 0)
+		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	s->stats.hold_first_ns = (released > t0 ? released : snap_now_ns()) - t0;
 	released = 0;
 	if (k >= 0)
@@ -184,24 +172,22 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		armed_ok = snap_protect_all(s) >= 0; /* what failed is protected at T */
 	if (k >= 0)
-		test_pause();
+		snap_test_pause(s, "armed");
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
 	t1 = snap_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);
-		k = holder_hold(h, &s->held, s->err.msg, sizeof(s->err.msg));
-		if (k < 0)
-			s->error = k; /* the message is the holder's */
-		else
+		k = holder_failed(s, holder_hold(h, &s->held, msg, sizeof(msg)), msg);
+		if (k >= 0)
 			s->stats.threads = s->held.nthreads;
 	}
 	if (k >= 0)
 		k = final_hold(s, armed_ok);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
-	else if ((k = holder_release(h, &released, s->err.msg, sizeof(s->err.msg))) < 0)
-		s->error = k;
+	else
+		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	holder_free(h); /* releases the target if it is still held */
 	snap_gate_hold(s->gate, false);
 	s->stats.hold_final_ns = (released > t1 ? released : snap_now_ns()) - t1;

@@ -220,7 +220,7 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 			return k;
 		}
 	}
-	k = holder_start(s->pid, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
+	k = holder_start(s->pid, s->opts.pidfd, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)
 		close(devfd);
 	if (k < 0) {
@@ -351,14 +351,31 @@ static void finish_stats(struct snap *s)
 }
 
 /* After an error: why did the target go away, if it did? */
+/*
+ * Our /proc/PID/mem stops reading when the address space it was opened on goes, by exit or by
+ * exec. An exec'd process has a new one; an exiting process (from exit_mm() on, before it is
+ * a zombie and until it is reaped) and a dead one have none: its maps read empty.
+ */
+static bool has_address_space(pid_t pid)
+{
+	char path[64], c;
+	int fd;
+	bool any;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	any = read(fd, &c, 1) == 1;
+	close(fd);
+	return any;
+}
+
 static void explain_target_gone(struct snap *s)
 {
-	char path[64];
-
 	if (s->error != -ESRCH || !s->after_t)
 		return;
-	snprintf(path, sizeof(path), "/proc/%d/mem", s->pid);
-	if (kill(s->pid, 0) < 0 || access(path, F_OK) < 0)
+	if (kill(s->pid, 0) < 0 || !has_address_space(s->pid))
 		snprintf(s->err.msg, sizeof(s->err.msg),
 			 "pid %d exited during the snapshot; the image is incomplete", s->pid);
 	else
@@ -409,6 +426,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	int k;
 
 	snap_defaults(&s.opts);
+	snap_test_pause(&s, "start");
 	s.start_ns = snap_now_ns();
 	s.held.uffd = -EBADF;
 	pthread_mutex_init(&s.lock, NULL);

@@ -37,6 +37,17 @@ struct snap_opts {
 	 * (img_sink_fd_set_cancel(), stream_sink_abort()).
 	 */
 	const int *cancel;
+	/*
+	 * The process that was authorized, as a pidfd, or -EBADF (then whatever pid names when
+	 * the snapshot attaches). Given, the snapshot attaches only if pid still names it.
+	 */
+	int pidfd;
+	/*
+	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
+	 * the snapshot's thread at a named point, where a test changes the world under it:
+	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).
+	 */
+	void (*test_pause)(const char *point);
 };
 
 struct snap_error {
@@ -125,6 +136,11 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
 
 /* Internal to the engine (copier.c, fault-handler.c, snapshot.c). */
 uint64_t snap_now_ns(void);
+static inline void snap_test_pause(const struct snap *s, const char *point)
+{
+	if (s->opts.test_pause)
+		s->opts.test_pause(point);
+}
 void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool snap_failed(struct snap *s);
 /* -ECANCELED (and the snapshot failed with opts.cancel's reason) if asked to stop, else 0. */

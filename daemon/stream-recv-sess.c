@@ -318,6 +318,14 @@ static void finish_reap(struct recv_loop *l, struct rsess *s)
 	}
 }
 
+/* The finisher thread stores 2 into it while this thread reads. */
+static int finishing(const struct rsess *s)
+{
+	int st = __atomic_load_n(&s->finish_state, __ATOMIC_ACQUIRE);
+
+	return st == 1 || st == 2;
+}
+
 static bool settled(const struct rsess *s)
 {
 	return s->wcount == 0 && !s->fsync_posted && s->synced == s->received;
@@ -330,7 +338,7 @@ static void answer_resume(struct recv_loop *l, struct rsess *s, struct rconn *c)
 
 	if (!s->done && !settled(s))
 		return;
-	if (s->finish_state == 1 || s->finish_state == 2)
+	if (finishing(s))
 		return; /* verifying: answer when that is over */
 	if (!recv_conn_queue(c, m, stream_accept_encode(&a, m)))
 		return;
@@ -359,7 +367,8 @@ void recv_sess_pump(struct recv_loop *l, struct rsess *s)
 	    (s->written - s->synced >= RECV_SYNC_BYTES || l->now - s->last_sync_ns >= NS_PER_S ||
 	     s->trailer_seen || (waiting && s->wcount == 0)))
 		post_fsync(l, s);
-	if (s->trailer_seen && s->finish_state == 0 && settled(s)) {
+	if (s->trailer_seen && __atomic_load_n(&s->finish_state, __ATOMIC_ACQUIRE) == 0 &&
+	    settled(s)) {
 		s->finish_state = 1;
 		if (pthread_create(&s->finisher, NULL, finisher_main, s) != 0) {
 			s->finish_state = 0;
@@ -417,7 +426,7 @@ void recv_sess_tick(struct recv_loop *l, struct rsess *s)
 
 bool recv_sess_reapable(const struct recv_loop *l, const struct rsess *s)
 {
-	if (s->conn || s->ops || s->finish_state == 1 || s->finish_state == 2)
+	if (s->conn || s->ops || finishing(s))
 		return false;
 	return s->failed || s->expired;
 }

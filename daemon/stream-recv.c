@@ -162,7 +162,7 @@ static void post_stop_poll(struct recv_loop *l)
 
 static void peer_name(int fd, char *out, size_t len)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {.ss_family = AF_UNSPEC}; /* getpeername() may fail */
 	socklen_t sl = sizeof(ss);
 	char host[INET6_ADDRSTRLEN] = "?";
 	unsigned port = 0;

@@ -199,7 +199,8 @@ static int check_rules(const struct svc_peer *p, pid_t pid, const struct proc_st
 	return same_user_may(p, pid, st, err);
 }
 
-int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, struct ctl_error *err)
+int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd,
+		     struct ctl_error *err)
 {
 	struct proc_status st;
 	int pidfd = pidfd_open(pid), r;
@@ -215,8 +216,14 @@ int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, struct ctl_error *e
 		goto out;
 	}
 	r = check_rules(peer, pid, &st, err);
-	if (r >= 0 && pidfd >= 0 && !pidfd_alive(pidfd))
+	if (r >= 0 && pidfd < 0) /* a thread to pidfd_open(), a process to /proc: it changed */
+		r = ctl_fail(err, CTL_E_NOTFOUND, "pid %d changed while it was being checked", pid);
+	if (r >= 0 && !pidfd_alive(pidfd))
 		r = ctl_fail(err, CTL_E_NOTFOUND, "pid %d exited while it was being checked", pid);
+	if (r >= 0) { /* the job attaches only to this process, whatever its pid names then */
+		*ret_pidfd = pidfd;
+		pidfd = -EBADF;
+	}
 out:
 	if (pidfd >= 0)
 		close(pidfd);

@@ -170,10 +170,12 @@ static int job_verify(struct svc_job *j)
 	struct img_summary sum;
 	int fd = openat(j->svc->dirfd, j->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
 
-	if (fd < 0)
-		return snprintf(j->err.msg, sizeof(j->err.msg),
-				"cannot reopen '%s' to verify it: %m", j->file),
-		       -errno;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(j->err.msg, sizeof(j->err.msg), "cannot reopen '%s' to verify it: %s",
+			 j->file, strerror(-r));
+		return r;
+	}
 	r = img_verify_fd(fd, &sum, NULL);
 	close(fd);
 	if (r >= 0 && sum.status != IMG_COMPLETE)
@@ -241,6 +243,8 @@ static void *job_main(void *arg)
 	    .progress = job_progress,
 	    .progress_ctx = j,
 	    .cancel = &j->cancel,
+	    .pidfd = j->pidfd,
+	    .test_pause = j->svc->o.test_pause,
 	};
 	struct img_sink *sink = NULL;
 	int r = job_sink(j, &sink);
@@ -265,7 +269,7 @@ struct svc_job *svc_job_new(enum svc_job_kind kind, uid_t owner)
 		return NULL;
 	j->kind = kind;
 	j->owner = owner;
-	j->out_fd = j->listen_fd = j->dir_fd = j->stop_fd = -EBADF;
+	j->out_fd = j->listen_fd = j->dir_fd = j->stop_fd = j->pidfd = -EBADF;
 	/* A snapshot's output watches it: a pipe the client stopped reading must not keep a
 	 * cancelled job (or the daemon's stop) waiting. A receive job makes its own. */
 	if (kind != SVC_JOB_RECEIVE)
@@ -289,6 +293,7 @@ void svc_job_free(struct svc_job *j)
 	if (!j)
 		return;
 	close_fd(j->out_fd);
+	close_fd(j->pidfd);
 	close_fd(j->listen_fd);
 	close_fd(j->dir_fd);
 	close_fd(j->stop_fd);
@@ -399,7 +404,8 @@ static void job_finish(struct svc *svc, struct svc_job *j)
 	cancel = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
 	secs = (j->end_ns - j->start_ns) / 1e9;
 	close_fd(j->out_fd);
-	j->out_fd = -EBADF;
+	close_fd(j->pidfd);
+	j->out_fd = j->pidfd = -EBADF;
 	svc->running--;
 	if (j->kind == SVC_JOB_RECEIVE) {
 		svc_recv_job_events(svc, j);

@@ -201,13 +201,14 @@ static void shut_down(struct svc *svc)
 		svc_client_output(c);
 }
 
-int svc_main(int argc, char **argv)
+int svc_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
 	struct svc svc;
 	int r = svc_parse_args(argc, argv, &svc.o);
 
 	if (r)
 		return r < 0 ? 0 : r;
+	svc.o.test_pause = test_pause;
 	r = svc_setup(&svc);
 	if (r >= 0) {
 		svc_log("service ready on %s (snapshot directory %s)", svc.o.control,

@@ -102,7 +102,7 @@ static int bind_control(struct svc *svc)
 
 static int open_listener(struct svc *svc)
 {
-	int n = svc_listen_fds();
+	int n = svc_listen_fds(), r;
 
 	if (n < 0)
 		return svc_log("the sockets systemd passed are malformed (LISTEN_FDS): %s",
@@ -113,24 +113,26 @@ static int open_listener(struct svc *svc)
 	svc->listenfd = 3; /* SD_LISTEN_FDS_START; extra sockets are not used */
 	svc->o.control = "(socket passed by systemd)";
 	if (fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK) < 0)
-		return svc_log("cannot use the socket systemd passed: %m"), -errno;
+		return r = -errno, svc_log("cannot use the socket systemd passed: %m"), r;
 	return 0;
 }
 
 static int open_snapdir(struct svc *svc)
 {
 	struct passwd *pw = svc->o.user ? getpwnam(svc->o.user) : NULL;
+	int r;
 
 	if (mkdir(svc->o.snapdir, 0750) == 0 && pw &&
 	    chown(svc->o.snapdir, pw->pw_uid, pw->pw_gid) < 0)
-		return svc_log("cannot give %s to user %s: %m", svc->o.snapdir, svc->o.user),
-		       -errno;
+		return r = -errno,
+		       svc_log("cannot give %s to user %s: %m", svc->o.snapdir, svc->o.user), r;
 	svc->dirfd = open(svc->o.snapdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (svc->dirfd < 0)
-		return svc_log("cannot open the snapshot directory %s: %m (create it, or choose "
+		return r = -errno,
+		       svc_log("cannot open the snapshot directory %s: %m (create it, or choose "
 			       "another --snapshot-dir)",
 			       svc->o.snapdir),
-		       -errno;
+		       r;
 	return 0;
 }
 

@@ -37,6 +37,7 @@ struct svc_opts {
 	const char *key_file; /* the stream key, read once at start-up (--key) */
 	bool allow_quit;
 	unsigned max_jobs, max_clients;
+	void (*test_pause)(const char *point); /* snap_opts.test_pause of every job */
 };
 
 /* Who is at the other end of a connection, as the kernel saw it at connect(). */
@@ -92,6 +93,7 @@ struct svc_job {
 	uint64_t id;
 	enum svc_job_kind kind;
 	pid_t pid;
+	int pidfd; /* the process authorized, until the job ends */
 	uid_t owner;
 	enum svc_job_state state; /* main thread only */
 	int cancel;		  /* atomic: 0, -ECANCELED or -ESRCH; the engine polls it */
@@ -212,8 +214,13 @@ void svc_recv_job_events(struct svc *svc, struct svc_job *j);
 /* svc-auth.c */
 /* Fills peer from SO_PEERCRED (and SO_PEERPIDFD to pin the pid while reading its caps). */
 int svc_peer_identify(int fd, struct svc_peer *ret);
-/* May peer snapshot pid? 0, or -errno with err filled (PermissionDenied, NotFound, ...). */
-int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, struct ctl_error *err);
+/*
+ * May peer snapshot pid? 0 and *ret_pidfd, a pidfd of the process checked (the job attaches only
+ * to that one: its pid may be reused by another meanwhile); or -errno with err filled
+ * (PermissionDenied, NotFound, ...).
+ */
+int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd,
+		     struct ctl_error *err);
 
 /* svc-output.c */
 /* Creates name in the snapshot directory (new, 0640, no symlink): fd or -errno + err. */

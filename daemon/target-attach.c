@@ -517,7 +517,36 @@ static int attach_pidfd(struct target *t, struct target_error *err)
 	return err_set(err, TARGET_ERR_SYSTEM, -errno, "pidfd_open(%d): %m", t->pid);
 }
 
+/*
+ * Does pid still name the process pidfd refers to? A pid number stays with its process until
+ * that is reaped (kernel/exit.c release_task() frees both at once), and /proc/self/fdinfo shows
+ * a pidfd's pid, or -1 once its process is reaped (kernel/pid.c pidfd_show_fdinfo()). So if
+ * the answer is yes after pid was seized, the process seized is pidfd's.
+ */
+static int pin_check(pid_t pid, int pidfd, struct target_error *err)
+{
+	char path[64], buf[1024];
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+	r = read_small_file(path, buf, sizeof(buf));
+	if (r < 0)
+		return err_set(err, TARGET_ERR_SYSTEM, r == -ESRCH ? -EBADF : r,
+			       "cannot read the pidfd of pid %d: %s", pid, strerror(-r));
+	if (status_field(buf, "\nPid:") != pid)
+		return err_set(err, TARGET_ERR_NOPROC, -ESRCH,
+			       "pid %d is not the process that was authorized: that one exited and "
+			       "its pid now names another process",
+			       pid);
+	return 0;
+}
+
 int target_attach(pid_t pid, struct target **ret, struct target_error *err)
+{
+	return target_attach_pinned(pid, -EBADF, ret, err);
+}
+
+int target_attach_pinned(pid_t pid, int pidfd, struct target **ret, struct target_error *err)
 {
 	struct target_error ignored;
 	struct target *t = NULL;
@@ -529,6 +558,8 @@ int target_attach(pid_t pid, struct target **ret, struct target_error *err)
 	if (pid <= 0)
 		return err_set(err, TARGET_ERR_NOPROC, -ESRCH, "%d is not a process id", pid);
 	r = attach_check(pid, err);
+	if (r >= 0 && pidfd >= 0) /* the usual case of a reused pid: never touch the other */
+		r = pin_check(pid, pidfd, err);
 	if (r < 0)
 		return r;
 	t = calloc(1, sizeof(*t));
@@ -539,6 +570,8 @@ int target_attach(pid_t pid, struct target **ret, struct target_error *err)
 	if (r < 0)
 		goto out;
 	r = attach_threads(t, err);
+	if (r >= 0 && pidfd >= 0) /* reused since the first check: let the other go */
+		r = pin_check(pid, pidfd, err);
 	if (r < 0)
 		goto out;
 	r = attach_capture(t, err);

@@ -97,6 +97,12 @@ struct target {
  * -errno (see enum target_error_kind), fills err (may be NULL) and leaves the process as it was.
  */
 int target_attach(pid_t pid, struct target **ret, struct target_error *err);
+/*
+ * target_attach(), only to the process pidfd refers to (pidfd -EBADF: any): if that process
+ * exited and pid now names another, -ESRCH (TARGET_ERR_NOPROC) and the other is never touched
+ * but in a window of a few system calls, where it is at most stopped and let go at once.
+ */
+int target_attach_pinned(pid_t pid, int pidfd, struct target **ret, struct target_error *err);
 
 /*
  * Restore injected registers, re-deliver stashed signals, let every thread go. -ETIMEDOUT: a

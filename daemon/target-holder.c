@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <time.h>
 #include <sched.h>
@@ -239,7 +240,7 @@ static int send_info(int sock, struct target *t, int fd)
  * After the first hold: obeys "release" and "hold" (attach again, report registers) until the
  * daemon closes the socket, then lets the target go if it still holds it.
  */
-static int holder_serve(int sock, pid_t pid, struct target **t)
+static int holder_serve(int sock, pid_t pid, int pidfd, struct target **t)
 {
 	struct target_error terr = {0};
 	char *cmd = NULL;
@@ -255,7 +256,7 @@ static int holder_serve(int sock, pid_t pid, struct target **t)
 			*t = NULL;
 			send_msg(sock, k < 0 ? strerror(-k) : ok, -1);
 		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
-			k = target_attach(pid, t, &terr);
+			k = target_attach_pinned(pid, pidfd, t, &terr);
 			if (k < 0)
 				send_error(sock, k, terr.msg);
 			else
@@ -314,7 +315,7 @@ static void holder_isolate(void)
 }
 
 /* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
-static int holder_child(int sock, pid_t pid, int devfd)
+static int holder_child(int sock, pid_t pid, int pidfd, int devfd)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
@@ -326,9 +327,16 @@ static int holder_child(int sock, pid_t pid, int devfd)
 	/* Each injected syscall waits twice for a ptrace stop while the thread holds injected
 	 * registers: sleep until the stop's SIGCHLD rather than poll (target_wait_status()). */
 	target_wait_prepare();
-	k = target_attach(pid, &t, &terr);
+	k = target_attach_pinned(pid, pidfd, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
+	if (pidfd < 0) /* the later holds attach to the process held now, not to a reused pid */
+		pidfd = fcntl(target_pidfd(t), F_DUPFD_CLOEXEC, 0);
+	if (pidfd < 0) {
+		k = -errno;
+		target_free(t);
+		return send_error(sock, k, "cannot keep a pidfd of the target"), 1;
+	}
 	k = target_uffd_create(t, devfd, &uffd);
 	if (k < 0) {
 		target_free(t);
@@ -339,7 +347,7 @@ static int holder_child(int sock, pid_t pid, int devfd)
 	k = send_info(sock, t, uffd);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
 	if (k >= 0)
-		k = holder_serve(sock, pid, &t);
+		k = holder_serve(sock, pid, pidfd, &t);
 	target_free(t); /* end of file: the daemon is gone, release all the same */
 	return k < 0;
 }
@@ -369,23 +377,31 @@ static int parse_info(const char *text, struct holder_info *ret, char *msg, size
 }
 
 /*
- * The holder keeps only its socket and /dev/userfaultfd: in service mode the daemon has client
- * sockets, images and other jobs' fds open, and a holder keeping copies would, e.g., keep a
- * dropped client's connection open until the job ends.
+ * The holder keeps only its socket, /dev/userfaultfd and the target's pidfd: in service mode
+ * the daemon has client sockets, images and other jobs' fds open, and a holder keeping copies
+ * would, e.g., keep a dropped client's connection open until the job ends.
  */
-static void close_all_but(int a, int b)
+static void close_all_but(const int *keep, size_t n)
 {
-	int lo = a < b ? a : b, hi = a < b ? b : a;
+	unsigned from = 3;
 
-	if (lo > 3)
-		close_range(3, lo - 1, 0);
-	if (hi > lo + 1)
-		close_range(lo + 1, hi - 1, 0);
-	close_range(hi + 1, ~0u, 0);
+	for (;;) {
+		int next = -1; /* the lowest fd to keep at or above from */
+
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= (int)from && (next < 0 || keep[i] < next))
+				next = keep[i];
+		if (next < 0)
+			break;
+		if ((unsigned)next > from)
+			close_range(from, next - 1, 0);
+		from = next + 1;
+	}
+	close_range(from, ~0u, 0);
 }
 
-int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *ret_info,
-		 char *msg, size_t msglen)
+int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
+		 struct holder_info *ret_info, char *msg, size_t msglen)
 {
 	struct holder *h = calloc(1, sizeof(*h));
 	int sv[2] = {-EBADF, -EBADF}, fd = -EBADF, k;
@@ -393,7 +409,7 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 	ssize_t n;
 
 	if (h)
-		h->sock = -EBADF;
+		h->sock = -EBADF; /* holder_free() must not close fd 0 */
 	if (!h || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		k = !h ? -ENOMEM : -errno;
 		goto fail;
@@ -405,8 +421,10 @@ int holder_start(pid_t pid, int devfd, struct holder **ret, struct holder_info *
 		goto fail;
 	}
 	if (h->child == 0) {
-		close_all_but(sv[1], devfd);
-		_exit(holder_child(sv[1], pid, devfd));
+		int keep[3] = {sv[1], devfd, pidfd};
+
+		close_all_but(keep, 3);
+		_exit(holder_child(sv[1], pid, pidfd, devfd));
 	}
 	close(sv[1]);
 	sv[1] = -EBADF;

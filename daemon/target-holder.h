@@ -29,8 +29,9 @@ struct holder_info {
  * Forks the holder, which attaches to pid and creates the userfaultfd. On success the target
  * is held and ret_info filled (the caller owns uffd, threads and stack_addrs). On failure,
  * -errno and msg (one line for a human); the target was never changed, or is released again.
+ * pidfd (or -EBADF): the process pid must still name (target_attach_pinned()), at every hold.
  */
-int holder_start(pid_t pid, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
+int holder_start(pid_t pid, int pidfd, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
 		 char *msg, size_t msglen);
 /*
  * Lets the target run again (after the last hold: the snapshot instant). ret_at_ns (may be

@@ -19,10 +19,12 @@
 
 #include <jansson.h>
 
+#include "linux-compat.h"
 #include "snapshot.h"
 #include "stream-main.h"
 #include "stream-sink.h"
 #include "svc-main.h"
+#include "uffsnapd.h"
 
 struct cli {
 	pid_t pid;
@@ -302,8 +304,11 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 	if (c->to || !strcmp(c->output, "-"))
 		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
 	fd = open(c->output, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return snprintf(msg, len, "cannot reopen '%s' to verify it: %m", c->output), -errno;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(msg, len, "cannot reopen '%s' to verify it: %s", c->output, strerror(-r));
+		return r;
+	}
 	r = img_verify_fd(fd, &sum, NULL);
 	close(fd);
 	if (r < 0)
@@ -462,10 +467,10 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 	}
 }
 
-int main(int argc, char **argv)
+int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
 	struct cli c = {.tty = isatty(STDERR_FILENO)};
-	struct snap_opts o = {.devuffd_fd = -1};
+	struct snap_opts o = {.devuffd_fd = -1, .pidfd = -EBADF, .test_pause = test_pause};
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
@@ -476,7 +481,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) { /* the mode flag may be anywhere, as getopt allows */
 		if (!strcmp(argv[i], "--service"))
-			return svc_main(argc, argv);
+			return svc_main(argc, argv, test_pause);
 		if (!strcmp(argv[i], "--receive"))
 			return recv_main(argc, argv);
 		if (!strcmp(argv[i], "--"))
@@ -506,6 +511,11 @@ int main(int argc, char **argv)
 	o.window_pages = c.window_pages;
 	o.progress = progress;
 	o.progress_ctx = &c;
+	/* The process --pid names now is the one snapshotted, or none (its pid may be reused). A
+	 * failure is the engine's to explain (no such process, a thread id, ...). */
+	o.pidfd = (int)syscall(SYS_pidfd_open, c.pid, 0);
+	if (o.pidfd < 0)
+		o.pidfd = -EBADF;
 	pr.c = &c;
 	pr_started = c.to && c.tty && !c.quiet && !pthread_create(&pr.th, NULL, printer_main, &pr);
 	r = snapshot_take(c.pid, &o, sink, &st, &err);
@@ -532,9 +542,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);
 	img_sink_free(sink);
+	if (o.pidfd >= 0)
+		close(o.pidfd);
 	if (fd != STDOUT_FILENO && fd != INT_MAX && close(fd) < 0 && r >= 0) {
 		fprintf(stderr, "uffsnapd: cannot close '%s': %m\n", c.output);
 		r = -EIO;
 	}
 	return r < 0 ? 1 : 0;
 }
+
+#ifndef UFFSNAP_TEST_HOOKS /* tests/snapshot/uffsnapd-test.c has its own main() */
+int main(int argc, char **argv)
+{
+	return uffsnapd_main(argc, argv, NULL);
+}
+#endif

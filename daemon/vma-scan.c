@@ -141,9 +141,16 @@ static bool is_header(const char *line)
 static int finish_vma(struct vma_list *l, size_t *cap, struct vma *cur, const struct vmflags *f,
 		      uint32_t kpage)
 {
+	int r;
+
 	cur->granule = kpage ? kpage : (uint32_t)sysconf(_SC_PAGESIZE);
 	classify(cur, f);
-	return list_add(l, cap, cur);
+	r = list_add(l, cap, cur);
+	if (r < 0) { /* the list did not take it over */
+		free(cur->path);
+		cur->path = NULL;
+	}
+	return r;
 }
 
 int vma_scan(pid_t pid, struct vma_list *ret)

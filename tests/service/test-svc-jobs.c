@@ -180,7 +180,7 @@ static int target_exit(const struct svc_paths *p, struct svc_daemon *d)
 	struct wl_proc *w = NULL;
 	struct svc_conn *c = NULL;
 	json_t *e = NULL, *data;
-	char lay[256];
+	char lay[256], want[64];
 	const char *desc;
 	int rd = -1, rc = -1;
 	long long id;
@@ -199,7 +199,9 @@ static int target_exit(const struct svc_paths *p, struct svc_daemon *d)
 	printf("JOB_FAILED: %s: %s\n", json_string_value(json_object_get(data, "class")), desc);
 	CHECK(!strcmp(json_string_value(json_object_get(data, "class")) ?: "", "TargetError"),
 	      "class");
-	CHECK(strstr(desc, "exited") || strstr(desc, "went away"), "desc says the target exited");
+	snprintf(want, sizeof(want), "pid %d exited during the snapshot", w->pid);
+	CHECK(!strncmp(desc, want, strlen(want)) && !strstr(desc, "exec"),
+	      "desc says the target exited, and only that");
 	printf("ok: target exit mid-job -> JOB_FAILED\n");
 	rc = 0;
 fail:

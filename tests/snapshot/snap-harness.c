@@ -207,3 +207,41 @@ int snap_target_unharmed(struct wl_proc *w)
 	}
 	return snap_target_released(w->pid);
 }
+
+/* A hang guard, never a measurement. */
+#define SNAP_PAUSE_WAIT_MS 120000
+
+int snap_pause_wait(const char *dir, const char *point)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, point);
+	for (int i = 0; i < SNAP_PAUSE_WAIT_MS; i++) {
+		if (access(path, F_OK) == 0)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+void snap_pause_go(const char *dir)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/go", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
+void snap_pause_clean(const char *dir, const char *point)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, point);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/go", dir);
+	unlink(path);
+	rmdir(dir);
+}

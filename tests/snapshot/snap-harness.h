@@ -34,3 +34,12 @@ long snap_tracer_of(pid_t pid);
 int snap_child_do(int cmd, int reply, char c);
 /* Just the last part: pid is not traced, holds no userfaultfd, has no page write-protected. */
 int snap_target_released(pid_t pid);
+
+/*
+ * The pause points of uffsnapd-test (uffsnapd-test.c), run with UFFSNAPD_TEST_PAUSE=POINT:DIR:
+ * wait until it pauses at point (0, or -ETIMEDOUT after a hang guard); let it go on; remove
+ * what it and snap_pause_go() created in dir.
+ */
+int snap_pause_wait(const char *dir, const char *point);
+void snap_pause_go(const char *dir);
+void snap_pause_clean(const char *dir, const char *point);

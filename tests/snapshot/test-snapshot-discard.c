@@ -6,7 +6,8 @@
  * not yet saved. Then the target drops the whole region (MADV_DONTNEED) and the test reads on.
  *
  * - default: the snapshot completes, the image records the lost pages as DISCARDED frames
- *   inside the region and counts them in the summary; the rest of the region is its content.
+ *   inside the region and counts them in the --json summary (pages_discarded); the rest of
+ *   the region is its content.
  * - --strict: uffsnapd exits 1 saying the target discarded memory not yet saved.
  * Either way the target is unharmed: its region reads as zeros, takes new writes, and it is
  * released (not traced, no userfaultfd, nothing left write-protected).
@@ -15,7 +16,8 @@
  * target rewrites its whole region. The fault handler's write-behind queue (32 MiB) fills, and
  * a fault then waits for the sink: the test sees the target blocked in handle_userfault, and
  * only then reads on. The image still holds every page of the region as it was at T, the
- * target's rewrite is intact, and the summary says the faults waited for the sink.
+ * target's rewrite is intact, and the --json summary says faults waited for the sink
+ * (fault_sink_waits).
  *
  * usage: test-snapshot-discard UFFSNAPD WORKLOAD CHECK
  */
@@ -31,6 +33,8 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "snap-harness.h"
 #include "uffsnap/image.h"
@@ -127,11 +131,9 @@ static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, enum mode mode, int
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(out[1], STDOUT_FILENO);
 		dup2(err[1], STDERR_FILENO);
-		if (mode == SLOW_SINK) /* the summary goes to stderr */
-			execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", (char *)NULL);
-		else
-			execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--quiet",
-			      mode == STRICT ? "--strict" : (char *)NULL, (char *)NULL);
+		/* the --json summary goes to stderr, the image being on stdout */
+		execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--json",
+		      mode == STRICT ? "--strict" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -279,23 +281,44 @@ static void read_all(int fd, char *buf, size_t len)
 	buf[done] = 0;
 }
 
-/* Does the run's outcome (exit code, frames seen, stderr, image) fit the mode? */
-static int verdict(enum mode mode, int r, const struct stream *st, const char *errbuf,
-		   const char *image, const struct target *t)
+/* The --json summary: the last line on uffsnapd's stderr that is a JSON object. */
+static json_t *summary_of(const char *errbuf)
 {
-	const char *sink = strstr(errbuf, "sink too slow");
-	uint64_t waits = sink ? strtoull(sink + strlen("sink too slow"), NULL, 10) : 0;
+	const char *line = errbuf, *last = NULL;
 
+	for (; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		if (*line == '{')
+			last = line;
+	return last ? json_loadb(last, strcspn(last, "\n"), 0, NULL) : NULL;
+}
+
+static uint64_t summary_u64(json_t *sum, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(sum, key));
+}
+
+/* Does the run's outcome (exit code, frames seen, the --json summary, image) fit the mode? */
+static int verdict(enum mode mode, int r, const struct stream *st, json_t *sum,
+		   const char *errbuf, const char *image, const struct target *t)
+{
+	const char *error = json_string_value(json_object_get(sum, "error")) ?: "";
+	uint64_t waits = summary_u64(sum, "fault_sink_waits");
+
+	if (!sum)
+		return fprintf(stderr, "FAIL: no --json summary on stderr: %s\n", errbuf), -1;
 	if (mode == STRICT) {
-		if (r != 1 || !strstr(errbuf, "discarded memory not yet saved"))
+		if (r != 1 || !json_is_false(json_object_get(sum, "ok")) ||
+		    !strstr(error, "discarded memory not yet saved"))
 			return fprintf(stderr, "FAIL: --strict: exit %d, stderr: %s\n", r, errbuf), -1;
-		return printf("ok --strict fails: %s", errbuf), 0;
+		return printf("ok --strict fails: %s\n", error), 0;
 	}
-	if (r != 0 || (mode == DISCARD) != (st->discarded_in_region > 0) ||
+	if (r != 0 || !json_is_true(json_object_get(sum, "ok")) ||
+	    (mode == DISCARD) != (st->discarded_in_region > 0) ||
+	    summary_u64(sum, "pages_discarded") != st->discarded_in_region ||
 	    st->discarded_in_region + st->data_in_region > REGION / 4096) {
-		fprintf(stderr, "FAIL: exit %d, %" PRIu64 " discarded + %" PRIu64
-			" saved pages in the region; stderr: %s\n", r, st->discarded_in_region,
-			st->data_in_region, errbuf);
+		fprintf(stderr, "FAIL: exit %d, %" PRIu64 " discarded (%" PRIu64 " in the summary)"
+			" + %" PRIu64 " saved pages in the region; stderr: %s\n", r, st->discarded_in_region,
+			summary_u64(sum, "pages_discarded"), st->data_in_region, errbuf);
 		return -1;
 	}
 	if (check_image(image, t, mode == DISCARD) < 0)
@@ -304,7 +327,7 @@ static int verdict(enum mode mode, int r, const struct stream *st, const char *e
 		return printf("ok %" PRIu64 " pages discarded after T, %" PRIu64 " saved before\n",
 			      st->discarded_in_region, st->data_in_region), 0;
 	if (!waits)
-		return fprintf(stderr, "FAIL: the summary does not say that faults waited for "
+		return fprintf(stderr, "FAIL: fault_sink_waits is 0: no fault waited for "
 				       "the sink: %s\n", errbuf), -1;
 	return printf("ok slow sink: %" PRIu64 " faults waited for it, the image holds T\n",
 		      waits), 0;
@@ -326,6 +349,7 @@ static int run(const char *uffsnapd, enum mode mode)
 	struct stream st = {0};
 	uint8_t hdr[IMG_HEADER_SIZE], *payload = malloc(64 << 20);
 	char image[] = "/tmp/uffsnap-discard-XXXXXX", errbuf[4096] = "";
+	json_t *sum = NULL;
 	int out = -1, err = -1, r, rc = -1, ifd = mkstemp(image);
 	pid_t d = -1;
 
@@ -359,7 +383,8 @@ static int run(const char *uffsnapd, enum mode mode)
 	read_all(err, errbuf, sizeof(errbuf));
 	r = snap_wait(d);
 	d = -1;
-	if (verdict(mode, r, &st, errbuf, image, &t) < 0)
+	sum = summary_of(errbuf);
+	if (verdict(mode, r, &st, sum, errbuf, image, &t) < 0)
 		goto out;
 	if (target_after(&t, mode) < 0) {
 		fprintf(stderr, "FAIL: the target's region is wrong after the snapshot\n");
@@ -383,6 +408,7 @@ out:
 		close(err);
 	unlink(image);
 	free(payload);
+	json_decref(sum);
 	return rc;
 }
 

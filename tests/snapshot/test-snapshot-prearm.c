@@ -2,8 +2,9 @@
 /*
  * Arming while the target runs (daemon/snap-live.c): a mapping that the target replaces
  * between the two holds (munmap, then a new mapping at the same addresses) must be protected
- * at the instant like any other. Made certain with uffsnapd's test pause between the holds
- * (UFFSNAPD_TEST_PAUSE) and a copier stalled on a pipe:
+ * at the instant like any other. Made certain with the pause between the holds of the test
+ * build of uffsnapd (uffsnapd-test.c: UFFSNAPD_TEST_PAUSE=armed:DIR) and a copier stalled on a
+ * pipe:
  *
  * 1. the target maps region A (256 KiB, content P0), then a 64 MiB region B below it;
  * 2. uffsnapd arms, and pauses between its holds: the target replaces A with a new mapping
@@ -13,7 +14,7 @@
  * 5. the image must hold P1 in A: had A been left unprotected, the copier would read P2.
  * The target is unharmed and released; it reads P2 in A.
  *
- * usage: test-snapshot-prearm UFFSNAPD WORKLOAD CHECK
+ * usage: test-snapshot-prearm UFFSNAPD-TEST WORKLOAD CHECK
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,19 +98,6 @@ static int target_do(struct target *t, char c)
 	return snap_child_do(t->cmd, t->reply, c);
 }
 
-static int wait_file(const char *dir, const char *name)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < 30000; i++) {
-		if (access(path, F_OK) == 0)
-			return 0;
-		usleep(1000);
-	}
-	return -ETIMEDOUT;
-}
-
 /* The instant has passed: the image has begun (written in the final hold) and nobody traces. */
 static int wait_released(pid_t pid, int out)
 {
@@ -126,17 +114,18 @@ static int wait_released(pid_t pid, int out)
 static pid_t start_uffsnapd(const char *uffsnapd, pid_t pid, const char *dir, int *ret_out)
 {
 	int out[2];
-	char pidstr[16];
+	char pidstr[16], pause[600];
 	pid_t d;
 
 	if (pipe2(out, O_CLOEXEC) < 0)
 		return -1;
 	fcntl(out[0], F_SETPIPE_SZ, 1 << 20); /* the final hold's own writes fit */
 	snprintf(pidstr, sizeof(pidstr), "%d", pid);
+	snprintf(pause, sizeof(pause), "armed:%s", dir);
 	d = fork();
 	if (d == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		setenv("UFFSNAPD_TEST_PAUSE", dir, 1);
+		setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
 		dup2(out[1], STDOUT_FILENO);
 		execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--quiet",
 		      (char *)NULL);
@@ -195,7 +184,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/uffsnap-prearm-XXXXXX", image[600], path[600];
+	char dir[] = "/tmp/uffsnap-prearm-XXXXXX", image[600];
 	struct snap_paths p;
 	struct target t = {0};
 	int c[2], r[2], out = -1, rc = 1;
@@ -220,12 +209,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	d = start_uffsnapd(p.uffsnapd, t.pid, dir, &out);
-	if (wait_file(dir, "armed") < 0 || target_do(&t, 'r') < 0) {
+	if (snap_pause_wait(dir, "armed") < 0 || target_do(&t, 'r') < 0) {
 		fprintf(stderr, "FAIL: no pause between the holds, or the target could not remap\n");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/go", dir);
-	close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	snap_pause_go(dir);
 	if (wait_released(t.pid, out) < 0 || target_do(&t, 'w') < 0) {
 		fprintf(stderr, "FAIL: the final hold never ended, or the target could not write\n");
 		goto out;
@@ -254,10 +242,6 @@ out:
 		waitpid(t.pid, NULL, 0);
 	}
 	unlink(image);
-	snprintf(path, sizeof(path), "%s/armed", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/go", dir);
-	unlink(path);
-	rmdir(dir);
+	snap_pause_clean(dir, "armed");
 	return rc;
 }

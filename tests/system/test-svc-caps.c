@@ -42,7 +42,8 @@ struct scase {
 /* The daemon's side, in a child: drop, check /proc/self/status, snapshot into image. */
 static int daemon_child(const struct scase *c, pid_t target, const char *image)
 {
-	struct snap_opts o = {.devuffd_fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)};
+	struct snap_opts o = {.devuffd_fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC),
+			      .pidfd = -EBADF};
 	struct svc_caps_error cerr = {{0}};
 	struct snap_error serr = {{0}};
 	struct snap_stats st;
