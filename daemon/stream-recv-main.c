@@ -129,6 +129,7 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 static int recv_parse(int argc, char **argv, struct recv_cli *c)
 {
 	struct option longs[NOPTS + 1];
+	char msg[160];
 	int o, idx = -1;
 
 	for (size_t i = 0; i < NOPTS; i++)
@@ -149,6 +150,8 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 		return fprintf(stderr, "uffsnapd: --receive needs --listen, --dir and --key "
 				       "(see --receive --help)\n"),
 		       2;
+	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
+		return fprintf(stderr, "uffsnapd: --listen %s\n", msg), 2;
 	return 0;
 }
 
