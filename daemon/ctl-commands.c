@@ -116,6 +116,7 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
 	if (!j)
 		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	j->owner_gid = c->peer.gid;
 	j->pid = pid;
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
@@ -125,12 +126,9 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 		return NULL;
 	}
 	r = svc_job_start(c->svc, j); /* frees j on failure */
-	if (r < 0) {
-		if (ctl_arg_str(req, "file"))
-			unlinkat(c->svc->dirfd, ctl_arg_str(req, "file"), 0);
+	if (r < 0) /* a file has no name yet: nothing to remove */
 		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
 		       NULL;
-	}
 	c->created = j;
 	return json_pack("{s:I}", "id", (json_int_t)j->id);
 }

@@ -164,26 +164,6 @@ static void job_progress(void *ctx, uint64_t done, uint64_t total)
 	__atomic_store_n(&j->done, done, __ATOMIC_RELAXED);
 }
 
-/* A file in the snapshot directory is read back, as `uffsnapctl image verify` would. */
-static int job_verify(struct svc_job *j)
-{
-	struct img_summary sum;
-	int fd = openat(j->svc->dirfd, j->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
-
-	if (fd < 0)
-		return snprintf(j->err.msg, sizeof(j->err.msg),
-				"cannot reopen '%s' to verify it: %m", j->file),
-		       -errno;
-	r = img_verify_fd(fd, &sum, NULL);
-	close(fd);
-	if (r >= 0 && sum.status != IMG_COMPLETE)
-		r = -EBADMSG;
-	if (r < 0)
-		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
-			 j->file, r == -EBADMSG ? sum.error.msg : strerror(-r));
-	return r;
-}
-
 /* The image's way out: the fd, or a stream to the receiver (connected here, off the loop). */
 static int job_sink(struct svc_job *j, struct img_sink **ret)
 {
@@ -247,7 +227,7 @@ static void *job_main(void *arg)
 		r = snapshot_take(j->pid, &o, sink, &j->stats, &j->err);
 	job_sink_free(j, sink, r);
 	if (r >= 0 && j->file)
-		r = job_verify(j);
+		r = svc_output_finish(j);
 	j->result = r;
 	j->end_ns = snap_now_ns();
 	__atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);

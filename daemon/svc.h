@@ -29,6 +29,7 @@
 #define SVC_PROGRESS_NS 250000000ull /* JOB_PROGRESS at most 4 per second */
 #define SVC_RECV_STREAMS 16	      /* streams a receive job shows (the most recent) */
 #define SVC_RECV_DIR	 "received"   /* where receive jobs write, in the snapshot directory */
+#define SVC_FILE_MODE	 0600	      /* a --file image: its client's, like any memory dump */
 
 struct procev;
 
@@ -93,6 +94,7 @@ struct svc_job {
 	enum svc_job_kind kind;
 	pid_t pid;
 	uid_t owner;
+	gid_t owner_gid; /* the client's gid: a --file image is owner:owner_gid */
 	enum svc_job_state state; /* main thread only */
 	int cancel;		  /* atomic: 0, -ECANCELED or -ESRCH; the engine polls it */
 	uint64_t done, total;	  /* atomic: progress in pages */
@@ -216,8 +218,12 @@ int svc_peer_identify(int fd, struct svc_peer *ret);
 int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, struct ctl_error *err);
 
 /* svc-output.c */
-/* Creates name in the snapshot directory (new, 0640, no symlink): fd or -errno + err. */
+/* The way to a new image name in the snapshot directory: an unnamed file (SVC_FILE_MODE),
+ * if name is free; fd or -errno + err. */
 int svc_output_create(struct svc *svc, const char *name, struct ctl_error *err);
+/* A job's complete image: verified, synced, named j->file, given to j->owner:j->owner_gid.
+ * 0, or -errno + j->err. */
+int svc_output_finish(struct svc_job *j);
 /* Probes the uffd features and PAGEMAP_SCAN for query-status. */
 void svc_probe_kernel(struct svc *svc);
 

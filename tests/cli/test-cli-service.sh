@@ -144,6 +144,7 @@ run "bad pid, --force" 1 "." -- "$C" --socket "$S" snapshot --pid 4000000 --outp
 	bad "--output -: $(ls "$tmp"; cat "$tmp/err")"
 run "kernel thread" 1 "." -- "$C" --socket "$S" snapshot --pid 2 --file kthread.img
 run "bad name" 1 "name" -- "$C" --socket "$S" snapshot --pid $wpid --file ../escape.img
+run "name starting with -" 1 "not starting with '.' or '-'" -- "$C" --socket "$S" snapshot --pid $wpid --file=-x.img
 run "usage: both outputs" 2 "exactly one" -- "$C" --socket "$S" snapshot --pid $wpid --file a --output b
 run "socket not permitted" 1 "cannot connect to $S: permission denied \(.*uffsnap group" \
 	-- setpriv --reuid=65534 --regid=65534 --clear-groups "$C" --socket "$S" status
@@ -158,6 +159,13 @@ run "refused as nobody, --force" 1 "may not snapshot" \
 	ok "PermissionDenied: the --force file is kept, nothing created" || bad "PermissionDenied changed $tmp/nb: $(ls -la "$tmp/nb")"
 run "jobs of others are not shown" 0 "no jobs" \
 	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" jobs
+setpriv --reuid=65534 --regid=65534 --clear-groups sleep 1000 &
+npid=$!
+run "snapshot --file as nobody" 0 "complete" \
+	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" snapshot --pid $npid --file by-nobody.img
+[ "$(stat -c %u:%g:%a "$tmp/dir/by-nobody.img")" = 65534:65534:600 ] &&
+	ok "--file image belongs to its client" || bad "--file image: $(stat -c %u:%g:%a "$tmp/dir/by-nobody.img")"
+kill $npid
 chmod 0700 "$tmp"
 
 # --- watch, backgrounded and stopped with SIGTERM
@@ -205,6 +213,17 @@ if [ $cancelled -eq 1 ]; then
 else
 	bad "cancel: every job ended before it could be cancelled"
 fi
+# a cancelled --file job leaves nothing in the snapshot directory (the image is named when done)
+for attempt in 1 2 3 4 5; do
+	out=$("$C" --socket "$S" --json snapshot --pid $bpid --file cancelled.img --no-wait)
+	id=$(json_field "$out" id)
+	"$C" --socket "$S" cancel "$id" >"$tmp/out" 2>"$tmp/err"
+	wait_state "$id" "completed|failed|cancelled"
+	grep -q "cancelled" "$tmp/out" && break
+	rm -f "$tmp/dir/cancelled.img"
+done
+[ ! -e "$tmp/dir/cancelled.img" ] && [ -z "$(ls -A "$tmp/dir" | grep -v '\.img$')" ] &&
+	ok "cancelled --file job: nothing left" || bad "cancelled --file job left: $(ls -A "$tmp/dir")"
 interrupted=0
 for attempt in 1 2 3 4 5; do
 	rm -f "$tmp/i.img"
