@@ -50,6 +50,15 @@ struct svc_job *svc_job_find(struct svc *svc, uint64_t id)
 	return NULL;
 }
 
+unsigned svc_jobs_of(const struct svc *svc, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct svc_job *j = svc->jobs; j; j = j->next)
+		n += j->state == SVC_JOB_RUNNING && j->owner == uid;
+	return n;
+}
+
 struct svc_job *svc_job_running_on(struct svc *svc, pid_t pid)
 {
 	for (struct svc_job *j = svc->jobs; j; j = j->next)

@@ -38,7 +38,17 @@ struct svc_opts {
 	const char *key_file; /* the stream key, read once at start-up (--key) */
 	bool allow_quit;
 	unsigned max_jobs, max_clients;
+	unsigned max_user_jobs, max_user_clients; /* per uid, for clients not privileged */
+	unsigned idle_timeout_s; /* a connection that sent no request by then is closed */
 };
+
+/*
+ * Root, the daemon's own uid and its gid are never locked out by other users: they are not
+ * held to the per-uid limits, and SVC_RESERVED_JOBS jobs and SVC_RESERVED_CLIENTS connections
+ * of the totals are theirs alone (CONTROL.md "Limits").
+ */
+#define SVC_RESERVED_JOBS    2
+#define SVC_RESERVED_CLIENTS 4
 
 /* Who is at the other end of a connection, as the kernel saw it at connect(). */
 struct svc_peer {
@@ -47,6 +57,7 @@ struct svc_peer {
 	gid_t gid;
 	bool cap_ptrace;  /* CAP_SYS_PTRACE in its effective set */
 	uint64_t cap_prm; /* its permitted set */
+	bool privileged;  /* uid 0, or the daemon's uid or gid: see SVC_RESERVED_JOBS */
 };
 
 struct svc_client {
@@ -55,6 +66,7 @@ struct svc_client {
 	int fd;
 	unsigned serial; /* for the log */
 	struct svc_peer peer;
+	uint64_t connected_ns, last_request_ns; /* last_request_ns 0: none yet (silent) */
 	char *out; /* queued output: out[out_off, out_len) */
 	size_t out_off, out_len, out_cap;
 	bool dead; /* close at the end of this loop iteration */
@@ -172,6 +184,11 @@ void svc_client_output(struct svc_client *c);
 /* Queues a line (taking it over; NULL = out of memory: the client is dropped). */
 void svc_client_send(struct svc_client *c, char *line);
 void svc_clients_reap(struct svc *svc);
+/* Closes connections silent past --idle-timeout; returns ms until the next may expire, or -1. */
+int svc_clients_expire(struct svc *svc);
+/* Connections (or running jobs) of uid now. */
+unsigned svc_clients_of(const struct svc *svc, uid_t uid);
+unsigned svc_jobs_of(const struct svc *svc, uid_t uid);
 void svc_clients_free(struct svc *svc);
 /* The oldest unnamed fd, or a named one; -1 if none. */
 int svc_client_fd_find(struct svc_client *c, const char *name);
