@@ -19,9 +19,12 @@
 static void maps_print_vma(const json_t *v)
 {
 	uint64_t start = 0, end = 0, offset = 0, inode = 0;
-	const char *prot = cli_json_str(v, "prot"), *dev = cli_json_str(v, "dev");
-	const char *kind = cli_json_str(v, "kind"), *content = cli_json_str(v, "content");
-	const char *path = cli_json_str(v, "path");
+	char b[4][4 * 32], pb[4 * 4096];
+	const char *prot = cli_json_str_shown(v, "prot", b[0], sizeof(b[0]));
+	const char *dev = cli_json_str_shown(v, "dev", b[1], sizeof(b[1]));
+	const char *kind = cli_json_str_shown(v, "kind", b[2], sizeof(b[2]));
+	const char *content = cli_json_str_shown(v, "content", b[3], sizeof(b[3]));
+	const char *path = cli_json_str_shown(v, "path", pb, sizeof(pb));
 
 	cli_json_u64(v, "start", &start);
 	cli_json_u64(v, "end", &end);

@@ -75,7 +75,7 @@ static void recv_usage(FILE *f)
 		fprintf(f, "  %-28s %s\n", left, recv_opt_table[i].help);
 	}
 	fprintf(
-	    f, "\nRuns until SIGTERM or SIGINT; interrupted images stay as .partial (incomplete).\n"
+	    f, "\nRuns until SIGTERM, SIGINT or SIGHUP; interrupted images stay as .partial (incomplete).\n"
 	       "Exit status: 0 stopped by a signal, 1 cannot run, 2 usage error.\n");
 }
 
@@ -171,7 +171,7 @@ static void recv_print(void *ctx, enum recv_log_level level, const char *msg)
 		msg);
 }
 
-/* SIGTERM/SIGINT as a readable fd for the event loop; the signals are blocked. */
+/* SIGTERM/SIGINT/SIGHUP as a readable fd for the event loop; the signals are blocked. */
 static int stop_signalfd(void)
 {
 	sigset_t set;
@@ -179,6 +179,7 @@ static int stop_signalfd(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP); /* a closed terminal: stop cleanly too, not die with 129 */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);

@@ -55,6 +55,22 @@ run 1 "device full" "no space" "$D" --pid $tpid --output "$tmp/full"
 rc=${PIPESTATUS[0]}
 [ $rc -eq 1 ] || fail "--output - | true: exit $rc, want 1"
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "--output - | true: not one line"
+# a target's name and its files' names are the target's choice: printed escaped, as ls -b does
+esc=$(printf 'x\033]0;pwned\007y')
+cp "$(command -v sleep)" "$tmp/$esc"
+"$tmp/$esc" 1000 &
+epid=$!
+# the name is the comm too (the kernel takes it from the file at exec); wait for the exec
+for _ in $(seq 300); do [ "$(cat /proc/$epid/comm 2>/dev/null)" = "$esc" ] && break; sleep 0.01; done
+run 0 "escapes: snapshot" "" "$D" --pid $epid --output "$tmp/esc.img" -q
+"$C" image info "$tmp/esc.img" >"$tmp/info" 2>&1
+"$C" image maps "$tmp/esc.img" >"$tmp/maps" 2>&1
+kill $epid
+if grep -q "$(printf '\033')" "$tmp/info" "$tmp/maps"; then
+	fail "image info/maps print a raw escape byte"
+fi
+grep -qF '(x\033]0;pwned\007y)' "$tmp/info" || fail "image info: comm not shown escaped: $(cat "$tmp/info")"
+grep -qF 'x\033]0;pwned\007y' "$tmp/maps" || fail "image maps: path not shown escaped"
 # usage messages
 run 2 "both outputs" "not both" "$D" --pid $tpid --output "$tmp/x" --to h:1 --key k
 run 2 "mem-limit" "1..1048576" "$D" --pid $tpid --to h:1 --key k --mem-limit 99999999999
