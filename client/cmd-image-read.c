@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,8 +276,11 @@ static int read_output(const char *name, struct img_reader *r, const struct read
 	char e[128];
 	int k;
 
-	if (read_to_stdout(a))
+	if (read_to_stdout(a)) {
+		/* a reader that goes away is a write error (EPIPE): one line, status 1 */
+		signal(SIGPIPE, SIG_IGN);
 		return read_copy(name, r, a, STDOUT_FILENO);
+	}
 	k = read_open_output(a, &o);
 	if (k >= 0)
 		k = read_copy(name, r, a, o.fd);

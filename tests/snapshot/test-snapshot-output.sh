@@ -66,6 +66,16 @@ run 0 "escapes: snapshot" "" "$D" --pid $epid --output "$tmp/esc.img" -q
 "$C" image info "$tmp/esc.img" >"$tmp/info" 2>&1
 "$C" image maps "$tmp/esc.img" >"$tmp/maps" 2>&1
 kill $epid
+# image read to a reader that goes away: one line, status 1 (the heap is larger than a pipe)
+heap=$(awk '/\[heap\]/ {print $1}' "$tmp/maps")
+if [ -n "$heap" ]; then
+	"$C" image read "$tmp/esc.img" --addr 0x${heap%-*} --length $((0x${heap#*-} - 0x${heap%-*})) \
+		--output - 2>"$tmp/err" | true
+	rc=${PIPESTATUS[0]}
+	[ $rc -eq 1 ] || fail "image read --output - | true: exit $rc, want 1"
+	[ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -qi "broken pipe" "$tmp/err" ||
+		fail "image read --output - | true: not one line about the pipe"
+fi
 if grep -q "$(printf '\033')" "$tmp/info" "$tmp/maps"; then
 	fail "image info/maps print a raw escape byte"
 fi

@@ -17,7 +17,7 @@
  *             good sender streams: each refused or failed alone, the good image is exact
  *   crowd     every connection the receiver takes (--max-conns) held open by a peer without
  *             the key: a real sender still gets in (one of them makes room) and its image is
- *             exact
+ *             exact; then SIGHUP stops the receiver cleanly (status 0)
  *   busy      every connection held by authenticated senders named "." that send nothing: one
  *             more is answered ERROR 7 (busy); a real sender retries until they time out and
  *             its image is exact; theirs are named "_.-SESSION" while they wait and leave no
@@ -371,7 +371,15 @@ static int run_crowd(struct t *t)
 		return -1;
 	if (!net_log_has(t->n.recv_log, "to make room"))
 		return fprintf(stderr, "FAIL: the receiver did not say it made room\n"), -1;
-	return check_result(t);
+	if (check_result(t) < 0)
+		return -1;
+	/* a closed terminal's SIGHUP stops it as SIGTERM does: status 0, not death by signal */
+	kill(t->recv, SIGHUP);
+	code = net_wait(t->recv, 60);
+	t->recv = 0;
+	if (code != 0)
+		return fprintf(stderr, "FAIL: the receiver exited %d on SIGHUP (want 0)\n", code), -1;
+	return 0;
 }
 
 /* Until the receiver's log has needle twice (a hang guard only, not a measurement). */
