@@ -13,16 +13,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <grp.h>
 
 #include "snap-harness.h"
 #include "svc-harness.h"
@@ -46,26 +42,18 @@ static bool refused_with(json_t *greeting, const char *class, const char *word)
 	return !strcmp(svc_class(greeting), class) && desc && strstr(desc, word);
 }
 
-/* A job writing to a pipe no one reads: it stays running. */
-static long long stalled_job(struct svc_conn *c, pid_t pid, const char *name, int *ret_rd)
+/* The next line from c is an error of class with word in it, and then c is closed. */
+static bool closed_with(struct svc_conn *c, const char *class, const char *word)
 {
-	char head[4096];
-	int pfd[2];
-	json_t *r;
-	long long id;
+	json_t *r = svc_read(c, SVC_T_TIMEOUT_MS), *eof = NULL;
+	bool ok = refused_with(r, class, word) && !(eof = svc_read(c, SVC_T_TIMEOUT_MS));
 
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -1;
-	r = svc_call(c, "getfd", json_pack("{s:s}", "fdname", name), pfd[1]);
-	close(pfd[1]);
-	id = r && !strcmp(svc_class(r), "") ? svc_snapshot(c, pid, "fd", name) : -1;
+	if (!ok)
+		printf("FAIL: expected a %s error about '%s', then the end: %s\n", class, word,
+		       svc_class(r));
 	json_decref(r);
-	if (id <= 0 || read(pfd[0], head, sizeof(head)) <= 0) {
-		close(pfd[0]);
-		return -1;
-	}
-	*ret_rd = pfd[0];
-	return id;
+	json_decref(eof);
+	return ok;
 }
 
 /* As nobody: every connection and job it may have, and one more of each refused. */
@@ -90,7 +78,7 @@ static int hog_users(struct hog *h)
 	      "nobody's connection %d is refused", USER_CLIENTS + 1);
 	for (int i = 0; i < USER_JOBS; i++) {
 		snprintf(name, sizeof(name), "p%d", i);
-		CHECK(stalled_job(c[0], h->wl[i], name, &rd[i]) > 0, "nobody's job %d", i + 1);
+		CHECK(svc_stalled_job(c[0], h->wl[i], name, &rd[i]) > 0, "nobody's job %d", i + 1);
 	}
 	json_decref(r);
 	r = svc_call(c[0], "snapshot", json_pack("{s:i, s:s}", "pid", h->wl[USER_JOBS], "file", "n.img"),
@@ -116,7 +104,7 @@ fail:
 static int hog_pressure(struct hog *h)
 {
 	struct svc_conn *spoke = NULL, *silent = NULL, *extra = NULL;
-	json_t *r = NULL, *eof = NULL;
+	json_t *r = NULL;
 	int rc = -1;
 	char byte;
 
@@ -130,46 +118,38 @@ static int hog_pressure(struct hog *h)
 	CHECK(write(h->ready[1], "r", 1) == 1, "tell root");
 	CHECK(read(h->done[0], &byte, 1) == 1, "root done");
 	/* root took 2 more than the 6: both of nobody's connections made room, silent first */
-	json_decref(r);
-	r = svc_read(silent, SVC_T_TIMEOUT_MS);
-	CHECK(refused_with(r, "LimitExceeded", "make room"), "the silent connection: %s",
-	      svc_class(r));
-	eof = svc_read(silent, SVC_T_TIMEOUT_MS);
-	CHECK(!eof, "the silent connection is closed");
-	json_decref(r);
-	r = svc_read(spoke, SVC_T_TIMEOUT_MS);
-	CHECK(refused_with(r, "LimitExceeded", "make room"), "the other: %s", svc_class(r));
+	CHECK(closed_with(silent, "LimitExceeded", "make room"), "the silent connection");
+	CHECK(closed_with(spoke, "LimitExceeded", "make room"), "the other");
 	printf("ok: root's connections displaced nobody's, the silent one first\n");
 	rc = 0;
 fail:
 	json_decref(r);
-	json_decref(eof);
 	svc_conn_free(spoke);
 	svc_conn_free(silent);
 	svc_conn_free(extra);
 	return rc;
 }
 
+static int (*g_hog)(struct hog *); /* for hog_main(): set by with_nobody() */
+
+static int hog_main(void *ctx)
+{
+	return g_hog(ctx);
+}
+
 /* Runs hog() as nobody in a child; root_side() runs once it holds everything. */
 static int with_nobody(struct hog *h, int (*hog)(struct hog *), int (*root_side)(struct hog *))
 {
-	struct passwd *pw = getpwnam("nobody");
-	pid_t parent = getpid(), child;
-	int st = 0, rc = -1;
+	int rc = -1;
+	pid_t child;
 	char byte;
 
-	CHECK(pw, "user nobody");
 	CHECK(chmod(h->d->dir, 0755) == 0 && chmod(h->d->sock, 0666) == 0, "chmod");
 	CHECK(pipe2(h->ready, O_CLOEXEC) == 0 && pipe2(h->done, O_CLOEXEC) == 0, "pipes");
-	child = fork();
-	if (child == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent ||
-		    setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-			_exit(1);
-		rc = hog(h);
-		fflush(stdout);
-		_exit(rc == 0 ? 0 : 1);
-	}
+	g_hog = hog;
+	child = svc_fork_nobody(hog_main, h);
+	close(h->ready[1]); /* the child's: an early end is EOF here */
+	close(h->done[0]);
 	CHECK(child > 0, "fork");
 	if (read(h->ready[0], &byte, 1) == 1)
 		rc = root_side(h);
@@ -177,9 +157,7 @@ static int with_nobody(struct hog *h, int (*hog)(struct hog *), int (*root_side)
 		printf("FAIL: the nobody side stopped early\n");
 	if (write(h->done[1], "d", 1) != 1)
 		rc = -1;
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+	if (svc_wait_child(child) < 0)
 		rc = -1;
 fail:
 	return rc;
@@ -237,19 +215,14 @@ fail:
 static int idle(struct svc_daemon *d)
 {
 	struct svc_conn *spoke = NULL, *silent = NULL;
-	json_t *r = NULL, *eof = NULL;
+	json_t *r = NULL;
 	int rc = -1;
 
 	CHECK(svc_connect(d->sock, &spoke) >= 0, "connect");
 	r = svc_call(spoke, "query-status", NULL, -1);
 	CHECK(!strcmp(svc_class(r), ""), "query-status: %s", svc_class(r));
 	CHECK(svc_connect(d->sock, &silent) >= 0, "connect a silent one");
-	json_decref(r);
-	r = svc_read(silent, SVC_T_TIMEOUT_MS);
-	CHECK(refused_with(r, "GenericError", "no request within"), "the silent one: %s",
-	      svc_class(r));
-	eof = svc_read(silent, SVC_T_TIMEOUT_MS);
-	CHECK(!eof, "the silent one is closed");
+	CHECK(closed_with(silent, "GenericError", "no request within"), "the silent one");
 	/* connected before the silent one, so idle longer than the timeout too: still served */
 	json_decref(r);
 	r = svc_call(spoke, "query-status", NULL, -1);
@@ -258,7 +231,6 @@ static int idle(struct svc_daemon *d)
 	rc = 0;
 fail:
 	json_decref(r);
-	json_decref(eof);
 	svc_conn_free(spoke);
 	svc_conn_free(silent);
 	return rc;
