@@ -442,7 +442,8 @@ void recv_sess_free(struct rsess *s)
 	stream_check_free(s->check);
 	if (s->fd >= 0)
 		close(s->fd);
-	if (!s->received && !s->done) { /* an authenticated sender that sent nothing */
+	/* an authenticated sender that sent nothing (a corrupt image stays, as STREAM.md says) */
+	if (!s->received && !s->done && !s->failed) {
 		char partial[sizeof(s->file) + 16];
 
 		partial_name(s, partial, sizeof(partial));
