@@ -2,6 +2,7 @@
 /* Reading an image's META JSON for display; every field is optional. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "cli-args.h"
@@ -91,4 +92,26 @@ uint64_t cli_pages_bytes(uint64_t pages, uint32_t page_size)
 	if (__builtin_mul_overflow(pages, (uint64_t)page_size, &bytes))
 		return UINT64_MAX;
 	return bytes;
+}
+
+const char *cli_json_str_shown(const json_t *obj, const char *key, char *buf, size_t len)
+{
+	const char *s = cli_json_str(obj, key);
+	size_t o = 0;
+
+	if (!s || !len)
+		return s ? "" : NULL;
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		bool plain = ch >= 0x20 && ch < 0x7f && ch != '\\';
+
+		if (o + (plain ? 1 : 4) >= len)
+			break;
+		if (plain)
+			buf[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(buf + o, len - o, "\\%03o", ch);
+	}
+	buf[o] = '\0';
+	return buf;
 }

@@ -16,6 +16,14 @@ json_t *cli_meta_parse(const char *text, char *err, size_t errlen);
 const char *cli_json_str(const json_t *obj, const char *key);
 
 /*
+ * obj[key] as cli_json_str(), made safe for a terminal in buf: as `ls -b` does, a byte that is
+ * not printable ASCII (a control character, DEL, any byte >= 0x80) and '\\' are written as
+ * \ooo in octal. A target's name and its mapped files' names are chosen by the target, and
+ * could otherwise carry escape sequences. Truncated to fit len; NULL when absent.
+ */
+const char *cli_json_str_shown(const json_t *obj, const char *key, char *buf, size_t len);
+
+/*
  * obj[key] as an unsigned number, written either as a JSON integer >= 0 or as a string in hex
  * ("0x7f00...") or decimal. -ENOENT when absent, -EINVAL when it is something else.
  */

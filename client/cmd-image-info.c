@@ -25,7 +25,9 @@ struct info {
 
 static void info_print_target(const json_t *t)
 {
-	const char *comm = cli_json_str(t, "comm"), *exe = cli_json_str(t, "exe");
+	char cb[4 * 64], eb[4 * 4096];
+	const char *comm = cli_json_str_shown(t, "comm", cb, sizeof(cb));
+	const char *exe = cli_json_str_shown(t, "exe", eb, sizeof(eb));
 	uint64_t pid;
 
 	if (!json_is_object(t))
@@ -41,9 +43,9 @@ static void info_print_target(const json_t *t)
 /* The snapshot instant: the writer's ISO 8601 text if any, else formatted from realtime_ns. */
 static void info_print_time(const json_t *t)
 {
-	const char *iso = cli_json_str(t, "iso8601");
+	char ib[4 * 64], buf[64] = "";
+	const char *iso = cli_json_str_shown(t, "iso8601", ib, sizeof(ib));
 	uint64_t ns;
-	char buf[64] = "";
 
 	if (cli_json_u64(t, "realtime_ns", &ns) >= 0 && !iso) {
 		time_t sec = (time_t)(ns / 1000000000u);
@@ -59,7 +61,9 @@ static void info_print_time(const json_t *t)
 
 static void info_print_pair(const char *label, const json_t *obj, const char *k1, const char *k2)
 {
-	const char *a = cli_json_str(obj, k1), *b = cli_json_str(obj, k2);
+	char ab[4 * 256], bb[4 * 256];
+	const char *a = cli_json_str_shown(obj, k1, ab, sizeof(ab));
+	const char *b = cli_json_str_shown(obj, k2, bb, sizeof(bb));
 
 	if (a || b)
 		printf("%-12s%s%s%s\n", label, a ? a : "", a && b ? " " : "", b ? b : "");

@@ -19,9 +19,12 @@
 static void maps_print_vma(const json_t *v)
 {
 	uint64_t start = 0, end = 0, offset = 0, inode = 0;
-	const char *prot = cli_json_str(v, "prot"), *dev = cli_json_str(v, "dev");
-	const char *kind = cli_json_str(v, "kind"), *content = cli_json_str(v, "content");
-	const char *path = cli_json_str(v, "path");
+	char b[4][4 * 32], pb[4 * 4096];
+	const char *prot = cli_json_str_shown(v, "prot", b[0], sizeof(b[0]));
+	const char *dev = cli_json_str_shown(v, "dev", b[1], sizeof(b[1]));
+	const char *kind = cli_json_str_shown(v, "kind", b[2], sizeof(b[2]));
+	const char *content = cli_json_str_shown(v, "content", b[3], sizeof(b[3]));
+	const char *path = cli_json_str_shown(v, "path", pb, sizeof(pb));
 
 	cli_json_u64(v, "start", &start);
 	cli_json_u64(v, "end", &end);
@@ -33,26 +36,15 @@ static void maps_print_vma(const json_t *v)
 }
 
 /*
- * The META text: from a complete image opened for random access (cheap), else by reading it
- * front to back, which works on a pipe and says where an incomplete or corrupt image ends.
- * *ret_sum->status tells whether the fallback found the image complete.
+ * The META text, and whether the image is complete, by reading it front to back as verify
+ * does (the index alone cannot tell a corrupt frame): works on a pipe too, and says where an
+ * incomplete or corrupt image ends.
  */
 static int maps_load_meta(const struct cli_image *img, char **ret_text, struct img_summary *ret_sum)
 {
-	struct img_reader *r = NULL;
 	char e[128];
-	int k;
+	int k = img_verify_fd(img->fd, ret_sum, ret_text);
 
-	ret_sum->status = IMG_COMPLETE;
-	if (img->seekable && img_reader_open(img->fd, &r, NULL) >= 0 && img_reader_complete(r)) {
-		*ret_text = strdup(img_reader_meta(r));
-		img_reader_free(r);
-		return *ret_text ? 0 : -ENOMEM;
-	}
-	img_reader_free(r);
-	k = img->seekable && lseek(img->fd, 0, SEEK_SET) < 0 ? -errno : 0;
-	if (k >= 0)
-		k = img_verify_fd(img->fd, ret_sum, ret_text);
 	if (k < 0)
 		cli_file_error(img->name, "cannot read: %s", cli_strerror(k, e, sizeof(e)));
 	return k;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "cli-args.h"
 #include "cli-image.h"
 #include "cmd-image.h"
+#include "out-file.h"
 
 /* Bytes copied per img_reader_read(): large enough to amortise, small enough for any box. */
 #define READ_CHUNK (1u << 20)
@@ -25,6 +27,7 @@ struct read_args {
 	uint64_t addr;
 	uint64_t length;
 	int have_addr, have_length;
+	bool force; /* --output may replace an existing file */
 };
 
 static int read_number(const struct cli_invocation *inv, const char *opt, const char *s,
@@ -66,17 +69,20 @@ static int read_parse(const struct cli_invocation *inv, int argc, char **argv, s
 	    {"addr", required_argument, NULL, 'a'},
 	    {"length", required_argument, NULL, 'l'},
 	    {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, r = 0;
 
-	while (r >= 0 && (c = cli_getopt(inv, argc, argv, "a:l:o:", opts)) != -1) {
+	while (r >= 0 && (c = cli_getopt(inv, argc, argv, "a:l:o:f", opts)) != -1) {
 		if (c == 'a')
 			r = read_number(inv, "--addr", optarg, &a->addr), a->have_addr = 1;
 		else if (c == 'l')
 			r = read_number(inv, "--length", optarg, &a->length), a->have_length = 1;
 		else if (c == 'o')
 			a->output = optarg;
+		else if (c == 'f')
+			a->force = true;
 		else
 			r = -EINVAL;
 	}
@@ -162,6 +168,11 @@ static int read_write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
+static bool read_to_stdout(const struct read_args *a)
+{
+	return !a->output || !strcmp(a->output, "-");
+}
+
 /* Copies the range, chunk by chunk, from the image to out. */
 static int read_copy(const char *name, struct img_reader *r, const struct read_args *a, int out)
 {
@@ -182,11 +193,32 @@ static int read_copy(const char *name, struct img_reader *r, const struct read_a
 		}
 		k = read_write_all(out, buf, n);
 		if (k < 0)
-			cli_file_error(a->output ? a->output : "(stdout)", "cannot write: %s",
+			cli_file_error(read_to_stdout(a) ? "(stdout)" : a->output, "cannot write: %s",
 				       cli_strerror(k, e, sizeof(e)));
 	}
 	free(buf);
 	return k;
+}
+
+/*
+ * The index can point past a corrupt frame (a sequence gap, an unknown mandatory frame, a
+ * second META): read the image front to back first, as verify does, and refuse a corrupt one.
+ * An incomplete one is read as far as it goes (the reader says so).
+ */
+static int read_verify(const struct cli_image *img)
+{
+	struct img_summary sum;
+	char e[128], why[sizeof(sum.error.msg) + 96];
+	int r = img_verify_fd(img->fd, &sum, NULL);
+
+	if (r < 0)
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
+	else if (sum.status == IMG_CORRUPT) {
+		cli_status_describe(&sum, why, sizeof(why));
+		cli_file_error(img->name, "%s (see 'uffsnapctl image verify')", why);
+		r = -EBADMSG;
+	}
+	return r;
 }
 
 static int read_open_reader(const struct cli_image *img, struct img_reader **ret)
@@ -200,6 +232,9 @@ static int read_open_reader(const struct cli_image *img, struct img_reader **ret
 					  "(save the image to a file first)");
 		return -ESPIPE;
 	}
+	r = read_verify(img);
+	if (r < 0)
+		return r;
 	r = img_reader_open(img->fd, ret, &err);
 	if (r == -ENODATA)
 		cli_file_error(img->name,
@@ -215,22 +250,50 @@ static int read_open_reader(const struct cli_image *img, struct img_reader **ret
 	return r;
 }
 
-/* stdout, or the file named by --output (created only once the range is known to be there). */
-static int read_open_output(const struct read_args *a)
+/*
+ * The file named by --output, opened only once the range is known to be there: a temporary
+ * beside it that gets its name when complete (common/out-file.h), so a failure leaves PATH,
+ * whatever it is, as it was.
+ */
+static int read_open_output(const struct read_args *a, struct out_file *o)
 {
 	char e[128];
-	int fd;
+	int r = out_file_open(o, a->output, a->force, 0666);
 
-	if (!a->output || !strcmp(a->output, "-"))
-		return STDOUT_FILENO;
-	fd = open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
-	if (fd < 0) {
-		int r = -errno;
-
+	if (r == -EEXIST)
+		cli_file_error(a->output, "exists (use --force to replace it)");
+	else if (r == -EISDIR)
+		cli_file_error(a->output, "is a directory: name a file to write");
+	else if (r < 0)
 		cli_file_error(a->output, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
-		return r;
+	return r;
+}
+
+/* Writes the range to stdout, or to a new --output file given its name when complete. */
+static int read_output(const char *name, struct img_reader *r, const struct read_args *a)
+{
+	struct out_file o = OUT_FILE_INIT;
+	char e[128];
+	int k;
+
+	if (read_to_stdout(a)) {
+		/* a reader that goes away is a write error (EPIPE): one line, status 1 */
+		signal(SIGPIPE, SIG_IGN);
+		return read_copy(name, r, a, STDOUT_FILENO);
 	}
-	return fd;
+	k = read_open_output(a, &o);
+	if (k >= 0)
+		k = read_copy(name, r, a, o.fd);
+	if (k >= 0 && !o.in_place && fsync(o.fd) < 0) {
+		k = -errno;
+		cli_file_error(a->output, "cannot write: %s", cli_strerror(k, e, sizeof(e)));
+	}
+	if (k >= 0 && (k = out_file_commit(&o)) < 0)
+		cli_file_error(a->output, "cannot %s: %s", k == -EEXIST ? "name it" : "write",
+			       k == -EEXIST ? "it was created meanwhile (use --force to replace it)"
+					    : cli_strerror(k, e, sizeof(e)));
+	out_file_close(&o);
+	return k;
 }
 
 int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
@@ -238,13 +301,15 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 	struct cli_image img = {.fd = -EBADF};
 	struct read_args a = {0};
 	struct img_reader *r = NULL;
-	int out = -EBADF, ret = CLI_EXIT_FAILURE;
+	int ret = CLI_EXIT_FAILURE;
 
 	if (read_parse(inv, argc, argv, &a) < 0)
 		return CLI_EXIT_USAGE;
-	if ((!a.output || !strcmp(a.output, "-")) && isatty(STDOUT_FILENO))
+	if (read_to_stdout(&a) && isatty(STDOUT_FILENO))
 		return cli_usage_error(inv, "refusing to write binary data to a terminal; "
 					    "redirect stdout or use --output FILE");
+	if (a.force && read_to_stdout(&a))
+		return cli_usage_error(inv, "--force goes with --output FILE");
 	if (cli_image_open(a.path, &img) < 0)
 		return CLI_EXIT_FAILURE;
 	if (read_open_reader(&img, &r) < 0 ||
@@ -253,24 +318,9 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 	if (!img_reader_complete(r))
 		cli_file_error(img.name, "warning: the image is incomplete (no valid trailer); "
 					 "reading the frames it holds");
-	out = read_open_output(&a);
-	if (out < 0)
-		goto out;
-	if (read_copy(img.name, r, &a, out) < 0) {
-		if (out != STDOUT_FILENO)
-			unlink(a.output); /* no partial file left behind */
-		goto out;
-	}
-	if (out != STDOUT_FILENO && close(out) < 0) {
-		cli_file_error(a.output, "cannot write: %s", strerror(errno));
-		out = -EBADF;
-		goto out;
-	}
-	out = -EBADF;
-	ret = CLI_EXIT_OK;
+	if (read_output(img.name, r, &a) >= 0)
+		ret = CLI_EXIT_OK;
 out:
-	if (out >= 0 && out != STDOUT_FILENO)
-		close(out);
 	img_reader_free(r);
 	cli_image_close(&img);
 	return ret;

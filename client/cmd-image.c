@@ -38,14 +38,17 @@ const struct cli_command cmd_image_commands[] = {
     {
 	.name = "read",
 	.handler = cmd_image_read,
-	.usage = "FILE --addr ADDR --length N [--output OUT]",
+	.usage = "FILE --addr ADDR --length N [--output OUT [--force]]",
 	.help = "write the snapshot's bytes of [ADDR, ADDR+N) to stdout or OUT",
 	.options = "  -a, --addr ADDR     first address, hex (0x7f...) or decimal\n"
 		   "  -l, --length N      number of bytes, hex or decimal, > 0\n"
-		   "  -o, --output OUT    write to the file OUT instead of stdout\n"
-		   "Zero pages read as zero bytes. Fails (exit 1, nothing written) if any part\n"
-		   "of the range is not in the image or was discarded after the snapshot\n"
-		   "instant. Binary data is not written to a terminal: redirect or use -o.\n",
+		   "  -o, --output OUT    write to the file OUT instead of stdout ('-'); OUT gets\n"
+		   "                      its name only when complete (a device is written as is)\n"
+		   "  -f, --force         replace OUT if it exists\n"
+		   "Zero pages read as zero bytes. Fails (exit 1, OUT left as it was) if the\n"
+		   "image is corrupt, or any part of the range is not in the image or was\n"
+		   "discarded after the snapshot instant. Binary data is not written to a\n"
+		   "terminal: redirect or use -o.\n",
     },
     {.name = NULL},
 };

@@ -20,6 +20,7 @@
 #include "cli-svc-show.h"
 #include "cli-svc.h"
 #include "cmd-svc.h"
+#include "out-file.h"
 
 /* The daemon's limits for --window (CONTROL.md, snapshot). */
 #define SNAP_WINDOW_MAX 512
@@ -34,8 +35,8 @@ struct snap_cmd {
 	json_int_t pid, window; /* window 0: the daemon's default */
 	const char *output, *file, *to;
 	bool strict, force, no_wait;
-	int fd;
-	bool created; /* we created output (so we remove it if the job is refused) */
+	int fd;		     /* passed to the daemon: stdout, or out.fd */
+	struct out_file out; /* --output FILE: named only once the job completed */
 	json_int_t job;
 	struct cli_progress progress;
 	bool cancelling;
@@ -87,6 +88,11 @@ static int snap_option(struct snap_cmd *s, int c)
 	}
 }
 
+static bool snap_to_stdout(const struct snap_cmd *s)
+{
+	return s->output && !strcmp(s->output, "-");
+}
+
 static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 {
 	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
@@ -115,29 +121,67 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 	if (!!s->output + !!s->file + !!s->to != 1)
 		return cli_usage_error(s->svc.inv, "give exactly one of --output FILE, --file NAME "
 						   "and --to HOST:PORT");
-	if (s->force && !s->output)
-		return cli_usage_error(s->svc.inv, "--force applies to --output (a --file name is "
-						   "never overwritten)");
+	if (s->force && (!s->output || snap_to_stdout(s)))
+		return cli_usage_error(s->svc.inv, "--force applies to --output FILE (a --file name "
+						   "is never overwritten)");
+	if (s->no_wait && s->output && !snap_to_stdout(s))
+		return cli_usage_error(s->svc.inv, "--no-wait cannot go with --output FILE: the "
+						   "image gets its name when the job completes");
 	return 0;
 }
 
-/* Creates FILE: new, unless --force (then an existing one is truncated). */
+/*
+ * stdout for '-'; else a temporary beside FILE that gets FILE's name only when the job
+ * completes (common/out-file.h): a refused or failed job leaves FILE as it was.
+ */
 static int snap_open_output(struct snap_cmd *s)
 {
 	char e[128];
+	int r;
 
-	s->fd = open(s->output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SNAP_FILE_MODE);
-	s->created = s->fd >= 0;
-	if (s->fd < 0 && errno == EEXIST && s->force)
-		s->fd = open(s->output, O_WRONLY | O_TRUNC | O_CLOEXEC);
-	if (s->fd >= 0)
+	if (snap_to_stdout(s)) {
+		if (isatty(STDOUT_FILENO))
+			return cli_usage_error(s->svc.inv, "refusing to write an image to a "
+							   "terminal; redirect stdout");
+		/* the image takes stdout; every message (and --json) goes to stderr */
+		s->fd = dup(STDOUT_FILENO);
+		if (s->fd < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+			return fprintf(stderr, "%s: cannot use stdout: %m\n", s->svc.inv->path),
+			       CLI_EXIT_FAILURE;
 		return 0;
-	if (errno == EEXIST)
-		fprintf(stderr, "%s: %s exists (use --force to overwrite it)\n", s->svc.inv->path,
+	}
+	r = out_file_open(&s->out, s->output, s->force, SNAP_FILE_MODE);
+	s->fd = s->out.fd;
+	if (r >= 0)
+		return 0;
+	if (r == -EEXIST)
+		fprintf(stderr, "%s: %s exists (use --force to replace it)\n", s->svc.inv->path,
 			s->output);
+	else if (r == -EISDIR)
+		fprintf(stderr, "%s: %s is a directory: name a file to write\n",
+			s->svc.inv->path, s->output);
 	else
 		fprintf(stderr, "%s: cannot create %s: %s\n", s->svc.inv->path, s->output,
-			cli_strerror(-errno, e, sizeof(e)));
+			cli_strerror(r, e, sizeof(e)));
+	return CLI_EXIT_FAILURE;
+}
+
+/* The job completed: FILE gets its name (replacing an old one only with --force). */
+static int snap_commit_output(struct snap_cmd *s)
+{
+	char e[128];
+	int r;
+
+	if (!s->output || snap_to_stdout(s))
+		return CLI_EXIT_OK;
+	r = s->out.in_place || fsync(s->out.fd) == 0 ? 0 : -errno;
+	if (r >= 0)
+		r = out_file_commit(&s->out);
+	if (r >= 0)
+		return CLI_EXIT_OK;
+	fprintf(stderr, "%s: cannot name the image %s: %s\n", s->svc.inv->path, s->output,
+		r == -EEXIST ? "it was created meanwhile (use --force to replace it)"
+			     : cli_strerror(r, e, sizeof(e)));
 	return CLI_EXIT_FAILURE;
 }
 
@@ -181,35 +225,24 @@ static int snap_start(struct snap_cmd *s)
 	return r;
 }
 
-/* Where the incomplete image is, after a failure or a cancel. */
+/* What a failure or a cancel left, and where. */
 static void snap_left_behind(const struct snap_cmd *s)
 {
-	struct stat st;
-
-	if (s->output && stat(s->output, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
-		/* Ended before the daemon wrote anything: there is no image to keep. */
-		if (s->created && unlink(s->output) == 0)
-			fprintf(stderr, "%s: nothing was written; %s removed\n", s->svc.inv->path,
-				s->output);
-		else
-			fprintf(stderr, "%s: nothing was written to %s\n", s->svc.inv->path,
-				s->output);
-		return;
-	}
-	if (s->to)
+	if (s->to && !s->progress.sent)
+		fprintf(stderr, "%s: nothing reached the receiver at %s\n", s->svc.inv->path,
+			s->to);
+	else if (s->to)
 		fprintf(
 		    stderr,
 		    "%s: the receiver at %s keeps what it got as an incomplete .partial image\n",
 		    s->svc.inv->path, s->to);
-	else if (s->output)
-		fprintf(stderr,
-			"%s: the incomplete image is left in %s ('uffsnapctl image info %s' "
-			"shows what it holds)\n",
-			s->svc.inv->path, s->output, s->output);
-	else
-		fprintf(stderr,
-			"%s: the incomplete image %s is left in uffsnapd's snapshot "
-			"directory\n",
+	else if (snap_to_stdout(s))
+		fprintf(stderr, "%s: the image on stdout is incomplete\n", s->svc.inv->path);
+	else if (s->output && !s->out.in_place)
+		fprintf(stderr, "%s: %s was not written (left as it was)\n", s->svc.inv->path,
+			s->output);
+	else if (!s->output)
+		fprintf(stderr, "%s: no image %s was kept in uffsnapd's snapshot directory\n",
 			s->svc.inv->path, s->file);
 }
 
@@ -221,6 +254,8 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 
 	cli_progress_end(&s->progress);
 	if (!strcmp(name, "JOB_COMPLETED")) {
+		if (snap_commit_output(s) != CLI_EXIT_OK)
+			return CLI_EXIT_FAILURE;
 		if (!s->svc.json) {
 			printf("job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
 			       " complete: %s%s\n",
@@ -345,14 +380,10 @@ static int snap_run(struct snap_cmd *s)
 	if (s->output && (r = snap_open_output(s)) != CLI_EXIT_OK)
 		return r;
 	r = snap_start(s);
-	if (s->fd >= 0)
-		close(s->fd); /* the daemon has its own copy */
-	s->fd = -EBADF;
-	if (r != CLI_EXIT_OK) {
-		if (s->created)
-			unlink(s->output); /* nothing was written to it */
-		return r;
-	}
+	if (snap_to_stdout(s))
+		close(s->fd); /* the daemon has its own copy: the reader sees its end */
+	if (r != CLI_EXIT_OK)
+		return r; /* a temporary goes in cmd_svc_snapshot() */
 	if (s->no_wait) {
 		if (!s->svc.json)
 			printf("job %" JSON_INTEGER_FORMAT
@@ -373,7 +404,7 @@ static int snap_run(struct snap_cmd *s)
 
 int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
 {
-	struct snap_cmd s = {.fd = -EBADF, .progress = {.last_step = -1}};
+	struct snap_cmd s = {.fd = -EBADF, .out = OUT_FILE_INIT, .progress = {.last_step = -1}};
 	int r;
 
 	cli_svc_init(&s.svc, inv);
@@ -385,5 +416,6 @@ int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
 	if (r == CLI_EXIT_OK)
 		r = snap_run(&s);
 	cli_svc_close(&s.svc);
+	out_file_close(&s.out); /* unless named: a job that did not complete leaves nothing */
 	return r;
 }

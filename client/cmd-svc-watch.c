@@ -43,6 +43,9 @@ int cmd_svc_watch(const struct cli_invocation *inv, int argc, char **argv)
 		return CLI_EXIT_FAILURE;
 	}
 	r = cli_svc_connect(&s);
+	/* a connection that sends no request is closed after --idle-timeout (CONTROL.md) */
+	if (r == CLI_EXIT_OK)
+		r = cli_svc_call(&s, "query-status", NULL, NULL, NULL);
 	if (r == CLI_EXIT_OK) {
 		/* On stderr even with --json: a script may wait for it before it starts a job. */
 		fprintf(stderr, "watching %s (Ctrl-C stops)\n", cli_svc_socket(&s));

@@ -29,20 +29,23 @@ static const struct cli_command uffsnapctl_commands[] = {
 		 "[--force] [--no-wait]",
 	.options =
 	    "  --pid PID       the process to snapshot (one you could ptrace yourself)\n"
-	    "  --output FILE   write the image to FILE: uffsnapctl creates it (never overwriting\n"
-	    "                  one, unless --force) and passes it to uffsnapd\n"
+	    "  --output FILE   write the image to FILE ('-': stdout; messages go to stderr):\n"
+	    "                  uffsnapctl passes uffsnapd a new file that gets FILE's name only\n"
+	    "                  when the job completes (replacing one only with --force)\n"
 	    "  --file NAME     write the image to NAME in uffsnapd's snapshot directory\n"
-	    "                  ([A-Za-z0-9._-], not starting with '.'; never overwritten)\n"
+	    "                  ([A-Za-z0-9._-], not starting with '.' or '-'; never\n"
+	    "                  overwritten; yours: your uid and gid, mode 0600)\n"
 	    "  --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive', or a\n"
 	    "                  'receive' job) with uffsnapd's key (uffsnapd --service --key)\n"
 	    "  --strict        fail if the target discards memory not yet saved, instead of\n"
 	    "                  recording it as discarded after the instant\n"
 	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
-	    "  --force         overwrite FILE if it exists\n"
-	    "  --no-wait       print the job's id and return at once\n" CLI_SVC_OPTIONS_HELP
+	    "  --force         replace FILE if it exists\n"
+	    "  --no-wait       print the job's id and return at once (not with --output FILE)\n" CLI_SVC_OPTIONS_HELP
 	    "\nWithout --no-wait it waits for the job to end, showing progress on stderr, prints\n"
 	    "the summary and exits 0 when the image is complete, 1 when the job failed or was\n"
-	    "cancelled (the incomplete image is left in place). Ctrl-C cancels the job.\n",
+	    "cancelled (FILE, or the --file NAME, is then left as it was: nothing is created).\n"
+	    "Ctrl-C cancels the job.\n",
     },
     {
 	.name = "receive",

@@ -47,6 +47,33 @@ static int need_key(const struct svc *svc, const char *what, struct ctl_error *e
 			what);
 }
 
+/*
+ * LimitExceeded: the daemon's --max-jobs, of which SVC_RESERVED_JOBS are kept for privileged
+ * clients (root, the daemon's uid and gid), and --max-user-jobs for everyone else.
+ */
+static int svc_job_admit(struct svc_client *c, struct ctl_error *err)
+{
+	struct svc *svc = c->svc;
+	unsigned max = svc->o.max_jobs, mine;
+
+	if (!c->peer.privileged) {
+		mine = svc_jobs_of(svc, c->peer.uid);
+		if (mine >= svc->o.max_user_jobs)
+			return ctl_fail(err, CTL_E_LIMIT,
+					"uid %u has %u jobs running, the most one user may run at "
+					"once (--max-user-jobs); try again when one ends",
+					c->peer.uid, mine);
+		if (max > SVC_RESERVED_JOBS)
+			max -= SVC_RESERVED_JOBS;
+	}
+	if (svc->running >= max)
+		return ctl_fail(err, CTL_E_LIMIT,
+				"%u jobs are running, the most this daemon runs "
+				"at once (--max-jobs); try again when one ends",
+				svc->running);
+	return 0;
+}
+
 /* Authorization, Busy, LimitExceeded, in this order: each says more than the next. */
 static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
 			  struct ctl_error *err)
@@ -63,12 +90,7 @@ static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
 				"pid %d already has a running job (%" PRIu64 "); "
 				"wait for it or cancel it",
 				pid, busy->id);
-	if (svc->running >= svc->o.max_jobs)
-		return ctl_fail(err, CTL_E_LIMIT,
-				"%u jobs are running, the most this daemon runs "
-				"at once (--max-jobs); try again when one ends",
-				svc->running);
-	return 0;
+	return svc_job_admit(c, err);
 }
 
 /* The output: a named fd of this connection (taken over), a new file, or a receiver. */
@@ -122,6 +144,7 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 			close(pidfd);
 		return NULL;
 	}
+	j->owner_gid = c->peer.gid;
 	j->pid = pid;
 	j->pidfd = pidfd; /* the job frees it */
 	j->strict = ctl_arg_bool(req, "strict", false);
@@ -132,12 +155,9 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 		return NULL;
 	}
 	r = svc_job_start(c->svc, j); /* frees j on failure */
-	if (r < 0) {
-		if (ctl_arg_str(req, "file"))
-			unlinkat(c->svc->dirfd, ctl_arg_str(req, "file"), 0);
+	if (r < 0) /* a file has no name yet: nothing to remove */
 		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
 		       NULL;
-	}
 	c->created = j;
 	return json_pack("{s:I}", "id", (json_int_t)j->id);
 }
@@ -204,12 +224,7 @@ static int receive_admit(struct svc_client *c, struct ctl_error *err)
 				geteuid());
 	if (need_key(svc, "receive", err) < 0)
 		return -EINVAL;
-	if (svc->running >= svc->o.max_jobs)
-		return ctl_fail(err, CTL_E_LIMIT,
-				"%u jobs are running, the most this daemon runs "
-				"at once (--max-jobs); try again when one ends",
-				svc->running);
-	return 0;
+	return svc_job_admit(c, err);
 }
 
 /* received/ in the snapshot directory (made once, no symlink followed), the socket, a stop. */
@@ -286,10 +301,12 @@ static json_t *cmd_query_status(void *ctx, const struct ctl_request *req, struct
 {
 	struct svc *svc = client(ctx)->svc;
 	json_t *o =
-	    json_pack("{s:s, s:i, s:s, s:o*, s:{s:i, s:i, s:i, s:i, s:i}, s:s, s:s, s:i, "
-		      "s:i, s:b}",
+	    json_pack("{s:s, s:i, s:s, s:o*, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:s, "
+		      "s:s, s:i, s:i, s:b}",
 		      "version", UFFSNAP_VERSION, "protocol", SVC_PROTOCOL, "kernel", svc->kernel,
-		      "features", uffd_features_json(svc), "limits", "max-jobs", svc->o.max_jobs,
+		      "features", uffd_features_json(svc), "limits", "max-jobs", svc->o.max_jobs, "max-user-jobs",
+		      svc->o.max_user_jobs, "max-user-clients", svc->o.max_user_clients,
+		      "idle-timeout", svc->o.idle_timeout_s,
 		      "max-clients", svc->o.max_clients, "line", CTL_LINE_MAX, "fds", SVC_FDS_MAX,
 		      "output", SVC_OUT_MAX, "snapshot-dir", svc->o.snapdir, "capabilities",
 		      svc->caps_kept ? svc->caps_kept : "", "running-jobs", svc->running, "clients",

@@ -61,7 +61,7 @@ int ctl_fail(struct ctl_error *err, const char *class, const char *fmt, ...)
 
 bool ctl_name_valid(const char *s, size_t len)
 {
-	if (len == 0 || len > CTL_NAME_MAX || s[0] == '.')
+	if (len == 0 || len > CTL_NAME_MAX || s[0] == '.' || s[0] == '-')
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
@@ -147,7 +147,7 @@ static int check_value(const struct ctl_arg *a, json_t *v, struct ctl_error *err
 		    !ctl_name_valid(json_string_value(v), json_string_length(v)))
 			return ctl_fail(err, CTL_E_PARAM,
 					"'%s' must be a name of 1 to %d characters from "
-					"[A-Za-z0-9._-], not starting with '.'",
+					"[A-Za-z0-9._-], not starting with '.' or '-'",
 					a->name, CTL_NAME_MAX);
 		return 0;
 	case CTL_ARG_HOSTPORT:

@@ -9,6 +9,21 @@
 
 #include "stream-addr.h"
 
+/* 0..65535 in decimal: getaddrinfo() would take 65537 as 1, and a service name as a port. */
+static bool port_valid(const char *p)
+{
+	unsigned long v = 0;
+
+	if (!*p || strlen(p) > 5)
+		return false;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	return v <= 65535;
+}
+
 /* Splits "host:port" or "[v6]:port" into host and port; -EINVAL if malformed. */
 static int split(const char *s, char *host, size_t hlen, char *port, size_t plen)
 {
@@ -29,12 +44,23 @@ static int split(const char *s, char *host, size_t hlen, char *port, size_t plen
 			return -EINVAL;
 		n = colon - s;
 	}
-	if (n >= hlen || strlen(colon + 1) >= plen || !colon[1])
+	if (n >= hlen || strlen(colon + 1) >= plen || !port_valid(colon + 1))
 		return -EINVAL;
 	memcpy(host, h, n);
 	host[n] = '\0';
 	strcpy(port, colon + 1);
 	return 0;
+}
+
+int stream_addr_check(const char *host_port, char *msg, size_t len)
+{
+	char host[256], port[32];
+
+	if (split(host_port, host, sizeof(host), port, sizeof(port)) == 0)
+		return 0;
+	snprintf(msg, len, "'%s' is not HOST:PORT with a port from 0 to 65535 (use [ADDR]:PORT for "
+		 "IPv6)", host_port);
+	return -EINVAL;
 }
 
 int stream_addr_resolve(const char *host_port, bool passive, struct addrinfo **ret, char *msg,
@@ -44,10 +70,10 @@ int stream_addr_resolve(const char *host_port, bool passive, struct addrinfo **r
 	char host[256], port[32];
 	int r;
 
-	if (split(host_port, host, sizeof(host), port, sizeof(port)) < 0) {
-		snprintf(msg, len, "'%s' is not HOST:PORT (use [ADDR]:PORT for IPv6)", host_port);
-		return -EINVAL;
-	}
+	r = stream_addr_check(host_port, msg, len);
+	if (r < 0)
+		return r;
+	split(host_port, host, sizeof(host), port, sizeof(port));
 	if (passive)
 		hints.ai_flags = AI_PASSIVE;
 	r = getaddrinfo(host[0] ? host : NULL, port, &hints, ret);

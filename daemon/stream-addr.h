@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* -EINVAL (msg says why) unless host_port is HOST:PORT or [V6ADDR]:PORT, PORT 0..65535. */
+int stream_addr_check(const char *host_port, char *msg, size_t len);
 /* Resolves host_port (TCP). passive: for bind(), an empty HOST meaning any address.
  * -EINVAL for a malformed string, -EHOSTUNREACH if it does not resolve (msg says why). */
 int stream_addr_resolve(const char *host_port, bool passive, struct addrinfo **ret, char *msg,

@@ -49,7 +49,9 @@ static const struct recv_opt {
     {{"handshake-timeout", required_argument, NULL, 't'},
      "SECONDS",
      "a sender must authenticate within this time (default 10)"},
-    {{"max-conns", required_argument, NULL, 'm'}, "N", "connections at once (default 64)"},
+    {{"max-conns", required_argument, NULL, 'm'},
+     "N",
+     "connections at once (default 64); when full, an unauthenticated one makes room"},
     {{"progress-interval", required_argument, NULL, 'p'},
      "SECONDS",
      "log each stream's progress and throughput this often (default 5)"},
@@ -75,7 +77,7 @@ static void recv_usage(FILE *f)
 		fprintf(f, "  %-28s %s\n", left, recv_opt_table[i].help);
 	}
 	fprintf(
-	    f, "\nRuns until SIGTERM or SIGINT; interrupted images stay as .partial (incomplete).\n"
+	    f, "\nRuns until SIGTERM, SIGINT or SIGHUP; interrupted images stay as .partial (incomplete).\n"
 	       "Exit status: 0 stopped by a signal, 1 cannot run, 2 usage error.\n");
 }
 
@@ -129,6 +131,7 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 static int recv_parse(int argc, char **argv, struct recv_cli *c)
 {
 	struct option longs[NOPTS + 1];
+	char msg[160];
 	int o, idx = -1;
 
 	for (size_t i = 0; i < NOPTS; i++)
@@ -149,6 +152,8 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 		return fprintf(stderr, "uffsnapd: --receive needs --listen, --dir and --key "
 				       "(see --receive --help)\n"),
 		       2;
+	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
+		return fprintf(stderr, "uffsnapd: --listen %s\n", msg), 2;
 	return 0;
 }
 
@@ -168,7 +173,7 @@ static void recv_print(void *ctx, enum recv_log_level level, const char *msg)
 		msg);
 }
 
-/* SIGTERM/SIGINT as a readable fd for the event loop; the signals are blocked. */
+/* SIGTERM/SIGINT/SIGHUP as a readable fd for the event loop; the signals are blocked. */
 static int stop_signalfd(void)
 {
 	sigset_t set;
@@ -176,6 +181,7 @@ static int stop_signalfd(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP); /* a closed terminal: stop cleanly too, not die with 129 */
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return -errno;
 	signal(SIGPIPE, SIG_IGN);

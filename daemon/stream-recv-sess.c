@@ -58,7 +58,10 @@ static int sess_new(struct recv_loop *l, const struct stream_hello *h, struct rs
 		snprintf(hex + 2 * i, 3, "%02x", h->session[i]);
 	memcpy(s->id, h->session, STREAM_SESSION_SIZE);
 	snprintf(s->name, sizeof(s->name), "%s", h->name);
-	snprintf(s->file, sizeof(s->file), "%s-%s.img", h->name, hex);
+	/* "." and ".." are valid names (STREAM.md): prefixed, so that no file is hidden, and
+	 * no name starts with '-' (an option to the next command that sees it) */
+	snprintf(s->file, sizeof(s->file), "%s%s-%s.img",
+		 h->name[0] == '.' || h->name[0] == '-' ? "_" : "", h->name, hex);
 	partial_name(s, partial, sizeof(partial));
 	s->dir_fd = l->o->dir_fd;
 	s->fd = openat(s->dir_fd, partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -382,8 +385,13 @@ static void sess_expire(struct recv_loop *l, struct rsess *s)
 	s->expired = true;
 	if (s->done || s->failed)
 		return;
-	snprintf(s->why, sizeof(s->why), "not resumed within %u s; left incomplete as %s.partial",
-		 l->o->resume_timeout_s, s->file);
+	if (s->received)
+		snprintf(s->why, sizeof(s->why),
+			 "not resumed within %u s; left incomplete as %s.partial",
+			 l->o->resume_timeout_s, s->file);
+	else /* recv_sess_free() removes the empty file */
+		snprintf(s->why, sizeof(s->why), "not resumed within %u s; nothing was received",
+			 l->o->resume_timeout_s);
 	recv_log(l, RECV_LOG_WARN, "%s: %s (%llu bytes)", s->file, s->why,
 		 (unsigned long long)s->received);
 	sess_report(l, s, RECV_STREAM_EXPIRED);
@@ -443,5 +451,12 @@ void recv_sess_free(struct rsess *s)
 	stream_check_free(s->check);
 	if (s->fd >= 0)
 		close(s->fd);
+	/* an authenticated sender that sent nothing (a corrupt image stays, as STREAM.md says) */
+	if (!s->received && !s->done && !s->failed) {
+		char partial[sizeof(s->file) + 16];
+
+		partial_name(s, partial, sizeof(partial));
+		unlinkat(s->dir_fd, partial, 0);
+	}
 	free(s);
 }

@@ -183,6 +183,43 @@ static void peer_name(int fd, char *out, size_t len)
 	snprintf(out, len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
 }
 
+/*
+ * Full: a connection that has not proved the key goes first, the one waiting longest for its
+ * HELLO, else for its AUTH (a real sender sends each at once), with ERROR 7 so that a real
+ * sender retries. False if every connection is authenticated.
+ */
+static bool make_room(struct recv_loop *l)
+{
+	struct rconn *v = NULL;
+
+	for (struct rconn *c = l->conns; c; c = c->next) {
+		if (c->state != RC_HELLO && c->state != RC_AUTH)
+			continue;
+		if (!v || (c->state == RC_HELLO && v->state == RC_AUTH) ||
+		    (c->state == v->state && c->deadline_ns < v->deadline_ns))
+			v = c;
+	}
+	if (!v)
+		return false;
+	recv_log(l, RECV_LOG_WARN, "dropped %s (not authenticated) to make room", v->peer);
+	recv_conn_fail(l, v, STREAM_ERR_BUSY, "busy: too many connections; retry later");
+	return true;
+}
+
+/* Every connection is authenticated: ERROR 7 (busy, retry) on the new one, then close. Its
+ * socket buffer is empty, so a non-blocking send of one message goes through. */
+static void refuse_busy(struct recv_loop *l, int fd)
+{
+	uint8_t m[STREAM_MSG_MAX_SIZE];
+	size_t n = stream_error_encode(STREAM_ERR_BUSY, "busy: too many connections; retry later", m);
+
+	if (send(fd, m, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		recv_log(l, RECV_LOG_WARN, "cannot tell a refused connection why: %s",
+			 strerror(errno));
+	close(fd);
+	recv_log(l, RECV_LOG_WARN, "refused a connection: too many connections (busy)");
+}
+
 static void on_accept(struct recv_loop *l, int res)
 {
 	struct rconn *c;
@@ -194,9 +231,14 @@ static void on_accept(struct recv_loop *l, int res)
 			recv_log(l, RECV_LOG_WARN, "accept failed: %s", strerror(-res));
 		return;
 	}
-	if (l->nconns >= (l->o->max_conns ? l->o->max_conns : 64) || !(c = calloc(1, sizeof(*c)))) {
+	if (l->nconns >= (l->o->max_conns ? l->o->max_conns : 64) && !make_room(l)) {
+		refuse_busy(l, res);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
 		close(res);
-		recv_log(l, RECV_LOG_WARN, "refused a connection: too many connections");
+		recv_log(l, RECV_LOG_WARN, "refused a connection: out of memory");
 		return;
 	}
 	c->fd = res;

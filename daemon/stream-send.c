@@ -187,7 +187,8 @@ static int handshake(struct ssink *k, int fd, bool resume, uint64_t *ret_offset,
 	return 0;
 }
 
-int send_connect(struct ssink *k, bool resume, uint64_t *ret_offset, char *msg, size_t len)
+static int connect_once(struct ssink *k, bool resume, uint64_t *ret_offset, char *msg,
+			size_t len)
 {
 	int fd = -ECONNREFUSED, one = 1, r;
 	unsigned user_timeout = k->o.liveness_timeout_s * 1000;
@@ -466,6 +467,28 @@ static void drain(struct send_ctx *x)
 		x->inflight[io_uring_cqe_get_data64(cqe)] = false;
 		io_uring_cqe_seen(&x->ring, cqe);
 	}
+}
+
+/*
+ * A busy receiver (ERROR 7: too many connections) asks us to retry "after a while"
+ * (STREAM.md): a new session tries again with increasing delays, for up to the resume
+ * timeout; a resumed one is retried by reconnect(), within the same bound.
+ */
+int send_connect(struct ssink *k, bool resume, uint64_t *ret_offset, char *msg, size_t len)
+{
+	uint64_t deadline = sink_now_ns() + k->o.resume_timeout_s * 1000000000ull;
+	unsigned delay = BACKOFF_FIRST_MS;
+	int r;
+
+	while ((r = connect_once(k, resume, ret_offset, msg, len)) == -EBUSY && !resume &&
+	       sink_now_ns() + delay * NS_PER_MS < deadline) {
+		struct pollfd p = {.fd = k->wake_fd, .events = POLLIN};
+
+		if (poll(&p, 1, (int)delay) == 1)
+			break; /* stopped */
+		delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
+	}
+	return r;
 }
 
 /* Waits ms milliseconds, or less if stopped. */

@@ -19,6 +19,9 @@
  *   rt_tgsigqueueinfo(), and a target's liveness is checked with kill(pid, 0); for another
  *   user's process kernel/signal.c check_kill_permission() (kill_ok_by_cred()) requires it.
  *   Being its tracer does not exempt us.
+ * - CAP_CHOWN: a --file image is given to the client who asked for it (fchown() of the file
+ *   the daemon just created, fs/attr.c chown_ok()), so that user can read it and no one
+ *   else can; it is used on nothing else.
  *
  * Not kept: CAP_NET_ADMIN (needed only to subscribe to the process events connector, done
  * before the drop; the subscribed socket keeps receiving), CAP_SETUID/CAP_SETGID (the switch
@@ -41,7 +44,8 @@
 
 #include "svc-caps.h"
 
-static const cap_value_t svc_kept[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL};
+static const cap_value_t svc_kept[] = {CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_KILL,
+					CAP_CHOWN};
 #define SVC_NKEPT ((int)(sizeof(svc_kept) / sizeof(svc_kept[0])))
 
 /* Returns -err with the message set: the pattern of every failure here. */
@@ -179,5 +183,5 @@ int svc_caps_drop(const char *user, struct svc_caps_error *err)
 
 const char *svc_caps_kept(void)
 {
-	return "cap_sys_ptrace,cap_dac_read_search,cap_kill";
+	return "cap_sys_ptrace,cap_dac_read_search,cap_kill,cap_chown";
 }

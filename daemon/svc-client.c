@@ -5,6 +5,8 @@
  * is read at most one buffer per wake-up, and one that stops reading is dropped.
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -192,6 +194,7 @@ void svc_client_input(struct svc_client *c)
 		}
 		if (len == 0 || (len == 1 && line[0] == '\r'))
 			continue; /* empty lines are ignored */
+		c->last_request_ns = snap_now_ns();
 		svc_handle_line(c, line, len);
 	}
 }
@@ -205,26 +208,94 @@ static struct svc_client *client_new(struct svc *svc, int fd)
 	c->svc = svc;
 	c->fd = fd;
 	c->serial = ++svc->next_client;
+	c->connected_ns = snap_now_ns();
 	return c;
 }
 
-/* Over the limit: one error line, then close (CONTROL.md "Limits"). */
-static void client_refuse(struct svc_client *c)
+/* One error line, then close (CONTROL.md "Limits"). */
+static void client_refuse(struct svc_client *c, const char *class, const char *why)
 {
 	struct ctl_error e;
 
-	ctl_fail(&e, CTL_E_LIMIT, "too many clients (at most %u); try again later",
-		 c->svc->o.max_clients);
+	ctl_fail(&e, class, "%s", why);
 	c->close_when_flushed = true;
 	svc_client_send(c, ctl_line_error(&e, NULL));
 	if (!c->dead && c->out_off < c->out_len)
-		client_drop(c, "refused: too many clients");
+		client_drop(c, why);
+	else
+		svc_log("client %u (pid %d, uid %u): %s", c->serial, c->peer.pid, c->peer.uid, why);
+}
+
+static bool client_live(const struct svc_client *c)
+{
+	return !c->dead && !c->close_when_flushed;
+}
+
+unsigned svc_clients_of(const struct svc *svc, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct svc_client *c = svc->clients; c; c = c->next)
+		n += client_live(c) && c->peer.uid == uid;
+	return n;
+}
+
+/* Who goes first under pressure: a silent connection, then the one quiet the longest. */
+static bool quieter(const struct svc_client *a, const struct svc_client *b)
+{
+	if (!a->last_request_ns != !b->last_request_ns)
+		return !a->last_request_ns;
+	return (a->last_request_ns ?: a->connected_ns) < (b->last_request_ns ?: b->connected_ns);
+}
+
+/* Makes room for c (privileged) by closing another user's quietest connection. */
+static bool client_make_room(struct svc *svc, struct svc_client *c)
+{
+	struct svc_client *v = NULL;
+	char why[160];
+
+	for (struct svc_client *o = svc->clients; o; o = o->next)
+		if (o != c && client_live(o) && !o->peer.privileged && (!v || quieter(o, v)))
+			v = o;
+	if (!v)
+		return false;
+	snprintf(why, sizeof(why), "closed to make room for uid %u: too many clients (at most %u)",
+		 c->peer.uid, svc->o.max_clients);
+	client_refuse(v, CTL_E_LIMIT, why);
+	return true;
+}
+
+/* NULL if c may stay, else why not. */
+static const char *client_admit(struct svc *svc, struct svc_client *c, char *why, size_t len)
+{
+	unsigned max = svc->o.max_clients;
+
+	if (c->peer.privileged)
+		return svc->nclients <= max || client_make_room(svc, c)
+			   ? NULL
+			   : (snprintf(why, len, "too many clients (at most %u); try again later",
+				       max),
+			      why);
+	if (svc_clients_of(svc, c->peer.uid) > svc->o.max_user_clients)
+		return snprintf(why, len,
+				"uid %u has %u connections, the most one user may have "
+				"(--max-user-clients); close one",
+				c->peer.uid, svc->o.max_user_clients),
+		       why;
+	if (max > SVC_RESERVED_CLIENTS)
+		max -= SVC_RESERVED_CLIENTS;
+	if (svc->nclients > max)
+		return snprintf(why, len, "too many clients (at most %u); try again later", max),
+		       why;
+	return NULL;
 }
 
 void svc_accept(struct svc *svc)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct svc_client *c;
+	char buf[200];
+	const char *why;
 	int fd = accept4(svc->listenfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 	if (fd < 0) {
@@ -245,9 +316,36 @@ void svc_accept(struct svc *svc)
 		return client_drop(c, "dropped: cannot identify it (SO_PEERCRED)");
 	if (epoll_ctl(svc->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return client_drop(c, "dropped: cannot watch it (epoll)");
-	if (svc->nclients > svc->o.max_clients)
-		return client_refuse(c);
+	c->peer.privileged = c->peer.uid == 0 || c->peer.uid == geteuid() ||
+			     c->peer.gid == getegid();
+	why = client_admit(svc, c, buf, sizeof(buf));
+	if (why)
+		return client_refuse(c, CTL_E_LIMIT, why);
 	svc_client_send(c, ctl_line_greeting(SVC_PROTOCOL));
+}
+
+int svc_clients_expire(struct svc *svc)
+{
+	uint64_t idle = (uint64_t)svc->o.idle_timeout_s * 1000000000ull, now = snap_now_ns();
+	int64_t next = -1;
+	char why[96];
+
+	for (struct svc_client *c = svc->clients; c; c = c->next) {
+		if (!client_live(c) || c->last_request_ns)
+			continue;
+		if (now - c->connected_ns >= idle) {
+			snprintf(why, sizeof(why), "closed: no request within %u s of connecting",
+				 svc->o.idle_timeout_s);
+			client_refuse(c, CTL_E_GENERIC, why);
+			continue;
+		}
+		/* in ms, rounded up: waking early would only wait again */
+		int64_t left = (int64_t)((c->connected_ns + idle - now + 999999) / 1000000);
+
+		if (next < 0 || left < next)
+			next = left;
+	}
+	return next > INT32_MAX ? INT32_MAX : (int)next;
 }
 
 void svc_clients_reap(struct svc *svc)

@@ -50,6 +50,15 @@ struct svc_job *svc_job_find(struct svc *svc, uint64_t id)
 	return NULL;
 }
 
+unsigned svc_jobs_of(const struct svc *svc, uid_t uid)
+{
+	unsigned n = 0;
+
+	for (const struct svc_job *j = svc->jobs; j; j = j->next)
+		n += j->state == SVC_JOB_RUNNING && j->owner == uid;
+	return n;
+}
+
 struct svc_job *svc_job_running_on(struct svc *svc, pid_t pid)
 {
 	for (struct svc_job *j = svc->jobs; j; j = j->next)
@@ -164,28 +173,6 @@ static void job_progress(void *ctx, uint64_t done, uint64_t total)
 	__atomic_store_n(&j->done, done, __ATOMIC_RELAXED);
 }
 
-/* A file in the snapshot directory is read back, as `uffsnapctl image verify` would. */
-static int job_verify(struct svc_job *j)
-{
-	struct img_summary sum;
-	int fd = openat(j->svc->dirfd, j->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
-
-	if (fd < 0) {
-		r = -errno;
-		snprintf(j->err.msg, sizeof(j->err.msg), "cannot reopen '%s' to verify it: %s",
-			 j->file, strerror(-r));
-		return r;
-	}
-	r = img_verify_fd(fd, &sum, NULL);
-	close(fd);
-	if (r >= 0 && sum.status != IMG_COMPLETE)
-		r = -EBADMSG;
-	if (r < 0)
-		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
-			 j->file, r == -EBADMSG ? sum.error.msg : strerror(-r));
-	return r;
-}
-
 /* The image's way out: the fd, or a stream to the receiver (connected here, off the loop). */
 static int job_sink(struct svc_job *j, struct img_sink **ret)
 {
@@ -253,7 +240,7 @@ static void *job_main(void *arg)
 		r = snapshot_take(j->pid, &o, sink, &j->stats, &j->err);
 	job_sink_free(j, sink, r);
 	if (r >= 0 && j->file)
-		r = job_verify(j);
+		r = svc_output_finish(j);
 	j->result = r;
 	j->end_ns = snap_now_ns();
 	__atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);

@@ -67,10 +67,16 @@ static void svc_usage(FILE *f)
 		"  --allow-quit         accept 'quit' from root or the daemon's own user\n"
 		"  --max-jobs N         jobs (snapshot and receive) running at once (default 16)\n"
 		"  --max-clients N      connected clients (default 64)\n"
+		"  --max-user-jobs N    running jobs per uid (default 4), --max-user-clients N\n"
+		"                       connections per uid (default 8): root, the daemon's uid\n"
+		"                       and group are exempt, and have %d jobs and %d connections\n"
+		"                       of the totals to themselves\n"
+		"  --idle-timeout S     close a connection that sent no request for S seconds\n"
+		"                       after connecting (default 30)\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Commands on the socket:\n%s",
-		cmds);
+		SVC_RESERVED_JOBS, SVC_RESERVED_CLIENTS, cmds);
 }
 
 static int parse_count(const char *s, unsigned *ret)
@@ -86,6 +92,29 @@ static int parse_count(const char *s, unsigned *ret)
 	return 0;
 }
 
+static unsigned *count_opt(struct svc_opts *o, int c)
+{
+	switch (c) {
+	case 'j':
+		return &o->max_jobs;
+	case 'm':
+		return &o->max_clients;
+	case 'J':
+		return &o->max_user_jobs;
+	case 'M':
+		return &o->max_user_clients;
+	default:
+		return &o->idle_timeout_s;
+	}
+}
+
+static const char *count_name(const struct option *opts, int c)
+{
+	while (opts->name && opts->val != c)
+		opts++;
+	return opts->name ? opts->name : "?";
+}
+
 static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 {
 	static const struct option opts[] = {
@@ -96,6 +125,9 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 	    {"allow-quit", no_argument, NULL, 'q'},
 	    {"max-jobs", required_argument, NULL, 'j'},
 	    {"max-clients", required_argument, NULL, 'm'},
+	    {"max-user-jobs", required_argument, NULL, 'J'},
+	    {"max-user-clients", required_argument, NULL, 'M'},
+	    {"idle-timeout", required_argument, NULL, 'i'},
 	    {"key", required_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -105,7 +137,10 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 	*o = (struct svc_opts){.control = SVC_DEFAULT_CONTROL,
 			       .snapdir = SVC_DEFAULT_SNAPDIR,
 			       .max_jobs = 16,
-			       .max_clients = 64};
+			       .max_clients = 64,
+			       .max_user_jobs = 4,
+			       .max_user_clients = 8,
+			       .idle_timeout_s = 30};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'c')
 			o->control = optarg;
@@ -117,14 +152,13 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			o->key_file = optarg;
 		else if (c == 'q')
 			o->allow_quit = true;
-		else if ((c == 'j' || c == 'm') &&
-			 parse_count(optarg, c == 'j' ? &o->max_jobs : &o->max_clients) < 0)
+		else if (strchr("jmJMi", c) && parse_count(optarg, count_opt(o, c)) < 0)
 			return fprintf(stderr, "uffsnapd: --%s takes a number from 1 to 100000\n",
-				       c == 'j' ? "max-jobs" : "max-clients"),
+				       count_name(opts, c)),
 			       2;
 		else if (c == 'h')
 			return svc_usage(stdout), -1;
-		else if (c != 'S' && c != 'j' && c != 'm')
+		else if (c != 'S' && !strchr("jmJMi", c))
 			return fprintf(stderr, "Try 'uffsnapd --service --help'.\n"), 2;
 	}
 	if (optind < argc)
@@ -174,7 +208,7 @@ static void loop(struct svc *svc)
 	unsigned last_running = ~0u;
 
 	while (!svc->stopping) {
-		int n = epoll_wait(svc->epfd, evs, 32, -1);
+		int n = epoll_wait(svc->epfd, evs, 32, svc_clients_expire(svc));
 
 		if (n < 0 && errno != EINTR) {
 			svc_log("epoll_wait failed: %m; stopping");

@@ -29,6 +29,7 @@
 #define SVC_PROGRESS_NS 250000000ull /* JOB_PROGRESS at most 4 per second */
 #define SVC_RECV_STREAMS 16	      /* streams a receive job shows (the most recent) */
 #define SVC_RECV_DIR	 "received"   /* where receive jobs write, in the snapshot directory */
+#define SVC_FILE_MODE	 0600	      /* a --file image: its client's, like any memory dump */
 
 struct procev;
 
@@ -38,7 +39,17 @@ struct svc_opts {
 	bool allow_quit;
 	unsigned max_jobs, max_clients;
 	void (*test_pause)(const char *point); /* snap_opts.test_pause of every job */
+	unsigned max_user_jobs, max_user_clients; /* per uid, for clients not privileged */
+	unsigned idle_timeout_s; /* a connection that sent no request by then is closed */
 };
+
+/*
+ * Root, the daemon's own uid and its gid are never locked out by other users: they are not
+ * held to the per-uid limits, and SVC_RESERVED_JOBS jobs and SVC_RESERVED_CLIENTS connections
+ * of the totals are theirs alone (CONTROL.md "Limits").
+ */
+#define SVC_RESERVED_JOBS    2
+#define SVC_RESERVED_CLIENTS 4
 
 /* Who is at the other end of a connection, as the kernel saw it at connect(). */
 struct svc_peer {
@@ -47,6 +58,7 @@ struct svc_peer {
 	gid_t gid;
 	bool cap_ptrace;  /* CAP_SYS_PTRACE in its effective set */
 	uint64_t cap_prm; /* its permitted set */
+	bool privileged;  /* uid 0, or the daemon's uid or gid: see SVC_RESERVED_JOBS */
 };
 
 struct svc_client {
@@ -55,6 +67,7 @@ struct svc_client {
 	int fd;
 	unsigned serial; /* for the log */
 	struct svc_peer peer;
+	uint64_t connected_ns, last_request_ns; /* last_request_ns 0: none yet (silent) */
 	char *out; /* queued output: out[out_off, out_len) */
 	size_t out_off, out_len, out_cap;
 	bool dead; /* close at the end of this loop iteration */
@@ -95,6 +108,7 @@ struct svc_job {
 	pid_t pid;
 	int pidfd; /* the process authorized, until the job ends */
 	uid_t owner;
+	gid_t owner_gid; /* the client's gid: a --file image is owner:owner_gid */
 	enum svc_job_state state; /* main thread only */
 	int cancel;		  /* atomic: 0, -ECANCELED or -ESRCH; the engine polls it */
 	uint64_t done, total;	  /* atomic: progress in pages */
@@ -172,6 +186,11 @@ void svc_client_output(struct svc_client *c);
 /* Queues a line (taking it over; NULL = out of memory: the client is dropped). */
 void svc_client_send(struct svc_client *c, char *line);
 void svc_clients_reap(struct svc *svc);
+/* Closes connections silent past --idle-timeout; returns ms until the next may expire, or -1. */
+int svc_clients_expire(struct svc *svc);
+/* Connections (or running jobs) of uid now. */
+unsigned svc_clients_of(const struct svc *svc, uid_t uid);
+unsigned svc_jobs_of(const struct svc *svc, uid_t uid);
 void svc_clients_free(struct svc *svc);
 /* The oldest unnamed fd, or a named one; -1 if none. */
 int svc_client_fd_find(struct svc_client *c, const char *name);
@@ -223,8 +242,12 @@ int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd,
 		     struct ctl_error *err);
 
 /* svc-output.c */
-/* Creates name in the snapshot directory (new, 0640, no symlink): fd or -errno + err. */
+/* The way to a new image name in the snapshot directory: an unnamed file (SVC_FILE_MODE),
+ * if name is free; fd or -errno + err. */
 int svc_output_create(struct svc *svc, const char *name, struct ctl_error *err);
+/* A job's complete image: verified, synced, named j->file, given to j->owner:j->owner_gid.
+ * 0, or -errno + j->err. */
+int svc_output_finish(struct svc_job *j);
 /* Probes the uffd features and PAGEMAP_SCAN for query-status. */
 void svc_probe_kernel(struct svc *svc);
 

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -20,7 +21,9 @@
 #include <jansson.h>
 
 #include "linux-compat.h"
+#include "out-file.h"
 #include "snapshot.h"
+#include "stream-addr.h"
 #include "stream-main.h"
 #include "stream-sink.h"
 #include "svc-main.h"
@@ -32,6 +35,7 @@ struct cli {
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
 	struct img_sink *sink;
+	struct out_file out; /* --output FILE: named only when complete */
 	bool json, quiet, strict, force, arm_held;
 	uint32_t window_pages;
 	bool tty;
@@ -135,7 +139,8 @@ static void usage(FILE *f)
 		"                      beyond it, data waits in a spool file: the target never waits\n"
 		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"
 		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
-		"  -f, --force         overwrite FILE if it exists\n"
+		"  -f, --force         replace FILE if it exists (a failed snapshot never touches\n"
+		"                      it: the image gets FILE's name only once complete)\n"
 		"  -s, --strict        fail if the target discards memory not yet saved (munmap,\n"
 		"                      MADV_DONTNEED) instead of recording it as discarded\n"
 		"  -w, --window PAGES  pages saved around each write fault (default 16, max 512)\n"
@@ -150,7 +155,8 @@ static void usage(FILE *f)
 		"\n"
 		"With --to, success means the receiver verified the whole image and stored it.\n"
 		"Exit status: 0 snapshot complete and verified, 1 snapshot failed (the target is\n"
-		"released first; a partial image is marked incomplete), 2 usage error.\n"
+		"released first; FILE is left as it was, and on stdout the partial image is marked\n"
+		"incomplete), 2 usage error.\n"
 		"Inspect images with 'uffsnapctl image info|verify|maps|read'.\n");
 }
 
@@ -169,6 +175,7 @@ static int parse_u32(const char *s, uint32_t max, uint32_t *ret)
 
 static int parse_args(int argc, char **argv, struct cli *c)
 {
+	char msg[160];
 	uint32_t v;
 	int o;
 
@@ -185,7 +192,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'M':
 			if (parse_u32(optarg, 1u << 20, &v) < 0)
-				return fprintf(stderr, "uffsnapd: --mem-limit takes MiB, >= 1\n"), 2;
+				return fprintf(stderr, "uffsnapd: --mem-limit takes 1..1048576 MiB\n"),
+				       2;
 			c->stream.mem_limit = (uint64_t)v << 20;
 			break;
 		case 'S':
@@ -233,9 +241,15 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc)
 		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
-	if (!c->pid || !c->output == !c->to)
-		return fprintf(stderr, "uffsnapd: --pid and one of --output and --to are required "
+	if (!c->pid)
+		return fprintf(stderr, "uffsnapd: --pid PID is required (see --help)\n"), 2;
+	if (c->output && c->to)
+		return fprintf(stderr, "uffsnapd: give --output or --to, not both\n"), 2;
+	if (!c->output && !c->to)
+		return fprintf(stderr, "uffsnapd: --output FILE or --to HOST:PORT is required "
 				       "(see --help)\n"), 2;
+	if (c->to && stream_addr_check(c->to, msg, sizeof(msg)) < 0)
+		return fprintf(stderr, "uffsnapd: --to %s\n", msg), 2;
 	if (!c->to != !c->key)
 		return fprintf(stderr, "uffsnapd: --key goes with --to, and --to needs it\n"), 2;
 	if (!c->to && (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s))
@@ -244,10 +258,36 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	return 0;
 }
 
-static int open_output(const struct cli *c)
+/*
+ * Before any output is touched: a pid that does not exist or that we may not ptrace fails here
+ * (opening /proc/PID/mem is the kernel's ptrace access check, PTRACE_MODE_ATTACH_FSCREDS, and
+ * touches nothing in the target). The engine checks again, on the process it pins.
+ */
+static int check_target(pid_t pid)
 {
-	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (c->force ? O_TRUNC : O_EXCL);
+	char path[32];
 	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		return close(fd), 0;
+	if (errno == ENOENT)
+		fprintf(stderr, "uffsnapd: no process with pid %d\n", pid);
+	else if (errno == EACCES || errno == EPERM)
+		fprintf(stderr,
+			"uffsnapd: cannot snapshot pid %d: permission denied (need "
+			"CAP_SYS_PTRACE or the same user, and a dumpable process)\n",
+			pid);
+	else
+		return 0; /* a zombie, a kernel thread (no mm: ESRCH): the engine says which */
+	return -errno;
+}
+
+/* stdout, or a new file that gets its name only when the image is complete (main()). */
+static int open_output(struct cli *c)
+{
+	int r;
 
 	if (!strcmp(c->output, "-")) {
 		if (isatty(STDOUT_FILENO)) {
@@ -256,22 +296,22 @@ static int open_output(const struct cli *c)
 		}
 		return STDOUT_FILENO;
 	}
-	fd = open(c->output, flags, 0600);
-	if (fd < 0) {
-		int e = errno;
-
-		fprintf(stderr, "uffsnapd: cannot create '%s': %s%s\n", c->output, strerror(e),
-			e == EEXIST ? " (use --force to overwrite)" : "");
-		return -e;
-	}
-	return fd;
+	r = out_file_open(&c->out, c->output, c->force, 0600);
+	if (r == -EEXIST)
+		fprintf(stderr, "uffsnapd: '%s' exists (use --force to replace it)\n", c->output);
+	else if (r == -EISDIR)
+		fprintf(stderr, "uffsnapd: '%s' is a directory: name a file to write\n",
+			c->output);
+	else if (r < 0)
+		fprintf(stderr, "uffsnapd: cannot create '%s': %s\n", c->output, strerror(-r));
+	return r < 0 ? r : c->out.fd;
 }
 
 /*
  * The image's way out: a file or stdout (returns its fd), or a receiver (returns INT_MAX: no fd
  * of ours). Connection and key errors are reported here, before the target is touched.
  */
-static int open_sink(const struct cli *c, struct img_sink **ret)
+static int open_sink(struct cli *c, struct img_sink **ret)
 {
 	struct stream_error se = {{0}};
 	int fd, r;
@@ -288,8 +328,7 @@ static int open_sink(const struct cli *c, struct img_sink **ret)
 	r = img_sink_fd_new(fd, ret);
 	if (r < 0) {
 		fprintf(stderr, "uffsnapd: %s\n", strerror(-r));
-		if (fd != STDOUT_FILENO)
-			close(fd);
+		out_file_close(&c->out);
 		return r;
 	}
 	return fd;
@@ -301,9 +340,12 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 	struct img_summary sum;
 	int fd, r;
 
-	if (c->to || !strcmp(c->output, "-"))
+	char proc[64];
+
+	if (c->to || !strcmp(c->output, "-") || c->out.in_place)
 		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
-	fd = open(c->output, O_RDONLY | O_CLOEXEC);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->out.fd); /* not named yet */
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(msg, len, "cannot reopen '%s' to verify it: %s", c->output, strerror(-r));
@@ -318,6 +360,21 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 				c->output, sum.error.msg, (unsigned long long)sum.error.offset),
 		       -EBADMSG;
 	return 0;
+}
+
+/* Syncs the complete image and gives it its name (replacing FILE only with --force). */
+static int commit_output(struct cli *c, char *msg, size_t len)
+{
+	int r = c->out.in_place || fsync(c->out.fd) == 0 ? 0 : -errno;
+
+	if (r >= 0)
+		r = out_file_commit(&c->out);
+	if (r == -EEXIST)
+		snprintf(msg, len, "'%s' was created meanwhile; not replaced (use --force)",
+			 c->output);
+	else if (r < 0)
+		snprintf(msg, len, "cannot write '%s': %s", c->output, strerror(-r));
+	return r;
 }
 
 static void print_progress(struct cli *c)
@@ -469,7 +526,7 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 
 int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
-	struct cli c = {.tty = isatty(STDERR_FILENO)};
+	struct cli c = {.tty = isatty(STDERR_FILENO), .out = OUT_FILE_INIT};
 	struct snap_opts o = {.devuffd_fd = -1, .pidfd = -EBADF, .test_pause = test_pause};
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
@@ -495,6 +552,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));
 		return 1;
 	}
+	if (check_target(c.pid) < 0)
+		return 1;
 	fd = open_sink(&c, &sink);
 	if (fd < 0)
 		return 1;
@@ -525,6 +584,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	}
 	if (r >= 0)
 		r = verify_output(&c, err.msg, sizeof(err.msg));
+	if (r >= 0 && c.out.fd >= 0)
+		r = commit_output(&c, err.msg, sizeof(err.msg));
 	if (r < 0 && c.to) { /* say what the network did too */
 		struct stream_error se;
 
@@ -535,19 +596,16 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 			sprintf(err.msg + n, "%s%s", n ? ": " : "", se.msg);
 	}
 	if (r < 0 && __atomic_load_n(&in.cancel, __ATOMIC_ACQUIRE))
-		snprintf(err.msg, sizeof(err.msg),
-			 "interrupted by SIG%s: the target was released; the image is incomplete",
-			 sigabbrev_np(__atomic_load_n(&in.signo, __ATOMIC_ACQUIRE)) ?: "?");
+		snprintf(err.msg, sizeof(err.msg), "interrupted by SIG%s: the target was released; %s",
+			 sigabbrev_np(__atomic_load_n(&in.signo, __ATOMIC_ACQUIRE)) ?: "?",
+			 c.out.fd >= 0 ? "nothing was written" : "the image is incomplete");
 	if (r < 0)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);
 	img_sink_free(sink);
 	if (o.pidfd >= 0)
 		close(o.pidfd);
-	if (fd != STDOUT_FILENO && fd != INT_MAX && close(fd) < 0 && r >= 0) {
-		fprintf(stderr, "uffsnapd: cannot close '%s': %m\n", c.output);
-		r = -EIO;
-	}
+	out_file_close(&c.out); /* a failed snapshot's temporary goes: FILE is as it was */
 	return r < 0 ? 1 : 0;
 }
 

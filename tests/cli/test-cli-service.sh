@@ -136,8 +136,15 @@ run "cancel ended job" 1 "." -- "$C" --socket "$S" cancel "$id"
 # --- refusals: the request is refused, the output file is not left behind
 run "bad pid" 1 "." -- "$C" --socket "$S" snapshot --pid 4000000 --output "$tmp/nopid.img"
 [ -e "$tmp/nopid.img" ] && bad "a refused snapshot left $tmp/nopid.img" || ok "refused: no file left"
+echo keep >"$tmp/keep.img"
+run "bad pid, --force" 1 "." -- "$C" --socket "$S" snapshot --pid 4000000 --output "$tmp/keep.img" --force
+[ "$(cat "$tmp/keep.img")" = keep ] && ok "refused: --force file kept" || bad "a refused --force snapshot changed $tmp/keep.img"
+(cd "$tmp" && "$C" --socket "$S" snapshot --pid $wpid --output - >"$tmp/stdout.img" 2>"$tmp/err")
+[ ! -e "$tmp/-" ] && "$C" image verify "$tmp/stdout.img" >/dev/null 2>&1 && ok "--output - is stdout" ||
+	bad "--output -: $(ls "$tmp"; cat "$tmp/err")"
 run "kernel thread" 1 "." -- "$C" --socket "$S" snapshot --pid 2 --file kthread.img
 run "bad name" 1 "name" -- "$C" --socket "$S" snapshot --pid $wpid --file ../escape.img
+run "name starting with -" 1 "not starting with '.' or '-'" -- "$C" --socket "$S" snapshot --pid $wpid --file=-x.img
 run "usage: both outputs" 2 "exactly one" -- "$C" --socket "$S" snapshot --pid $wpid --file a --output b
 run "socket not permitted" 1 "cannot connect to $S: permission denied \(.*uffsnap group" \
 	-- setpriv --reuid=65534 --regid=65534 --clear-groups "$C" --socket "$S" status
@@ -145,8 +152,20 @@ run "socket not permitted" 1 "cannot connect to $S: permission denied \(.*uffsna
 chmod 0711 "$tmp"
 run "snapshot not permitted" 1 "may not snapshot.*\(you may snapshot only a process you could ptrace yourself.*uffsnap group" \
 	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" snapshot --pid $wpid --file nobody.img
+mkdir "$tmp/nb" && echo keep >"$tmp/nb/keep.img" && chown -R 65534:65534 "$tmp/nb"
+run "refused as nobody, --force" 1 "may not snapshot" \
+	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/nb/keep.img" --force
+[ "$(cat "$tmp/nb/keep.img")" = keep ] && [ "$(ls -A "$tmp/nb")" = keep.img ] &&
+	ok "PermissionDenied: the --force file is kept, nothing created" || bad "PermissionDenied changed $tmp/nb: $(ls -la "$tmp/nb")"
 run "jobs of others are not shown" 0 "no jobs" \
 	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" jobs
+setpriv --reuid=65534 --regid=65534 --clear-groups sleep 1000 &
+npid=$!
+run "snapshot --file as nobody" 0 "complete" \
+	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" snapshot --pid $npid --file by-nobody.img
+[ "$(stat -c %u:%g:%a "$tmp/dir/by-nobody.img")" = 65534:65534:600 ] &&
+	ok "--file image belongs to its client" || bad "--file image: $(stat -c %u:%g:%a "$tmp/dir/by-nobody.img")"
+kill $npid
 chmod 0700 "$tmp"
 
 # --- watch, backgrounded and stopped with SIGTERM
@@ -178,7 +197,9 @@ start_workload "$tmp/big" --threads 4 --pages 32768
 bpid=$started
 cancelled=0
 for attempt in 1 2 3 4 5; do
-	out=$("$C" --socket "$S" --json snapshot --pid $bpid --output "$tmp/c.img" --force --no-wait)
+	# --no-wait cannot name a FILE when the job ends: stdout, a file the shell made, instead
+	# (with --output -, the reply goes to stderr)
+	out=$("$C" --socket "$S" --json snapshot --pid $bpid --output - --no-wait 2>&1 >"$tmp/c.img")
 	id=$(json_field "$out" id)
 	"$C" --socket "$S" cancel "$id" >"$tmp/out" 2>"$tmp/err"
 	if grep -q "cancelled" "$tmp/out"; then cancelled=1; break; fi
@@ -192,10 +213,22 @@ if [ $cancelled -eq 1 ]; then
 else
 	bad "cancel: every job ended before it could be cancelled"
 fi
+# a cancelled --file job leaves nothing in the snapshot directory (the image is named when done)
+for attempt in 1 2 3 4 5; do
+	out=$("$C" --socket "$S" --json snapshot --pid $bpid --file cancelled.img --no-wait)
+	id=$(json_field "$out" id)
+	"$C" --socket "$S" cancel "$id" >"$tmp/out" 2>"$tmp/err"
+	wait_state "$id" "completed|failed|cancelled"
+	grep -q "cancelled" "$tmp/out" && break
+	rm -f "$tmp/dir/cancelled.img"
+done
+[ ! -e "$tmp/dir/cancelled.img" ] && [ -z "$(ls -A "$tmp/dir" | grep -v '\.img$')" ] &&
+	ok "cancelled --file job: nothing left" || bad "cancelled --file job left: $(ls -A "$tmp/dir")"
 interrupted=0
 for attempt in 1 2 3 4 5; do
 	rm -f "$tmp/i.img"
-	"$C" --socket "$S" snapshot --pid $bpid --output "$tmp/i.img" >"$tmp/iout" 2>"$tmp/ierr" &
+	# stdout, a file the shell owns: an interrupted --output FILE leaves nothing to look at
+	"$C" --socket "$S" snapshot --pid $bpid --output - >"$tmp/i.img" 2>"$tmp/ierr" &
 	jobpid=$!
 	# Past the metadata, so that the incomplete image has frames (hang guard only).
 	for _ in $(seq 3000); do
@@ -210,7 +243,7 @@ for attempt in 1 2 3 4 5; do
 	echo "attempt $attempt: the snapshot ended first (exit $irc): $(cat "$tmp/ierr")"
 done
 if [ $interrupted -eq 1 ] && [ $irc -eq 1 ] && grep -q "cancelling job" "$tmp/ierr" &&
-	grep -q "incomplete image is left in $tmp/i.img" "$tmp/ierr"; then
+	grep -q "the image on stdout is incomplete" "$tmp/ierr"; then
 	ok "SIGTERM while waiting cancels: $(tr '\n' '|' <"$tmp/ierr" | head -c 300)"
 	run "interrupted image is incomplete" 1 "incomplete" -- "$C" image info "$tmp/i.img"
 else

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -331,4 +333,58 @@ long long svc_drain(int fd, const char *path)
 	if (out >= 0)
 		close(out);
 	return n < 0 ? -errno : total;
+}
+
+long long svc_stalled_job(struct svc_conn *c, pid_t pid, const char *fdname, int *ret_read_end)
+{
+	char head[4096];
+	int pfd[2];
+	json_t *r;
+	long long id;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	r = svc_call(c, "getfd", json_pack("{s:s}", "fdname", fdname), pfd[1]);
+	close(pfd[1]);
+	id = r && !strcmp(svc_class(r), "") ? svc_snapshot(c, pid, "fd", fdname) : -1;
+	json_decref(r);
+	/* The job has begun writing: it is past its checks, into the snapshot. */
+	if (id <= 0 || read(pfd[0], head, sizeof(head)) <= 0) {
+		close(pfd[0]);
+		return -1;
+	}
+	*ret_read_end = pfd[0];
+	return id;
+}
+
+pid_t svc_fork_nobody(int (*fn)(void *ctx), void *ctx)
+{
+	struct passwd *pw = getpwnam("nobody");
+	pid_t parent = getpid(), child;
+	int r;
+
+	if (!pw)
+		return printf("FAIL: no user nobody\n"), -1;
+	child = fork();
+	if (child == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent ||
+		    setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+			_exit(1);
+		r = fn(ctx);
+		fflush(stdout);
+		_exit(r == 0 ? 0 : 1);
+	}
+	return child;
+}
+
+int svc_wait_child(pid_t pid)
+{
+	int st;
+
+	if (pid < 0)
+		return -1;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }

@@ -63,5 +63,12 @@ long long svc_snapshot(struct svc_conn *c, pid_t pid, const char *key, const cha
 /* Starts the workload with args (NULL-terminated) and writes its layout to layout_path. */
 int svc_workload(const struct svc_paths *p, const char *const *args, const char *layout_path,
 		 struct wl_proc **ret);
+/* A job writing to a pipe no one reads (named fdname on c): it stays running, past its checks.
+ * Returns the job id (the pipe's read end in *ret_read_end) or -1. */
+long long svc_stalled_job(struct svc_conn *c, pid_t pid, const char *fdname, int *ret_read_end);
+/* Runs fn(ctx) as user nobody in a child (killed if we die); returns its pid, or -1. */
+pid_t svc_fork_nobody(int (*fn)(void *ctx), void *ctx);
+/* Waits for a child: 0 if it exited 0, else -1. */
+int svc_wait_child(pid_t pid);
 /* Reads fd to EOF, appending to the file path (NULL: discard); bytes read or -errno. */
 long long svc_drain(int fd, const char *path);

@@ -55,24 +55,24 @@ fail:
 	return rc;
 }
 
+struct nobody_args {
+	struct svc_daemon *d;
+	pid_t root_pid, nobody_pid;
+	long long job;
+};
+
+static int nobody_main(void *ctx)
+{
+	struct nobody_args *a = ctx;
+
+	return as_nobody(a->d, a->root_pid, a->nobody_pid, a->job);
+}
+
 static int run_as_nobody(struct svc_daemon *d, pid_t root_pid, pid_t nobody_pid, long long job)
 {
-	struct passwd *pw = getpwnam("nobody");
-	pid_t parent = getpid(), child;
-	int st;
+	struct nobody_args a = {d, root_pid, nobody_pid, job};
 
-	if (!pw)
-		return printf("FAIL: no user nobody\n"), -1;
-	child = fork();
-	if (child == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent ||
-		    setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-			_exit(1);
-		_exit(as_nobody(d, root_pid, nobody_pid, job) == 0 ? 0 : 1);
-	}
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return svc_wait_child(svc_fork_nobody(nobody_main, &a));
 }
 
 static int perm(const struct svc_paths *p, struct svc_daemon *d)

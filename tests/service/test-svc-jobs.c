@@ -100,28 +100,6 @@ fail:
 }
 
 /* A job whose output is a pipe: it stalls once the pipe is full, until we read. */
-static long long stalled_job(struct svc_conn *c, pid_t pid, int *ret_read_end)
-{
-	char head[4096];
-	int pfd[2];
-	json_t *r;
-	long long id;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -1;
-	r = svc_call(c, "getfd", json_pack("{s:s}", "fdname", "pipe"), pfd[1]);
-	close(pfd[1]);
-	id = r && !strcmp(svc_class(r), "") ? svc_snapshot(c, pid, "fd", "pipe") : -1;
-	json_decref(r);
-	/* The job has begun writing: it is past its checks, into the snapshot. */
-	if (id <= 0 || read(pfd[0], head, sizeof(head)) <= 0) {
-		close(pfd[0]);
-		return -1;
-	}
-	*ret_read_end = pfd[0];
-	return id;
-}
-
 static bool image_incomplete(const char *path)
 {
 	struct img_summary sum;
@@ -148,7 +126,7 @@ static int cancel(const struct svc_paths *p, struct svc_daemon *d)
 	snprintf(img, sizeof(img), "%s/cancelled.img", d->dir);
 	CHECK(svc_workload(p, big, lay, &w) >= 0, "workload");
 	CHECK(svc_connect(d->sock, &c) >= 0, "connect");
-	id = stalled_job(c, w->pid, &rd);
+	id = svc_stalled_job(c, w->pid, "pipe", &rd);
 	CHECK(id > 0, "job started");
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);
 	CHECK(!strcmp(svc_class(r), ""), "cancel: %s", svc_class(r));
@@ -188,7 +166,7 @@ static int target_exit(const struct svc_paths *p, struct svc_daemon *d)
 	snprintf(lay, sizeof(lay), "%s/w.layout", d->dir);
 	CHECK(svc_workload(p, big, lay, &w) >= 0, "workload");
 	CHECK(svc_connect(d->sock, &c) >= 0, "connect");
-	id = stalled_job(c, w->pid, &rd);
+	id = svc_stalled_job(c, w->pid, "pipe", &rd);
 	CHECK(id > 0, "job started");
 	kill(w->pid, SIGKILL);
 	CHECK(svc_drain(rd, NULL) > 0, "the rest of the image");
@@ -228,7 +206,7 @@ static int busy(const struct svc_paths *p, struct svc_daemon *d)
 	CHECK(svc_workload(p, wl_args, lay1, &w1) >= 0, "workload 1");
 	CHECK(svc_workload(p, wl_args, lay2, &w2) >= 0, "workload 2");
 	CHECK(svc_connect(d->sock, &c) >= 0, "connect");
-	id = stalled_job(c, w1->pid, &rd);
+	id = svc_stalled_job(c, w1->pid, "pipe", &rd);
 	CHECK(id > 0, "job started");
 	r = svc_call(c, "snapshot", json_pack("{s:i, s:s}", "pid", w1->pid, "file", "x.img"), -1);
 	CHECK(!strcmp(svc_class(r), "Busy"), "same pid again: %s", svc_class(r));
@@ -269,7 +247,7 @@ static int stop_mid_job(const struct svc_paths *p, struct svc_daemon *d, bool qu
 	snprintf(lay, sizeof(lay), "%s/w.layout", d->dir);
 	CHECK(svc_workload(p, wl_args, lay, &w) >= 0, "workload");
 	CHECK(svc_connect(d->sock, &c) >= 0, "connect");
-	id = stalled_job(c, w->pid, &rd);
+	id = svc_stalled_job(c, w->pid, "pipe", &rd);
 	CHECK(id > 0, "job started");
 	if (quit) {
 		r = svc_call(c, "quit", NULL, -1);

@@ -270,26 +270,14 @@ fail:
 	return rc;
 }
 
+static int nobody_main(void *sock)
+{
+	return as_nobody(sock);
+}
+
 static int run_as_nobody(const char *sock)
 {
-	struct passwd *pw = getpwnam("nobody");
-	pid_t parent = getpid(), child;
-	int st;
-
-	if (!pw)
-		return printf("FAIL: no user nobody\n"), -1;
-	child = fork();
-	if (child == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent ||
-		    setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-			_exit(1);
-		st = as_nobody(sock);
-		fflush(stdout);
-		_exit(st == 0 ? 0 : 1);
-	}
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+	return svc_wait_child(svc_fork_nobody(nobody_main, (void *)sock));
 }
 
 static int expect(struct svc_conn *c, const char *cmd, json_t *args, const char *class)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The target exits in the middle of a snapshot: uffsnapd exits 1 with a clear error and the
-# image is marked incomplete (no trailer), readable up to its last frame.
+# image is marked incomplete (no trailer), readable up to its last frame. The image goes to
+# stdout, a file the shell owns: a failed `--output FILE` leaves nothing behind (see
+# test-snapshot-output.sh), so stdout is the way to see what was written.
 # Deterministic: uffsnapd is paused (SIGSTOP) once it is past the snapshot instant (the image
 # has grown beyond its metadata) and before it has finished, then the target is killed.
 # usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL
@@ -15,7 +17,7 @@ for attempt in 1 2 3 4 5; do
 	"$W" --threads 4 --pages 32768 >"$tmp/wl" &
 	wpid=$!
 	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
-	"$D" --pid $wpid --output "$tmp/img" --force 2>"$tmp/err" &
+	"$D" --pid $wpid --output - >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
 	# Past T: the copier has written more than the metadata (hang guard only).
 	for _ in $(seq 3000); do

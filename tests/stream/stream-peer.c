@@ -80,14 +80,16 @@ static int read_msg(int fd, struct stream_msg *m)
 }
 
 /* HELLO and CHALLENGE; then AUTH with the right proof (key) or a wrong one (key NULL). */
-static int handshake(int fd, const struct stream_key *key, struct stream_msg *ret)
+static int handshake_as(int fd, const struct stream_key *key, const char *name,
+			struct stream_msg *ret)
 {
-	struct stream_hello h = {.major = 1, .name = "bad-peer"};
+	struct stream_hello h = {.major = 1};
 	uint8_t out[STREAM_MSG_MAX_SIZE];
 	struct stream_auth a = {{0}};
 	struct stream_msg m;
 	size_t n;
 
+	snprintf(h.name, sizeof(h.name), "%s", name);
 	stream_random(h.session, sizeof(h.session));
 	stream_random(h.nonce, sizeof(h.nonce));
 	n = stream_hello_encode(&h, out);
@@ -100,6 +102,11 @@ static int handshake(int fd, const struct stream_key *key, struct stream_msg *re
 	if (write(fd, out, n) != (ssize_t)n)
 		return -1;
 	return read_msg(fd, ret);
+}
+
+static int handshake(int fd, const struct stream_key *key, struct stream_msg *ret)
+{
+	return handshake_as(fd, key, "bad-peer", ret);
 }
 
 static int peer_garbage(const char *ip, unsigned port, const struct stream_key *key)
@@ -179,19 +186,29 @@ static const struct peer {
     {"corrupt image", peer_corrupt}, {"stops mid-frame", peer_mid_frame},
 };
 
-static int peers_in_ns(const char *ns, const char *ip, unsigned port, const char *key_file)
+/* Moves this process into network namespace ns and loads the key. */
+static int enter_ns(const char *ns, const char *key_file, struct stream_key *key)
 {
-	struct stream_key key;
 	char path[256], msg[512];
-	int fd, failed = 0;
+	int fd;
 
 	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-		return perror("peer: setns"), 1;
+		return perror("peer: setns"), -1;
 	close(fd);
-	if (stream_key_load(key_file, &key, msg, sizeof(msg)) < 0)
-		return fprintf(stderr, "peer: %s\n", msg), 1;
+	if (stream_key_load(key_file, key, msg, sizeof(msg)) < 0)
+		return fprintf(stderr, "peer: %s\n", msg), -1;
+	return 0;
+}
+
+static int peers_in_ns(const char *ns, const char *ip, unsigned port, const char *key_file)
+{
+	struct stream_key key;
+	int failed = 0;
+
+	if (enter_ns(ns, key_file, &key) < 0)
+		return 1;
 	for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
 		int r = peers[i].run(ip, port, &key);
 
@@ -216,4 +233,59 @@ int peer_run_all(const char *ns, const char *ip, unsigned port, const char *key_
 	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
 		return fprintf(stderr, "FAIL: a bad peer was not refused as expected\n"), -1;
 	return 0;
+}
+
+/* The holder: opens n connections, then reports (one byte) and waits to be killed. */
+static void hold_in_ns(const char *ns, const char *ip, unsigned port, const char *key_file,
+		       const struct peer_hold *h, int report)
+{
+	struct stream_key key;
+	struct stream_msg m;
+	uint8_t code = 255;
+
+	if (enter_ns(ns, key_file, &key) < 0)
+		_exit(1);
+	for (int i = 0; i < h->n; i++) {
+		int fd = peer_connect(ip, port);
+
+		if (fd < 0 || (h->name && (handshake_as(fd, &key, h->name, &m) < 0 ||
+					   m.type != STREAM_MSG_ACCEPT)))
+			_exit(1);
+	}
+	if (h->probe) {
+		int fd = peer_connect(ip, port);
+
+		code = fd < 0 ? 254 : (uint8_t)until_closed(fd);
+	}
+	if (write(report, &code, 1) != 1)
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+pid_t peer_hold(const char *ns, const char *ip, unsigned port, const char *key_file,
+		const struct peer_hold *h, int *ret_code)
+{
+	pid_t parent = getpid(), pid;
+	int p[2];
+	uint8_t code;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(1);
+		hold_in_ns(ns, ip, port, key_file, h, p[1]);
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], &code, 1) != 1) {
+		close(p[0]);
+		if (pid > 0)
+			kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+		return fprintf(stderr, "FAIL: the holder could not open its connections\n"), -1;
+	}
+	close(p[0]);
+	*ret_code = code;
+	return pid;
 }

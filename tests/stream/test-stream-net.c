@@ -15,6 +15,13 @@
  *             target keeps running during the stream, the receiver logs periodic progress
  *   peers     wrong key, no key, garbage, a silent peer and one that stops mid-frame, while a
  *             good sender streams: each refused or failed alone, the good image is exact
+ *   crowd     every connection the receiver takes (--max-conns) held open by a peer without
+ *             the key: a real sender still gets in (one of them makes room) and its image is
+ *             exact; then SIGHUP stops the receiver cleanly (status 0)
+ *   busy      every connection held by authenticated senders named "." that send nothing: one
+ *             more is answered ERROR 7 (busy); a real sender retries until they time out and
+ *             its image is exact; theirs are named "_.-SESSION" while they wait and leave no
+ *             empty .partial once expired
  *
  * usage: test-stream-net UFFSNAPD WORKLOAD CHECK UFFSNAPCTL SCENARIO
  */
@@ -343,8 +350,97 @@ static int run_peers(struct t *t)
 	return 0;
 }
 
+static int run_crowd(struct t *t)
+{
+	struct peer_hold h = {.n = 4};
+	struct snap_line l;
+	int code;
+	pid_t holder;
+
+	if (start_workload(t, "2", "1024") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT, "--max-conns 4 --handshake-timeout 600");
+	holder = peer_hold(t->n.ns_a, t->n.ip_b, PORT, t->n.key, &h, &code);
+	if (holder < 0)
+		return -1;
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key, NULL, t->sout);
+	code = wait_sender(t, 240, 0) < 0 || sender_result(t, true, &l) < 0 ? -1 : 0;
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	if (code < 0)
+		return -1;
+	if (!net_log_has(t->n.recv_log, "to make room"))
+		return fprintf(stderr, "FAIL: the receiver did not say it made room\n"), -1;
+	if (check_result(t) < 0)
+		return -1;
+	/* a closed terminal's SIGHUP stops it as SIGTERM does: status 0, not death by signal */
+	kill(t->recv, SIGHUP);
+	code = net_wait(t->recv, 60);
+	t->recv = 0;
+	if (code != 0)
+		return fprintf(stderr, "FAIL: the receiver exited %d on SIGHUP (want 0)\n", code), -1;
+	return 0;
+}
+
+/* Until the receiver's log has needle twice (a hang guard only, not a measurement). */
+static int wait_log_twice(struct t *t, const char *needle)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "[ $(grep -c '%s' %s) -ge 2 ]", needle, t->n.recv_log);
+	for (int i = 0; i < 2400; i++, sleep_ms(100))
+		if (system(cmd) == 0)
+			return 0;
+	return fprintf(stderr, "FAIL: the receiver never logged '%s' twice\n", needle), -1;
+}
+
+static int run_busy(struct t *t)
+{
+	struct peer_hold h = {.n = 2, .name = ".", .probe = true};
+	char first[256];
+	struct snap_line l;
+	int code, r = -1;
+	pid_t holder;
+
+	if (start_workload(t, "2", "1024") < 0)
+		return -1;
+	t->recv = net_receiver(&t->p, &t->n, PORT,
+			       "--max-conns 2 --idle-timeout 2 --resume-timeout 2");
+	holder = peer_hold(t->n.ns_a, t->n.ip_b, PORT, t->n.key, &h, &code);
+	if (holder < 0)
+		return -1;
+	if (code != 7) {
+		fprintf(stderr, "FAIL: one connection too many got ERROR %d, not 7 (busy)\n", code);
+		goto out;
+	}
+	if (net_count(t->n.out, ".img.partial", first, sizeof(first)) != 2 ||
+	    strncmp(strrchr(first, '/') + 1, "_.-", 3)) {
+		fprintf(stderr, "FAIL: the senders named '.' did not get two '_.-' files: %s\n",
+			first);
+		goto out;
+	}
+	t->send = net_sender(&t->p, &t->n, t->w->pid, PORT, t->n.key, NULL, t->sout);
+	if (wait_sender(t, 240, 0) < 0 || sender_result(t, true, &l) < 0 || check_result(t) < 0)
+		goto out;
+	if (wait_log_twice(t, "nothing was received") < 0)
+		goto out;
+	if (net_count(t->n.out, ".img.partial", first, sizeof(first)) != 0) {
+		fprintf(stderr, "FAIL: an empty session left %s\n", first);
+		goto out;
+	}
+	r = 0;
+out:
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	return r;
+}
+
 static int run(struct t *t, const char *scenario)
 {
+	if (!strcmp(scenario, "crowd"))
+		return run_crowd(t);
+	if (!strcmp(scenario, "busy"))
+		return run_busy(t);
 	if (!strcmp(scenario, "basic"))
 		return run_basic(t);
 	if (!strcmp(scenario, "netem"))

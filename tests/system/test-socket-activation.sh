@@ -49,8 +49,8 @@ echo "ok READY=1 and $(grep -m1 '^STATUS=' "$tmp/notify.log")"
 
 # systemd-socket-activate execs the daemon in its own process: $act is uffsnapd now.
 status=$(cat "/proc/$act/status")
-kept=$(printf '%016x' $(( (1 << 2) | (1 << 5) | (1 << 19) ))) # dac_read_search, kill, sys_ptrace
-[ "$("$tool" caps-kept)" = "cap_sys_ptrace,cap_dac_read_search,cap_kill" ] ||
+kept=$(printf '%016x' $(( (1 << 0) | (1 << 2) | (1 << 5) | (1 << 19) ))) # chown, dac_read_search, kill, sys_ptrace
+[ "$("$tool" caps-kept)" = "cap_sys_ptrace,cap_dac_read_search,cap_kill,cap_chown" ] ||
 	fail "svc_caps_kept() changed: update this test's mask"
 for f in CapPrm CapEff CapBnd; do
 	echo "$status" | grep -q "^$f:	$kept\$" || fail "$f is not $kept: $(echo "$status" | grep "^$f:")"

@@ -26,8 +26,11 @@
 #include "svc-caps.h"
 #include "sys-test-util.h"
 
-/* What svc-caps.c documents: CAP_DAC_READ_SEARCH (2), CAP_KILL (5), CAP_SYS_PTRACE (19). */
-#define KEPT_MASK ((1ull << CAP_DAC_READ_SEARCH) | (1ull << CAP_KILL) | (1ull << CAP_SYS_PTRACE))
+/* What svc-caps.c documents: CAP_CHOWN (0), CAP_DAC_READ_SEARCH (2), CAP_KILL (5),
+ * CAP_SYS_PTRACE (19). */
+#define KEPT_MASK                                                                                  \
+	((1ull << CAP_CHOWN) | (1ull << CAP_DAC_READ_SEARCH) | (1ull << CAP_KILL) |                \
+	 (1ull << CAP_SYS_PTRACE))
 
 static char test_user[32];
 
