@@ -16,7 +16,7 @@
 #include "cli-args.h"
 #include "cli-image.h"
 #include "cmd-image.h"
-#include "out-file.h"
+#include "sys/out-file.h"
 
 /* Bytes copied per img_reader_read(): large enough to amortise, small enough for any box. */
 #define READ_CHUNK (1u << 20)
@@ -252,7 +252,7 @@ static int read_open_reader(const struct cli_image *img, struct img_reader **ret
 
 /*
  * The file named by --output, opened only once the range is known to be there: a temporary
- * beside it that gets its name when complete (common/out-file.h), so a failure leaves PATH,
+ * beside it that gets its name when complete (daemon/sys/out-file.h), so a failure leaves PATH,
  * whatever it is, as it was.
  */
 static int read_open_output(const struct read_args *a, struct out_file *o)

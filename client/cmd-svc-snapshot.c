@@ -20,7 +20,7 @@
 #include "cli-svc-show.h"
 #include "cli-svc.h"
 #include "cmd-svc.h"
-#include "out-file.h"
+#include "sys/out-file.h"
 
 /* The daemon's limits for --window (CONTROL.md, snapshot). */
 #define SNAP_WINDOW_MAX 512
@@ -132,7 +132,7 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 
 /*
  * stdout for '-'; else a temporary beside FILE that gets FILE's name only when the job
- * completes (common/out-file.h): a refused or failed job leaves FILE as it was.
+ * completes (daemon/sys/out-file.h): a refused or failed job leaves FILE as it was.
  */
 static int snap_open_output(struct snap_cmd *s)
 {

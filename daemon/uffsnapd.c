@@ -20,13 +20,13 @@
 
 #include <jansson.h>
 
-#include "linux-compat.h"
-#include "out-file.h"
-#include "snapshot.h"
-#include "stream-addr.h"
-#include "stream-main.h"
-#include "stream-sink.h"
-#include "svc-main.h"
+#include "sys/linux-compat.h"
+#include "sys/out-file.h"
+#include "engine/snapshot.h"
+#include "stream/addr.h"
+#include "stream/main.h"
+#include "stream/sink.h"
+#include "service/main.h"
 #include "uffsnapd.h"
 
 struct cli {

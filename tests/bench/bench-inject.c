@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "target-attach.h"
-#include "target-uffd.h"
+#include "target/attach.h"
+#include "target/uffd.h"
 
 #define MAX_BUSY 64
 
@@ -114,7 +114,7 @@ static void print_stats(const char *name, uint64_t *v, int n, const char *sep)
 	       sep);
 }
 
-/* As the holder does (target-holder.c: run_first()): a real-time tracer where allowed. */
+/* As the holder does (target/holder.c: run_first()): a real-time tracer where allowed. */
 static void run_first(void)
 {
 	struct sched_param sp = {.sched_priority = 1};

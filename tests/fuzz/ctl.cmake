@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Fuzzing the control protocol's input (daemon/ctl-line.c, daemon/ctl-request.c) with the
+# Fuzzing the control protocol's input (proto/ctl-line.c, proto/ctl-request.c) with the
 # daemon's real command table. Replay of corpus/ctl/ in every build; the libFuzzer binary
 # fuzz-ctl-request with -DUFFSNAP_FUZZ=ON. Included from CMakeLists.txt.
 add_executable(fuzz-ctl-request-replay fuzz-ctl-request.c fuzz-replay.c)
@@ -15,7 +15,7 @@ if(UFFSNAP_FUZZ)
 	set(_ctl_fuzz_flags -fsanitize=address,undefined -fno-sanitize-recover=undefined
 		-fno-omit-frame-pointer ${_ctl_extra})
 	add_executable(fuzz-ctl-request fuzz-ctl-request.c
-		${PROJECT_SOURCE_DIR}/daemon/ctl-request.c ${PROJECT_SOURCE_DIR}/daemon/ctl-line.c)
+		${PROJECT_SOURCE_DIR}/proto/ctl-request.c ${PROJECT_SOURCE_DIR}/proto/ctl-line.c)
 	target_compile_options(fuzz-ctl-request PRIVATE -fsanitize=fuzzer ${_ctl_fuzz_flags})
 	target_link_options(fuzz-ctl-request PRIVATE -fsanitize=fuzzer ${_ctl_fuzz_flags})
 	target_link_libraries(fuzz-ctl-request PRIVATE uffsnap-service)

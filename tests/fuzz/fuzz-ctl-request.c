@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer harness for the control protocol's input side (daemon/ctl-line.c,
- * daemon/ctl-request.c): the input is what a client sends on a connection. It goes through a
+ * libFuzzer harness for the control protocol's input side (proto/ctl-line.c,
+ * proto/ctl-request.c): the input is what a client sends on a connection. It goes through a
  * client's line buffer in pieces whose sizes come from the input itself, and every line
  * through the request parser against the daemon's real command table. Besides crashes and
  * sanitizer reports it aborts when an invariant breaks: a parsed request has a command and an

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stream-auth.h"
-#include "stream-wire.h"
+#include "stream/auth.h"
+#include "stream/wire.h"
 
 static int save(const char *dir, const char *name, const uint8_t *p, size_t n)
 {

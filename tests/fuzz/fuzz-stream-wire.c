@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stream-auth.h"
-#include "stream-check.h"
-#include "stream-wire.h"
+#include "stream/auth.h"
+#include "stream/check.h"
+#include "stream/wire.h"
 
 static size_t reencode(const struct stream_msg *m, uint8_t *out)
 {

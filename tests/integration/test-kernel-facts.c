@@ -22,9 +22,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "linux-compat.h"
-#include "target-attach.h"
-#include "target-uffd.h"
+#include "sys/linux-compat.h"
+#include "target/attach.h"
+#include "target/uffd.h"
 #include "target-proc.h"
 #include "test-check.h"
 

@@ -23,10 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "linux-compat.h"
-#include "target-attach.h"
-#include "target-inject.h"
-#include "target-regs.h"
+#include "sys/linux-compat.h"
+#include "target/attach.h"
+#include "target/inject.h"
+#include "target/regs.h"
 #include "test-check.h"
 
 #define SLEEP_NS	  2000000000L /* long enough that attach, checks and detach fall inside it */

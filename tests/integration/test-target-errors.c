@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "target-attach.h"
+#include "target/attach.h"
 #include "test-check.h"
 
 #define NOBODY	   65534

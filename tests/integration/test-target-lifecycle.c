@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "target-attach.h"
-#include "target-inject.h"
+#include "target/attach.h"
+#include "target/inject.h"
 #include "test-check.h"
 
 #define TIMEOUT_MS 20000

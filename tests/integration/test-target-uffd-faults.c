@@ -26,9 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "target-attach.h"
+#include "target/attach.h"
 #include "target-proc.h"
-#include "target-uffd.h"
+#include "target/uffd.h"
 #include "test-check.h"
 
 #define BUSY	    3

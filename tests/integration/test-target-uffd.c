@@ -28,11 +28,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "linux-compat.h"
-#include "target-attach.h"
-#include "target-inject.h"
+#include "sys/linux-compat.h"
+#include "target/attach.h"
+#include "target/inject.h"
 #include "target-proc.h"
-#include "target-uffd.h"
+#include "target/uffd.h"
 #include "test-check.h"
 
 #define NOBODY	     65534

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Arming while the target runs (daemon/snap-live.c): a mapping that the target replaces
+ * Arming while the target runs (daemon/engine/live.c): a mapping that the target replaces
  * between the two holds (munmap, then a new mapping at the same addresses) must be protected
  * at the instant like any other. Made certain with the pause between the holds of the test
  * build of uffsnapd (uffsnapd-test.c: UFFSNAPD_TEST_PAUSE=armed:DIR) and a copier stalled on a

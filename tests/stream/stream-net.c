@@ -205,7 +205,7 @@ int net_last_line(const char *out_path, struct snap_line *ret)
 	return found;
 }
 
-/* "HH:MM:SS uffsnapd: NAME.img: 12.5 MiB received, 4.0 MiB/s" (stream-recv-sess.c). */
+/* "HH:MM:SS uffsnapd: NAME.img: 12.5 MiB received, 4.0 MiB/s" (stream/recv-session.c). */
 uint64_t net_recv_progress(const char *log_path, unsigned *ret_lines)
 {
 	FILE *f = fopen(log_path, "re");

@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "stream-auth.h"
+#include "stream/auth.h"
 #include "stream-peer.h"
-#include "stream-wire.h"
+#include "stream/wire.h"
 #include "uffsnap/image.h"
 
 static int peer_connect(const char *ip, unsigned port)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Misbehaving stream peers for the tests, speaking the protocol by hand (stream-wire.h). */
+/* Misbehaving stream peers for the tests, speaking the protocol by hand (stream/wire.h). */
 #pragma once
 
 /* From network namespace ns, runs each bad peer against ip:port once (in a child process):

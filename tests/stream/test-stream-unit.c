@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "stream-auth.h"
-#include "stream-check.h"
-#include "stream-wire.h"
+#include "stream/auth.h"
+#include "stream/check.h"
+#include "stream/wire.h"
 
 static size_t hello(uint8_t *out)
 {

@@ -20,8 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "svc-caps.h"
-#include "svc-notify.h"
+#include "sys/caps.h"
+#include "sys/notify.h"
 #include "sys-test-util.h"
 
 /* Hang guards (never measurements). */

@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proc-events.h"
-#include "svc-caps.h"
+#include "sys/proc-events.h"
+#include "sys/caps.h"
 
 /* A hang guard for events that should arrive at once (never a measurement). */
 #define EVENT_WAIT_MS 30000

@@ -22,11 +22,11 @@
 #include <unistd.h>
 
 #include "snap-harness.h"
-#include "snapshot.h"
-#include "svc-caps.h"
+#include "engine/snapshot.h"
+#include "sys/caps.h"
 #include "sys-test-util.h"
 
-/* What svc-caps.c documents: CAP_CHOWN (0), CAP_DAC_READ_SEARCH (2), CAP_KILL (5),
+/* What sys/caps.c documents: CAP_CHOWN (0), CAP_DAC_READ_SEARCH (2), CAP_KILL (5),
  * CAP_SYS_PTRACE (19). */
 #define KEPT_MASK                                                                                  \
 	((1ull << CAP_CHOWN) | (1ull << CAP_DAC_READ_SEARCH) | (1ull << CAP_KILL) |                \

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "svc-notify.h"
+#include "sys/notify.h"
 #include "sys-test-util.h"
 
 /* A hang guard: a sent datagram is there at once (never a measurement). */

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdbool.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/arm.h"
+#include "engine/uffd-ops.h"
+
+#define DEFAULT_WINDOW_PAGES 16
+#define DEFAULT_CHUNK_PAGES 512
+#define MAX_ARM_THREADS 4
+/* Below this, arming on one thread is faster than starting others. */
+#define ARM_PARALLEL_MIN (64ull << 20)
+/* Saved while held on either side of a thread's stack pointer and TLS pointer. */
+#define HOT_BYTES (32u << 10)
+
+void snap_defaults(struct snap_opts *o)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!o->window_pages || o->window_pages > 512)
+		o->window_pages = DEFAULT_WINDOW_PAGES;
+	if (!o->chunk_pages)
+		o->chunk_pages = DEFAULT_CHUNK_PAGES;
+	if (!o->arm_threads)
+		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
+}
+
+int snap_scan(struct snap *s)
+{
+	int r;
+
+	vma_list_free(&s->vmas);
+	r = vma_scan(s->pid, &s->vmas);
+	if (r < 0)
+		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
+				 strerror(-r)), r;
+	return 0;
+}
+
+static int cmp_hot(const void *a, const void *b)
+{
+	const struct snap_span *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * The pages around each thread's stack pointer and TLS, where they are in a tracked anonymous
+ * VMA: saved while held, so that no thread's exit (its clear_child_tid word, robust list and
+ * rseq area live by its TLS) meets a protected page, and no thread faults on its first push.
+ */
+static int plan_hot(struct snap *s)
+{
+	const uint64_t *a = s->held.stack_addrs;
+	size_t n = 0;
+
+	free(s->hot);
+	s->nhot = 0;
+	s->hot = calloc(s->held.nstack_addrs + 1, sizeof(*s->hot));
+	if (!s->hot)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->held.nstack_addrs; i++) {
+		ssize_t k = vma_find(&s->vmas, a[i]);
+		const struct vma *v = k >= 0 ? &s->vmas.v[k] : NULL;
+
+		if (!v || v->plan != VMA_PLAN_TRACK || v->kind != VMA_ANON ||
+		    v->granule != s->page_size)
+			continue;
+		uint64_t ps = s->page_size;
+
+		s->hot[n].start = a[i] < v->start + HOT_BYTES ? v->start
+							       : (a[i] - HOT_BYTES) / ps * ps;
+		s->hot[n].end = a[i] + HOT_BYTES > v->end ? v->end
+							  : (a[i] + HOT_BYTES + ps - 1) / ps * ps;
+		n++;
+	}
+	qsort(s->hot, n, sizeof(*s->hot), cmp_hot);
+	for (size_t i = 0; i < n; i++) /* merge overlaps */
+		if (s->nhot && s->hot[i].start < s->hot[s->nhot - 1].end) /* same VMA then */
+			s->hot[s->nhot - 1].end = s->hot[i].end > s->hot[s->nhot - 1].end
+							  ? s->hot[i].end
+							  : s->hot[s->nhot - 1].end;
+		else
+			s->hot[s->nhot++] = s->hot[i];
+	return 0;
+}
+
+int snap_plan(struct snap *s)
+{
+	int r = 0;
+
+	if (!s->vmas.n || !vma_list_unchanged(s->pid, &s->vmas))
+		r = snap_scan(s);
+	if (r < 0)
+		return r;
+	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);
+	return plan_hot(s);
+}
+
+/* Registers one VMA; a VMA the kernel will not track is copied while held instead. */
+static int register_vma(struct snap *s, struct vma *v)
+{
+	int r = uffd_register_wp(s->uffd, v->start, v->end - v->start);
+
+	if (r >= 0) {
+		s->stats.vmas_tracked++;
+		return 0;
+	}
+	if (r != -EINVAL && r != -EBUSY && r != -EPERM && r != -EOPNOTSUPP)
+		return snap_fail(s, r, "cannot register 0x%llx-0x%llx: %s",
+				 (unsigned long long)v->start, (unsigned long long)v->end,
+				 strerror(-r)), r;
+	v->plan = VMA_PLAN_COPY;
+	snprintf(v->note, sizeof(v->note), "%s",
+		 r == -EBUSY ? "EBUSY: already owned by another userfaultfd, copied"
+			     : "write protection not supported here, copied");
+	return 0;
+}
+
+struct arm_job {
+	struct snap *s;
+	unsigned idx, nthreads;
+	uint64_t total;
+	int result;
+};
+
+/* Thread idx protects the idx-th share of all tracked bytes, cut at granule boundaries. */
+static void *arm_worker(void *arg)
+{
+	struct arm_job *j = arg;
+	struct pages *p = &j->s->pages;
+	uint64_t lo = j->total * j->idx / j->nthreads, hi = j->total * (j->idx + 1) / j->nthreads;
+	uint64_t pos = 0;
+
+	for (size_t i = 0; i < p->n && j->result >= 0; i++) {
+		const struct pages_range *r = &p->r[i];
+		uint64_t len = r->end - r->start;
+		uint64_t a = lo > pos ? lo - pos : 0, b = hi - pos < len ? hi - pos : len;
+
+		if (hi > pos && lo < pos + len) {
+			a = a / r->granule * r->granule;
+			b = (b + r->granule - 1) / r->granule * r->granule;
+			if (b > len)
+				b = len;
+			if (b > a)
+				j->result = uffd_protect(j->s->uffd, r->start + a, b - a, 1);
+		}
+		pos += len;
+	}
+	return NULL;
+}
+
+int snap_register(struct snap *s)
+{
+	int r = 0;
+
+	s->stats.vmas_tracked = 0;
+	for (size_t i = 0; i < s->vmas.n && r >= 0; i++)
+		if (s->vmas.v[i].plan == VMA_PLAN_TRACK)
+			r = register_vma(s, &s->vmas.v[i]);
+	pages_free(&s->pages);
+	if (r >= 0)
+		r = pages_init(&s->pages, &s->vmas);
+	if (r < 0)
+		snap_fail(s, r, "cannot register the memory: %s", strerror(-r));
+	return r;
+}
+
+int snap_protect_all(struct snap *s)
+{
+	uint64_t t0 = snap_now_ns(), total = 0;
+	struct arm_job jobs[MAX_ARM_THREADS];
+	pthread_t th[MAX_ARM_THREADS];
+	bool started[MAX_ARM_THREADS] = {false};
+	unsigned n;
+	int r = 0;
+
+	for (size_t i = 0; i < s->pages.n; i++)
+		total += s->pages.r[i].end - s->pages.r[i].start;
+	n = total < ARM_PARALLEL_MIN ? 1 : s->opts.arm_threads;
+	for (unsigned i = 0; i < n; i++) {
+		jobs[i] = (struct arm_job){s, i, n, total, 0};
+		started[i] = i && pthread_create(&th[i], NULL, arm_worker, &jobs[i]) == 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!started[i]) /* ours, or a thread that could not start: run it here */
+			arm_worker(&jobs[i]);
+	for (unsigned i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		if (jobs[i].result < 0)
+			r = jobs[i].result;
+	}
+	s->stats.arm_ns = snap_now_ns() - t0;
+	return r;
+}
+
+int snap_arm(struct snap *s)
+{
+	int r = snap_register(s);
+
+	if (r >= 0)
+		r = snap_protect_all(s);
+	if (r < 0 && !snap_failed(s))
+		snap_fail(s, r, "cannot write-protect: %s", strerror(-r));
+	return r;
+}
+
+/* Copies one VMA in chunks. Unreadable parts (guard pages, PROT_NONE holes) are skipped. */
+static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t chunk)
+{
+	uint8_t present[256]; /* chunk / page size */
+
+	for (uint64_t a = v->start; a < v->end; a += chunk) {
+		size_t len = v->end - a < chunk ? v->end - a : chunk;
+		int r;
+
+		/* Thread stacks are mostly untouched: skip reading what is not there. */
+		if (v->kind == VMA_ANON && chunk / s->page_size <= sizeof(present)) {
+			snap_scan_present(s, a, a + len, s->page_size, present);
+			if (!memchr(present, 1, len / s->page_size)) {
+				r = img_writer_zero(s->w, a, len / s->page_size);
+				if (r < 0)
+					return r;
+				/* the emitter of the fault handler counts here too */
+				__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size,
+						   __ATOMIC_RELAXED);
+				continue;
+			}
+		}
+		r = snap_read_mem(s, a, buf, len);
+
+		if (r == -EFAULT || r == -EIO) {
+			chunk = s->page_size; /* find the readable pages one at a time */
+			len = s->page_size;
+			r = snap_read_mem(s, a, buf, len);
+			if (r == -EFAULT || r == -EIO)
+				continue;
+		}
+		if (r < 0)
+			return r;
+		r = snap_emit(s, a, buf, len);
+		if (r < 0)
+			return r;
+		s->stats.pages_held += len / s->page_size;
+	}
+	return 0;
+}
+
+/*
+ * Saves a hot range of a tracked VMA while held: nothing else runs yet (no fault handler, no
+ * copier), so every granule is still protected and ours to claim; then unprotects it.
+ */
+static int save_hot(struct snap *s, const struct snap_span *h, uint8_t *buf, size_t chunk)
+{
+	struct pages_range *r = pages_find(&s->pages, h->start);
+	int k = 0;
+
+	if (!r || h->end > r->end)
+		return 0; /* not tracked after all (registration refused): copied with its VMA */
+	for (uint64_t a = h->start; a < h->end && k >= 0; a += chunk) {
+		uint64_t len = h->end - a < chunk ? h->end - a : chunk;
+
+		k = snap_read_mem(s, a, buf, len);
+		if (k == -EFAULT || k == -EIO)
+			return 0; /* unreadable: the copier and the faults deal with it as usual */
+		for (uint64_t g = a; k >= 0 && g < a + len; g += r->granule)
+			if (!pages_claim(r, pages_index(r, g), PAGE_SAVED))
+				k = -EBUSY; /* cannot happen while held */
+		if (k >= 0)
+			k = uffd_protect(s->uffd, a, len, 0);
+		if (k >= 0)
+			k = snap_emit(s, a, buf, len);
+		if (k >= 0)
+			s->stats.pages_held += len / s->page_size;
+	}
+	return k;
+}
+
+int snap_copy_held(struct snap *s)
+{
+	const size_t chunk = 1 << 20;
+	uint8_t *buf = aligned_alloc(4096, chunk);
+	int r = buf ? 0 : -ENOMEM;
+
+	for (size_t i = 0; i < s->vmas.n && r >= 0; i++) {
+		if (s->vmas.v[i].plan != VMA_PLAN_COPY)
+			continue;
+		s->stats.vmas_copied++;
+		r = copy_vma(s, &s->vmas.v[i], buf, chunk);
+	}
+	for (size_t i = 0; i < s->nhot && r >= 0; i++)
+		r = save_hot(s, &s->hot[i], buf, chunk);
+	free(buf);
+	if (r == -ENOBUFS)
+		return snap_fail(s, r, "more than %u MiB of memory that cannot be write-protected "
+				 "would be copied while pid %d is held; not holding it that long",
+				 SNAP_GATE_MAX_BYTES >> 20, s->pid), r;
+	if (r < 0)
+		return snap_fail(s, r, "cannot copy memory of pid %d: %s", s->pid, strerror(-r)), r;
+	return 0;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/* The part of a snapshot done while the target is held: plan, arm, copy the untrackable. */
+#pragma once
+
+#include "engine/snapshot.h"
+
+void snap_defaults(struct snap_opts *o);
+/* Reads the layout (before the target is held: smaps is slow) and plans each VMA. */
+int snap_scan(struct snap *s);
+/* While held: rescans if the layout changed since snap_scan; marks thread stacks. */
+int snap_plan(struct snap *s);
+/* Registers every tracked VMA (a VMA the kernel refuses is planned as copied instead) and
+ * sets up their per-page states. */
+int snap_register(struct snap *s);
+/* Write-protects every registered range, on several threads at once; -errno of the first
+ * failure (the caller decides what it means). */
+int snap_protect_all(struct snap *s);
+/* Both, failing the snapshot on error: arming while every thread is held. */
+int snap_arm(struct snap *s);
+/* Copies the VMAs planned as "copied" into the image. */
+int snap_copy_held(struct snap *s);

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The background copier: walks every tracked range in chunks, reads what is still protected,
+ * claims it and unprotects the chunk. Reads happen without the handler lock; the claim is made
+ * under it, after checking that no layout change (mremap, munmap, MADV_DONTNEED) could have
+ * touched the read: none in flight (uffd_mmap_changing) and none processed since the read began
+ * that touched this chunk (snap_events_overlap). A chunk that fails the check is read again.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/snapshot.h"
+#include "engine/uffd-ops.h"
+
+/* How often the copier waits for an in-flight layout event before reading again. */
+#define COPIER_WAIT_TRIES 16
+
+struct chunk {
+	uint64_t start, end; /* T-addresses, granule aligned */
+	uint8_t *buf;
+	uint8_t *want;	  /* per granule: still protected when the pass began */
+	uint8_t *present; /* per granule: 1 if it must be read, 0 if known zero */
+};
+
+/* Marks what this pass wants (still protected) and, of that, what must be read. */
+static void scan_present(struct snap *s, const struct pages_range *r, struct chunk *c)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	if (r->kind != VMA_ANON)
+		memset(c->present, 1, n); /* see snap_scan_present() */
+	else
+		snap_scan_present(s, c->start, c->end, r->granule, c->present);
+	for (size_t i = 0; i < n; i++) {
+		c->want[i] = pages_get(r, pages_index(r, c->start + i * r->granule)) ==
+			     PAGE_PROTECTED;
+		c->present[i] &= c->want[i];
+	}
+}
+
+static bool chunk_pending(const struct pages_range *r, const struct chunk *c)
+{
+	for (uint64_t a = c->start; a < c->end; a += r->granule)
+		if (pages_get(r, pages_index(r, a)) == PAGE_PROTECTED)
+			return true;
+	return false;
+}
+
+/* Reads the present runs of the chunk. -ESRCH when the target's mm is gone. */
+static int read_chunk(struct snap *s, const struct pages_range *r, struct chunk *c)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		int k;
+
+		if (!c->present[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && c->present[j])
+			j++;
+		k = snap_read_mem(s, c->start + i * r->granule, c->buf + i * r->granule,
+				  (j - i) * r->granule);
+		if (k == -EFAULT || k == -EIO)
+			return -EAGAIN; /* part of it went away: an event will say what */
+		if (k < 0)
+			return k;
+		i = j;
+	}
+	return 0;
+}
+
+/* Takes the handler lock ahead of the fault handler (see handler_loop). */
+static void lock_as_copier(struct snap *s)
+{
+	__atomic_store_n(&s->copier_waiting, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->copier_waiting, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * With the lock held, waits until no layout change is in flight, letting the handler read
+ * the pending events meanwhile: then every change that could have touched our read has been
+ * recorded in the event ring. Returns with the lock held, or -EAGAIN (lock released).
+ */
+static int wait_no_change_in_flight(struct snap *s)
+{
+	for (int tries = 0; uffd_mmap_changing(s->uffd); tries++) {
+		uint64_t g = s->event_gen;
+
+		pthread_mutex_unlock(&s->lock);
+		if (tries == COPIER_WAIT_TRIES || snap_failed(s))
+			return -EAGAIN;
+		for (int spin = 0; spin < 1000 && __atomic_load_n(&s->event_gen, __ATOMIC_ACQUIRE) == g;
+		     spin++)
+			sched_yield();
+		lock_as_copier(s);
+	}
+	return 0;
+}
+
+/*
+ * Part of the chunk could not be read. A layout change explains it (in flight, or processed
+ * since the read began and touching this chunk): read again (-EAGAIN). Otherwise the memory
+ * cannot be read at all, and retrying would never end.
+ */
+static int read_failed(struct snap *s, const struct chunk *c, uint64_t gen)
+{
+	bool explained;
+
+	lock_as_copier(s);
+	explained = uffd_mmap_changing(s->uffd) || snap_events_overlap(s, gen, c->start, c->end);
+	pthread_mutex_unlock(&s->lock);
+	if (explained)
+		return -EAGAIN;
+	snap_fail(s, -EIO, "cannot read pid %d's memory in 0x%llx-0x%llx", s->pid,
+		  (unsigned long long)c->start, (unsigned long long)c->end);
+	return -ECANCELED;
+}
+
+/*
+ * Claims, under the lock, every still-protected granule that no layout event since the read
+ * began has touched (those are read again); zero-fills known-zero ones. won[i] says which.
+ */
+static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, uint64_t gen,
+		       uint8_t *won)
+{
+	size_t n = (c->end - c->start) / r->granule;
+
+	lock_as_copier(s);
+	if (wait_no_change_in_flight(s) < 0)
+		return -EAGAIN;
+	if (s->event_gen - gen > SNAP_EVENT_RING) { /* lost track: read it all again */
+		pthread_mutex_unlock(&s->lock);
+		return -EAGAIN;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t a = c->start + i * r->granule;
+
+		won[i] = c->want[i] && !snap_events_overlap(s, gen, a, a + r->granule) &&
+			 pages_claim(r, pages_index(r, a), PAGE_SAVED);
+		if (won[i] && !c->present[i])
+			memset(c->buf + i * r->granule, 0, r->granule);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/*
+ * For each run we claimed: unprotect and wake it (others were unprotected by whoever claimed
+ * them), then write it. Every run is unprotected before any is written: the target never
+ * waits for our I/O.
+ */
+static int finish_won(struct snap *s, const struct pages_range *r, const struct chunk *c,
+		      const uint8_t *won)
+{
+	size_t n = (c->end - c->start) / r->granule, i, j;
+	int k = 0;
+
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
+		k = uffd_protect(s->uffd, c->start + i * r->granule, (j - i) * r->granule, 0);
+		if (k == -ENOENT)
+			k = 0;
+	}
+	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
+		k = snap_emit(s, c->start + i * r->granule, c->buf + i * r->granule,
+			      (j - i) * r->granule);
+		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
+				   __ATOMIC_RELAXED);
+	}
+	return k;
+}
+
+static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
+		      uint8_t *won)
+{
+	for (;;) {
+		uint64_t gen = __atomic_load_n(&s->event_gen, __ATOMIC_ACQUIRE);
+		int k;
+
+		if (snap_failed(s))
+			return -ECANCELED;
+		if (!chunk_pending(r, c))
+			return 0;
+		scan_present(s, r, c);
+		k = read_chunk(s, r, c);
+		if (k == -EAGAIN)
+			k = read_failed(s, c, gen);
+		if (k >= 0)
+			k = claim_chunk(s, r, c, gen, won);
+		if (k == -EAGAIN) {
+			sched_yield(); /* let the fault handler read the pending event */
+			continue;
+		}
+		if (k < 0)
+			return k;
+		k = finish_won(s, r, c, won);
+		if (k < 0)
+			return k;
+		/* Granules an event touched meanwhile are still pending: go round again. */
+	}
+}
+
+static int copy_range(struct snap *s, struct pages_range *r, struct chunk *c,
+		      uint8_t *won, uint64_t *done)
+{
+	uint64_t step = (uint64_t)s->opts.chunk_pages * s->page_size;
+
+	if (step < r->granule)
+		step = r->granule;
+	for (uint64_t a = r->start; a < r->end; a = c->end) {
+		int k = snap_cancelled(s);
+
+		if (k < 0)
+			return k;
+
+		c->start = a;
+		c->end = (a / step + 1) * step; /* aligned, so THP are not split */
+		if (c->end > r->end)
+			c->end = r->end;
+		k = copy_chunk(s, r, c, won);
+		if (k < 0)
+			return k;
+		*done += (c->end - c->start) / r->granule;
+		if (s->opts.progress)
+			s->opts.progress(s->opts.progress_ctx, *done, s->pages.total_granules);
+	}
+	return 0;
+}
+
+int copier_run(struct snap *s)
+{
+	uint64_t chunk = (uint64_t)s->opts.chunk_pages * s->page_size, done = 0;
+	uint32_t max_granule = s->page_size;
+	struct chunk c = {0};
+	uint8_t *won = NULL;
+	int k = 0;
+
+	for (size_t i = 0; i < s->pages.n; i++)
+		if (s->pages.r[i].granule > max_granule)
+			max_granule = s->pages.r[i].granule;
+	if (chunk < max_granule)
+		chunk = max_granule;
+	c.buf = aligned_alloc(4096, chunk);
+	c.present = malloc(chunk / s->page_size);
+	c.want = malloc(chunk / s->page_size);
+	won = malloc(chunk / s->page_size);
+	if (!c.buf || !c.present || !c.want || !won)
+		k = -ENOMEM;
+	for (size_t i = 0; k >= 0 && i < s->pages.n; i++)
+		k = copy_range(s, &s->pages.r[i], &c, won, &done);
+	free(c.buf);
+	free(c.present);
+	free(c.want);
+	free(won);
+	return k;
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/meta.h"
+
+int snap_writer_open(struct snap *s, struct img_sink *sink)
+{
+	struct img_writer_opts o = {.page_size = s->page_size};
+	int k = snap_gate_new(sink, &s->gate);
+
+	if (k >= 0)
+		k = img_writer_new(&o, snap_gate_sink(s->gate), &s->w);
+	if (k < 0)
+		snap_fail(s, k, "cannot create the image writer: %s", strerror(-k));
+	return k;
+}
+
+static json_t *target_json(pid_t pid)
+{
+	char path[64], comm[64] = "", exe[PATH_MAX] = "";
+	ssize_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = 0;
+	return json_pack("{s:i, s:s, s:s}", "pid", pid, "comm", comm, "exe", exe);
+}
+
+static json_t *time_json(void)
+{
+	struct timespec ts;
+	char iso[64], tail[32];
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(tail, sizeof(tail), ".%09ldZ", ts.tv_nsec);
+	strncat(iso, tail, sizeof(iso) - strlen(iso) - 1);
+	return json_pack("{s:I, s:s}", "realtime_ns",
+			 (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "iso8601", iso);
+}
+
+static json_t *meta_json(struct snap *s)
+{
+	json_t *threads = json_incref(s->held.threads), *vmas = NULL;
+	struct utsname u;
+
+	uname(&u);
+	if (!threads || vma_list_to_json(&s->vmas, &vmas) < 0) {
+		json_decref(threads);
+		return NULL;
+	}
+	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:o}",
+			 "format", "uffsnap", "version", 1, "tool", "name", "uffsnapd", "version",
+			 UFFSNAP_VERSION, "target", target_json(s->pid), "kernel", "release",
+			 u.release, "machine", u.machine, "time", time_json(), "page_size",
+			 (int)s->page_size, "threads", threads, "vmas", vmas);
+}
+
+int snap_begin_image(struct snap *s)
+{
+	json_t *meta = meta_json(s);
+	char *text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+	int k = text ? img_writer_begin(s->w, text, strlen(text)) : -ENOMEM;
+
+	free(text);
+	json_decref(meta);
+	if (k < 0)
+		snap_fail(s, k, "cannot write the image: %s", strerror(-k));
+	return k;
+}

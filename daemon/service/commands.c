@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/* The control commands (proto/CONTROL.md "Commands"): the table and its handlers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sys/linux-compat.h"
+#include "stream/addr.h"
+#include "service/service.h"
+
+/* Kernel pids are at most PID_MAX_LIMIT (4M, include/linux/threads.h). */
+#define CTL_PID_MAX   4194304
+#define CTL_JOBID_MAX (1ll << 53) /* exact in every JSON reader */
+
+static struct svc_client *client(void *ctx)
+{
+	return ctx;
+}
+
+static int snapshot_check(json_t *args, struct ctl_error *err)
+{
+	int n = !!json_object_get(args, "fd") + !!json_object_get(args, "file") +
+		!!json_object_get(args, "to");
+
+	if (n != 1)
+		return ctl_fail(err, CTL_E_PARAM,
+				"'snapshot' needs exactly one of 'fd' (a name from getfd), 'file' "
+				"(a name in the snapshot directory) and 'to' (a receiver's "
+				"HOST:PORT)");
+	return 0;
+}
+
+static int need_key(const struct svc *svc, const char *what, struct ctl_error *err)
+{
+	if (svc->has_key)
+		return 0;
+	return ctl_fail(err, CTL_E_GENERIC,
+			"this daemon has no stream key, so it cannot %s: start it with --key FILE "
+			"(the key file both sides hold; clients never name one)",
+			what);
+}
+
+/*
+ * LimitExceeded: the daemon's --max-jobs, of which SVC_RESERVED_JOBS are kept for privileged
+ * clients (root, the daemon's uid and gid), and --max-user-jobs for everyone else.
+ */
+static int svc_job_admit(struct svc_client *c, struct ctl_error *err)
+{
+	struct svc *svc = c->svc;
+	unsigned max = svc->o.max_jobs, mine;
+
+	if (!c->peer.privileged) {
+		mine = svc_jobs_of(svc, c->peer.uid);
+		if (mine >= svc->o.max_user_jobs)
+			return ctl_fail(err, CTL_E_LIMIT,
+					"uid %u has %u jobs running, the most one user may run at "
+					"once (--max-user-jobs); try again when one ends",
+					c->peer.uid, mine);
+		if (max > SVC_RESERVED_JOBS)
+			max -= SVC_RESERVED_JOBS;
+	}
+	if (svc->running >= max)
+		return ctl_fail(err, CTL_E_LIMIT,
+				"%u jobs are running, the most this daemon runs "
+				"at once (--max-jobs); try again when one ends",
+				svc->running);
+	return 0;
+}
+
+/* Authorization, Busy, LimitExceeded, in this order: each says more than the next. */
+static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
+			  struct ctl_error *err)
+{
+	struct svc *svc = c->svc;
+	struct svc_job *busy;
+	int r = svc_may_snapshot(&c->peer, pid, ret_pidfd, err);
+
+	if (r < 0)
+		return r;
+	busy = svc_job_running_on(svc, pid);
+	if (busy)
+		return ctl_fail(err, CTL_E_BUSY,
+				"pid %d already has a running job (%" PRIu64 "); "
+				"wait for it or cancel it",
+				pid, busy->id);
+	return svc_job_admit(c, err);
+}
+
+/* The output: a named fd of this connection (taken over), a new file, or a receiver. */
+static int snapshot_output(struct svc_client *c, struct svc_job *j, const struct ctl_request *req,
+			   struct ctl_error *err)
+{
+	const char *fdname = ctl_arg_str(req, "fd"), *file = ctl_arg_str(req, "file");
+	const char *to = ctl_arg_str(req, "to");
+	int i;
+
+	if (to) { /* connected by the job's thread: a slow network never holds the loop */
+		if (need_key(c->svc, "stream to a receiver", err) < 0)
+			return -EINVAL;
+		j->to = strdup(to);
+		return j->to ? 0 : ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	}
+	if (fdname) {
+		i = svc_client_fd_find(c, fdname);
+		if (i < 0)
+			return ctl_fail(err, CTL_E_NOTFOUND,
+					"no fd named '%s' on this connection "
+					"(pass one with getfd first)",
+					fdname);
+		j->fdname = strdup(fdname);
+		if (!j->fdname)
+			return ctl_fail(err, CTL_E_GENERIC, "out of memory");
+		j->out_fd = svc_client_fd_take(c, i);
+		return 0;
+	}
+	j->file = strdup(file);
+	if (!j->file)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	j->out_fd = svc_output_create(c->svc, file, err);
+	return j->out_fd < 0 ? j->out_fd : 0;
+}
+
+static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	pid_t pid = (pid_t)ctl_arg_int(req, "pid", 0);
+	struct svc_job *j = NULL;
+	int pidfd = -EBADF, r;
+
+	if (snapshot_admit(c, pid, &pidfd, err) >= 0) {
+		j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
+		if (!j)
+			ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	}
+	if (!j) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return NULL;
+	}
+	j->owner_gid = c->peer.gid;
+	j->pid = pid;
+	j->pidfd = pidfd; /* the job frees it */
+	j->strict = ctl_arg_bool(req, "strict", false);
+	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
+	r = snapshot_output(c, j, req, err);
+	if (r < 0) {
+		svc_job_free(j);
+		return NULL;
+	}
+	r = svc_job_start(c->svc, j); /* frees j on failure */
+	if (r < 0) /* a file has no name yet: nothing to remove */
+		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
+		       NULL;
+	c->created = j;
+	return json_pack("{s:I}", "id", (json_int_t)j->id);
+}
+
+static json_t *cmd_query_jobs(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	json_t *a = json_array();
+
+	for (struct svc_job *j = c->svc->jobs; a && j; j = j->next)
+		if (svc_job_visible(j, &c->peer))
+			json_array_insert_new(a, 0, svc_job_json(j)); /* oldest first */
+	return a ? a : (ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL);
+}
+
+/* A job the client may see, or NotFound (the same for jobs of others: no probing). */
+static struct svc_job *visible_job(struct svc_client *c, const struct ctl_request *req,
+				   struct ctl_error *err)
+{
+	long long id = ctl_arg_int(req, "id", 0);
+	struct svc_job *j = svc_job_find(c->svc, (uint64_t)id);
+
+	if (!j || !svc_job_visible(j, &c->peer))
+		return ctl_fail(err, CTL_E_NOTFOUND,
+				"there is no job %lld (finished jobs are kept "
+				"for a while: the last %d)",
+				id, SVC_HISTORY),
+		       NULL;
+	return j;
+}
+
+static json_t *cmd_query_job(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_job *j = visible_job(client(ctx), req, err);
+
+	return j ? svc_job_json(j) : NULL;
+}
+
+static json_t *cmd_cancel(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_job *j = visible_job(client(ctx), req, err);
+
+	if (!j)
+		return NULL;
+	if (j->state != SVC_JOB_RUNNING)
+		return ctl_fail(err, CTL_E_GENERIC, "job %" PRIu64 " has already ended", j->id),
+		       NULL;
+	if (svc_job_cancel(j, -ECANCELED))
+		svc_log("job %" PRIu64 ": cancelled by client %u (uid %u)", j->id,
+			client(ctx)->serial, client(ctx)->peer.uid);
+	return json_object();
+}
+
+/* Only root or the daemon's own user: a receiver writes with the daemon's key and disk. */
+static int receive_admit(struct svc_client *c, struct ctl_error *err)
+{
+	struct svc *svc = c->svc;
+
+	if (c->peer.uid != 0 && c->peer.uid != geteuid())
+		return ctl_fail(err, CTL_E_PERM,
+				"only root or the daemon's own user (uid %u) may start a "
+				"receiver: it accepts images with the daemon's key into its "
+				"snapshot directory",
+				geteuid());
+	if (need_key(svc, "receive", err) < 0)
+		return -EINVAL;
+	return svc_job_admit(c, err);
+}
+
+/* received/ in the snapshot directory (made once, no symlink followed), the socket, a stop. */
+static int receive_open(struct svc *svc, struct svc_job *j, const char *listen,
+			struct ctl_error *err)
+{
+	char msg[300], where[80];
+
+	if (mkdirat(svc->dirfd, SVC_RECV_DIR, 0750) < 0 && errno != EEXIST)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot create %s/" SVC_RECV_DIR ": %s",
+				svc->o.snapdir, strerror(errno));
+	j->dir_fd =
+	    openat(svc->dirfd, SVC_RECV_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (j->dir_fd < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot open %s/" SVC_RECV_DIR ": %s",
+				svc->o.snapdir, strerror(errno));
+	j->listen_fd = stream_listen(listen, msg, sizeof(msg));
+	if (j->listen_fd < 0)
+		return ctl_fail(err, j->listen_fd == -EADDRINUSE ? CTL_E_BUSY : CTL_E_PARAM, "%s",
+				msg);
+	stream_sockname(j->listen_fd, where, sizeof(where));
+	j->listen = strdup(where);
+	j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!j->listen || j->stop_fd < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory or fds");
+	return 0;
+}
+
+static json_t *cmd_receive(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	struct svc_job *j;
+	int r;
+
+	if (receive_admit(c, err) < 0)
+		return NULL;
+	j = svc_job_new(SVC_JOB_RECEIVE, c->peer.uid);
+	if (!j)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	if (receive_open(c->svc, j, ctl_arg_str(req, "listen"), err) < 0) {
+		svc_job_free(j);
+		return NULL;
+	}
+	r = svc_job_start(c->svc, j); /* frees j on failure */
+	if (r < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
+		       NULL;
+	c->created = j;
+	return json_pack("{s:I, s:s}", "id", (json_int_t)j->id, "listen", j->listen);
+}
+
+static json_t *uffd_features_json(const struct svc *svc)
+{
+	static const struct {
+		const char *name;
+		uint64_t bit;
+	} feats[] = {
+	    {"wp", UFFD_FEATURE_PAGEFAULT_FLAG_WP},
+	    {"wp-unpopulated", UFFD_FEATURE_WP_UNPOPULATED},
+	    {"wp-hugetlbfs-shmem", UFFD_FEATURE_WP_HUGETLBFS_SHMEM},
+	    {"wp-async", UFFD_FEATURE_WP_ASYNC},
+	};
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < sizeof(feats) / sizeof(feats[0]); i++)
+		if (svc->uffd_ok && (svc->uffd_features & feats[i].bit))
+			json_array_append_new(a, json_string(feats[i].name));
+	if (a && svc->pagemap_scan)
+		json_array_append_new(a, json_string("pagemap-scan"));
+	return a;
+}
+
+static json_t *cmd_query_status(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc *svc = client(ctx)->svc;
+	json_t *o =
+	    json_pack("{s:s, s:i, s:s, s:o*, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:s, "
+		      "s:s, s:i, s:i, s:b}",
+		      "version", UFFSNAP_VERSION, "protocol", SVC_PROTOCOL, "kernel", svc->kernel,
+		      "features", uffd_features_json(svc), "limits", "max-jobs", svc->o.max_jobs, "max-user-jobs",
+		      svc->o.max_user_jobs, "max-user-clients", svc->o.max_user_clients,
+		      "idle-timeout", svc->o.idle_timeout_s,
+		      "max-clients", svc->o.max_clients, "line", CTL_LINE_MAX, "fds", SVC_FDS_MAX,
+		      "output", SVC_OUT_MAX, "snapshot-dir", svc->o.snapdir, "capabilities",
+		      svc->caps_kept ? svc->caps_kept : "", "running-jobs", svc->running, "clients",
+		      svc->nclients, "process-events", svc->procev != NULL);
+
+	return o ? o : (ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL);
+}
+
+static json_t *cmd_quit(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+
+	if (!c->svc->o.allow_quit)
+		return ctl_fail(err, CTL_E_PERM,
+				"this daemon does not take 'quit' (it runs "
+				"without --allow-quit); stop its service instead"),
+		       NULL;
+	if (c->peer.uid != 0 && c->peer.uid != geteuid())
+		return ctl_fail(err, CTL_E_PERM, "only root or the daemon's own user may stop it"),
+		       NULL;
+	svc_log("client %u (uid %u) asked to quit", c->serial, c->peer.uid);
+	c->svc->stopping = true;
+	return json_object();
+}
+
+static json_t *cmd_getfd(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	const char *name = ctl_arg_str(req, "fdname");
+	int i;
+
+	if (svc_client_fd_find(c, name) >= 0)
+		return ctl_fail(err, CTL_E_PARAM,
+				"an fd named '%s' already exists on this "
+				"connection (closefd it first)",
+				name),
+		       NULL;
+	i = svc_client_fd_find(c, NULL);
+	if (i < 0)
+		return ctl_fail(err, CTL_E_NOTFOUND,
+				"no file descriptor came with this request: "
+				"attach one with SCM_RIGHTS to the sendmsg() of the getfd line"),
+		       NULL;
+	c->fdnames[i] = strdup(name);
+	if (!c->fdnames[i])
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	return json_object();
+}
+
+static json_t *cmd_closefd(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	const char *name = ctl_arg_str(req, "fdname");
+	int i = svc_client_fd_find(c, name);
+
+	if (i < 0)
+		return ctl_fail(err, CTL_E_NOTFOUND, "no fd named '%s' on this connection", name),
+		       NULL;
+	close(svc_client_fd_take(c, i));
+	return json_object();
+}
+
+static const struct ctl_arg snapshot_args[] = {
+    {"pid", CTL_ARG_INT, true, 1, CTL_PID_MAX, "the process to snapshot"},
+    {"fd", CTL_ARG_NAME, false, 0, 0, "write the image to this fd (from getfd)"},
+    {"file", CTL_ARG_NAME, false, 0, 0, "write the image to this new file in the snapshot dir"},
+    {"to", CTL_ARG_HOSTPORT, false, 0, 0, "stream the image to this receiver (HOST:PORT)"},
+    {"strict", CTL_ARG_BOOL, false, 0, 0, "fail if memory not yet saved is discarded"},
+    {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
+    {NULL},
+};
+static const struct ctl_arg receive_args[] = {
+    {"listen", CTL_ARG_HOSTPORT, true, 0, 0, "ADDR:PORT to accept senders on (port 0: any)"},
+    {NULL},
+};
+static const struct ctl_arg id_args[] = {
+    {"id", CTL_ARG_INT, true, 1, CTL_JOBID_MAX, "the job"},
+    {NULL},
+};
+static const struct ctl_arg fdname_args[] = {
+    {"fdname", CTL_ARG_NAME, true, 0, 0, "the fd's name on this connection"},
+    {NULL},
+};
+
+const struct ctl_command svc_commands[] = {
+    {"snapshot", cmd_snapshot, "start a snapshot job", snapshot_args, snapshot_check},
+    {"receive", cmd_receive, "start a receiver job (root or the daemon's user)", receive_args,
+     NULL},
+    {"query-jobs", cmd_query_jobs, "list the jobs you may see", NULL, NULL},
+    {"query-job", cmd_query_job, "one job", id_args, NULL},
+    {"cancel", cmd_cancel, "end a running job", id_args, NULL},
+    {"query-status", cmd_query_status, "version, kernel features, limits, jobs", NULL, NULL},
+    {"quit", cmd_quit, "cancel the jobs and exit (needs --allow-quit)", NULL, NULL},
+    {"getfd", cmd_getfd, "name the fd passed with this line", fdname_args, NULL},
+    {"closefd", cmd_closefd, "close a named fd", fdname_args, NULL},
+    {NULL},
+};
+
+void svc_handle_line(struct svc_client *c, const char *line, size_t len)
+{
+	struct ctl_request req;
+	struct ctl_error err = {0};
+	json_t *ret = NULL;
+	int r = ctl_request_parse(svc_commands, line, len, &req, &err);
+
+	if (c->fds_dropped) { /* this request came with more fds than a connection may hold */
+		c->fds_dropped = false;
+		r = ctl_fail(&err, CTL_E_LIMIT,
+			     "more than %d fds were passed on this connection; "
+			     "the extra ones were closed (closefd the ones you no longer need)",
+			     SVC_FDS_MAX);
+	}
+	if (r >= 0)
+		ret = req.cmd->handler(c, &req, &err);
+	if (ret)
+		svc_client_send(c, ctl_line_return(ret, req.id));
+	else
+		svc_client_send(c, ctl_line_error(&err, req.id));
+	if (c->created) {
+		json_t *data = json_pack("{s:I}", "id", (json_int_t)c->created->id);
+
+		if (data && c->created->kind == SVC_JOB_SNAPSHOT)
+			json_object_set_new(data, "pid", json_integer(c->created->pid));
+		else if (data)
+			json_object_set_new(data, "listen", json_string(c->created->listen));
+		svc_job_event(c->svc, c->created, "JOB_CREATED", data);
+		c->created = NULL;
+	}
+	ctl_request_clear(&req);
+}

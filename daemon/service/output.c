@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/* Outputs in the snapshot directory, and what the kernel offers (for query-status). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "sys/linux-compat.h"
+#include "service/service.h"
+#include "uffsnap/image.h"
+
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+/*
+ * A --file image is written to an unnamed file (O_TMPFILE) in the snapshot directory and
+ * linked in under its name only once complete and verified (svc_output_finish()): a job that
+ * fails leaves nothing. The name was checked ([A-Za-z0-9._-], no leading '.' or '-': no '/',
+ * no ".."); openat2's RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS keeps even "." to the directory
+ * opened at start-up. ENOSYS: plain openat.
+ */
+static int create_unnamed(int dirfd)
+{
+	struct open_how how = {
+	    .flags = O_WRONLY | O_TMPFILE | O_CLOEXEC,
+	    .mode = SVC_FILE_MODE,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = syscall(SYS_openat2, dirfd, ".", &how, sizeof(how));
+
+	if (fd < 0 && errno == ENOSYS)
+		fd = openat(dirfd, ".", (int)how.flags, (mode_t)how.mode);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The name is free: no file, and no running job that will link one there. */
+static int name_free(struct svc *svc, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(svc->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return -EEXIST;
+	if (errno != ENOENT)
+		return -errno;
+	for (struct svc_job *j = svc->jobs; j; j = j->next)
+		if (j->state == SVC_JOB_RUNNING && j->file && !strcmp(j->file, name))
+			return -EEXIST;
+	return 0;
+}
+
+int svc_output_create(struct svc *svc, const char *name, struct ctl_error *err)
+{
+	int fd = name_free(svc, name);
+
+	if (fd == -EEXIST)
+		return ctl_fail(err, CTL_E_PARAM,
+				"'%s' already exists in the snapshot directory %s (or a running "
+				"job writes it): images are never overwritten; choose another name",
+				name, svc->o.snapdir),
+		       fd;
+	if (fd >= 0)
+		fd = create_unnamed(svc->dirfd);
+	if (fd < 0)
+		ctl_fail(err, CTL_E_GENERIC, "cannot create '%s' in the snapshot directory %s: %s",
+			 name, svc->o.snapdir, strerror(-fd));
+	return fd;
+}
+
+/* Reads the image back through a new open file (our fd is write-only), as verify would. */
+static int output_verify(struct svc_job *j)
+{
+	struct img_summary sum;
+	char proc[64];
+	int fd, r;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", j->out_fd);
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return snprintf(j->err.msg, sizeof(j->err.msg),
+				"cannot reopen '%s' to verify it: %m", j->file),
+		       -errno;
+	r = img_verify_fd(fd, &sum, NULL);
+	close(fd);
+	if (r >= 0 && sum.status != IMG_COMPLETE)
+		r = -EBADMSG;
+	if (r < 0)
+		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
+			 j->file, r == -EBADMSG ? sum.error.msg : strerror(-r));
+	return r;
+}
+
+int svc_output_finish(struct svc_job *j)
+{
+	int r = output_verify(j);
+
+	if (r >= 0 && fsync(j->out_fd) < 0)
+		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s",
+				     j->file, strerror(-r));
+	/*
+	 * fs/namei.c: linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH (kept) and, with
+	 * fs.protected_hardlinks, a file we own: so it is given away only once named.
+	 */
+	if (r >= 0 && linkat(j->out_fd, "", j->svc->dirfd, j->file, AT_EMPTY_PATH) < 0)
+		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg),
+				     "cannot name the image '%s' in the snapshot directory: %s",
+				     j->file, strerror(-r));
+	/* the client's own image (CAP_CHOWN): readable by the user who asked, no one else */
+	if (r >= 0 && fchown(j->out_fd, j->owner, j->owner_gid) < 0) {
+		r = -errno;
+		snprintf(j->err.msg, sizeof(j->err.msg), "cannot give '%s' to uid %u gid %u: %s",
+			 j->file, j->owner, j->owner_gid, strerror(-r));
+		unlinkat(j->svc->dirfd, j->file, 0);
+	}
+	return r;
+}
+
+/* Asking for no feature makes UFFDIO_API report every feature it has (fs/userfaultfd.c). */
+static void probe_uffd(struct svc *svc)
+{
+	struct uffdio_api api = {.api = UFFD_API};
+	int uffd;
+
+	if (svc->devuffd < 0)
+		return;
+	uffd = ioctl(svc->devuffd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		return;
+	if (ioctl(uffd, UFFDIO_API, &api) == 0) {
+		svc->uffd_ok = true;
+		svc->uffd_features = api.features;
+	}
+	close(uffd);
+}
+
+/* PAGEMAP_SCAN on our own (empty) range: ENOTTY if the kernel lacks it. */
+static void probe_pagemap_scan(struct svc *svc)
+{
+	struct pm_scan_arg arg = {.size = sizeof(arg), .start = 0, .end = 0};
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	svc->pagemap_scan = ioctl(fd, PAGEMAP_SCAN, &arg) >= 0 || errno != ENOTTY;
+	close(fd);
+}
+
+void svc_probe_kernel(struct svc *svc)
+{
+	struct utsname u;
+
+	if (uname(&u) == 0)
+		snprintf(svc->kernel, sizeof(svc->kernel), "%s", u.release);
+	probe_uffd(svc);
+	probe_pagemap_scan(svc);
+}

@@ -1,9 +1,0 @@
-/* SPDX-License-Identifier: MIT */
-/* The image a snapshot writes: its writer and its META frame. */
-#pragma once
-
-#include "snapshot.h"
-
-int snap_writer_open(struct snap *s, struct img_sink *sink);
-/* Builds the metadata (target, kernel, time T, threads' registers, VMA table) and writes it. */
-int snap_begin_image(struct snap *s);

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sender: an img_sink that streams an image to a receiver (proto/STREAM.md). writev() never
+ * waits for the network: it copies into memory (at most opts->mem_limit bytes of image data)
+ * and beyond that appends to a spool file; a thread sends from there through io_uring, keeps
+ * what the receiver has not acknowledged, and reconnects and resumes when the connection drops.
+ * flush() (called by img_writer_finish) waits until the receiver says the image is complete.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stream/auth.h"
+#include "uffsnap/image.h"
+
+#define STREAM_MEM_LIMIT_DEFAULT (64ull << 20)
+#define STREAM_MEM_LIMIT_MIN	 (1ull << 20)
+
+struct stream_opts {
+	uint64_t mem_limit;	     /* image bytes held in memory; 0: 64 MiB; at least 1 MiB */
+	const char *spool_dir;	     /* NULL: $TMPDIR, else /var/tmp (an O_TMPFILE there) */
+	unsigned resume_timeout_s;   /* give up reconnecting after this long (0: 60) */
+	unsigned liveness_timeout_s; /* nothing from the receiver this long: reconnect (0: 10) */
+	unsigned connect_timeout_s;  /* one connection attempt and handshake (0: 10) */
+	const char *name;	     /* our name on the receiver; NULL: the host name */
+};
+
+struct stream_error {
+	char msg[512];
+};
+
+/* What the one-shot CLI shows; consistent snapshot of the counters at one moment. */
+struct stream_counters {
+	uint64_t accepted;   /* image bytes the writer gave the sink */
+	uint64_t sent;	     /* bytes sent (the furthest offset; resends not counted twice) */
+	uint64_t resent;     /* bytes sent again after a resume */
+	uint64_t acked;	     /* bytes the receiver holds durably */
+	uint64_t spooled;    /* bytes that went to the spool file */
+	uint64_t mem_used;   /* image bytes in memory now */
+	uint64_t mem_peak;   /* the most ever */
+	uint64_t reconnects; /* successful resumes */
+	uint64_t elapsed_ns; /* since stream_sink_new */
+	bool complete;	     /* the receiver verified the whole image */
+};
+
+/*
+ * Connects to host_port, authenticates both ways with the key in key_file and opens a session;
+ * on success *ret is a sink for img_writer_new(), to be freed with img_sink_free(). Errors
+ * (unreachable, wrong key, bad key file) are reported here, before any snapshot starts.
+ */
+int stream_sink_new(const char *host_port, const char *key_file, const struct stream_opts *opts,
+		    struct img_sink **ret, struct stream_error *err);
+/* The same with a key already loaded (service mode: the daemon's own key; copied). */
+int stream_sink_new_key(const char *host_port, const struct stream_key *key,
+			const struct stream_opts *opts, struct img_sink **ret,
+			struct stream_error *err);
+/* From any thread: the stream fails now (-ECANCELED, why as its error); flush() and writev()
+ * return that. Sending stops within a connection attempt at most. */
+void stream_sink_abort(struct img_sink *s, const char *why);
+/* Only for sinks made by stream_sink_new(). */
+void stream_sink_counters(struct img_sink *s, struct stream_counters *ret);
+/* Why writev/flush failed (empty if they did not). */
+void stream_sink_error(struct img_sink *s, struct stream_error *ret);

@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <time.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+
+#include "target/attach.h"
+#include "target/holder.h"
+#include "target/regs.h"
+#include "target/uffd.h"
+
+/* Largest message accepted: the registers of every thread as JSON, ~6 KiB a thread. */
+#define HOLDER_MSG_MAX (256u << 20)
+#define HOLDER_CMD_RELEASE 'R'
+#define HOLDER_CMD_HOLD 'H'
+
+struct holder {
+	pid_t child;
+	int sock;
+};
+
+/*
+ * Messages: one datagram of text, or, when the text is large (the registers of hundreds of
+ * threads: a datagram is bounded by the socket's send buffer, ~200 KiB), the marker
+ * HOLDER_MSG_IN_MEMFD with the text in a sealed memfd attached. Up to two fds ride along
+ * (SCM_RIGHTS): the memfd first, then the fd the message carries.
+ */
+#define HOLDER_MSG_INLINE_MAX 4096
+#define HOLDER_MSG_IN_MEMFD "@memfd"
+
+static int send_fds(int sock, const char *text, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
+	struct iovec iov = {(void *)text, strlen(text) + 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	if (nfds > 0) {
+		struct cmsghdr *c;
+
+		m.msg_control = cbuf;
+		m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+static int text_to_memfd(const char *text, size_t len)
+{
+	int fd = memfd_create("uffsnapd-hold", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	size_t done = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, text + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? -errno : -EIO;
+
+			close(fd);
+			return e;
+		}
+		done += n;
+	}
+	fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	return fd;
+}
+
+/* Sends text, with fd attached when fd >= 0. */
+static int send_msg(int sock, const char *text, int fd)
+{
+	size_t len = strlen(text);
+	int fds[2], n = 0, mfd, k;
+
+	if (len < HOLDER_MSG_INLINE_MAX) {
+		fds[0] = fd;
+		return send_fds(sock, text, fds, fd >= 0);
+	}
+	mfd = text_to_memfd(text, len);
+	if (mfd < 0)
+		return mfd;
+	fds[n++] = mfd;
+	if (fd >= 0)
+		fds[n++] = fd;
+	k = send_fds(sock, HOLDER_MSG_IN_MEMFD, fds, n);
+	close(mfd);
+	return k;
+}
+
+/* Reads the whole of a memfd the holder sent into a new NUL-ended string. */
+static int memfd_to_text(int mfd, char **ret)
+{
+	struct stat st;
+	char *buf;
+	size_t done = 0;
+
+	if (fstat(mfd, &st) < 0)
+		return -errno;
+	if (st.st_size <= 0 || (uint64_t)st.st_size > HOLDER_MSG_MAX)
+		return -EMSGSIZE;
+	buf = malloc(st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (done < (size_t)st.st_size) {
+		ssize_t n = pread(mfd, buf + done, st.st_size - done, done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EIO;
+		}
+		done += n;
+	}
+	buf[done] = 0;
+	*ret = buf;
+	return 0;
+}
+
+/*
+ * Receives one message into a new string (*ret_text; free it) and maybe an fd. 0: the peer is
+ * gone.
+ */
+static ssize_t recv_msg(int sock, char **ret_text, int *ret_fd)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))], small[HOLDER_MSG_INLINE_MAX + 1];
+	struct iovec iov = {small, sizeof(small) - 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			   .msg_controllen = sizeof(cbuf)};
+	int fds[2] = {-EBADF, -EBADF}, nfds = 0, k = 0;
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (ret_fd)
+		*ret_fd = -EBADF;
+	do
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n < 0 ? -errno : 0;
+	small[n] = 0;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		memcpy(fds, CMSG_DATA(c), (nfds > 2 ? 2 : nfds) * sizeof(int));
+	}
+	if (!strcmp(small, HOLDER_MSG_IN_MEMFD) && nfds >= 1) {
+		k = memfd_to_text(fds[0], ret_text);
+		close(fds[0]);
+		fds[0] = fds[1];
+		fds[1] = -EBADF;
+	} else {
+		*ret_text = strdup(small);
+		k = *ret_text ? 0 : -ENOMEM;
+	}
+	if (k >= 0 && ret_fd) {
+		*ret_fd = fds[0];
+		fds[0] = -EBADF;
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return k < 0 ? k : n;
+}
+
+static json_t *info_json(struct target *t)
+{
+	json_t *threads = NULL, *addrs = json_array();
+
+	if (target_regs_to_json(t, &threads) < 0 || !addrs) {
+		json_decref(addrs);
+		return NULL;
+	}
+	for (size_t i = 0; i < target_nthreads(t); i++) {
+		const struct target_thread *th = target_thread_at(t, i);
+
+		if (th->gone)
+			continue;
+		json_array_append_new(addrs, json_integer((json_int_t)th->regs.rsp));
+		/* The main thread's TLS may sit in the heap; its exit is the process's exit. */
+		if (th->tid != target_pid(t))
+			json_array_append_new(addrs, json_integer((json_int_t)th->regs.fs_base));
+	}
+	return json_pack("{s:b, s:o, s:o, s:i}", "ok", 1, "threads", threads, "stack_addrs", addrs,
+			 "nthreads", (int)target_nthreads(t));
+}
+
+static void send_error(int sock, int err, const char *msg)
+{
+	json_t *j = json_pack("{s:b, s:i, s:s}", "ok", 0, "errno", -err, "msg", msg);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (text)
+		send_msg(sock, text, -1);
+	free(text);
+	json_decref(j);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Sends the held threads' registers and stack addresses, with fd attached if >= 0. */
+static int send_info(int sock, struct target *t, int fd)
+{
+	json_t *info = info_json(t);
+	char *text = info ? json_dumps(info, JSON_COMPACT) : NULL;
+	int k = text ? send_msg(sock, text, fd) : -ENOMEM;
+
+	json_decref(info);
+	free(text);
+	return k;
+}
+
+/*
+ * After the first hold: obeys "release" and "hold" (attach again, report registers) until the
+ * daemon closes the socket, then lets the target go if it still holds it.
+ */
+static int holder_serve(int sock, pid_t pid, int pidfd, struct target **t)
+{
+	struct target_error terr = {0};
+	char *cmd = NULL;
+	int k = 0;
+
+	for (; recv_msg(sock, &cmd, NULL) > 0; free(cmd), cmd = NULL) {
+		if (cmd[0] == HOLDER_CMD_RELEASE && *t) {
+			char ok[32];
+
+			k = target_detach(*t);
+			snprintf(ok, sizeof(ok), "ok %" PRIu64, now_ns()); /* when it ran again */
+			target_free(*t);
+			*t = NULL;
+			send_msg(sock, k < 0 ? strerror(-k) : ok, -1);
+		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
+			k = target_attach_pinned(pid, pidfd, t, &terr);
+			if (k < 0)
+				send_error(sock, k, terr.msg);
+			else
+				k = send_info(sock, *t, -1);
+		} else {
+			break;
+		}
+	}
+	free(cmd);
+	return k;
+}
+
+/*
+ * The holder works in short bursts (a ptrace request, then a wait for the thread), while the
+ * threads it has stopped wait for it: if the target's other threads keep every CPU busy, each
+ * burst waits for a time slice and the hold stretches to tens of milliseconds. So the holder
+ * runs as a real-time task where allowed (CAP_SYS_NICE; it never spins: it always blocks in
+ * waitpid() or recvmsg() next), and at the highest nice value otherwise; if neither is
+ * allowed, as it is. Its children (none) would not inherit it.
+ */
+static void run_first(void)
+{
+	struct sched_param sp = {.sched_priority = 1};
+
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0)
+		setpriority(PRIO_PROCESS, 0, -20);
+}
+
+/*
+ * A tracer that dies while a thread runs an injected syscall leaves that thread with the
+ * injected registers (kernel/ptrace.c: exit_ptrace() detaches and wakes it as it is), and it
+ * crashes. So the holder keeps out of reach of everything meant for the program that started
+ * it: its own session (a terminal's Ctrl-C, `kill -PGID` and SIGHUP on hang-up go to the
+ * foreground process group), terminal and termination signals ignored (it ends by itself when
+ * the daemon's socket closes, after releasing the target), and last in line for the OOM
+ * killer where we may lower its score (as root, or below a minimum a privileged parent set:
+ * fs/proc/base.c __set_oom_adj()). SIGKILL from someone who names it, or a cgroup kill,
+ * remains: what is left of that window is in DESIGN terms in README "Safety".
+ */
+static void holder_isolate(void)
+{
+	static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN,
+				      SIGTTOU, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ};
+	int fd;
+
+	setsid();
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		signal(ignored[i], SIG_IGN);
+	fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "-1000", 5) < 0) {
+			/* not allowed: keep the daemon's score */
+		}
+		close(fd);
+	}
+}
+
+/* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
+static int holder_child(int sock, pid_t pid, int pidfd, int devfd)
+{
+	struct target_error terr = {0};
+	struct target *t = NULL;
+	int uffd = -EBADF, k;
+
+	holder_isolate();
+	prctl(PR_SET_NAME, "uffsnapd-hold");
+	run_first();
+	/* Each injected syscall waits twice for a ptrace stop while the thread holds injected
+	 * registers: sleep until the stop's SIGCHLD rather than poll (target_wait_status()). */
+	target_wait_prepare();
+	k = target_attach_pinned(pid, pidfd, &t, &terr);
+	if (k < 0)
+		return send_error(sock, k, terr.msg), 1;
+	if (pidfd < 0) /* the later holds attach to the process held now, not to a reused pid */
+		pidfd = fcntl(target_pidfd(t), F_DUPFD_CLOEXEC, 0);
+	if (pidfd < 0) {
+		k = -errno;
+		target_free(t);
+		return send_error(sock, k, "cannot keep a pidfd of the target"), 1;
+	}
+	k = target_uffd_create(t, devfd, &uffd);
+	if (k < 0) {
+		target_free(t);
+		snprintf(terr.msg, sizeof(terr.msg),
+			 "cannot create a userfaultfd in pid %d: %s", pid, strerror(-k));
+		return send_error(sock, k, terr.msg), 1;
+	}
+	k = send_info(sock, t, uffd);
+	close(uffd); /* only the daemon keeps it: its death must drop the protection */
+	if (k >= 0)
+		k = holder_serve(sock, pid, pidfd, &t);
+	target_free(t); /* end of file: the daemon is gone, release all the same */
+	return k < 0;
+}
+
+static int parse_info(const char *text, struct holder_info *ret, char *msg, size_t msglen)
+{
+	json_t *j = json_loads(text, 0, NULL), *addrs;
+	int k = 0;
+
+	if (!json_is_true(json_object_get(j, "ok"))) {
+		k = -(int)json_integer_value(json_object_get(j, "errno"));
+		snprintf(msg, msglen, "%s", json_string_value(json_object_get(j, "msg")) ?: "?");
+		json_decref(j);
+		return k < 0 ? k : -EIO;
+	}
+	addrs = json_object_get(j, "stack_addrs");
+	ret->nthreads = json_integer_value(json_object_get(j, "nthreads"));
+	ret->threads = json_incref(json_object_get(j, "threads"));
+	ret->nstack_addrs = json_array_size(addrs);
+	ret->stack_addrs = calloc(ret->nstack_addrs + 1, sizeof(uint64_t));
+	if (!ret->stack_addrs)
+		k = -ENOMEM;
+	for (size_t i = 0; k >= 0 && i < ret->nstack_addrs; i++)
+		ret->stack_addrs[i] = (uint64_t)json_integer_value(json_array_get(addrs, i));
+	json_decref(j);
+	return k;
+}
+
+/*
+ * The holder keeps only its socket, /dev/userfaultfd and the target's pidfd: in service mode
+ * the daemon has client sockets, images and other jobs' fds open, and a holder keeping copies
+ * would, e.g., keep a dropped client's connection open until the job ends.
+ */
+static void close_all_but(const int *keep, size_t n)
+{
+	unsigned from = 3;
+
+	for (;;) {
+		int next = -1; /* the lowest fd to keep at or above from */
+
+		for (size_t i = 0; i < n; i++)
+			if (keep[i] >= (int)from && (next < 0 || keep[i] < next))
+				next = keep[i];
+		if (next < 0)
+			break;
+		if ((unsigned)next > from)
+			close_range(from, next - 1, 0);
+		from = next + 1;
+	}
+	close_range(from, ~0u, 0);
+}
+
+int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
+		 struct holder_info *ret_info, char *msg, size_t msglen)
+{
+	struct holder *h = calloc(1, sizeof(*h));
+	int sv[2] = {-EBADF, -EBADF}, fd = -EBADF, k;
+	char *buf = NULL;
+	ssize_t n;
+
+	if (h)
+		h->sock = -EBADF; /* holder_free() must not close fd 0 */
+	if (!h || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		k = !h ? -ENOMEM : -errno;
+		goto fail;
+	}
+	h->sock = sv[0];
+	h->child = fork();
+	if (h->child < 0) {
+		k = -errno;
+		goto fail;
+	}
+	if (h->child == 0) {
+		int keep[3] = {sv[1], devfd, pidfd};
+
+		close_all_but(keep, 3);
+		_exit(holder_child(sv[1], pid, pidfd, devfd));
+	}
+	close(sv[1]);
+	sv[1] = -EBADF;
+	n = recv_msg(h->sock, &buf, &fd);
+	k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+	if (k >= 0 && fd < 0)
+		k = -EPROTO;
+	if (k < 0)
+		goto fail;
+	ret_info->uffd = fd;
+	free(buf);
+	*ret = h;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (!msg[0])
+		snprintf(msg, msglen, "cannot hold pid %d: %s", pid, strerror(-k));
+	free(buf);
+	holder_free(h);
+	return k;
+}
+
+int holder_release(struct holder *h, uint64_t *ret_at_ns, char *msg, size_t msglen)
+{
+	char cmd[2] = {HOLDER_CMD_RELEASE, 0}, *reply = NULL;
+	ssize_t n;
+	int k = send_msg(h->sock, cmd, -1);
+
+	if (k < 0)
+		return snprintf(msg, msglen, "the holder process is gone"), k;
+	n = recv_msg(h->sock, &reply, NULL);
+	if (n <= 0)
+		k = -EPIPE, snprintf(msg, msglen, "the holder process is gone");
+	else if (strncmp(reply, "ok ", 3))
+		k = -EIO, snprintf(msg, msglen, "cannot resume the target: %s", reply);
+	else if (ret_at_ns)
+		*ret_at_ns = strtoull(reply + 3, NULL, 10);
+	free(reply);
+	return k;
+}
+
+int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_t msglen)
+{
+	char cmd[2] = {HOLDER_CMD_HOLD, 0}, *buf = NULL;
+	ssize_t n;
+	int k = send_msg(h->sock, cmd, -1);
+
+	if (k >= 0) {
+		n = recv_msg(h->sock, &buf, NULL);
+		k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+	}
+	free(buf);
+	if (k < 0 && !msg[0])
+		snprintf(msg, msglen, "cannot hold the target again: %s", strerror(-k));
+	return k;
+}
+
+void holder_free(struct holder *h)
+{
+	if (!h)
+		return;
+	if (h->sock >= 0)
+		close(h->sock); /* the holder releases the target if it still holds it */
+	if (h->child > 0)
+		while (waitpid(h->child, NULL, 0) < 0 && errno == EINTR)
+			;
+	free(h);
+}
+
+void holder_info_clear(struct holder_info *i)
+{
+	if (i->uffd >= 0)
+		close(i->uffd);
+	json_decref(i->threads);
+	free(i->stack_addrs);
+	*i = (struct holder_info){.uffd = -EBADF};
+}

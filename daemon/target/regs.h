@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Registers of held threads: capture at attach, restore after injection, and the JSON form
+ * recorded in the image metadata.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "target/attach.h"
+
+/* Read th's general registers and FP/extended state; compute its resume registers. */
+int target_regs_capture(struct target_thread *th);
+
+/* If th stopped inside an rseq critical section, make it resume at the section's abort_ip. */
+int target_regs_rseq_fixup(const struct target *t, struct target_thread *th);
+
+/* Write th->resume_regs back into the (stopped) thread. */
+int target_regs_restore(const struct target_thread *th);
+
+int target_regs_get(pid_t tid, struct user_regs_struct *ret);
+int target_regs_set(pid_t tid, const struct user_regs_struct *regs);
+
+/*
+ * [{"tid":N, "regs":{"rip":"0x...", ...}, "in_syscall":bool, "restart":bool,
+ *   "rseq_abort":bool, "group_stop":bool, "fpstate_format":"xsave"|"fxsave", "fpstate":"<base64>"},
+ * ...] "regs" are the registers the thread resumes with: for a thread stopped in an interrupted
+ * syscall, rip points back at the syscall instruction and rax holds the syscall to re-run;
+ * for one caught inside an rseq critical section, rip is the section's abort handler.
+ */
+int target_regs_to_json(const struct target *t, json_t **ret);
