@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,4 +120,39 @@ void cli_status_describe(const struct img_summary *s, char *buf, size_t len)
 	else
 		snprintf(buf, len, "corrupt at offset %llu: %s",
 			 (unsigned long long)s->error.offset, msg);
+}
+
+const char *cli_error_where(const struct img_error *err, char *buf, size_t len)
+{
+	if (strstr(err->msg, "offset"))
+		return "";
+	snprintf(buf, len, " at offset %" PRIu64, err->offset);
+	return buf;
+}
+
+int cli_image_reader_open(const struct cli_image *img, const char *purpose,
+			  struct img_reader **ret)
+{
+	struct img_error err = {0};
+	char e[128], where[48];
+	int r;
+
+	if (!img->seekable) {
+		cli_file_error(img->name, "not a regular file: %s needs random access "
+					  "(save the image to a file first)", purpose);
+		return -ESPIPE;
+	}
+	r = img_reader_open(img->fd, ret, &err);
+	if (r == -ENODATA)
+		cli_file_error(img->name,
+			       "incomplete image (%s at offset %" PRIu64 "): %s needs its index; "
+			       "see 'uffsnapctl image verify'",
+			       err.msg, err.offset, purpose);
+	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
+		cli_file_error(img->name,
+			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
+			       err.msg, cli_error_where(&err, where, sizeof(where)));
+	else if (r < 0)
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
+	return r;
 }

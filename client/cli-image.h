@@ -32,3 +32,13 @@ void cli_status_describe(const struct img_summary *s, char *buf, size_t len);
 
 /* strerror() for a negative errno, starting lower case to fit in the middle of a message. */
 const char *cli_strerror(int neg_errno, char *buf, size_t len);
+
+/* " at offset N" for err, or "" when its message already says where. */
+const char *cli_error_where(const struct img_error *err, char *buf, size_t len);
+
+/*
+ * Opens img for random access; purpose ("reading a range") goes into the messages. On failure
+ * prints one line naming the file and the problem and returns -errno.
+ */
+int cli_image_reader_open(const struct cli_image *img, const char *purpose,
+			  struct img_reader **ret);

@@ -138,15 +138,6 @@ static int read_check_range(const char *name, struct img_reader *r, uint64_t add
 	return 0;
 }
 
-/* " at offset N", unless the library's message already says where. */
-static const char *read_where(const struct img_error *err, char *buf, size_t len)
-{
-	if (strstr(err->msg, "offset"))
-		return "";
-	snprintf(buf, len, " at offset %" PRIu64, err->offset);
-	return buf;
-}
-
 static int read_write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -177,7 +168,7 @@ static int read_copy(const char *name, struct img_reader *r, const struct read_a
 		if (k < 0) {
 			cli_file_error(name, "cannot read 0x%" PRIx64 ": %s%s", a->addr + done,
 				       err.msg[0] ? err.msg : cli_strerror(k, e, sizeof(e)),
-				       err.msg[0] ? read_where(&err, where, sizeof(where)) : "");
+				       err.msg[0] ? cli_error_where(&err, where, sizeof(where)) : "");
 			break;
 		}
 		k = read_write_all(out, buf, n);
@@ -187,32 +178,6 @@ static int read_copy(const char *name, struct img_reader *r, const struct read_a
 	}
 	free(buf);
 	return k;
-}
-
-static int read_open_reader(const struct cli_image *img, struct img_reader **ret)
-{
-	struct img_error err = {0};
-	char e[128], where[48];
-	int r;
-
-	if (!img->seekable) {
-		cli_file_error(img->name, "not a regular file: reading a range needs random access "
-					  "(save the image to a file first)");
-		return -ESPIPE;
-	}
-	r = img_reader_open(img->fd, ret, &err);
-	if (r == -ENODATA)
-		cli_file_error(img->name,
-			       "incomplete image (%s at offset %" PRIu64 "): reading a "
-			       "range needs its index; see 'uffsnapctl image verify'",
-			       err.msg, err.offset);
-	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
-		cli_file_error(img->name,
-			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
-			       err.msg, read_where(&err, where, sizeof(where)));
-	else if (r < 0)
-		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
-	return r;
 }
 
 /* stdout, or the file named by --output (created only once the range is known to be there). */
@@ -247,7 +212,7 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 					    "redirect stdout or use --output FILE");
 	if (cli_image_open(a.path, &img) < 0)
 		return CLI_EXIT_FAILURE;
-	if (read_open_reader(&img, &r) < 0 ||
+	if (cli_image_reader_open(&img, "reading a range", &r) < 0 ||
 	    read_check_range(img.name, r, a.addr, a.addr + a.length) < 0)
 		goto out;
 	if (!img_reader_complete(r))

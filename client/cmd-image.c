@@ -47,5 +47,19 @@ const struct cli_command cmd_image_commands[] = {
 		   "of the range is not in the image or was discarded after the snapshot\n"
 		   "instant. Binary data is not written to a terminal: redirect or use -o.\n",
     },
+    {
+	.name = "core",
+	.handler = cmd_image_core,
+	.usage = "FILE --output CORE",
+	.help = "write the snapshot as an ELF core file for gdb, eu-stack, readelf (CORE '-': stdout)",
+	.options = "  -o, --output CORE   the core file to write (overwritten if it exists)\n"
+		   "Every thread's registers and FP/AVX state at the snapshot instant, the\n"
+		   "memory the image holds (read-only file mappings by reference, NT_FILE,\n"
+		   "as the kernel's default coredump_filter does), NT_AUXV, NT_PRPSINFO.\n"
+		   "What the image lacks (an incomplete image, an older image without the\n"
+		   "auxiliary vector or signal state) is a warning on stderr; the core is\n"
+		   "written with what is there. Exit status 1 if no core could be written.\n"
+		   "Read it with: gdb EXECUTABLE CORE\n",
+    },
     {.name = NULL},
 };
