@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "oneshot-core.h"
 #include "snapshot.h"
 #include "stream-main.h"
 #include "stream-sink.h"
@@ -27,6 +28,8 @@
 struct cli {
 	pid_t pid;
 	const char *output;	   /* a file, or "-" */
+	const char *core;	   /* or an ELF core file (then output names it too) */
+	int core_fd;
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
 	struct img_sink *sink;
@@ -112,6 +115,7 @@ static const struct option long_opts[] = {
 	{"spool-dir", required_argument, NULL, 'S'},
 	{"resume-timeout", required_argument, NULL, 'R'},
 	{"arm-held", no_argument, NULL, 'A'},
+	{"core", required_argument, NULL, 'C'},
 	{0},
 };
 
@@ -127,6 +131,8 @@ static void usage(FILE *f)
 		"\n"
 		"  -p, --pid PID       the process to snapshot (any process we may ptrace)\n"
 		"  -o, --output FILE   where to write the image; '-' streams it to stdout\n"
+		"      --core CORE     write an ELF core file for gdb instead of an image (the\n"
+		"                      image is kept in a temporary file beside CORE meanwhile)\n"
 		"      --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive') instead\n"
 		"      --key FILE      the pre-shared key both sides hold (64+ hex digits, mode 0600)\n"
 		"      --mem-limit MIB image data held in memory while the network lags (default 64);\n"
@@ -202,6 +208,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		case 'o':
 			c->output = optarg;
 			break;
+		case 'C':
+			if (c->output)
+				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+			c->core = c->output = optarg;
+			break;
 		case 's':
 			c->strict = true;
 			break;
@@ -231,7 +242,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc)
 		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
-	if (!c->pid || !c->output == !c->to)
+	if (!c->pid || !c->output == !c->to) /* --core sets output too */
 		return fprintf(stderr, "uffsnapd: --pid and one of --output and --to are required "
 				       "(see --help)\n"), 2;
 	if (!c->to != !c->key)
@@ -242,11 +253,19 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	return 0;
 }
 
-static int open_output(const struct cli *c)
+static int open_output(struct cli *c)
 {
 	int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (c->force ? O_TRUNC : O_EXCL);
 	int fd;
 
+	if (c->core) {
+		char msg[PATH_MAX + 128];
+		int ifd, r = oneshot_core_open(c->core, c->force, &c->core_fd, &ifd, msg, sizeof(msg));
+
+		if (r < 0)
+			fprintf(stderr, "uffsnapd: %s\n", msg);
+		return r < 0 ? r : ifd;
+	}
 	if (!strcmp(c->output, "-")) {
 		if (isatty(STDOUT_FILENO)) {
 			fprintf(stderr, "uffsnapd: refusing to write an image to a terminal\n");
@@ -269,7 +288,7 @@ static int open_output(const struct cli *c)
  * The image's way out: a file or stdout (returns its fd), or a receiver (returns INT_MAX: no fd
  * of ours). Connection and key errors are reported here, before the target is touched.
  */
-static int open_sink(const struct cli *c, struct img_sink **ret)
+static int open_sink(struct cli *c, struct img_sink **ret)
 {
 	struct stream_error se = {{0}};
 	int fd, r;
@@ -299,7 +318,7 @@ static int verify_output(const struct cli *c, char *msg, size_t len)
 	struct img_summary sum;
 	int fd, r;
 
-	if (c->to || !strcmp(c->output, "-"))
+	if (c->to || c->core || !strcmp(c->output, "-"))
 		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
 	fd = open(c->output, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -464,7 +483,7 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 
 int main(int argc, char **argv)
 {
-	struct cli c = {.tty = isatty(STDERR_FILENO)};
+	struct cli c = {.tty = isatty(STDERR_FILENO), .core_fd = -EBADF};
 	struct snap_opts o = {.devuffd_fd = -1};
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
@@ -515,6 +534,12 @@ int main(int argc, char **argv)
 	}
 	if (r >= 0)
 		r = verify_output(&c, err.msg, sizeof(err.msg));
+	if (c.core && r >= 0)
+		r = oneshot_core_finish(fd, c.core_fd, c.core, err.msg, sizeof(err.msg));
+	else if (c.core) {
+		close(c.core_fd);
+		unlink(c.core);
+	}
 	if (r < 0 && c.to) { /* say what the network did too */
 		struct stream_error se;
 
