@@ -156,3 +156,37 @@ int cli_image_reader_open(const struct cli_image *img, const char *purpose,
 		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
 	return r;
 }
+
+int cli_output_open(const char *path, mode_t mode)
+{
+	char e[128];
+	int fd;
+
+	if (!path || !strcmp(path, "-"))
+		return STDOUT_FILENO;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, mode);
+	if (fd < 0) {
+		int r = -errno;
+
+		cli_file_error(path, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
+		return r;
+	}
+	return fd;
+}
+
+int cli_output_close(const char *path, int fd, int status)
+{
+	if (fd < 0 || fd == STDOUT_FILENO)
+		return status;
+	if (status < 0) {
+		close(fd);
+		unlink(path); /* no partial file left behind */
+		return status;
+	}
+	if (close(fd) < 0) {
+		status = -errno;
+		cli_file_error(path, "cannot write: %s", strerror(-status));
+		unlink(path);
+	}
+	return status;
+}

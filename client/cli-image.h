@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "uffsnap/image.h"
 
@@ -42,3 +43,12 @@ const char *cli_error_where(const struct img_error *err, char *buf, size_t len);
  */
 int cli_image_reader_open(const struct cli_image *img, const char *purpose,
 			  struct img_reader **ret);
+
+/* stdout for NULL or "-", else creates (truncates) path; says why on failure (-errno). */
+int cli_output_open(const char *path, mode_t mode);
+
+/*
+ * Closes what cli_output_open() gave (stdout stays open). If status < 0, or closing fails,
+ * the file is removed so that no partial output stays behind. Returns status or -errno.
+ */
+int cli_output_close(const char *path, int fd, int status);

@@ -48,23 +48,6 @@ static int core_parse(const struct cli_invocation *inv, int argc, char **argv,
 	return 0;
 }
 
-static int core_open_output(const char *output)
-{
-	char e[128];
-	int fd;
-
-	if (!strcmp(output, "-"))
-		return STDOUT_FILENO;
-	fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0) {
-		int r = -errno;
-
-		cli_file_error(output, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
-		return r;
-	}
-	return fd;
-}
-
 static void core_warn(const char *name, const struct img_core_report *rep)
 {
 	for (uint32_t bit = 1; bit & IMG_CORE_MISSING_ALL; bit <<= 1) {
@@ -111,7 +94,7 @@ int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 	struct cli_image img = {.fd = -EBADF};
 	struct core_args a = {0};
 	struct img_reader *r = NULL;
-	int out = -EBADF, ret = CLI_EXIT_FAILURE;
+	int out, ret = CLI_EXIT_FAILURE;
 
 	if (core_parse(inv, argc, argv, &a) < 0)
 		return CLI_EXIT_USAGE;
@@ -119,24 +102,10 @@ int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 		return CLI_EXIT_FAILURE;
 	if (cli_image_reader_open(&img, "writing a core", &r) < 0)
 		goto out;
-	out = core_open_output(a.output);
-	if (out < 0)
-		goto out;
-	if (core_write(&img, r, a.output, out) < 0) {
-		if (out != STDOUT_FILENO)
-			unlink(a.output); /* no partial core left behind */
-		goto out;
-	}
-	if (out != STDOUT_FILENO && close(out) < 0) {
-		cli_file_error(a.output, "cannot write: %s", strerror(errno));
-		out = -EBADF;
-		goto out;
-	}
-	out = -EBADF;
-	ret = CLI_EXIT_OK;
+	out = cli_output_open(a.output, 0600);
+	if (out >= 0 && cli_output_close(a.output, out, core_write(&img, r, a.output, out)) >= 0)
+		ret = CLI_EXIT_OK;
 out:
-	if (out >= 0 && out != STDOUT_FILENO)
-		close(out);
 	img_reader_free(r);
 	cli_image_close(&img);
 	return ret;

@@ -180,30 +180,12 @@ static int read_copy(const char *name, struct img_reader *r, const struct read_a
 	return k;
 }
 
-/* stdout, or the file named by --output (created only once the range is known to be there). */
-static int read_open_output(const struct read_args *a)
-{
-	char e[128];
-	int fd;
-
-	if (!a->output || !strcmp(a->output, "-"))
-		return STDOUT_FILENO;
-	fd = open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666);
-	if (fd < 0) {
-		int r = -errno;
-
-		cli_file_error(a->output, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
-		return r;
-	}
-	return fd;
-}
-
 int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 {
 	struct cli_image img = {.fd = -EBADF};
 	struct read_args a = {0};
 	struct img_reader *r = NULL;
-	int out = -EBADF, ret = CLI_EXIT_FAILURE;
+	int out, ret = CLI_EXIT_FAILURE;
 
 	if (read_parse(inv, argc, argv, &a) < 0)
 		return CLI_EXIT_USAGE;
@@ -218,24 +200,10 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 	if (!img_reader_complete(r))
 		cli_file_error(img.name, "warning: the image is incomplete (no valid trailer); "
 					 "reading the frames it holds");
-	out = read_open_output(&a);
-	if (out < 0)
-		goto out;
-	if (read_copy(img.name, r, &a, out) < 0) {
-		if (out != STDOUT_FILENO)
-			unlink(a.output); /* no partial file left behind */
-		goto out;
-	}
-	if (out != STDOUT_FILENO && close(out) < 0) {
-		cli_file_error(a.output, "cannot write: %s", strerror(errno));
-		out = -EBADF;
-		goto out;
-	}
-	out = -EBADF;
-	ret = CLI_EXIT_OK;
+	out = cli_output_open(a.output, 0666);
+	if (out >= 0 && cli_output_close(a.output, out, read_copy(img.name, r, &a, out)) >= 0)
+		ret = CLI_EXIT_OK;
 out:
-	if (out >= 0 && out != STDOUT_FILENO)
-		close(out);
 	img_reader_free(r);
 	cli_image_close(&img);
 	return ret;
