@@ -55,7 +55,7 @@ static size_t intel_size(const struct core_xlayout *l, uint64_t xcr0, bool *ret_
 			continue;
 		i = intel_at(c);
 		if (i < 0 || l->size[c] != intel[i].size)
-			return 0;
+			return *ret_differs = false, 0; /* unknown to gdb too: leave it as it is */
 		*ret_differs |= l->offset[c] != intel[i].offset;
 		if (intel[i].offset + intel[i].size > size)
 			size = intel[i].offset + intel[i].size;
