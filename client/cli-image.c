@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,4 +120,75 @@ void cli_status_describe(const struct img_summary *s, char *buf, size_t len)
 	else
 		snprintf(buf, len, "corrupt at offset %llu: %s",
 			 (unsigned long long)s->error.offset, msg);
+}
+
+const char *cli_error_where(const struct img_error *err, char *buf, size_t len)
+{
+	if (strstr(err->msg, "offset"))
+		return "";
+	snprintf(buf, len, " at offset %" PRIu64, err->offset);
+	return buf;
+}
+
+int cli_image_reader_open(const struct cli_image *img, const char *purpose,
+			  struct img_reader **ret)
+{
+	struct img_error err = {0};
+	char e[128], where[48];
+	int r;
+
+	if (!img->seekable) {
+		cli_file_error(img->name, "not a regular file: %s needs random access "
+					  "(save the image to a file first)", purpose);
+		return -ESPIPE;
+	}
+	r = img_reader_open(img->fd, ret, &err);
+	if (r == -ENODATA)
+		cli_file_error(img->name,
+			       "incomplete image (%s at offset %" PRIu64 "): %s needs its index; "
+			       "see 'uffsnapctl image verify'",
+			       err.msg, err.offset, purpose);
+	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
+		cli_file_error(img->name,
+			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
+			       err.msg, cli_error_where(&err, where, sizeof(where)));
+	else if (r < 0)
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
+	return r;
+}
+
+int cli_output_open(const char *path, bool force, mode_t mode, struct out_file *o)
+{
+	char e[128];
+	int r;
+
+	if (!path || !strcmp(path, "-"))
+		return STDOUT_FILENO;
+	r = out_file_open(o, path, force, mode);
+	if (r == -EEXIST)
+		cli_file_error(path, "exists (use --force to replace it)");
+	else if (r == -EISDIR)
+		cli_file_error(path, "is a directory: name a file to write");
+	else if (r < 0)
+		cli_file_error(path, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
+	return r < 0 ? r : o->fd;
+}
+
+int cli_output_close(const char *path, struct out_file *o, int status)
+{
+	char e[128];
+	int k = status;
+
+	if (o->fd < 0) /* stdout, or never opened */
+		return status;
+	if (k >= 0 && !o->in_place && fsync(o->fd) < 0) {
+		k = -errno;
+		cli_file_error(path, "cannot write: %s", cli_strerror(k, e, sizeof(e)));
+	}
+	if (k >= 0 && (k = out_file_commit(o)) < 0)
+		cli_file_error(path, "cannot %s: %s", k == -EEXIST ? "name it" : "write",
+			       k == -EEXIST ? "it was created meanwhile (use --force to replace it)"
+					    : cli_strerror(k, e, sizeof(e)));
+	out_file_close(o); /* before a commit, removes only what it created */
+	return k;
 }

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "uffsnap/image.h"
+#include "sys/out-file.h"
 
 struct cli_image {
 	const char *name; /* for messages: the path as given, or "(stdin)" for "-" */
@@ -32,3 +34,23 @@ void cli_status_describe(const struct img_summary *s, char *buf, size_t len);
 
 /* strerror() for a negative errno, starting lower case to fit in the middle of a message. */
 const char *cli_strerror(int neg_errno, char *buf, size_t len);
+
+/* " at offset N" for err, or "" when its message already says where. */
+const char *cli_error_where(const struct img_error *err, char *buf, size_t len);
+
+/*
+ * Opens img for random access; purpose ("reading a range") goes into the messages. On failure
+ * prints one line naming the file and the problem and returns -errno.
+ */
+int cli_image_reader_open(const struct cli_image *img, const char *purpose,
+			  struct img_reader **ret);
+
+/*
+ * stdout for NULL or "-"; else a temporary beside path (daemon/sys/out-file.h) that gets path's
+ * name in cli_output_close() only if all went well: a failure leaves path as it was, and an
+ * existing file is replaced only with force. Says why on failure (-errno).
+ */
+int cli_output_open(const char *path, bool force, mode_t mode, struct out_file *o);
+
+/* Names the output if status >= 0 (after fsync), then closes; returns status or -errno. */
+int cli_output_close(const char *path, struct out_file *o, int status);

@@ -250,50 +250,19 @@ static int read_open_reader(const struct cli_image *img, struct img_reader **ret
 	return r;
 }
 
-/*
- * The file named by --output, opened only once the range is known to be there: a temporary
- * beside it that gets its name when complete (daemon/sys/out-file.h), so a failure leaves PATH,
- * whatever it is, as it was.
- */
-static int read_open_output(const struct read_args *a, struct out_file *o)
-{
-	char e[128];
-	int r = out_file_open(o, a->output, a->force, 0666);
-
-	if (r == -EEXIST)
-		cli_file_error(a->output, "exists (use --force to replace it)");
-	else if (r == -EISDIR)
-		cli_file_error(a->output, "is a directory: name a file to write");
-	else if (r < 0)
-		cli_file_error(a->output, "cannot create: %s", cli_strerror(r, e, sizeof(e)));
-	return r;
-}
-
 /* Writes the range to stdout, or to a new --output file given its name when complete. */
 static int read_output(const char *name, struct img_reader *r, const struct read_args *a)
 {
 	struct out_file o = OUT_FILE_INIT;
-	char e[128];
-	int k;
+	int fd;
 
 	if (read_to_stdout(a)) {
 		/* a reader that goes away is a write error (EPIPE): one line, status 1 */
 		signal(SIGPIPE, SIG_IGN);
 		return read_copy(name, r, a, STDOUT_FILENO);
 	}
-	k = read_open_output(a, &o);
-	if (k >= 0)
-		k = read_copy(name, r, a, o.fd);
-	if (k >= 0 && !o.in_place && fsync(o.fd) < 0) {
-		k = -errno;
-		cli_file_error(a->output, "cannot write: %s", cli_strerror(k, e, sizeof(e)));
-	}
-	if (k >= 0 && (k = out_file_commit(&o)) < 0)
-		cli_file_error(a->output, "cannot %s: %s", k == -EEXIST ? "name it" : "write",
-			       k == -EEXIST ? "it was created meanwhile (use --force to replace it)"
-					    : cli_strerror(k, e, sizeof(e)));
-	out_file_close(&o);
-	return k;
+	fd = cli_output_open(a->output, a->force, 0666, &o);
+	return cli_output_close(a->output, &o, fd < 0 ? fd : read_copy(name, r, a, fd));
 }
 
 int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)

@@ -50,5 +50,20 @@ const struct cli_command cmd_image_commands[] = {
 		   "discarded after the snapshot instant. Binary data is not written to a\n"
 		   "terminal: redirect or use -o.\n",
     },
+    {
+	.name = "core",
+	.handler = cmd_image_core,
+	.usage = "FILE --output CORE",
+	.help = "write the snapshot as an ELF core file for gdb, eu-stack, readelf (CORE '-': stdout)",
+	.options = "  -o, --output CORE   the core file to write; named only once complete\n"
+		   "  -f, --force         replace CORE if it exists\n"
+		   "Every thread's registers and FP/AVX state at the snapshot instant, the\n"
+		   "memory the image holds (read-only file mappings by reference, NT_FILE,\n"
+		   "as the kernel's default coredump_filter does), NT_AUXV, NT_PRPSINFO.\n"
+		   "What the image lacks (an incomplete image, an older image without the\n"
+		   "auxiliary vector or signal state) is a warning on stderr; the core is\n"
+		   "written with what is there. Exit status 1 if no core could be written.\n"
+		   "Read it with: gdb EXECUTABLE CORE\n",
+    },
     {.name = NULL},
 };

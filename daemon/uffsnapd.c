@@ -27,11 +27,14 @@
 #include "stream/main.h"
 #include "stream/sink.h"
 #include "service/main.h"
+#include "oneshot-core.h"
 #include "uffsnapd.h"
 
 struct cli {
 	pid_t pid;
 	const char *output;	   /* a file, or "-" */
+	const char *core;	   /* or an ELF core file (then output names it too) */
+	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
 	struct img_sink *sink;
@@ -118,6 +121,7 @@ static const struct option long_opts[] = {
 	{"spool-dir", required_argument, NULL, 'S'},
 	{"resume-timeout", required_argument, NULL, 'R'},
 	{"arm-held", no_argument, NULL, 'A'},
+	{"core", required_argument, NULL, 'C'},
 	{0},
 };
 
@@ -133,6 +137,8 @@ static void usage(FILE *f)
 		"\n"
 		"  -p, --pid PID       the process to snapshot (any process we may ptrace)\n"
 		"  -o, --output FILE   where to write the image; '-' streams it to stdout\n"
+		"      --core CORE     write an ELF core file for gdb instead of an image (the\n"
+		"                      image is kept in an unnamed file beside CORE meanwhile)\n"
 		"      --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive') instead\n"
 		"      --key FILE      the pre-shared key both sides hold (64+ hex digits, mode 0600)\n"
 		"      --mem-limit MIB image data held in memory while the network lags (default 64);\n"
@@ -210,7 +216,14 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->pid = v;
 			break;
 		case 'o':
+			if (c->core)
+				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
 			c->output = optarg;
+			break;
+		case 'C':
+			if (c->output)
+				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+			c->core = c->output = optarg;
 			break;
 		case 's':
 			c->strict = true;
@@ -290,6 +303,10 @@ static int open_output(struct cli *c)
 	int r;
 
 	if (!strcmp(c->output, "-")) {
+		if (c->core) {
+			fprintf(stderr, "uffsnapd: --core needs a file name, not '-'\n");
+			return -EINVAL;
+		}
 		if (isatty(STDOUT_FILENO)) {
 			fprintf(stderr, "uffsnapd: refusing to write an image to a terminal\n");
 			return -ENOTTY;
@@ -304,6 +321,14 @@ static int open_output(struct cli *c)
 			c->output);
 	else if (r < 0)
 		fprintf(stderr, "uffsnapd: cannot create '%s': %s\n", c->output, strerror(-r));
+	if (r >= 0 && c->core) { /* the image first goes beside the core, unnamed */
+		char msg[PATH_MAX + 128];
+
+		r = oneshot_core_temp(c->core, &c->core_image_fd, msg, sizeof(msg));
+		if (r < 0)
+			fprintf(stderr, "uffsnapd: %s\n", msg);
+		return r < 0 ? r : c->core_image_fd;
+	}
 	return r < 0 ? r : c->out.fd;
 }
 
@@ -338,12 +363,13 @@ static int open_sink(struct cli *c, struct img_sink **ret)
 static int verify_output(const struct cli *c, char *msg, size_t len)
 {
 	struct img_summary sum;
+	char proc[64];
 	int fd, r;
 
-	char proc[64];
-
-	if (c->to || !strcmp(c->output, "-") || c->out.in_place)
-		return 0; /* a stream: the reader verifies it (a receiver has, once flushed) */
+	/* A stream: the reader verifies it (a receiver has, once flushed). A core's image is
+	 * read back whole to write the core. */
+	if (c->to || c->core || !strcmp(c->output, "-") || c->out.in_place)
+		return 0;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->out.fd); /* not named yet */
 	fd = open(proc, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -526,7 +552,7 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 
 int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
-	struct cli c = {.tty = isatty(STDERR_FILENO), .out = OUT_FILE_INIT};
+	struct cli c = {.tty = isatty(STDERR_FILENO), .out = OUT_FILE_INIT, .core_image_fd = -EBADF};
 	struct snap_opts o = {.devuffd_fd = -1, .pidfd = -EBADF, .test_pause = test_pause};
 	struct snap_stats st = {0};
 	struct snap_error err = {{0}};
@@ -584,6 +610,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	}
 	if (r >= 0)
 		r = verify_output(&c, err.msg, sizeof(err.msg));
+	if (r >= 0 && c.core)
+		r = oneshot_core_write(c.core_image_fd, c.out.fd, c.core, err.msg, sizeof(err.msg));
 	if (r >= 0 && c.out.fd >= 0)
 		r = commit_output(&c, err.msg, sizeof(err.msg));
 	if (r < 0 && c.to) { /* say what the network did too */
@@ -606,6 +634,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	if (o.pidfd >= 0)
 		close(o.pidfd);
 	out_file_close(&c.out); /* a failed snapshot's temporary goes: FILE is as it was */
+	if (c.core_image_fd >= 0)
+		close(c.core_image_fd);
 	return r < 0 ? 1 : 0;
 }
 

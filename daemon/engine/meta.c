@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/meta.h"
+#include "engine/proc.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink)
 {
@@ -76,7 +77,9 @@ static json_t *meta_json(struct snap *s)
 int snap_begin_image(struct snap *s)
 {
 	json_t *meta = meta_json(s);
-	char *text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+	char *text = meta && snap_proc_describe(s->pid, meta) >= 0
+			     ? json_dumps(meta, JSON_COMPACT)
+			     : NULL;
 	int k = text ? img_writer_begin(s->w, text, strlen(text)) : -ENOMEM;
 
 	free(text);

@@ -44,6 +44,7 @@ const char *vma_plan_name(enum vma_plan p)
 
 struct vmflags {
 	bool hugetlb, shared, io, dontdump;
+	bool anon; /* "Anonymous:" > 0: private pages (copy-on-write) in a file mapping */
 };
 
 static void parse_vmflags(const char *s, struct vmflags *f)
@@ -76,7 +77,9 @@ static void classify(struct vma *v, const struct vmflags *f)
 
 	v->plan = VMA_PLAN_NONE;
 	if (p && !strcmp(p, "[vdso]"))
-		v->kind = VMA_VDSO;
+		/* Two pages, copied while held: a core needs them (the kernel's always has them,
+		 * fs/coredump.c always_dump_vma()) for gdb to unwind through the vdso. */
+		v->kind = VMA_VDSO, v->plan = VMA_PLAN_COPY;
 	else if (p && !strcmp(p, "[vvar]"))
 		v->kind = VMA_VVAR;
 	else if (p && !strcmp(p, "[vsyscall]"))
@@ -93,7 +96,10 @@ static void classify(struct vma *v, const struct vmflags *f)
 		v->kind = VMA_SHM, v->plan = VMA_PLAN_TRACK;
 	else if (f->shared)
 		v->kind = VMA_FILE_SHARED, v->plan = VMA_PLAN_REFERENCE;
-	else if (writable)
+	else if (writable || f->anon)
+		/* A read-only one with private pages was written before it was protected: RELRO
+		 * (.got, .dynamic with DT_DEBUG, which gdb follows to the libraries). Its file no
+		 * longer holds its content; the kernel's core has it too (vma->anon_vma). */
 		v->kind = VMA_FILE_PRIVATE, v->plan = VMA_PLAN_COPY;
 	else
 		v->kind = VMA_TEXT;
@@ -179,6 +185,8 @@ int vma_scan(pid_t pid, struct vma_list *ret)
 			have = r >= 0 && (r = parse_header(line, &cur)) >= 0;
 		} else if (!strncmp(line, "VmFlags:", 8)) {
 			parse_vmflags(line + 9, &f);
+		} else if (!strncmp(line, "Anonymous:", 10)) {
+			f.anon = strtoul(line + 10, NULL, 10) > 0;
 		} else if (!strncmp(line, "KernelPageSize:", 15)) {
 			kpage = strtoul(line + 15, NULL, 10) * 1024;
 		}

@@ -14,6 +14,7 @@
 #include "sys/linux-compat.h"
 #include "target/inject.h"
 #include "target/regs.h"
+#include "target/sigstate.h"
 
 /* The XSAVE area is at most a few pages even with AMX tiles (~11 KiB); a larger answer from
  * the kernel would be a bug, not a reason to allocate without bound. */
@@ -237,7 +238,23 @@ static json_t *regs_json(const struct user_regs_struct *regs)
 	return o;
 }
 
-static json_t *thread_json(const struct target_thread *th)
+/*
+ * Besides the resume registers: where the thread stopped, when that differs (an interrupted
+ * syscall, an rseq abort), and its signal state. An ELF core holds those (the kernel's and
+ * gdb's both show a thread in a syscall with rax = -ERESTART* and rip past the `syscall`).
+ */
+static int thread_json_core(const struct target *t, const struct target_thread *th, json_t *o)
+{
+	json_t *sig = target_sigstate_json(t->pid, th->tid);
+
+	if (sig && json_object_set_new(o, "signals", sig) < 0)
+		return -ENOMEM;
+	if (!th->restart && !th->rseq_abort)
+		return 0;
+	return json_object_set_new(o, "stop_regs", regs_json(&th->regs)) < 0 ? -ENOMEM : 0;
+}
+
+static json_t *thread_json(const struct target *t, const struct target_thread *th)
 {
 	json_t *regs = regs_json(&th->resume_regs);
 	char *fp = base64_encode(th->fp.data, th->fp.len);
@@ -253,6 +270,10 @@ static json_t *thread_json(const struct target_thread *th)
 	else
 		json_decref(regs);
 	free(fp);
+	if (o && thread_json_core(t, th, o) < 0) {
+		json_decref(o);
+		o = NULL;
+	}
 	return o;
 }
 
@@ -268,7 +289,7 @@ int target_regs_to_json(const struct target *t, json_t **ret)
 
 		if (th->gone || th->foreign)
 			continue;
-		o = thread_json(th);
+		o = thread_json(t, th);
 		if (!o || json_array_append_new(a, o) < 0) {
 			json_decref(a);
 			return -ENOMEM;
