@@ -99,19 +99,6 @@ fail:
 	return rc;
 }
 
-/* A job whose output is a pipe: it stalls once the pipe is full, until we read. */
-static bool image_incomplete(const char *path)
-{
-	struct img_summary sum;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return false;
-	r = img_verify_fd(fd, &sum, NULL);
-	close(fd);
-	return r < 0 || sum.status != IMG_COMPLETE;
-}
-
 static int cancel(const struct svc_paths *p, struct svc_daemon *d)
 {
 	static const char *const big[] = {"--threads", "2", "--pages", "16384", NULL};
@@ -135,7 +122,7 @@ static int cancel(const struct svc_paths *p, struct svc_daemon *d)
 	CHECK(e, "JOB_CANCELLED while the output is stuck");
 	CHECK(snap_target_released(w->pid) == 0, "the target is not released after the cancel");
 	CHECK(svc_drain(rd, img) > 0, "the rest of the image");
-	CHECK(image_incomplete(img), "a cancelled job's image must not verify as complete");
+	CHECK(!snap_image_complete(img), "a cancelled job's image must not verify as complete");
 	CHECK(snap_target_unharmed(w) == 0, "target harmed");
 	json_decref(r);
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);

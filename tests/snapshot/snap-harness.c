@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "snap-harness.h"
+#include "uffsnap/image.h"
 
 int snap_paths_parse(int argc, char **argv, struct snap_paths *ret)
 {
@@ -244,4 +245,28 @@ void snap_pause_clean(const char *dir, const char *point)
 	snprintf(path, sizeof(path), "%s/go", dir);
 	unlink(path);
 	rmdir(dir);
+}
+
+bool snap_file_has(const char *path, const char *needle)
+{
+	char buf[8192] = "";
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	return strstr(buf, needle) != NULL;
+}
+
+bool snap_image_complete(const char *path)
+{
+	struct img_summary sum;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return false;
+	r = img_verify_fd(fd, &sum, NULL);
+	close(fd);
+	return r >= 0 && sum.status == IMG_COMPLETE;
 }

@@ -43,3 +43,8 @@ int snap_target_released(pid_t pid);
 int snap_pause_wait(const char *dir, const char *point);
 void snap_pause_go(const char *dir);
 void snap_pause_clean(const char *dir, const char *point);
+
+/* Does the file at path contain needle (in its first 8 KiB)? */
+bool snap_file_has(const char *path, const char *needle);
+/* Does the image at path verify as complete (`uffsnapctl image verify` would say ok)? */
+bool snap_image_complete(const char *path);

@@ -117,18 +117,6 @@ static enum phase phase_now(pid_t target, pid_t d, bool *ever_traced)
 	return PH_RUNNING;
 }
 
-static bool file_has(const char *path, const char *needle)
-{
-	char buf[4096] = "";
-	FILE *f = fopen(path, "re");
-	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-
-	if (f)
-		fclose(f);
-	buf[n] = 0;
-	return strstr(buf, needle) != NULL;
-}
-
 /* Did uffsnapd end as it must after sig at that phase? */
 static bool ended_right(int sig, int status, enum phase ph, const char *errpath)
 {
@@ -136,7 +124,7 @@ static bool ended_right(int sig, int status, enum phase ph, const char *errpath)
 		return status == 128 + SIGKILL || (ph == PH_DONE && status == 0);
 	if (status == 0) /* it completed before the signal came */
 		return true;
-	return status == 1 && file_has(errpath, "interrupted by SIG");
+	return status == 1 && snap_file_has(errpath, "interrupted by SIG");
 }
 
 static int one_round(const struct snap_paths *p, struct wl_proc *w, int sig, int n,

@@ -106,30 +106,6 @@ static int drain_to(int rfd, const char *path)
 	return n == 0 ? 0 : -EIO;
 }
 
-static bool image_complete(const char *path)
-{
-	struct img_summary sum;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
-
-	if (fd < 0)
-		return false;
-	r = img_verify_fd(fd, &sum, NULL);
-	close(fd);
-	return r >= 0 && sum.status == IMG_COMPLETE;
-}
-
-static bool file_has(const char *path, const char *needle)
-{
-	char buf[8192] = "";
-	FILE *f = fopen(path, "re");
-	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-
-	if (f)
-		fclose(f);
-	buf[n] = 0;
-	return strstr(buf, needle) != NULL;
-}
-
 static int run(const struct snap_paths *p, struct wl_proc *w, bool sigterm, const char *image)
 {
 	char errpath[80], layout[80];
@@ -156,13 +132,13 @@ static int run(const struct snap_paths *p, struct wl_proc *w, bool sigterm, cons
 		goto out;
 	status = snap_wait(d);
 	if (sigterm) {
-		if (status != 1 || !file_has(errpath, "interrupted by SIGTERM")) {
+		if (status != 1 || !snap_file_has(errpath, "interrupted by SIGTERM")) {
 			fprintf(stderr, "FAIL: uffsnapd exit %d after SIGTERM with its output stalled\n",
 				status);
 			goto out;
 		}
 		if (snap_target_released(w->pid) < 0 || drain_to(pfd[0], image) < 0 ||
-		    image_complete(image)) {
+		    snap_image_complete(image)) {
 			fprintf(stderr, "FAIL: not released, or the image says complete\n");
 			goto out;
 		}
