@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "engine/arm.h"
+#include "engine/plan.h"
 #include "engine/uffd-ops.h"
 
 #define DEFAULT_WINDOW_PAGES 16
@@ -14,8 +15,6 @@
 #define MAX_ARM_THREADS 4
 /* Below this, arming on one thread is faster than starting others. */
 #define ARM_PARALLEL_MIN (64ull << 20)
-/* Saved while held on either side of a thread's stack pointer and TLS pointer. */
-#define HOT_BYTES (32u << 10)
 
 void snap_defaults(struct snap_opts *o)
 {
@@ -41,13 +40,6 @@ int snap_scan(struct snap *s)
 	return 0;
 }
 
-static int cmp_hot(const void *a, const void *b)
-{
-	const struct snap_span *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /*
  * The pages around each thread's stack pointer and TLS, where they are in a tracked anonymous
  * VMA: saved while held, so that no thread's exit (its clear_child_tid word, robust list and
@@ -55,37 +47,13 @@ static int cmp_hot(const void *a, const void *b)
  */
 static int plan_hot(struct snap *s)
 {
-	const uint64_t *a = s->held.stack_addrs;
-	size_t n = 0;
-
 	free(s->hot);
 	s->nhot = 0;
 	s->hot = calloc(s->held.nstack_addrs + 1, sizeof(*s->hot));
 	if (!s->hot)
 		return -ENOMEM;
-	for (size_t i = 0; i < s->held.nstack_addrs; i++) {
-		ssize_t k = vma_find(&s->vmas, a[i]);
-		const struct vma *v = k >= 0 ? &s->vmas.v[k] : NULL;
-
-		if (!v || v->plan != VMA_PLAN_TRACK || v->kind != VMA_ANON ||
-		    v->granule != s->page_size)
-			continue;
-		uint64_t ps = s->page_size;
-
-		s->hot[n].start = a[i] < v->start + HOT_BYTES ? v->start
-							       : (a[i] - HOT_BYTES) / ps * ps;
-		s->hot[n].end = a[i] + HOT_BYTES > v->end ? v->end
-							  : (a[i] + HOT_BYTES + ps - 1) / ps * ps;
-		n++;
-	}
-	qsort(s->hot, n, sizeof(*s->hot), cmp_hot);
-	for (size_t i = 0; i < n; i++) /* merge overlaps */
-		if (s->nhot && s->hot[i].start < s->hot[s->nhot - 1].end) /* same VMA then */
-			s->hot[s->nhot - 1].end = s->hot[i].end > s->hot[s->nhot - 1].end
-							  ? s->hot[i].end
-							  : s->hot[s->nhot - 1].end;
-		else
-			s->hot[s->nhot++] = s->hot[i];
+	s->nhot = plan_hot_spans(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs,
+				  s->page_size, s->hot);
 	return 0;
 }
 

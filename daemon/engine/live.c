@@ -26,34 +26,9 @@
 
 #include "engine/arm.h"
 #include "engine/meta.h"
+#include "engine/plan.h"
 #include "engine/snapshot.h"
 #include "engine/uffd-ops.h"
-
-static int cmp_span(const void *a, const void *b)
-{
-	const struct snap_span *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Sorts and merges overlapping or touching spans in place. */
-static void merge_spans(struct snap_span *v, size_t *n)
-{
-	size_t m = 0;
-
-	if (!*n)
-		return; /* v may be NULL */
-	qsort(v, *n, sizeof(*v), cmp_span);
-	for (size_t i = 0; i < *n; i++) {
-		if (m && v[i].start <= v[m - 1].end) {
-			if (v[i].end > v[m - 1].end)
-				v[m - 1].end = v[i].end;
-		} else {
-			v[m++] = v[i];
-		}
-	}
-	*n = m;
-}
 
 /* Was all of r inside one range armed in step 2? */
 static bool was_armed(struct pages *armed, const struct pages_range *r)
@@ -105,7 +80,7 @@ static int rearm_at_t(struct snap *s, struct pages *armed)
 
 	if (k >= 0)
 		k = snap_register(s);
-	merge_spans(s->dirty, &s->ndirty);
+	plan_merge_spans(s->dirty, &s->ndirty);
 	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
 		const struct pages_range *r = &s->pages.r[i];
 

@@ -159,22 +159,17 @@ static int finish_vma(struct vma_list *l, size_t *cap, struct vma *cur, const st
 	return r;
 }
 
-int vma_scan(pid_t pid, struct vma_list *ret)
+int vma_parse(FILE *fp, struct vma_list *ret)
 {
-	char path[64], *line = NULL;
+	char *line = NULL;
 	struct vma_list l = {0};
 	struct vma cur = {0};
 	struct vmflags f = {0};
 	size_t cap = 0, len = 0;
 	bool have = false;
 	uint32_t kpage = 0;
-	FILE *fp;
 	int r = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
-	fp = fopen(path, "re");
-	if (!fp)
-		return -errno;
 	while (r >= 0 && getline(&line, &len, fp) > 0) {
 		if (is_header(line)) {
 			if (have)
@@ -196,13 +191,27 @@ int vma_scan(pid_t pid, struct vma_list *ret)
 	else if (r < 0)
 		free(cur.path);
 	free(line);
-	fclose(fp);
 	if (r < 0) {
 		vma_list_free(&l);
 		return r;
 	}
 	*ret = l;
 	return 0;
+}
+
+int vma_scan(pid_t pid, struct vma_list *ret)
+{
+	char path[64];
+	FILE *fp;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	fp = fopen(path, "re");
+	if (!fp)
+		return -errno;
+	r = vma_parse(fp, ret);
+	fclose(fp);
+	return r;
 }
 
 static bool same_vma(const struct vma *a, const struct vma *b)

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -51,6 +52,8 @@ struct vma_list {
 };
 
 int vma_scan(pid_t pid, struct vma_list *ret);
+/* vma_scan() on smaps text read from fp (to its end): the list, each VMA classified. */
+int vma_parse(FILE *fp, struct vma_list *ret);
 /*
  * True if /proc/PID/maps (cheap: no page-table walk, unlike smaps) still lists exactly the
  * VMAs of l (same ranges, protections, offsets and paths). Lets the expensive smaps scan run

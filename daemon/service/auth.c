@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "sys/linux-compat.h"
+#include "service/auth.h"
 #include "service/service.h"
 
 /* What /proc/PID/status says about a process. */
@@ -138,23 +139,23 @@ static bool dumpable(pid_t pid, const struct proc_status *st)
 	return sb.st_uid == st->uid[1];
 }
 
-static int same_user_may(const struct svc_peer *p, pid_t pid, const struct proc_status *st,
+static int same_user_may(const struct svc_peer *p, pid_t pid, const struct svc_auth_facts *f,
 			 struct ctl_error *err)
 {
 	for (int i = 0; i < 3; i++)
-		if (st->uid[i] != p->uid || st->gid[i] != p->gid)
+		if (f->uid[i] != p->uid || f->gid[i] != p->gid)
 			return ctl_fail(
 			    err, CTL_E_PERM,
 			    "uid %u may not snapshot pid %d (uid %u, gid %u): a client "
 			    "needs CAP_SYS_PTRACE, or the same uid and gid as the target",
-			    p->uid, pid, st->uid[1], st->gid[1]);
-	if (!dumpable(pid, st))
+			    p->uid, pid, f->uid[1], f->gid[1]);
+	if (!f->dumpable)
 		return ctl_fail(
 		    err, CTL_E_PERM,
 		    "pid %d is not dumpable (set-id program, or "
 		    "PR_SET_DUMPABLE 0): only a client with CAP_SYS_PTRACE may snapshot it",
 		    pid);
-	if (st->cap_prm & ~p->cap_prm)
+	if (f->cap_prm & ~p->cap_prm)
 		return ctl_fail(err, CTL_E_PERM,
 				"pid %d holds capabilities the client lacks: only "
 				"a client with CAP_SYS_PTRACE may snapshot it",
@@ -162,23 +163,23 @@ static int same_user_may(const struct svc_peer *p, pid_t pid, const struct proc_
 	return 0;
 }
 
-static int check_rules(const struct svc_peer *p, pid_t pid, const struct proc_status *st,
-		       struct ctl_error *err)
+int svc_auth_decide(const struct svc_peer *p, pid_t pid, const struct svc_auth_facts *f,
+		    struct ctl_error *err)
 {
-	int scope = yama_scope();
+	int scope = f->yama_scope;
 
-	if (st->kthread)
+	if (f->kthread)
 		return ctl_fail(err, CTL_E_TARGET,
 				"pid %d is a kernel thread: it has no user "
 				"memory to snapshot",
 				pid);
-	if (st->state == 'Z' || st->state == 'X')
+	if (f->state == 'Z' || f->state == 'X')
 		return ctl_fail(err, CTL_E_TARGET, "pid %d has exited (zombie)", pid);
-	if (st->tgid != pid)
+	if (f->tgid != pid)
 		return ctl_fail(err, CTL_E_PARAM,
 				"pid %d is a thread of process %d: give the "
 				"process id",
-				pid, st->tgid);
+				pid, f->tgid);
 	if (scope >= 3)
 		return ctl_fail(err, CTL_E_PERM,
 				"kernel.yama.ptrace_scope is %d: no process may "
@@ -190,13 +191,32 @@ static int check_rules(const struct svc_peer *p, pid_t pid, const struct proc_st
 		return ctl_fail(err, CTL_E_PERM,
 				"kernel.yama.ptrace_scope is 2: only a client "
 				"with CAP_SYS_PTRACE may snapshot a process");
-	if (scope == 1 && !is_ancestor(p->pid, pid))
+	if (scope == 1 && !f->ancestor)
 		return ctl_fail(err, CTL_E_PERM,
 				"kernel.yama.ptrace_scope is 1: pid %d is not a "
 				"descendant of the client (pid %d), and the client lacks "
 				"CAP_SYS_PTRACE",
 				pid, p->pid);
-	return same_user_may(p, pid, st, err);
+	return same_user_may(p, pid, f, err);
+}
+
+/* The facts the rules need, read the way the checks would read them (only what they need). */
+static int check_rules(const struct svc_peer *p, pid_t pid, const struct proc_status *st,
+		       struct ctl_error *err)
+{
+	struct svc_auth_facts f = {
+	    .tgid = st->tgid,
+	    .state = st->state,
+	    .kthread = st->kthread,
+	    .cap_prm = st->cap_prm,
+	    .yama_scope = yama_scope(),
+	};
+
+	memcpy(f.uid, st->uid, sizeof(f.uid));
+	memcpy(f.gid, st->gid, sizeof(f.gid));
+	f.ancestor = f.yama_scope == 1 && !p->cap_ptrace && is_ancestor(p->pid, pid);
+	f.dumpable = dumpable(pid, st);
+	return svc_auth_decide(p, pid, &f, err);
 }
 
 int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd,

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/* engine/vmas.c: how each kind of VMA in /proc/PID/smaps is classified and planned. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine/vmas.h"
+
+/* One smaps entry: the header line, then optional attribute lines. */
+#define ENTRY(hdr, ...) hdr "\n"                                                            \
+	"Size:                  8 kB\n"                                                     \
+	"Rss:                   4 kB\n" __VA_ARGS__
+
+static int parse(const char *text, struct vma_list *ret)
+{
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	int r;
+
+	assert_non_null(f);
+	r = vma_parse(f, ret);
+	fclose(f);
+	return r;
+}
+
+struct kcase {
+	const char *smaps;
+	enum vma_kind kind;
+	enum vma_plan plan;
+	const char *what;
+};
+
+static const struct kcase kinds[] = {
+    {ENTRY("7f0000000000-7f0000100000 rw-p 00000000 00:00 0",
+	   "VmFlags: rd wr mr mw me ac\n"),
+     VMA_ANON, VMA_PLAN_TRACK, "private anonymous"},
+    {ENTRY("55d000000000-55d000021000 rw-p 00000000 00:00 0                          [heap]",
+	   "VmFlags: rd wr mr mw me ac\n"),
+     VMA_ANON, VMA_PLAN_TRACK, "heap"},
+    {ENTRY("7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]",
+	   "VmFlags: rd wr mr mw me gd ac\n"),
+     VMA_ANON, VMA_PLAN_TRACK, "main stack"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)",
+	   "VmFlags: rd wr sh mr mw me ms\n"),
+     VMA_SHM, VMA_PLAN_TRACK, "shared anonymous"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:01 1234                       /memfd:buf (deleted)",
+	   "VmFlags: rd wr sh mr mw me ms\n"),
+     VMA_SHM, VMA_PLAN_TRACK, "memfd"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:19 77                         /dev/shm/seg",
+	   "VmFlags: rd wr sh mr mw me ms\n"),
+     VMA_SHM, VMA_PLAN_TRACK, "tmpfs"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:01 32768                      /SYSV00000000 (deleted)",
+	   "VmFlags: rd wr sh mr mw me ms\n"),
+     VMA_SHM, VMA_PLAN_TRACK, "SysV shm"},
+    {ENTRY("7f0000000000-7f0000400000 rw-p 00000000 00:10 99                         /anon_hugepage (deleted)",
+	   "KernelPageSize:     2048 kB\n" "VmFlags: rd wr mr mw me de ht\n"),
+     VMA_HUGETLB, VMA_PLAN_TRACK, "private hugetlb"},
+    {ENTRY("7f0000000000-7f0040000000 rw-s 00000000 00:10 99                         /dev/hugepages/f",
+	   "KernelPageSize:  1048576 kB\n" "VmFlags: rd wr sh mr mw me ms de ht\n"),
+     VMA_HUGETLB, VMA_PLAN_TRACK, "shared hugetlb"},
+    {ENTRY("7f0000000000-7f0000002000 rw-p 00021000 08:01 4242                       /usr/lib/libc.so.6",
+	   "Anonymous:             4 kB\n" "VmFlags: rd wr mr mw me ac\n"),
+     VMA_FILE_PRIVATE, VMA_PLAN_COPY, "writable private file (.data)"},
+    {ENTRY("7f0000000000-7f0000002000 r--p 00020000 08:01 4242                       /usr/lib/libc.so.6",
+	   "Anonymous:             8 kB\n" "VmFlags: rd mr mw me ac\n"),
+     VMA_FILE_PRIVATE, VMA_PLAN_COPY, "read-only private file with private pages (RELRO)"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 08:01 4243                       /var/data/file",
+	   "VmFlags: rd wr sh mr mw me ms\n"),
+     VMA_FILE_SHARED, VMA_PLAN_REFERENCE, "shared file"},
+    {ENTRY("7f0000000000-7f0000100000 r--s 00000000 08:01 4243                       /var/data/file",
+	   "VmFlags: rd sh mr me ms\n"),
+     VMA_FILE_SHARED, VMA_PLAN_REFERENCE, "read-only shared file"},
+    {ENTRY("55d000000000-55d000010000 r-xp 00002000 08:01 4244                       /usr/bin/cat",
+	   "Anonymous:             0 kB\n" "VmFlags: rd ex mr mw me\n"),
+     VMA_TEXT, VMA_PLAN_NONE, "read-only text"},
+    {ENTRY("7ffc00100000-7ffc00102000 r-xp 00000000 00:00 0                          [vdso]",
+	   "VmFlags: rd ex mr mw me de\n"),
+     VMA_VDSO, VMA_PLAN_COPY, "vdso"},
+    {ENTRY("7ffc000fc000-7ffc00100000 r--p 00000000 00:00 0                          [vvar]",
+	   "VmFlags: rd mr pf io de dd\n"),
+     VMA_VVAR, VMA_PLAN_NONE, "vvar"},
+    {ENTRY("ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+	   "VmFlags: ex\n"),
+     VMA_VSYSCALL, VMA_PLAN_NONE, "vsyscall"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:05 12                         /dev/mem",
+	   "VmFlags: rd wr sh mr mw me ms io dc de dd\n"),
+     VMA_IO, VMA_PLAN_NONE, "VM_IO"},
+    {ENTRY("7f0000000000-7f0000100000 rw-s 00000000 00:05 13                         /dev/dri/card0",
+	   "VmFlags: rd wr sh mr mw me ms pf\n"),
+     VMA_IO, VMA_PLAN_NONE, "VM_PFNMAP"},
+    {ENTRY("7f0000000000-7f0000100000 rw-p 00000000 00:00 0",
+	   "VmFlags: rd wr mr mw me dd ac\n"),
+     VMA_OTHER, VMA_PLAN_NONE, "VM_DONTDUMP anonymous"},
+    {ENTRY("7f0000000000-7f0000100000 ---p 00000000 00:00 0",
+	   "VmFlags: mr mw me\n"),
+     VMA_OTHER, VMA_PLAN_NONE, "PROT_NONE (guard)"},
+    {ENTRY("7f0000000000-7f0000100000 -w-p 00000000 00:00 0",
+	   "VmFlags: wr mr mw me\n"),
+     VMA_OTHER, VMA_PLAN_NONE, "write-only"},
+    {ENTRY("7f0000000000-7f0000100000 r--p 00000000 00:00 0",
+	   "VmFlags: rd mr mw me\n"),
+     VMA_ANON, VMA_PLAN_TRACK, "read-only anonymous (may be mprotect()ed)"},
+};
+
+static void test_kinds(void **state)
+{
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct vma_list l = {0};
+
+		print_message("%s\n", kinds[i].what);
+		assert_int_equal(parse(kinds[i].smaps, &l), 0);
+		assert_int_equal(l.n, 1);
+		assert_string_equal(vma_kind_name(l.v[0].kind), vma_kind_name(kinds[i].kind));
+		assert_string_equal(vma_plan_name(l.v[0].plan), vma_plan_name(kinds[i].plan));
+		assert_false(l.v[0].thread_stack);
+		vma_list_free(&l);
+	}
+}
+
+static void test_fields(void **state)
+{
+	static const char text[] =
+	    ENTRY("7f0000000000-7f0000400000 rw-p 00000000 00:10 99                         /anon_hugepage (deleted)",
+		  "KernelPageSize:     2048 kB\n" "VmFlags: rd wr mr mw me de ht\n")
+	    ENTRY("7f1000000000-7f1000001000 rw-p 0001f000 fd:01 123456                     /tmp/a b c",
+		  "VmFlags: rd wr mr mw me ac\n")
+	    ENTRY("7f2000000000-7f2000001000 rw-p 00000000 00:00 0");
+	struct vma_list l = {0};
+
+	assert_int_equal(parse(text, &l), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.v[0].start, 0x7f0000000000);
+	assert_int_equal(l.v[0].end, 0x7f0000400000);
+	assert_int_equal(l.v[0].granule, 2u << 20);
+	assert_string_equal(l.v[1].prot, "rw-p");
+	assert_int_equal(l.v[1].offset, 0x1f000);
+	assert_int_equal(l.v[1].dev_major, 0xfd);
+	assert_int_equal(l.v[1].dev_minor, 1);
+	assert_int_equal(l.v[1].inode, 123456);
+	assert_string_equal(l.v[1].path, "/tmp/a b c"); /* spaces kept */
+	assert_int_equal(l.v[1].granule, sysconf(_SC_PAGESIZE));
+	assert_null(l.v[2].path); /* anonymous; no VmFlags line: private anonymous */
+	assert_int_equal(l.v[2].kind, VMA_ANON);
+	assert_int_equal(l.v[2].plan, VMA_PLAN_TRACK);
+	assert_int_equal(vma_find(&l, 0x7f0000000000), 0);
+	assert_int_equal(vma_find(&l, 0x7f00003fffff), 0);
+	assert_int_equal(vma_find(&l, 0x7f0000400000), -1);
+	assert_int_equal(vma_find(&l, 0x7f1000000fff), 1);
+	assert_int_equal(vma_find(&l, 0x7f2000000000), 2);
+	assert_int_equal(vma_find(&l, 0x1000), -1);
+	vma_list_free(&l);
+	vma_list_free(&l); /* twice, and NULL */
+	vma_list_free(NULL);
+}
+
+static void test_bad_and_empty(void **state)
+{
+	struct vma_list l = {.n = 42};
+
+	assert_int_equal(parse("", &l), 0);
+	assert_int_equal(l.n, 0);
+	l.n = 42;
+	assert_int_equal(parse("7f0000000000-7f0000001000 rw-p\n", &l), -EBADMSG);
+	assert_int_equal(l.n, 42); /* untouched on failure */
+	assert_int_equal(parse(ENTRY("7f0000000000-7f0000001000 rw-p 00000000 00:00 0")
+			       "7f0000001000-zzzz rw-p 00000000 00:00 0\n", &l), -EBADMSG);
+	assert_int_equal(l.n, 42);
+}
+
+/* Small thread stacks are copied while held (a thread's exit writes there); big ones tracked. */
+static void test_thread_stacks(void **state)
+{
+	static const char text[] =
+	    ENTRY("7f0000000000-7f0000001000 ---p 00000000 00:00 0", "VmFlags: mr mw me\n")
+	    ENTRY("7f0000001000-7f0000101000 rw-p 00000000 00:00 0", "VmFlags: rd wr mr mw me ac\n")
+	    ENTRY("7f0000101000-7f0000302000 rw-p 00000000 00:00 0", "VmFlags: rd wr mr mw me ac\n")
+	    ENTRY("7f0000400000-7f0000402000 rw-p 00000000 08:01 4242 /usr/lib/libc.so.6",
+		  "VmFlags: rd wr mr mw me ac\n")
+	    ENTRY("7f0000500000-7f0000600000 rw-s 00000000 00:01 1 /memfd:x (deleted)",
+		  "VmFlags: rd wr sh mr mw me ms\n");
+	const uint64_t addrs[] = {
+	    0x7f0000100ff0, /* the 1 MiB stack: copied */
+	    0x7f0000200000, /* the 2 MiB merged one: stays tracked */
+	    0x7f0000000800, /* the guard page: not anonymous-tracked, untouched */
+	    0x7f0000401000, /* a file mapping: untouched */
+	    0x7f0000580000, /* shmem: untouched */
+	    0x7f0000700000, /* in no VMA */
+	};
+	struct vma_list l = {0};
+
+	assert_int_equal(parse(text, &l), 0);
+	assert_int_equal(l.n, 5);
+	vma_mark_thread_stacks(&l, addrs, sizeof(addrs) / sizeof(addrs[0]));
+	assert_true(l.v[1].thread_stack);
+	assert_int_equal(l.v[1].plan, VMA_PLAN_COPY);
+	assert_string_equal(l.v[1].note, "thread stack/TLS");
+	assert_false(l.v[2].thread_stack);
+	assert_int_equal(l.v[2].plan, VMA_PLAN_TRACK);
+	assert_int_equal(l.v[0].plan, VMA_PLAN_NONE);
+	assert_int_equal(l.v[3].plan, VMA_PLAN_COPY);
+	assert_false(l.v[3].thread_stack);
+	assert_int_equal(l.v[4].plan, VMA_PLAN_TRACK);
+	assert_false(l.v[4].thread_stack);
+	vma_mark_thread_stacks(&l, addrs, 1); /* idempotent */
+	assert_int_equal(l.v[1].plan, VMA_PLAN_COPY);
+	vma_list_free(&l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_kinds),
+	    cmocka_unit_test(test_fields),
+	    cmocka_unit_test(test_bad_and_empty),
+	    cmocka_unit_test(test_thread_stacks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
