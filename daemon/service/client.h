@@ -16,7 +16,7 @@ struct svc_client {
 	unsigned serial; /* for the log */
 	struct svc_peer peer;
 	uint64_t connected_ns, last_request_ns; /* last_request_ns 0: none yet (silent) */
-	char *out; /* queued output: out[out_off, out_len) */
+	char *out;				/* queued output: out[out_off, out_len) */
 	size_t out_off, out_len, out_cap;
 	bool dead; /* close at the end of this loop iteration */
 	bool close_when_flushed;

@@ -60,8 +60,7 @@ static void snap_describe(struct svc_job *j, json_t *o)
 
 	json_object_set_new(o, "pid", json_integer(j->pid));
 	json_object_set_new(o, "done", json_integer(__atomic_load_n(&s->done, __ATOMIC_RELAXED)));
-	json_object_set_new(o, "total",
-			    json_integer(__atomic_load_n(&s->total, __ATOMIC_RELAXED)));
+	json_object_set_new(o, "total", json_integer(__atomic_load_n(&s->total, __ATOMIC_RELAXED)));
 	for (unsigned i = 0; forks && i < j->nforks; i++)
 		json_array_append_new(forks, json_integer(j->forks[i]));
 	json_object_set_new(o, "forks", forks);

@@ -11,9 +11,9 @@ struct svc_snap_job {
 	char *to;	     /* or a receiver at HOST:PORT */
 	bool strict;
 	uint32_t window;
-	uint64_t done, total; /* atomic: progress in pages */
-	uint64_t sent_done;   /* last JOB_PROGRESS sent */
-	uint64_t sent_acked;  /* "to": acked in the last JOB_PROGRESS */
+	uint64_t done, total;	 /* atomic: progress in pages */
+	uint64_t sent_done;	 /* last JOB_PROGRESS sent */
+	uint64_t sent_acked;	 /* "to": acked in the last JOB_PROGRESS */
 	struct snap_stats stats; /* written by the job thread before finished */
 	/* Under the job's lock. */
 	struct img_sink *sink;	       /* "to": the stream, while the job thread has it */

@@ -97,11 +97,11 @@ static json_t *job_error_json(const struct svc_job *j)
 
 json_t *svc_job_json(struct svc_job *j)
 {
-	json_t *o = json_pack("{s:I, s:s, s:s, s:I, s:{s:I, s:I}}", "id", (json_int_t)j->id, "type",
-			      j->ops->name, "state", state_names[j->state], "owner",
-			      (json_int_t)j->owner, "created", "seconds",
-			      (json_int_t)(j->created_us / 1000000), "microseconds",
-			      (json_int_t)(j->created_us % 1000000));
+	json_t *o =
+	    json_pack("{s:I, s:s, s:s, s:I, s:{s:I, s:I}}", "id", (json_int_t)j->id, "type",
+		      j->ops->name, "state", state_names[j->state], "owner", (json_int_t)j->owner,
+		      "created", "seconds", (json_int_t)(j->created_us / 1000000), "microseconds",
+		      (json_int_t)(j->created_us % 1000000));
 
 	if (!o)
 		return NULL;

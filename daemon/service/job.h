@@ -21,7 +21,7 @@
 #include "service/service.h"
 
 #ifndef container_of
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 enum svc_job_state {
@@ -73,7 +73,7 @@ struct svc_job {
 	uint64_t created_us, start_ns, end_ns;
 	/* The target process, for jobs that have one (pid 0: none). */
 	pid_t pid;
-	int pidfd; /* the process authorized, until the job ends */
+	int pidfd;	  /* the process authorized, until the job ends */
 	const char *gone; /* "exited" or "called exec", from the process events */
 	pid_t forks[SVC_FORKS_MAX];
 	unsigned nforks;

@@ -92,8 +92,8 @@ static int output_verify(struct svc_job *j, int out, const char *name)
 	if (r >= 0 && sum.status != IMG_COMPLETE)
 		r = -EBADMSG;
 	if (r < 0)
-		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
-			 name, r == -EBADMSG ? sum.error.msg : strerror(-r));
+		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s", name,
+			 r == -EBADMSG ? sum.error.msg : strerror(-r));
 	return r;
 }
 
@@ -102,8 +102,8 @@ int svc_output_finish(struct svc_job *j, int out, const char *name)
 	int r = output_verify(j, out, name);
 
 	if (r >= 0 && fsync(out) < 0)
-		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s",
-				     name, strerror(-r));
+		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s", name,
+				     strerror(-r));
 	/*
 	 * fs/namei.c: linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH (kept) and, with
 	 * fs.protected_hardlinks, a file we own: so it is given away only once named.

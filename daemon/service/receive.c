@@ -56,9 +56,10 @@ static struct svc_recv_stream *stream_slot(struct svc_recv_job *j, const char *f
 /* An IMAGE_RECEIVED or IMAGE_FAILED event for the main thread (lock held). */
 static void queue_event(struct svc_recv_job *j, const struct recv_stream_info *i)
 {
-	json_t *data = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)j->job.id, "file",
-				 i->file, "directory", SVC_RECV_DIR, "peer", i->peer, "bytes",
-				 (json_int_t)i->bytes, "elapsed_ns", (json_int_t)i->elapsed_ns);
+	json_t *data =
+	    json_pack("{s:I, s:s, s:s, s:s, s:I, s:I}", "id", (json_int_t)j->job.id, "file",
+		      i->file, "directory", SVC_RECV_DIR, "peer", i->peer, "bytes",
+		      (json_int_t)i->bytes, "elapsed_ns", (json_int_t)i->elapsed_ns);
 	bool ok = i->state == RECV_STREAM_COMPLETE;
 
 	if (!data)

@@ -106,5 +106,4 @@ int svc_peer_identify(int fd, struct svc_peer *ret);
  * to that one: its pid may be reused by another meanwhile); or -errno with err filled
  * (PermissionDenied, NotFound, ...).
  */
-int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd,
-		     struct ctl_error *err);
+int svc_may_snapshot(const struct svc_peer *peer, pid_t pid, int *ret_pidfd, struct ctl_error *err);
