@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "service/service.h"
+#include "service/client.h"
 
 /* Room for more fds than allowed, to see (and close) the excess of one message. */
 #define SVC_CMSG_FDS 16
@@ -168,7 +168,7 @@ static ssize_t client_recv(struct svc_client *c, char *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
-void svc_client_input(struct svc_client *c)
+void svc_client_input(struct svc_client *c, svc_line_fn *handle)
 {
 	const char *line;
 	size_t space, len;
@@ -195,7 +195,7 @@ void svc_client_input(struct svc_client *c)
 		if (len == 0 || (len == 1 && line[0] == '\r'))
 			continue; /* empty lines are ignored */
 		c->last_request_ns = snap_now_ns();
-		svc_handle_line(c, line, len);
+		handle(c, line, len);
 	}
 }
 

@@ -13,7 +13,10 @@
 
 #include "sys/linux-compat.h"
 #include "stream/addr.h"
-#include "service/service.h"
+#include "service/commands.h"
+#include "service/job-snapshot.h"
+#include "service/output.h"
+#include "service/receive.h"
 
 /* Kernel pids are at most PID_MAX_LIMIT (4M, include/linux/threads.h). */
 #define CTL_PID_MAX   4194304
@@ -94,8 +97,8 @@ static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
 }
 
 /* The output: a named fd of this connection (taken over), a new file, or a receiver. */
-static int snapshot_output(struct svc_client *c, struct svc_job *j, const struct ctl_request *req,
-			   struct ctl_error *err)
+static int snapshot_output(struct svc_client *c, struct svc_snap_job *j,
+			   const struct ctl_request *req, struct ctl_error *err)
 {
 	const char *fdname = ctl_arg_str(req, "fd"), *file = ctl_arg_str(req, "file");
 	const char *to = ctl_arg_str(req, "to");
@@ -131,11 +134,11 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 {
 	struct svc_client *c = client(ctx);
 	pid_t pid = (pid_t)ctl_arg_int(req, "pid", 0);
-	struct svc_job *j = NULL;
+	struct svc_snap_job *j = NULL;
 	int pidfd = -EBADF, r;
 
 	if (snapshot_admit(c, pid, &pidfd, err) >= 0) {
-		j = svc_job_new(SVC_JOB_SNAPSHOT, c->peer.uid);
+		j = svc_snap_job_new(c->peer.uid);
 		if (!j)
 			ctl_fail(err, CTL_E_GENERIC, "out of memory");
 	}
@@ -144,22 +147,22 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 			close(pidfd);
 		return NULL;
 	}
-	j->owner_gid = c->peer.gid;
-	j->pid = pid;
-	j->pidfd = pidfd; /* the job frees it */
+	j->job.owner_gid = c->peer.gid;
+	j->job.pid = pid;
+	j->job.pidfd = pidfd; /* the job frees it */
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
 	r = snapshot_output(c, j, req, err);
 	if (r < 0) {
-		svc_job_free(j);
+		svc_job_free(&j->job);
 		return NULL;
 	}
-	r = svc_job_start(c->svc, j); /* frees j on failure */
+	r = svc_job_start(c->svc, &j->job); /* frees j on failure */
 	if (r < 0) /* a file has no name yet: nothing to remove */
 		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
 		       NULL;
-	c->created = j;
-	return json_pack("{s:I}", "id", (json_int_t)j->id);
+	c->created = &j->job;
+	return json_pack("{s:I}", "id", (json_int_t)j->job.id);
 }
 
 static json_t *cmd_query_jobs(void *ctx, const struct ctl_request *req, struct ctl_error *err)
@@ -228,7 +231,7 @@ static int receive_admit(struct svc_client *c, struct ctl_error *err)
 }
 
 /* received/ in the snapshot directory (made once, no symlink followed), the socket, a stop. */
-static int receive_open(struct svc *svc, struct svc_job *j, const char *listen,
+static int receive_open(struct svc *svc, struct svc_recv_job *j, const char *listen,
 			struct ctl_error *err)
 {
 	char msg[300], where[80];
@@ -247,8 +250,8 @@ static int receive_open(struct svc *svc, struct svc_job *j, const char *listen,
 				msg);
 	stream_sockname(j->listen_fd, where, sizeof(where));
 	j->listen = strdup(where);
-	j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!j->listen || j->stop_fd < 0)
+	j->job.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!j->listen || j->job.stop_fd < 0)
 		return ctl_fail(err, CTL_E_GENERIC, "out of memory or fds");
 	return 0;
 }
@@ -256,24 +259,24 @@ static int receive_open(struct svc *svc, struct svc_job *j, const char *listen,
 static json_t *cmd_receive(void *ctx, const struct ctl_request *req, struct ctl_error *err)
 {
 	struct svc_client *c = client(ctx);
-	struct svc_job *j;
+	struct svc_recv_job *j;
 	int r;
 
 	if (receive_admit(c, err) < 0)
 		return NULL;
-	j = svc_job_new(SVC_JOB_RECEIVE, c->peer.uid);
+	j = svc_recv_job_new(c->peer.uid);
 	if (!j)
 		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
 	if (receive_open(c->svc, j, ctl_arg_str(req, "listen"), err) < 0) {
-		svc_job_free(j);
+		svc_job_free(&j->job);
 		return NULL;
 	}
-	r = svc_job_start(c->svc, j); /* frees j on failure */
+	r = svc_job_start(c->svc, &j->job); /* frees j on failure */
 	if (r < 0)
 		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
 		       NULL;
-	c->created = j;
-	return json_pack("{s:I, s:s}", "id", (json_int_t)j->id, "listen", j->listen);
+	c->created = &j->job;
+	return json_pack("{s:I, s:s}", "id", (json_int_t)j->job.id, "listen", j->listen);
 }
 
 static json_t *uffd_features_json(const struct svc *svc)
@@ -428,10 +431,8 @@ void svc_handle_line(struct svc_client *c, const char *line, size_t len)
 	if (c->created) {
 		json_t *data = json_pack("{s:I}", "id", (json_int_t)c->created->id);
 
-		if (data && c->created->kind == SVC_JOB_SNAPSHOT)
-			json_object_set_new(data, "pid", json_integer(c->created->pid));
-		else if (data)
-			json_object_set_new(data, "listen", json_string(c->created->listen));
+		if (data)
+			c->created->ops->created(c->created, data);
 		svc_job_event(c->svc, c->created, "JOB_CREATED", data);
 		c->created = NULL;
 	}

@@ -18,7 +18,8 @@
 
 #include "service/main.h"
 #include "sys/notify.h"
-#include "service/service.h"
+#include "service/commands.h"
+#include "service/job.h"
 
 uint64_t svc_now_us(void)
 {
@@ -199,7 +200,7 @@ static void dispatch(struct svc *svc, struct epoll_event *ev)
 	if (ev->events & EPOLLOUT)
 		svc_client_output(c);
 	if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		svc_client_input(c);
+		svc_client_input(c, svc_handle_line);
 }
 
 static void loop(struct svc *svc)

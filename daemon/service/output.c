@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "sys/linux-compat.h"
-#include "service/service.h"
+#include "service/output.h"
 #include "uffsnap/image.h"
 
 #ifndef SYS_openat2
@@ -51,7 +51,7 @@ static int name_free(struct svc *svc, const char *name)
 	if (errno != ENOENT)
 		return -errno;
 	for (struct svc_job *j = svc->jobs; j; j = j->next)
-		if (j->state == SVC_JOB_RUNNING && j->file && !strcmp(j->file, name))
+		if (j->state == SVC_JOB_RUNNING && j->ops->writes && j->ops->writes(j, name))
 			return -EEXIST;
 	return 0;
 }
@@ -75,49 +75,49 @@ int svc_output_create(struct svc *svc, const char *name, struct ctl_error *err)
 }
 
 /* Reads the image back through a new open file (our fd is write-only), as verify would. */
-static int output_verify(struct svc_job *j)
+static int output_verify(struct svc_job *j, int out, const char *name)
 {
 	struct img_summary sum;
 	char proc[64];
 	int fd, r;
 
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", j->out_fd);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", out);
 	fd = open(proc, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return snprintf(j->err.msg, sizeof(j->err.msg),
-				"cannot reopen '%s' to verify it: %m", j->file),
+				"cannot reopen '%s' to verify it: %m", name),
 		       -errno;
 	r = img_verify_fd(fd, &sum, NULL);
 	close(fd);
 	if (r >= 0 && sum.status != IMG_COMPLETE)
 		r = -EBADMSG;
 	if (r < 0)
-		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s",
-			 j->file, r == -EBADMSG ? sum.error.msg : strerror(-r));
+		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s", name,
+			 r == -EBADMSG ? sum.error.msg : strerror(-r));
 	return r;
 }
 
-int svc_output_finish(struct svc_job *j)
+int svc_output_finish(struct svc_job *j, int out, const char *name)
 {
-	int r = output_verify(j);
+	int r = output_verify(j, out, name);
 
-	if (r >= 0 && fsync(j->out_fd) < 0)
-		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s",
-				     j->file, strerror(-r));
+	if (r >= 0 && fsync(out) < 0)
+		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s", name,
+				     strerror(-r));
 	/*
 	 * fs/namei.c: linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH (kept) and, with
 	 * fs.protected_hardlinks, a file we own: so it is given away only once named.
 	 */
-	if (r >= 0 && linkat(j->out_fd, "", j->svc->dirfd, j->file, AT_EMPTY_PATH) < 0)
+	if (r >= 0 && linkat(out, "", j->svc->dirfd, name, AT_EMPTY_PATH) < 0)
 		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg),
 				     "cannot name the image '%s' in the snapshot directory: %s",
-				     j->file, strerror(-r));
+				     name, strerror(-r));
 	/* the client's own image (CAP_CHOWN): readable by the user who asked, no one else */
-	if (r >= 0 && fchown(j->out_fd, j->owner, j->owner_gid) < 0) {
+	if (r >= 0 && fchown(out, j->owner, j->owner_gid) < 0) {
 		r = -errno;
 		snprintf(j->err.msg, sizeof(j->err.msg), "cannot give '%s' to uid %u gid %u: %s",
-			 j->file, j->owner, j->owner_gid, strerror(-r));
-		unlinkat(j->svc->dirfd, j->file, 0);
+			 name, j->owner, j->owner_gid, strerror(-r));
+		unlinkat(j->svc->dirfd, name, 0);
 	}
 	return r;
 }

@@ -25,7 +25,9 @@
 #include "sys/proc-events.h"
 #include "sys/caps.h"
 #include "sys/notify.h"
-#include "service/service.h"
+#include "service/client.h"
+#include "service/job.h"
+#include "service/output.h"
 
 /* Creates the directory of path (one level, 0750) if it is missing. */
 static int make_parent(const char *path)

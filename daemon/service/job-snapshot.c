@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Snapshot jobs: one thread each, running the engine into a file, an fd or a stream to a
+ * receiver. The thread touches only its job's atomics (progress) and result fields, and the
+ * sink under the job's lock; the generic job code (job.c) does the rest.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "service/job-snapshot.h"
+#include "service/output.h"
+
+static struct svc_snap_job *snap(const struct svc_job *j)
+{
+	return container_of(j, struct svc_snap_job, job);
+}
+
+/* The "stream" object of a job streaming to a receiver (as uffsnapd --json prints it). */
+static json_t *stream_json(const struct stream_counters *c)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "accepted",
+			 (json_int_t)c->accepted, "sent", (json_int_t)c->sent, "resent",
+			 (json_int_t)c->resent, "acked", (json_int_t)c->acked, "spooled",
+			 (json_int_t)c->spooled, "mem_used", (json_int_t)c->mem_used, "mem_peak",
+			 (json_int_t)c->mem_peak, "reconnects", (json_int_t)c->reconnects,
+			 "elapsed_ns", (json_int_t)c->elapsed_ns, "complete", c->complete);
+}
+
+/* The stream's counters now (from the sink while the job thread has it). */
+static struct stream_counters snap_stream(struct svc_snap_job *s)
+{
+	struct stream_counters c;
+
+	pthread_mutex_lock(&s->job.lock);
+	if (s->sink)
+		stream_sink_counters(s->sink, &s->stream);
+	c = s->stream;
+	pthread_mutex_unlock(&s->job.lock);
+	return c;
+}
+
+static json_t *output_json(const struct svc_snap_job *s)
+{
+	if (s->to)
+		return json_pack("{s:s}", "to", s->to);
+	if (s->file)
+		return json_pack("{s:s}", "file", s->file);
+	return json_pack("{s:s}", "fd", s->fdname);
+}
+
+static void snap_describe(struct svc_job *j, json_t *o)
+{
+	struct svc_snap_job *s = snap(j);
+	json_t *forks = json_array(), *stats = NULL;
+
+	json_object_set_new(o, "pid", json_integer(j->pid));
+	json_object_set_new(o, "done", json_integer(__atomic_load_n(&s->done, __ATOMIC_RELAXED)));
+	json_object_set_new(o, "total", json_integer(__atomic_load_n(&s->total, __ATOMIC_RELAXED)));
+	for (unsigned i = 0; forks && i < j->nforks; i++)
+		json_array_append_new(forks, json_integer(j->forks[i]));
+	json_object_set_new(o, "forks", forks);
+	json_object_set_new(o, "output", output_json(s));
+	if (s->to) {
+		struct stream_counters c = snap_stream(s);
+
+		json_object_set_new(o, "stream", stream_json(&c));
+	}
+	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&s->stats, &stats) >= 0)
+		json_object_set_new(o, "stats", stats);
+}
+
+static void snap_created(const struct svc_job *j, json_t *data)
+{
+	json_object_set_new(data, "pid", json_integer(j->pid));
+}
+
+static void snap_progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	struct svc_snap_job *s = ctx;
+
+	__atomic_store_n(&s->total, total, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->done, done, __ATOMIC_RELAXED);
+}
+
+/* The image's way out: the fd, or a stream to the receiver (connected here, off the loop). */
+static int snap_sink(struct svc_snap_job *s, struct img_sink **ret)
+{
+	struct svc_job *j = &s->job;
+	struct stream_error se = {{0}};
+	int r;
+
+	if (!s->to) {
+		r = img_sink_fd_new(s->out_fd, ret);
+		if (r >= 0)
+			img_sink_fd_set_cancel(*ret, j->stop_fd);
+		if (r < 0)
+			snprintf(j->err.msg, sizeof(j->err.msg), "cannot set up the output: %s",
+				 strerror(-r));
+		return r;
+	}
+	r = stream_sink_new_key(s->to, &j->svc->key, NULL, ret, &se);
+	if (r < 0) {
+		snprintf(j->err.msg, sizeof(j->err.msg), "cannot stream to %.64s: %.400s", s->to,
+			 se.msg[0] ? se.msg : strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&j->lock);
+	s->sink = *ret;
+	pthread_mutex_unlock(&j->lock);
+	return 0;
+}
+
+/* Keeps the stream's last counters and says what the network did, then frees the sink. */
+static void snap_sink_free(struct svc_snap_job *s, struct img_sink *sink, int r)
+{
+	struct svc_job *j = &s->job;
+	struct stream_error se = {{0}};
+	size_t n = strlen(j->err.msg);
+
+	if (s->to && sink) {
+		pthread_mutex_lock(&j->lock);
+		stream_sink_counters(sink, &s->stream);
+		stream_sink_error(sink, &se);
+		s->sink = NULL;
+		pthread_mutex_unlock(&j->lock);
+		if (r < 0 && se.msg[0] && !strstr(j->err.msg, se.msg) &&
+		    n + 2 + strlen(se.msg) < sizeof(j->err.msg))
+			snprintf(j->err.msg + n, sizeof(j->err.msg) - n, "%s%s", n ? ": " : "",
+				 se.msg);
+	}
+	img_sink_free(sink);
+}
+
+static void *snap_main(void *arg)
+{
+	struct svc_snap_job *s = arg;
+	struct svc_job *j = &s->job;
+	struct snap_opts o = {
+	    .strict = s->strict,
+	    .window_pages = s->window,
+	    .devuffd_fd = j->svc->devuffd,
+	    .progress = snap_progress_cb,
+	    .progress_ctx = s,
+	    .cancel = &j->cancel,
+	    .pidfd = j->pidfd,
+	    .test_pause = j->svc->o.test_pause,
+	};
+	struct img_sink *sink = NULL;
+	int r = snap_sink(s, &sink);
+
+	if (r >= 0) /* it sees a cancel that came while the stream connected */
+		r = snapshot_take(j->pid, &o, sink, &s->stats, &j->err);
+	snap_sink_free(s, sink, r);
+	if (r >= 0 && s->file)
+		r = svc_output_finish(j, s->out_fd, s->file);
+	j->result = r;
+	svc_job_thread_done(j);
+	return NULL;
+}
+
+static void snap_log_start(const struct svc_job *j)
+{
+	const struct svc_snap_job *s = snap(j);
+
+	if (s->to)
+		svc_log("job %" PRIu64 ": snapshot of pid %d for uid %u to the receiver at %s "
+			"started",
+			j->id, j->pid, j->owner, s->to);
+	else
+		svc_log("job %" PRIu64 ": snapshot of pid %d for uid %u to %s '%s' started", j->id,
+			j->pid, j->owner, s->file ? "file" : "fd", s->file ? s->file : s->fdname);
+}
+
+/* An output that is stuck or a stream waiting for its receiver gives up too; not when the
+ * target merely went away (-ESRCH): what was saved before still makes a whole image. */
+static void snap_stop(struct svc_job *j, int why)
+{
+	struct svc_snap_job *s = snap(j);
+
+	if (why == -ECANCELED)
+		eventfd_write(j->stop_fd, 1);
+	pthread_mutex_lock(&j->lock);
+	if (s->sink && why == -ECANCELED)
+		stream_sink_abort(s->sink, "cancelled");
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* JOB_PROGRESS when pages were saved or, streaming, the receiver acknowledged more. */
+static void snap_progress(struct svc *svc, struct svc_job *j)
+{
+	struct svc_snap_job *s = snap(j);
+	uint64_t done = __atomic_load_n(&s->done, __ATOMIC_RELAXED);
+	struct stream_counters c = {0};
+	json_t *data;
+
+	if (s->to)
+		c = snap_stream(s);
+	if (done == s->sent_done && c.acked == s->sent_acked)
+		return;
+	s->sent_done = done;
+	s->sent_acked = c.acked;
+	data = json_pack("{s:I, s:I, s:I}", "id", (json_int_t)j->id, "done", (json_int_t)done,
+			 "total", (json_int_t)__atomic_load_n(&s->total, __ATOMIC_RELAXED));
+	if (data && s->to) {
+		json_object_set_new(data, "sent", json_integer((json_int_t)c.sent));
+		json_object_set_new(data, "acked", json_integer((json_int_t)c.acked));
+	}
+	svc_job_event(svc, j, "JOB_PROGRESS", data);
+}
+
+static void snap_ended(struct svc *svc, struct svc_job *j, char *what, size_t len)
+{
+	struct svc_snap_job *s = snap(j);
+
+	if (s->out_fd >= 0)
+		close(s->out_fd);
+	s->out_fd = -EBADF;
+	snprintf(what, len, "pid %d", j->pid);
+}
+
+static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
+{
+	struct svc_snap_job *s = snap(j);
+	json_t *stats = NULL, *data;
+
+	svc_log("job %" PRIu64 ": pid %d complete in %.3f s, %" PRIu64 " bytes, held %.3f ms%s%s",
+		j->id, j->pid, secs, s->stats.bytes, s->stats.held_ns / 1e6,
+		s->to ? ", verified by the receiver at " : "", s->to ? s->to : "");
+	snapshot_stats_to_json(&s->stats, &stats);
+	data = json_pack("{s:I, s:o*}", "id", (json_int_t)j->id, "stats", stats);
+	if (data && s->to)
+		json_object_set_new(data, "stream", stream_json(&s->stream));
+	svc_job_event(svc, j, "JOB_COMPLETED", data);
+}
+
+static bool snap_writes(const struct svc_job *j, const char *name)
+{
+	return snap(j)->file && !strcmp(snap(j)->file, name);
+}
+
+static void snap_free(struct svc_job *j)
+{
+	struct svc_snap_job *s = snap(j);
+
+	if (s->out_fd >= 0)
+		close(s->out_fd);
+	free(s->file);
+	free(s->fdname);
+	free(s->to);
+}
+
+static const struct svc_job_ops snap_ops = {
+    .name = "snapshot",
+    .size = sizeof(struct svc_snap_job),
+    .main = snap_main,
+    .log_start = snap_log_start,
+    .created = snap_created,
+    .describe = snap_describe,
+    .stop = snap_stop,
+    .progress = snap_progress,
+    .ended = snap_ended,
+    .completed = snap_completed,
+    .writes = snap_writes,
+    .free = snap_free,
+};
+
+struct svc_snap_job *svc_snap_job_new(uid_t owner)
+{
+	struct svc_job *j = svc_job_new(&snap_ops, owner);
+	struct svc_snap_job *s;
+
+	if (!j)
+		return NULL;
+	s = snap(j);
+	s->out_fd = -EBADF;
+	/* The output watches it: a pipe the client stopped reading must not keep a cancelled
+	 * job (or the daemon's stop) waiting. */
+	j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (j->stop_fd < 0) {
+		svc_job_free(j);
+		return NULL;
+	}
+	return s;
+}

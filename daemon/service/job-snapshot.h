@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* Snapshot jobs (service/job-snapshot.c): the engine, to a file, an fd or a receiver ("to"). */
+#pragma once
+
+#include "service/job.h"
+
+struct svc_snap_job {
+	struct svc_job job;
+	int out_fd;
+	char *file, *fdname; /* the output, for query-job */
+	char *to;	     /* or a receiver at HOST:PORT */
+	bool strict;
+	uint32_t window;
+	uint64_t done, total;	 /* atomic: progress in pages */
+	uint64_t sent_done;	 /* last JOB_PROGRESS sent */
+	uint64_t sent_acked;	 /* "to": acked in the last JOB_PROGRESS */
+	struct snap_stats stats; /* written by the job thread before finished */
+	/* Under the job's lock. */
+	struct img_sink *sink;	       /* "to": the stream, while the job thread has it */
+	struct stream_counters stream; /* "to": the counters last read */
+};
+
+/* A new snapshot job (see svc_job_new()); its fields are then set by the command. */
+struct svc_snap_job *svc_snap_job_new(uid_t owner);
