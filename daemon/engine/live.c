@@ -25,8 +25,10 @@
 #include <string.h>
 
 #include "engine/arm.h"
+#include "engine/faults.h"
+#include "engine/live.h"
 #include "engine/meta.h"
-#include "engine/snapshot.h"
+#include "engine/snap.h"
 #include "engine/uffd-ops.h"
 
 static int cmp_span(const void *a, const void *b)
