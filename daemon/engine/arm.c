@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "sys/linux-compat.h"
 #include "engine/arm.h"
 #include "engine/plan.h"
 #include "engine/uffd-ops.h"
+#include "target/holder.h"
+
+#define UFFD_FEATURES_WANTED                                                                     \
+	(UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_EVENT_REMAP | \
+	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP)
 
 #define DEFAULT_WINDOW_PAGES 16
 #define DEFAULT_CHUNK_PAGES 512
@@ -271,4 +278,44 @@ int snap_copy_held(struct snap *s)
 	if (r < 0)
 		return snap_fail(s, r, "cannot copy memory of pid %d: %s", s->pid, strerror(-r)), r;
 	return 0;
+}
+
+int snap_first_hold(struct snap *s, struct holder **ret)
+{
+	uint64_t t0 = snap_now_ns(), features = 0;
+	int devfd = s->opts.devuffd_fd, k;
+
+	if (devfd < 0) {
+		devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (devfd < 0) {
+			k = -errno;
+			snap_fail(s, k, "cannot open /dev/userfaultfd: %s", strerror(-k));
+			return k;
+		}
+	}
+	k = holder_start(s->pid, s->opts.pidfd, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
+	if (devfd != s->opts.devuffd_fd)
+		close(devfd);
+	if (k < 0) {
+		s->error = k; /* the message is the holder's */
+		return k;
+	}
+	s->stats.attach_ns = snap_now_ns() - t0;
+	s->uffd = s->held.uffd;
+	s->held.uffd = -EBADF;
+	s->stats.threads = s->held.nthreads;
+	k = uffd_api(s->uffd, UFFD_FEATURES_WANTED, &features);
+	if (k < 0)
+		snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect?)",
+			  strerror(-k));
+	return k;
+}
+
+int snap_copy_held_timed(struct snap *s)
+{
+	uint64_t t0 = snap_now_ns();
+	int k = snap_copy_held(s);
+
+	s->stats.copy_held_ns = snap_now_ns() - t0;
+	return k;
 }

@@ -2,7 +2,9 @@
 /* The part of a snapshot done while the target is held: plan, arm, copy the untrackable. */
 #pragma once
 
-#include "engine/snapshot.h"
+#include "engine/snap.h"
+
+struct holder;
 
 void snap_defaults(struct snap_opts *o);
 /* Reads the layout (before the target is held: smaps is slow) and plans each VMA. */
@@ -19,3 +21,7 @@ int snap_protect_all(struct snap *s);
 int snap_arm(struct snap *s);
 /* Copies the VMAs planned as "copied" into the image. */
 int snap_copy_held(struct snap *s);
+/* Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold. */
+int snap_first_hold(struct snap *s, struct holder **ret);
+/* snap_copy_held(), timed into stats.copy_held_ns. */
+int snap_copy_held_timed(struct snap *s);

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/snapshot.h"
+#include "engine/copier.h"
+#include "engine/snap.h"
 #include "engine/uffd-ops.h"
 
 /* How often the copier waits for an in-flight layout event before reading again. */

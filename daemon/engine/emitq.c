@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "engine/emitq.h"
-#include "engine/snapshot.h"
+#include "engine/snap.h"
 
 struct emitq {
 	struct snap *s;

@@ -20,11 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "sys/linux-compat.h"
 #include "engine/emitq.h"
-#include "engine/snapshot.h"
+#include "engine/faults.h"
+#include "engine/snap.h"
 #include "engine/uffd-ops.h"
 
 #define MAX_MSGS 64
@@ -498,7 +500,7 @@ static int handler_loop(struct handler *h)
 	return k < 0 ? k : 0;
 }
 
-void *fault_handler_main(void *arg)
+static void *fault_handler_main(void *arg)
 {
 	struct snap *s = arg;
 	struct handler h = {.s = s};
@@ -531,4 +533,42 @@ void *fault_handler_main(void *arg)
 	free(h.pend);
 	free(h.wake);
 	return NULL;
+}
+
+int snap_handler_start(struct snap *s)
+{
+	int k;
+
+	if (s->handler_started)
+		return 0;
+	k = pthread_create(&s->handler, NULL, fault_handler_main, s);
+	if (k)
+		return snap_fail(s, -k, "cannot start the fault handler"), -k;
+	s->handler_started = true;
+	return 0;
+}
+
+void snap_handler_stop(struct snap *s)
+{
+	if (!s->handler_started)
+		return;
+	eventfd_write(s->stopfd, 1);
+	pthread_join(s->handler, NULL);
+	s->handler_started = false;
+}
+
+void snap_cleanup(struct snap *s)
+{
+	snap_handler_stop(s); /* it polls the uffd: stop it before closing that */
+	/* Closing the last reference to the uffd drops every protection and wakes every waiter
+	 * (fs/userfaultfd.c: userfaultfd_release()), whatever state we are in. */
+	if (s->uffd >= 0)
+		close(s->uffd);
+	if (s->memfd >= 0)
+		close(s->memfd);
+	if (s->stopfd >= 0)
+		close(s->stopfd);
+	if (s->pagemapfd >= 0)
+		close(s->pagemapfd);
+	s->uffd = s->memfd = s->stopfd = s->pagemapfd = -EBADF;
 }

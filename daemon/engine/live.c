@@ -25,9 +25,11 @@
 #include <string.h>
 
 #include "engine/arm.h"
+#include "engine/faults.h"
+#include "engine/live.h"
 #include "engine/meta.h"
 #include "engine/plan.h"
-#include "engine/snapshot.h"
+#include "engine/snap.h"
 #include "engine/uffd-ops.h"
 
 /* Was all of r inside one range armed in step 2? */

@@ -2,7 +2,7 @@
 /* The image a snapshot writes: its writer and its META frame. */
 #pragma once
 
-#include "engine/snapshot.h"
+#include "engine/snap.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink);
 /* Builds the metadata (target, kernel, time T, threads' registers, VMA table) and writes it. */

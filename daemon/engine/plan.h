@@ -5,8 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/snapshot.h"
 #include "engine/vmas.h"
+
+/* A range of addresses [start, end). */
+struct snap_span {
+	uint64_t start, end;
+};
 
 /* Saved while held on either side of a thread's stack pointer and TLS pointer. */
 #define PLAN_HOT_BYTES (32u << 10)

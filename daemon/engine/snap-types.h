@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a caller gives a snapshot and gets back from it: options, statistics, the error. Apart
+ * from engine/snapshot.h so that the engine's own files (engine/snap.h) need not include the
+ * orchestration's header to name them.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct snap_opts {
+	bool strict;	       /* fail instead of recording pages discarded after T */
+	bool arm_held;	       /* arm with every thread held (slower); default: arm live */
+	uint32_t window_pages; /* pages saved around each faulting address (default 16) */
+	uint32_t chunk_pages;  /* copier chunk (default 512 = 2 MiB of 4 KiB pages) */
+	unsigned arm_threads;  /* threads arming write protection at once (default: CPUs, <= 4) */
+	int devuffd_fd;	       /* an open /dev/userfaultfd, or -1 to open it */
+	/* Called periodically from the copier with progress; may be NULL. */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *progress_ctx;
+	/*
+	 * May be NULL. Another thread stores a negative errno here to end the snapshot early:
+	 * -ECANCELED (asked to), -EINTR (a signal), -ESRCH (the target exited or exec'd: the
+	 * message then says which). Checked before each copier chunk and before the final
+	 * hold; the target is released as on any failure. An output that is stuck must give
+	 * up too: the caller makes its sink watch an fd it makes readable at the same time
+	 * (img_sink_fd_set_cancel(), stream_sink_abort()).
+	 */
+	const int *cancel;
+	/*
+	 * The process that was authorized, as a pidfd, or -EBADF (then whatever pid names when
+	 * the snapshot attaches). Given, the snapshot attaches only if pid still names it.
+	 */
+	int pidfd;
+	/*
+	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
+	 * the snapshot's thread at a named point, where a test changes the world under it:
+	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).
+	 */
+	void (*test_pause)(const char *point);
+};
+
+struct snap_error {
+	char msg[512];
+};
+
+struct snap_stats {
+	uint64_t held_ns;	   /* the longest time target threads were held at once */
+	uint64_t hold_first_ns;	   /* live arming: first hold (attach, create the userfaultfd) */
+	uint64_t hold_final_ns;	   /* live arming: final hold, ending at the instant */
+	uint64_t rearm_ns;	   /* of which: protecting again what changed while arming */
+	uint64_t rearm_ranges;	   /* ranges protected again */
+	uint64_t attach_ns;	   /* of which: stopping every thread, creating the userfaultfd */
+	uint64_t arm_ns;	   /* of which: registering and write-protecting */
+	uint64_t copy_held_ns;	   /* of which: copying what cannot be tracked */
+	uint64_t duration_ns;	   /* whole snapshot */
+	uint64_t pages_copier;	   /* base pages saved by the background copier */
+	uint64_t pages_fault;	   /* base pages saved by the fault handler */
+	uint64_t pages_held;	   /* base pages copied while held */
+	uint64_t pages_zero;	   /* base pages recorded as zero */
+	uint64_t pages_discarded;  /* base pages discarded after T */
+	uint64_t faults;	   /* write faults served */
+	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns; /* fault read -> wake */
+	uint64_t fault_sink_waits;	   /* faults that waited for the image sink (queue full) */
+	uint64_t fault_sink_wait_max_ns; /* the longest of those waits */
+	uint64_t bytes;		   /* image bytes written */
+	uint64_t events_remap, events_remove, events_unmap;
+	unsigned threads;
+	unsigned vmas_tracked, vmas_copied;
+};
+
+/* CLOCK_MONOTONIC in ns, the clock of every *_ns in struct snap_stats (callers time with it
+ * too). */
+uint64_t snap_now_ns(void);

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared state of one snapshot and the primitives on it, used by every engine file below
+ * the orchestration (engine/snapshot.c). Private to the engine: callers see engine/snapshot.h.
+ *
+ * Three threads share struct snap once T nears: the main thread (the caller of
+ * snapshot_take(): scan, arm, holds, then the background copier), the fault handler thread
+ * (engine/faults.c, started before T when arming live, at T when arming held) and its emitter
+ * thread (engine/emitq.c). Each field says who may write it: one thread ("main", "handler"),
+ * "under lock" (s->lock, which the handler holds while it reads and acts on messages),
+ * "atomic", or "fixed" (set by main before the handler starts, then only read).
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine/plan.h"
+#include "engine/gate.h"
+#include "engine/pages.h"
+#include "engine/snap-types.h"
+#include "engine/vmas.h"
+#include "target/holder.h"
+#include "uffsnap/image.h"
+
+/* Layout events remembered with their ranges (see struct snap.events). */
+#define SNAP_EVENT_RING 64
+
+struct snap {
+	pid_t pid;  /* fixed */
+	int memfd;  /* /proc/PID/mem: bound to the target's mm at open, so exec cannot fool it.
+		     * Fixed; closed by main (snap_cleanup) after the handler stopped */
+	int uffd;   /* main: set at the first hold, before the handler starts; closed after it
+		     * stopped. The handler is its only reader */
+	int pagemapfd; /* /proc/PID/pagemap, for PAGEMAP_SCAN; -1 if unavailable. Fixed */
+	int pidfd;     /* fixed */
+	int stopfd;    /* eventfd: wakes the fault handler to stop. Fixed; written by any thread */
+	struct snap_opts opts; /* fixed (snap_defaults() fills it in before anything starts) */
+	struct holder_info held; /* from the holder: uffd, registers, stacks. Main, while held */
+	uint32_t page_size;	 /* fixed */
+	struct vma_list vmas;	 /* main; after the handler starts, changed only under lock */
+	struct pages pages;	 /* main; after the handler starts, replaced only under lock.
+				  * Page states themselves change by atomic claims (engine/pages.h) */
+	/* Tracked ranges saved while held: around threads' stack pointers and TLS (snap_plan).
+	 * Main. */
+	struct snap_span *hot;
+	size_t nhot;
+	/*
+	 * Arming while the target runs (engine/live.c): until the final hold, faults are resolved
+	 * at once and the ranges unprotected so, or whose protection an event dropped, are
+	 * remembered here to be protected again during the final hold. Under lock.
+	 */
+	bool pre_t;
+	struct snap_span *dirty;
+	size_t ndirty, dirty_cap;
+	pthread_t handler;	/* main (snap_handler_start/stop) */
+	bool handler_started;	/* main */
+	struct img_writer *w;	/* fixed (opened before any hold); the writer locks itself */
+	struct snap_gate *gate; /* in front of the caller's sink: nothing is written while held.
+				 * Fixed; the gate locks itself */
+	pthread_mutex_t lock; /* held by the fault handler while it reads and acts on messages */
+	uint64_t event_gen;   /* layout events processed; written under lock by the handler,
+			       * read atomically by the copier without it */
+	/* The current-address ranges each recent event touched, by event_gen % SNAP_EVENT_RING:
+	 * a copier read is void only if an event since it began overlaps it. Under lock. */
+	struct snap_event_range {
+		uint64_t gen;
+		uint64_t start[2], end[2];
+	} events[SNAP_EVENT_RING];
+	int copier_waiting; /* the copier wants the lock: the handler steps aside (atomic) */
+	int error;	    /* first fatal error (atomic; main alone stores it plainly while no
+			     * other thread runs) */
+	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
+	struct snap_error err; /* written once, by the thread that set error first */
+	uint64_t start_ns;     /* fixed */
+	/* Per counter: pages_copier, pages_fault, pages_zero are atomic adds (any thread);
+	 * faults, fault_sink_*, pages_discarded, events_* are the handler's; the rest main's.
+	 * Main reads them all after the handler stopped. */
+	struct snap_stats stats;
+	uint64_t *fault_ns; /* fault service times, for percentiles. Handler; main after it */
+	size_t nfault_ns, fault_ns_cap;
+};
+
+static inline void snap_test_pause(const struct snap *s, const char *point)
+{
+	if (s->opts.test_pause)
+		s->opts.test_pause(point);
+}
+/* Fails the snapshot (the first failure is the one reported) and wakes the handler to stop. */
+void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool snap_failed(struct snap *s);
+/* -ECANCELED (and the snapshot failed with opts.cancel's reason) if asked to stop, else 0. */
+int snap_cancelled(struct snap *s);
+int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
+/*
+ * present[i] = 1 for each granule of [start, end) that must be read: present or swapped.
+ * A private anonymous page that is neither is zero (its loss after T would be an event we
+ * see). Without PAGEMAP_SCAN everything is marked present.
+ */
+void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
+		       uint8_t *present);
+/* Finds the next run of set bytes in flags at or after *i: [*i, *j). False if none. */
+bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j);
+/* Writes claimed granules [addr, addr + n * granule) from buf, as data or zero runs. */
+int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
+/* Under lock, before T: remember [start, end) to protect again at T. */
+int snap_dirty_add(struct snap *s, uint64_t start, uint64_t end);
+/* Under lock: did an event after gen touch [start, end)? True also if the ring lost track. */
+bool snap_events_overlap(const struct snap *s, uint64_t gen, uint64_t start, uint64_t end);
