@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <linux/userfaultfd.h>
 
 #include "target-proc.h"
 
@@ -133,4 +136,30 @@ int proc_devuffd_or_skip(void)
 	if (fd < 0)
 		printf("SKIP: cannot open /dev/userfaultfd: %m\n");
 	return fd;
+}
+
+int proc_writeprotect(int uffd, uint64_t start, uint64_t len, bool on)
+{
+	struct uffdio_writeprotect wp = {
+	    .range = {.start = start, .len = len},
+	    .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	/* EAGAIN while a non-cooperative event is pending (mmap_changing). */
+	for (int i = 0; i < 1000; i++) {
+		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+		usleep(1000);
+	}
+	return -EAGAIN;
+}
+
+char proc_peek(pid_t pid, uint64_t addr)
+{
+	char c = 0;
+	struct iovec local = {&c, 1}, remote = {(void *)(uintptr_t)addr, 1};
+
+	return process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1 ? c : 0;
 }

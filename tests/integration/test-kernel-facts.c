@@ -255,23 +255,6 @@ static int register_wp(int uffd, uint64_t start, uint64_t len)
 	return ioctl(uffd, UFFDIO_REGISTER, &reg) < 0 ? -errno : 0;
 }
 
-static int writeprotect(int uffd, uint64_t start, uint64_t len, bool on)
-{
-	struct uffdio_writeprotect wp = {
-	    .range = {.start = start, .len = len},
-	    .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-
-	for (int i = 0; i < 1000; i++) {
-		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
-		usleep(1000);
-	}
-	return -EAGAIN;
-}
-
 /* Wait for a WP fault message for the page at addr. */
 static int expect_wp_fault(int uffd, uint64_t addr)
 {
@@ -293,14 +276,6 @@ static bool no_message(int uffd)
 	return poll(&p, 1, 0) == 0;
 }
 
-static char peek(pid_t pid, uint64_t addr)
-{
-	char c = 0;
-	struct iovec local = {&c, 1}, remote = {(void *)(uintptr_t)addr, 1};
-
-	return process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1 ? c : 0;
-}
-
 /* Map in the child, register for WP and protect; returns the address or 0. */
 static uint64_t protected_region(struct fact *f, int op, long npages, bool populate)
 {
@@ -309,7 +284,7 @@ static uint64_t protected_region(struct fact *f, int op, long npages, bool popul
 	if (addr <= 0)
 		return 0;
 	if (register_wp(f->uffd, (uint64_t)addr, (uint64_t)npages * PAGE) < 0 ||
-	    writeprotect(f->uffd, (uint64_t)addr, (uint64_t)npages * PAGE, true) < 0)
+	    proc_writeprotect(f->uffd, (uint64_t)addr, (uint64_t)npages * PAGE, true) < 0)
 		return 0;
 	return (uint64_t)addr;
 }
@@ -353,7 +328,7 @@ static int fact_close_wakes(int devfd)
 	f.uffd = -EBADF;
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.v == 'b', "not woken by the close");
 	CHECK(child_call(&f.c, OP_WRITE, (long)(addr + PAGE), 'c') == 0, "second write");
-	CHECK(peek(f.c.pid, addr) == 'b' && peek(f.c.pid, addr + PAGE) == 'c', "writes lost");
+	CHECK(proc_peek(f.c.pid, addr) == 'b' && proc_peek(f.c.pid, addr + PAGE) == 'c', "writes lost");
 	CHECK(child_finish(&f.c, false) == 0, "child did not exit cleanly");
 	printf("PASS close-wakes: closing the last uffd woke the blocked write and "
 	       "dropped protection\n");
@@ -379,10 +354,10 @@ static int fact_kernel_write(int devfd)
 	CHECK(child_send(&f.c, OP_READ_PIPE, (long)addr, sizeof(data)) == 0, "command");
 	CHECK(expect_wp_fault(f.uffd, addr) == 0, "no WP fault for the kernel's write");
 	CHECK(child_wait(&f.c, QUIET_MS, &r) == -ETIMEDOUT, "read(2) did not wait");
-	CHECK(writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
+	CHECK(proc_writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0, "read(2) did not finish");
 	CHECK(r.ret == sizeof(data), "read(2): %ld, errno %d", r.ret, r.err);
-	CHECK(peek(f.c.pid, addr) == 'k', "data not in the buffer");
+	CHECK(proc_peek(f.c.pid, addr) == 'k', "data not in the buffer");
 	printf("PASS kernel-write: read(2) into a protected page waited, then returned %ld\n",
 	       r.ret);
 	fact_end(&f, false);
@@ -427,7 +402,7 @@ static int fact_wp_unpopulated(int devfd)
 	CHECK(child_send(&f.c, OP_WRITE, (long)(addr + PAGE), 'u') == 0, "command");
 	CHECK(expect_wp_fault(f.uffd, addr + PAGE) == 0, "no WP fault on a never-touched page");
 	CHECK(child_wait(&f.c, QUIET_MS, &r) == -ETIMEDOUT, "write did not wait");
-	CHECK(writeprotect(f.uffd, addr + PAGE, PAGE, false) == 0, "unprotect");
+	CHECK(proc_writeprotect(f.uffd, addr + PAGE, PAGE, false) == 0, "unprotect");
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.v == 'u', "write did not finish");
 	printf("PASS wp-unpopulated: first write to a never-touched page faulted\n");
 	fact_end(&f, false);
@@ -494,7 +469,7 @@ static int fact_shmem(int devfd)
 	CHECK(addr, "memfd region not registered for WP");
 	CHECK(child_send(&f.c, OP_WRITE, (long)addr, 's') == 0, "command");
 	CHECK(expect_wp_fault(f.uffd, addr) == 0, "no WP fault on shmem");
-	CHECK(writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
+	CHECK(proc_writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.v == 's', "write did not finish");
 	printf("PASS shmem-wp: memfd MAP_SHARED registered, protected and faulted\n");
 	fact_end(&f, false);
@@ -544,11 +519,11 @@ static int fact_fork(int devfd)
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.v == 'f', "fork child's write blocked");
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.ret == 0, "fork child: status %ld", r.ret);
 	CHECK(no_message(f.uffd), "the fork child's write faulted");
-	CHECK(peek(f.c.pid, addr) == 'a', "fork child wrote into the parent");
+	CHECK(proc_peek(f.c.pid, addr) == 'a', "fork child wrote into the parent");
 	CHECK(child_send(&f.c, OP_WRITE, (long)addr, 'g') == 0, "command");
 	CHECK(expect_wp_fault(f.uffd, addr) == 0, "the parent's write did not fault");
 	CHECK(child_wait(&f.c, QUIET_MS, &r) == -ETIMEDOUT, "parent's write did not wait");
-	CHECK(writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
+	CHECK(proc_writeprotect(f.uffd, addr, PAGE, false) == 0, "unprotect");
 	CHECK(child_wait(&f.c, TIMEOUT_MS, &r) == 0 && r.v == 'g', "parent's write lost");
 	printf("PASS fork-child-unprotected: the fork child wrote freely, the parent faulted\n");
 	fact_end(&f, false);

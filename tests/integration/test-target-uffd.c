@@ -184,24 +184,6 @@ static int offered_features(int devfd, uint64_t *ret)
 	return r;
 }
 
-static int writeprotect(int uffd, uint64_t start, uint64_t len, bool on)
-{
-	struct uffdio_writeprotect wp = {
-	    .range = {.start = start, .len = len},
-	    .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-
-	/* EAGAIN while a non-cooperative event is pending (mmap_changing). */
-	for (int i = 0; i < 1000; i++) {
-		if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
-		usleep(1000);
-	}
-	return -EAGAIN;
-}
-
 static int read_msg(int uffd, struct uffd_msg *msg)
 {
 	struct pollfd p = {.fd = uffd, .events = POLLIN};
@@ -209,14 +191,6 @@ static int read_msg(int uffd, struct uffd_msg *msg)
 	if (poll(&p, 1, TIMEOUT_MS) != 1)
 		return -ETIMEDOUT;
 	return read(uffd, msg, sizeof(*msg)) == sizeof(*msg) ? 0 : -errno;
-}
-
-static char peek(pid_t pid, uint64_t addr)
-{
-	char c = 0;
-	struct iovec local = {&c, 1}, remote = {(void *)(uintptr_t)addr, 1};
-
-	return process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1 ? c : 0;
 }
 
 /* What the injection could leave behind: the child's fds and mappings. */
@@ -337,7 +311,7 @@ static int run_mode(enum mode mode, int devfd, uint64_t offered)
 	reg.range = (struct uffdio_range){.start = buf, .len = NPAGES * PAGE};
 	CHECK(ioctl(uffd, UFFDIO_REGISTER, &reg) == 0, "UFFDIO_REGISTER WP: %m");
 	CHECK(reg.ioctls & (1ULL << _UFFDIO_WRITEPROTECT), "no UFFDIO_WRITEPROTECT");
-	CHECK(writeprotect(uffd, buf, NPAGES * PAGE, true) == 0, "write-protect");
+	CHECK(proc_writeprotect(uffd, buf, NPAGES * PAGE, true) == 0, "write-protect");
 
 	CHECK(write(c.cmd, "z", 1) == 1, "command");
 	CHECK(read_msg(uffd, &msg) == 0, "no fault message");
@@ -348,10 +322,10 @@ static int run_mode(enum mode mode, int devfd, uint64_t offered)
 	CHECK((msg.arg.pagefault.address & ~(uint64_t)(PAGE - 1)) == fault, "fault at %llx",
 	      (unsigned long long)msg.arg.pagefault.address);
 	CHECK(report_read(&c, QUIET_MS, &r) == -ETIMEDOUT, "child not blocked by the fault");
-	CHECK(peek(c.pid, fault + WRITE_OFFSET) == 'a', "write landed while protected");
-	CHECK(writeprotect(uffd, fault, PAGE, false) == 0, "unprotect");
+	CHECK(proc_peek(c.pid, fault + WRITE_OFFSET) == 'a', "write landed while protected");
+	CHECK(proc_writeprotect(uffd, fault, PAGE, false) == 0, "unprotect");
 	CHECK(report_read(&c, TIMEOUT_MS, &r) == 0 && r.what == REP_WROTE, "child did not resume");
-	CHECK(peek(c.pid, fault + WRITE_OFFSET) == 'z', "write lost");
+	CHECK(proc_peek(c.pid, fault + WRITE_OFFSET) == 'z', "write lost");
 	CHECK(child_finish(&c, false) == 0, "child did not exit cleanly");
 	close(uffd);
 	printf("PASS %s: WP fault at %#llx seen while the child waited, released by unprotect\n",
