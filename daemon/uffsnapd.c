@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "sys/out-file.h"
 #include "engine/snapshot.h"
@@ -422,7 +423,7 @@ static void print_progress(struct cli *c)
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {
 	struct cli *c = ctx;
-	uint64_t now = snap_now_ns();
+	uint64_t now = sys_now_ns();
 
 	__atomic_store_n(&c->done, done, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->total, total, __ATOMIC_RELAXED);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "engine/arm.h"
 #include "engine/plan.h"
@@ -147,7 +148,7 @@ int snap_register(struct snap *s)
 
 int snap_protect_all(struct snap *s)
 {
-	uint64_t t0 = snap_now_ns(), total = 0;
+	uint64_t t0 = sys_now_ns(), total = 0;
 	struct arm_job jobs[MAX_ARM_THREADS];
 	pthread_t th[MAX_ARM_THREADS];
 	bool started[MAX_ARM_THREADS] = {false};
@@ -170,7 +171,7 @@ int snap_protect_all(struct snap *s)
 		if (jobs[i].result < 0)
 			r = jobs[i].result;
 	}
-	s->stats.arm_ns = snap_now_ns() - t0;
+	s->stats.arm_ns = sys_now_ns() - t0;
 	return r;
 }
 
@@ -282,7 +283,7 @@ int snap_copy_held(struct snap *s)
 
 int snap_first_hold(struct snap *s, struct holder **ret)
 {
-	uint64_t t0 = snap_now_ns(), features = 0;
+	uint64_t t0 = sys_now_ns(), features = 0;
 	int devfd = s->opts.devuffd_fd, k;
 
 	if (devfd < 0) {
@@ -300,7 +301,7 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 		s->error = k; /* the message is the holder's */
 		return k;
 	}
-	s->stats.attach_ns = snap_now_ns() - t0;
+	s->stats.attach_ns = sys_now_ns() - t0;
 	s->uffd = s->held.uffd;
 	s->held.uffd = -EBADF;
 	s->stats.threads = s->held.nthreads;
@@ -313,9 +314,9 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 
 int snap_copy_held_timed(struct snap *s)
 {
-	uint64_t t0 = snap_now_ns();
+	uint64_t t0 = sys_now_ns();
 	int k = snap_copy_held(s);
 
-	s->stats.copy_held_ns = snap_now_ns() - t0;
+	s->stats.copy_held_ns = sys_now_ns() - t0;
 	return k;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sys/clock.h"
 #include "engine/emitq.h"
 #include "engine/snap.h"
 
@@ -109,10 +110,10 @@ struct emit_slot *emitq_get(struct emitq *q, uint64_t *ret_waited_ns)
 
 	pthread_mutex_lock(&q->mu);
 	if (!q->free_list && q->allocated == q->max_slots)
-		t0 = snap_now_ns();
+		t0 = sys_now_ns();
 	while (!q->free_list && q->allocated == q->max_slots)
 		pthread_cond_wait(&q->freed, &q->mu);
-	*ret_waited_ns = t0 ? snap_now_ns() - t0 : 0;
+	*ret_waited_ns = t0 ? sys_now_ns() - t0 : 0;
 	e = q->free_list;
 	if (e) {
 		q->free_list = e->next;

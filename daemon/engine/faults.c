@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "engine/emitq.h"
 #include "engine/faults.h"
@@ -170,7 +171,7 @@ static int serve_window(struct handler *h, struct pages_range *r, uint64_t start
 	e->n = n;
 	for (i = 0; k >= 0 && snap_next_run(e->won, n, &i, &j); i = j)
 		k = unprotect_or_defer(h, start + i * r->granule, (j - i) * r->granule, t0);
-	record_latency(s, snap_now_ns() - t0);
+	record_latency(s, sys_now_ns() - t0);
 	s->stats.faults++;
 	emitq_push(h->q, e);
 	return k;
@@ -293,7 +294,7 @@ static int save_moved(struct handler *h, uint64_t t, uint64_t cur)
 	}
 	if (k < 0 || !pages_claim(r, i, PAGE_SAVED))
 		return k;
-	k = unprotect_or_defer(h, cur, r->granule, snap_now_ns());
+	k = unprotect_or_defer(h, cur, r->granule, sys_now_ns());
 	if (k >= 0)
 		k = snap_emit(s, t, h->buf, r->granule);
 	if (k >= 0)
@@ -427,7 +428,7 @@ static int read_messages(struct handler *h)
 {
 	struct uffd_msg msgs[MAX_MSGS];
 	ssize_t n = read(h->s->uffd, msgs, sizeof(msgs));
-	uint64_t now = snap_now_ns();
+	uint64_t now = sys_now_ns();
 	int k = 0;
 
 	if (n < 0)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sys/clock.h"
 #include "engine/arm.h"
 #include "engine/faults.h"
 #include "engine/live.h"
@@ -76,7 +77,7 @@ static int protect_dirty_in(struct snap *s, const struct pages_range *r, size_t 
  */
 static int rearm_at_t(struct snap *s, struct pages *armed)
 {
-	uint64_t t0 = snap_now_ns();
+	uint64_t t0 = sys_now_ns();
 	size_t d = 0;
 	int k = snap_plan(s);
 
@@ -91,7 +92,7 @@ static int rearm_at_t(struct snap *s, struct pages *armed)
 		else
 			k = protect(s, r->start, r->end);
 	}
-	s->stats.rearm_ns = snap_now_ns() - t0;
+	s->stats.rearm_ns = sys_now_ns() - t0;
 	return k;
 }
 
@@ -129,7 +130,7 @@ static int holder_failed(struct snap *s, int k, const char *msg)
 
 int snap_hold_and_arm_live(struct snap *s)
 {
-	uint64_t t0 = snap_now_ns(), t1, released = 0;
+	uint64_t t0 = sys_now_ns(), t1, released = 0;
 	char msg[sizeof(s->err.msg)] = "";
 	struct holder *h = NULL;
 	bool armed_ok = false;
@@ -142,7 +143,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	s->pre_t = true;
 	if (k >= 0)
 		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
-	s->stats.hold_first_ns = (released > t0 ? released : snap_now_ns()) - t0;
+	s->stats.hold_first_ns = (released > t0 ? released : sys_now_ns()) - t0;
 	released = 0;
 	if (k >= 0)
 		k = snap_handler_start(s);
@@ -152,7 +153,7 @@ int snap_hold_and_arm_live(struct snap *s)
 		snap_test_pause(s, "armed");
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
-	t1 = snap_now_ns();
+	t1 = sys_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);
 		k = holder_failed(s, holder_hold(h, &s->held, msg, sizeof(msg)), msg);
@@ -167,7 +168,7 @@ int snap_hold_and_arm_live(struct snap *s)
 		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	holder_free(h); /* releases the target if it is still held */
 	snap_gate_hold(s->gate, false);
-	s->stats.hold_final_ns = (released > t1 ? released : snap_now_ns()) - t1;
+	s->stats.hold_final_ns = (released > t1 ? released : sys_now_ns()) - t1;
 	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
 				   ? s->stats.hold_first_ns
 				   : s->stats.hold_final_ns;

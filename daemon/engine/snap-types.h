@@ -45,6 +45,7 @@ struct snap_error {
 	char msg[512];
 };
 
+/* Every *_ns is on CLOCK_MONOTONIC (sys/clock.h: sys_now_ns()). */
 struct snap_stats {
 	uint64_t held_ns;	   /* the longest time target threads were held at once */
 	uint64_t hold_first_ns;	   /* live arming: first hold (attach, create the userfaultfd) */
@@ -70,6 +71,3 @@ struct snap_stats {
 	unsigned vmas_tracked, vmas_copied;
 };
 
-/* CLOCK_MONOTONIC in ns, the clock of every *_ns in struct snap_stats (callers time with it
- * too). */
-uint64_t snap_now_ns(void);

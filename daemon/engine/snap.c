@@ -16,14 +16,6 @@
 #include "sys/linux-compat.h"
 #include "engine/snap.h"
 
-uint64_t snap_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static const char *cancel_reason(int c)
 {
 	switch (c) {

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "engine/arm.h"
 #include "engine/copier.h"
 #include "engine/faults.h"
@@ -39,7 +40,7 @@ static int open_proc(pid_t pid, const char *name)
 /* Arming with every thread held: from attach to resume. On success T has passed. */
 static int hold_and_arm(struct snap *s)
 {
-	uint64_t held = snap_now_ns(), released = 0;
+	uint64_t held = sys_now_ns(), released = 0;
 	struct holder *h = NULL;
 	int k;
 
@@ -60,7 +61,7 @@ static int hold_and_arm(struct snap *s)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
 	snap_gate_hold(s->gate, false);
-	s->stats.held_ns = (released > held ? released : snap_now_ns()) - held;
+	s->stats.held_ns = (released > held ? released : sys_now_ns()) - held;
 	return k;
 }
 
@@ -99,7 +100,7 @@ static void finish_stats(struct snap *s)
 		img_writer_get_stats(s->w, &ws);
 		s->stats.bytes = ws.bytes;
 	}
-	s->stats.duration_ns = snap_now_ns() - s->start_ns;
+	s->stats.duration_ns = sys_now_ns() - s->start_ns;
 }
 
 /* After an error: why did the target go away, if it did? */
@@ -163,7 +164,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 
 	snap_defaults(&s.opts);
 	snap_test_pause(&s, "start");
-	s.start_ns = snap_now_ns();
+	s.start_ns = sys_now_ns();
 	s.held.uffd = -EBADF;
 	pthread_mutex_init(&s.lock, NULL);
 	s.memfd = open_proc(pid, "mem");

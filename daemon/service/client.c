@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "service/client.h"
 
 /* Room for more fds than allowed, to see (and close) the excess of one message. */
@@ -194,7 +195,7 @@ void svc_client_input(struct svc_client *c, svc_line_fn *handle)
 		}
 		if (len == 0 || (len == 1 && line[0] == '\r'))
 			continue; /* empty lines are ignored */
-		c->last_request_ns = snap_now_ns();
+		c->last_request_ns = sys_now_ns();
 		handle(c, line, len);
 	}
 }
@@ -208,7 +209,7 @@ static struct svc_client *client_new(struct svc *svc, int fd)
 	c->svc = svc;
 	c->fd = fd;
 	c->serial = ++svc->next_client;
-	c->connected_ns = snap_now_ns();
+	c->connected_ns = sys_now_ns();
 	return c;
 }
 
@@ -326,7 +327,7 @@ void svc_accept(struct svc *svc)
 
 int svc_clients_expire(struct svc *svc)
 {
-	uint64_t idle = (uint64_t)svc->o.idle_timeout_s * 1000000000ull, now = snap_now_ns();
+	uint64_t idle = (uint64_t)svc->o.idle_timeout_s * 1000000000ull, now = sys_now_ns();
 	int64_t next = -1;
 	char why[96];
 

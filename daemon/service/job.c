@@ -17,6 +17,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "sys/proc-events.h"
 #include "service/client.h"
 #include "service/job.h"
@@ -113,7 +114,7 @@ json_t *svc_job_json(struct svc_job *j)
 
 void svc_job_thread_done(struct svc_job *j)
 {
-	j->end_ns = snap_now_ns();
+	j->end_ns = sys_now_ns();
 	__atomic_store_n(&j->finished, 1, __ATOMIC_RELEASE);
 	eventfd_write(j->svc->jobsfd, 1);
 }
@@ -156,7 +157,7 @@ int svc_job_start(struct svc *svc, struct svc_job *j)
 	j->svc = svc;
 	j->id = ++svc->next_job;
 	j->created_us = svc_now_us();
-	j->start_ns = snap_now_ns();
+	j->start_ns = sys_now_ns();
 	r = -pthread_create(&j->thread, NULL, j->ops->main, j);
 	if (r < 0) {
 		svc_job_free(j);

@@ -107,7 +107,6 @@ struct recv_loop {
 	uint64_t now;
 };
 
-uint64_t recv_now_ns(void);
 void recv_log(struct recv_loop *l, enum recv_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 struct io_uring_sqe *recv_sqe(struct recv_loop *l, struct rop *op);

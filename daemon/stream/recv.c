@@ -17,17 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "stream/recv-internal.h"
 
 #define RECV_RING_ENTRIES 256
-
-uint64_t recv_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 void recv_log(struct recv_loop *l, enum recv_log_level level, const char *fmt, ...)
 {
@@ -608,7 +601,7 @@ int recv_run(const struct recv_opts *opts)
 
 	if (r < 0)
 		return r;
-	l.now = recv_now_ns();
+	l.now = sys_now_ns();
 	post_tick(&l);
 	post_stop_poll(&l);
 	while (!l.stopping) {
@@ -620,7 +613,7 @@ int recv_run(const struct recv_opts *opts)
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN)
 			break;
 		r = 0;
-		l.now = recv_now_ns();
+		l.now = sys_now_ns();
 		io_uring_for_each_cqe(&l.ring, head, cqe)
 		{
 			complete(&l, io_uring_cqe_get_data(cqe), cqe->res);

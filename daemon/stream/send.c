@@ -18,6 +18,7 @@
 
 #include <liburing.h>
 
+#include "sys/clock.h"
 #include "stream/sink-internal.h"
 
 #define SEND_MAX	 (1u << 20)
@@ -337,7 +338,7 @@ static int on_recv(struct send_ctx *x, int res)
 		return -ECONNRESET;
 	}
 	x->ack_have += res;
-	x->last_msg_ns = sink_now_ns();
+	x->last_msg_ns = sys_now_ns();
 	for (;;) {
 		int r = stream_msg_decode(x->ackbuf, x->ack_have, &m, &used);
 
@@ -394,7 +395,7 @@ static int on_cqe(struct send_ctx *x, enum send_tag tag, int res)
 	case TAG_RECV:
 		return on_recv(x, res);
 	case TAG_TICK:
-		if (sink_now_ns() - x->last_msg_ns > x->k->o.liveness_timeout_s * 1000000000ull) {
+		if (sys_now_ns() - x->last_msg_ns > x->k->o.liveness_timeout_s * 1000000000ull) {
 			snprintf(x->why, sizeof(x->why), "nothing from the receiver for %u s",
 				 x->k->o.liveness_timeout_s);
 			return -ETIMEDOUT;
@@ -418,7 +419,7 @@ static bool stopping(struct ssink *k)
 /* Streams until complete, stopped, failed, or the connection is lost (-ECONNRESET...). */
 static int data_phase(struct send_ctx *x)
 {
-	x->last_msg_ns = sink_now_ns();
+	x->last_msg_ns = sys_now_ns();
 	x->ack_have = 0;
 	for (;;) {
 		struct io_uring_cqe *cqe;
@@ -476,12 +477,12 @@ static void drain(struct send_ctx *x)
  */
 int send_connect(struct ssink *k, bool resume, uint64_t *ret_offset, char *msg, size_t len)
 {
-	uint64_t deadline = sink_now_ns() + k->o.resume_timeout_s * 1000000000ull;
+	uint64_t deadline = sys_now_ns() + k->o.resume_timeout_s * 1000000000ull;
 	unsigned delay = BACKOFF_FIRST_MS;
 	int r;
 
 	while ((r = connect_once(k, resume, ret_offset, msg, len)) == -EBUSY && !resume &&
-	       sink_now_ns() + delay * NS_PER_MS < deadline) {
+	       sys_now_ns() + delay * NS_PER_MS < deadline) {
 		struct pollfd p = {.fd = k->wake_fd, .events = POLLIN};
 
 		if (poll(&p, 1, (int)delay) == 1)
@@ -522,14 +523,14 @@ static int resume_at(struct send_ctx *x, uint64_t offset, char *msg, size_t len)
 static int reconnect(struct send_ctx *x)
 {
 	struct ssink *k = x->k;
-	uint64_t deadline = sink_now_ns() + k->o.resume_timeout_s * 1000000000ull;
+	uint64_t deadline = sys_now_ns() + k->o.resume_timeout_s * 1000000000ull;
 	unsigned delay = BACKOFF_FIRST_MS;
 	char msg[sizeof(k->err.msg) - 128] = "";
 	uint64_t off;
 	int r = -ETIMEDOUT;
 
-	while (!stopping(k) && sink_now_ns() < deadline) {
-		uint64_t left = (deadline - sink_now_ns()) / NS_PER_MS;
+	while (!stopping(k) && sys_now_ns() < deadline) {
+		uint64_t left = (deadline - sys_now_ns()) / NS_PER_MS;
 
 		backoff(x, delay < left ? delay : left);
 		delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;

@@ -49,7 +49,6 @@ struct ssink {
 	bool thread_started;
 };
 
-uint64_t sink_now_ns(void);
 /* Records the first fatal error; wakes flush(). Called with the lock held. */
 void sink_fail_locked(struct ssink *k, int error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -15,16 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "stream/addr.h"
 #include "stream/sink-internal.h"
-
-uint64_t sink_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 void sink_fail_locked(struct ssink *k, int error, const char *fmt, ...)
 {
@@ -301,7 +294,7 @@ int stream_sink_new_key(const char *host_port, const struct stream_key *key,
 	k->fd = k->spool_fd = k->wake_fd = -EBADF;
 	pthread_mutex_init(&k->lock, NULL);
 	pthread_cond_init(&k->cond, NULL);
-	k->start_ns = sink_now_ns();
+	k->start_ns = sys_now_ns();
 	k->key = *key;
 	err->msg[0] = '\0';
 	r = sink_opts(k, opts, err);
@@ -361,7 +354,7 @@ void stream_sink_counters(struct img_sink *s, struct stream_counters *ret)
 	ret->acked = k->acked;
 	ret->complete = k->complete;
 	pthread_mutex_unlock(&k->lock);
-	ret->elapsed_ns = sink_now_ns() - k->start_ns;
+	ret->elapsed_ns = sys_now_ns() - k->start_ns;
 }
 
 void stream_sink_error(struct img_sink *s, struct stream_error *ret)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <linux/close_range.h>
 
+#include "sys/clock.h"
 #include "target/attach.h"
 #include "target/holder.h"
 #include "target/regs.h"
@@ -216,14 +217,6 @@ static void send_error(int sock, int err, const char *msg)
 	json_decref(j);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 /* Sends the held threads' registers and stack addresses, with fd attached if >= 0. */
 static int send_info(int sock, struct target *t, int fd)
 {
@@ -251,7 +244,7 @@ static int holder_serve(int sock, pid_t pid, int pidfd, struct target **t)
 			char ok[32];
 
 			k = target_detach(*t);
-			snprintf(ok, sizeof(ok), "ok %" PRIu64, now_ns()); /* when it ran again */
+			snprintf(ok, sizeof(ok), "ok %" PRIu64, sys_now_ns()); /* when it ran again */
 			target_free(*t);
 			*t = NULL;
 			send_msg(sock, k < 0 ? strerror(-k) : ok, -1);
