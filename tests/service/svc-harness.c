@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-check.h"
 #include "svc-harness.h"
 
 int svc_paths_parse(int argc, char **argv, struct svc_paths *ret)
@@ -26,13 +27,6 @@ int svc_paths_parse(int argc, char **argv, struct svc_paths *ret)
 	}
 	*ret = (struct svc_paths){argv[1], argv[2], argv[3]};
 	return 4;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
 }
 
 static int try_connect(const char *path)
@@ -93,7 +87,7 @@ int svc_daemon_start(const struct svc_paths *p, const char *const *extra, struct
 			d->pid = -1;
 			return -ECHILD;
 		}
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -ETIMEDOUT;
 }

@@ -40,13 +40,6 @@ struct ctx {
 	pid_t recv;
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
 static int write_key(struct ctx *x)
 {
 	char cmd[512];
@@ -106,7 +99,7 @@ static int start_receiver(struct ctx *x, char *addr, size_t len)
 			}
 		if (f)
 			fclose(f);
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -1;
 }

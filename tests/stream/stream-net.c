@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "test-check.h"
 #include "stream-net.h"
 
 int net_sh(const char *ns, const char *fmt, ...)
@@ -117,13 +118,6 @@ static pid_t spawn(const char *const *argv, const char *out_path, const char *er
 	_exit(127);
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
 pid_t net_receiver(const struct stream_paths *p, struct net *n, unsigned port, const char *extra)
 {
 	char listen[64], cmd[1024];
@@ -136,7 +130,7 @@ pid_t net_receiver(const struct stream_paths *p, struct net *n, unsigned port, c
 	pid = spawn((const char *const[]){"ip", "netns", "exec", n->ns_b, "sh", "-c", cmd, NULL},
 		    NULL, n->recv_log);
 	for (int i = 0; i < 300 && !net_log_has(n->recv_log, "receiving on"); i++)
-		sleep_ms(20);
+		test_sleep_ms(20);
 	return pid;
 }
 
@@ -162,7 +156,7 @@ int net_wait(pid_t pid, unsigned timeout_s)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		if (r < 0)
 			return -1;
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return -1;
 }
@@ -238,7 +232,7 @@ int net_wait_received(const struct net *n, uint64_t bytes)
 	for (int i = 0; i < 6000; i++) { /* a hang guard, not a measurement */
 		if (net_recv_progress(n->recv_log, NULL) >= bytes)
 			return 0;
-		sleep_ms(20);
+		test_sleep_ms(20);
 	}
 	return fprintf(stderr, "FAIL: the receiver never reported %llu bytes received\n",
 		       (unsigned long long)bytes),

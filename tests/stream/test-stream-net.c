@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-check.h"
 #include "snapshot/snap-harness.h"
 #include "stream-net.h"
 #include "stream-peer.h"
@@ -49,13 +50,6 @@ struct t {
 	char layout[128], sout[128];
 	pid_t recv, send;
 };
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
 
 static int start_workload(struct t *t, const char *threads, const char *pages)
 {
@@ -137,7 +131,7 @@ static int cut_and_resume(struct t *t)
 	if (net_wait_received(&t->n, 8 << 20) < 0)
 		return -1;
 	net_sh(t->n.ns_a, "ip link set %s down", t->n.if_a);
-	sleep_ms(4000);
+	test_sleep_ms(4000);
 	net_sh(t->n.ns_a, "ip link set %s up", t->n.if_a);
 	if (wait_sender(t, 400, 0) < 0 || sender_result(t, true, &l) < 0)
 		return -1;
@@ -252,7 +246,7 @@ static void sample_slow(struct t *t, struct slow_samples *m)
 		if (streaming && sampled < 10 && wl_proc_counters(t->w, sampled ? c1 : c0) == 0 &&
 		    sampled++ && c1[0] > c0[0])
 			m->advanced = true;
-		sleep_ms(100);
+		test_sleep_ms(100);
 	}
 	t->send = 0;
 }
@@ -338,7 +332,7 @@ static int run_peers(struct t *t)
 		return -1;
 	if (wait_sender(t, 240, 0) < 0 || check_result(t) < 0)
 		return -1;
-	sleep_ms(4500); /* the mid-frame session expires */
+	test_sleep_ms(4500); /* the mid-frame session expires */
 	if (!net_log_has(t->n.recv_log, "wrong key") ||
 	    !net_log_has(t->n.recv_log, "not resumed within")) {
 		fprintf(stderr, "FAIL: the receiver did not log the refusals\n");
@@ -388,7 +382,7 @@ static int wait_log_twice(struct t *t, const char *needle)
 	char cmd[512];
 
 	snprintf(cmd, sizeof(cmd), "[ $(grep -c '%s' %s) -ge 2 ]", needle, t->n.recv_log);
-	for (int i = 0; i < 2400; i++, sleep_ms(100))
+	for (int i = 0; i < 2400; i++, test_sleep_ms(100))
 		if (system(cmd) == 0)
 			return 0;
 	return fprintf(stderr, "FAIL: the receiver never logged '%s' twice\n", needle), -1;
