@@ -251,21 +251,49 @@ static bool in_fault(pid_t pid)
 	return n > 0 && !strncmp(wchan, "handle_userfault", 16);
 }
 
+/* Faults the target has completed (minflt + majflt of /proc/PID/stat); 0 if unreadable. */
+static uint64_t faults_done(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long minflt = 0, majflt = 0;
+	const char *p;
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* comm may hold spaces: fields count from its end */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu %*u %llu", &minflt, &majflt) != 2)
+		return 0;
+	return minflt + majflt;
+}
+
 /*
  * With the sink stalled (we do not read), the target rewrites its region: once the fault
- * handler's queue is full, one of its faults waits for the sink. Returns when the target has
- * been seen in a fault at STUCK_POLLS polls in a row, -1 if never. The polls cannot tell one
- * fault from the next, but the queue fills within milliseconds of the rewrite starting, long
- * before the polls end; and the verdict rests on uffsnapd's own count of waits, not on this.
+ * handler's queue is full, one of its faults waits for the sink, and no fault completes any
+ * more. Returns when the target has been seen in a fault, with no fault completed since the
+ * poll before, at STUCK_POLLS polls in a row; -1 if never. (On a loaded machine every fault is
+ * slow and the target is in some fault at almost every poll: being in a fault alone does not
+ * say the queue is full, one fault that never completes does.) The verdict rests on
+ * uffsnapd's own count of waits, not on this.
  */
 static int make_fault_wait_for_sink(struct target *t)
 {
+	uint64_t done = 0, prev;
 	int stuck = 0;
 
 	if (write(t->cmd, "w", 1) != 1)
 		return -1;
 	for (int i = 0; i < 600 && stuck < STUCK_POLLS; i++) {
-		stuck = in_fault(t->pid) ? stuck + 1 : 0;
+		prev = done;
+		done = faults_done(t->pid);
+		stuck = in_fault(t->pid) && done == prev ? stuck + 1 : 0;
 		usleep(STUCK_POLL_US);
 	}
 	return stuck == STUCK_POLLS ? 0 : -1;
