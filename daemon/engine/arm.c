@@ -36,6 +36,24 @@ void snap_defaults(struct snap_opts *o)
 		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
 }
 
+/* With a scope, only its VMAs are saved, and each must be tracked: never copied while held. */
+static int check_scope(struct snap *s)
+{
+	if (!plan_scope(&s->vmas, s->opts.scope, s->opts.nscope))
+		return snap_fail(s, -ENOENT, "none of the memory to save is mapped in pid %d",
+				 s->pid), -ENOENT;
+	for (size_t i = 0; i < s->vmas.n; i++) {
+		const struct vma *v = &s->vmas.v[i];
+
+		if (v->plan != VMA_PLAN_NONE && v->plan != VMA_PLAN_TRACK)
+			return snap_fail(s, -EOPNOTSUPP,
+					 "0x%llx-0x%llx (%s) cannot be write-protected",
+					 (unsigned long long)v->start, (unsigned long long)v->end,
+					 v->path ? v->path : vma_kind_name(v->kind)), -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 int snap_scan(struct snap *s)
 {
 	int r;
@@ -45,7 +63,7 @@ int snap_scan(struct snap *s)
 	if (r < 0)
 		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
 				 strerror(-r)), r;
-	return 0;
+	return s->opts.scope ? check_scope(s) : 0;
 }
 
 /*
@@ -86,7 +104,12 @@ static int register_vma(struct snap *s, struct vma *v)
 		s->stats.vmas_tracked++;
 		return 0;
 	}
-	if (r != -EINVAL && r != -EBUSY && r != -EPERM && r != -EOPNOTSUPP)
+	if (r == -EBUSY && s->opts.scope) /* a guest's RAM: copying it held would stop it long */
+		return snap_fail(s, r, "0x%llx-0x%llx is already write-protected by another "
+				 "userfaultfd (another snapshot of it running, or QEMU's own "
+				 "background-snapshot)", (unsigned long long)v->start,
+				 (unsigned long long)v->end), r;
+	if (s->opts.scope || (r != -EINVAL && r != -EBUSY && r != -EPERM && r != -EOPNOTSUPP))
 		return snap_fail(s, r, "cannot register 0x%llx-0x%llx: %s",
 				 (unsigned long long)v->start, (unsigned long long)v->end,
 				 strerror(-r)), r;

@@ -153,6 +153,8 @@ int snap_hold_and_arm_live(struct snap *s)
 		snap_test_pause(s, "armed");
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
+	if (k >= 0)
+		k = snap_before_instant(s);
 	t1 = sys_now_ns();
 	if (k >= 0) {
 		holder_info_clear(&s->held);

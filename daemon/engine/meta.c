@@ -76,15 +76,33 @@ static json_t *meta_json(struct snap *s)
 
 int snap_begin_image(struct snap *s)
 {
+	const struct snap_hooks *h = s->opts.hooks;
 	json_t *meta = meta_json(s);
-	char *text = meta && snap_proc_describe(s->pid, meta) >= 0
-			     ? json_dumps(meta, JSON_COMPACT)
-			     : NULL;
-	int k = text ? img_writer_begin(s->w, text, strlen(text)) : -ENOMEM;
+	char *text = NULL;
+	int k = meta ? snap_proc_describe(s->pid, meta) : -ENOMEM;
 
+	if (k >= 0 && h && h->meta)
+		k = h->meta(h->ctx, meta);
+	if (k >= 0 && !(text = json_dumps(meta, JSON_COMPACT)))
+		k = -ENOMEM;
+	if (k >= 0)
+		k = img_writer_begin(s->w, text, strlen(text));
+	if (k >= 0 && h && h->after_meta)
+		k = h->after_meta(h->ctx, s->w);
 	free(text);
 	json_decref(meta);
 	if (k < 0)
 		snap_fail(s, k, "cannot write the image: %s", strerror(-k));
+	return k;
+}
+
+int snap_before_instant(struct snap *s)
+{
+	const struct snap_hooks *h = s->opts.hooks;
+	char msg[sizeof(s->err.msg)] = "";
+	int k = h && h->before_instant ? h->before_instant(h->ctx, msg, sizeof(msg)) : 0;
+
+	if (k < 0)
+		snap_fail(s, k, "%s", msg);
 	return k;
 }

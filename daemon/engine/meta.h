@@ -5,5 +5,10 @@
 #include "engine/snap.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink);
-/* Builds the metadata (target, kernel, time T, threads' registers, VMA table) and writes it. */
+/*
+ * Builds the metadata (target, kernel, time T, threads' registers, VMA table, and the hooks'
+ * members) and writes it, then what the hooks write after it.
+ */
 int snap_begin_image(struct snap *s);
+/* The before_instant hook, if any (opts.hooks): a failure fails the snapshot. */
+int snap_before_instant(struct snap *s);

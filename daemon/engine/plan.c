@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "engine/plan.h"
@@ -26,6 +27,25 @@ void plan_merge_spans(struct snap_span *v, size_t *n)
 		}
 	}
 	*n = m;
+}
+
+size_t plan_scope(struct vma_list *l, const struct snap_span *scope, size_t n)
+{
+	size_t in = 0, j = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		struct vma *v = &l->v[i];
+
+		while (j < n && scope[j].end <= v->start)
+			j++;
+		if (j < n && scope[j].start < v->end) {
+			in++;
+			continue;
+		}
+		v->plan = VMA_PLAN_NONE;
+		snprintf(v->note, sizeof(v->note), "outside the snapshot's scope");
+	}
+	return in;
 }
 
 size_t plan_hot_spans(const struct vma_list *vmas, const uint64_t *addrs, size_t n,

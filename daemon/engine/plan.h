@@ -5,16 +5,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/snap-types.h"
 #include "engine/vmas.h"
-
-/* A range of addresses [start, end). */
-struct snap_span {
-	uint64_t start, end;
-};
 
 /* Saved while held on either side of a thread's stack pointer and TLS pointer. */
 #define PLAN_HOT_BYTES (32u << 10)
 
+/*
+ * Only the VMAs that meet one of the n spans (sorted) stay planned; the others become layout
+ * only (VMA_PLAN_NONE, noted). Returns how many VMAs meet a span.
+ */
+size_t plan_scope(struct vma_list *l, const struct snap_span *scope, size_t n);
 /* Sorts and merges overlapping or touching spans in place; v may be NULL if *n is 0. */
 void plan_merge_spans(struct snap_span *v, size_t *n);
 /*

@@ -7,7 +7,37 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
+
+struct img_writer;
+
+/* A range of addresses [start, end). */
+struct snap_span {
+	uint64_t start, end;
+};
+
+/*
+ * What a caller adds to a snapshot (a QEMU guest's, daemon/qemu/): each may be NULL. All are
+ * called from the snapshot's own thread, in this order, and only if what came before worked.
+ */
+struct snap_hooks {
+	void *ctx;
+	/*
+	 * Just before the final hold, after write protection was armed while the target ran (or,
+	 * arming held, before the one hold): stop the guest, save its device state. A negative
+	 * return fails the snapshot with msg.
+	 */
+	int (*before_instant)(void *ctx, char *msg, size_t len);
+	/* While held: members to add to the image's metadata (json object meta). */
+	int (*meta)(void *ctx, json_t *meta);
+	/* While held, right after the metadata: frames that follow it (the device state). */
+	int (*after_meta)(void *ctx, struct img_writer *w);
+	/* At T, once the target runs again, before the background copy: resume the guest. */
+	void (*at_instant)(void *ctx);
+};
 
 struct snap_opts {
 	bool strict;	       /* fail instead of recording pages discarded after T */
@@ -33,6 +63,14 @@ struct snap_opts {
 	 * the snapshot attaches). Given, the snapshot attaches only if pid still names it.
 	 */
 	int pidfd;
+	/*
+	 * The only memory to save (a guest's RAM), sorted; NULL: all of it. Every VMA that meets
+	 * none of these spans is recorded as layout only; one that does must be write-protected
+	 * (it is never copied while held instead: the snapshot fails).
+	 */
+	const struct snap_span *scope;
+	size_t nscope;
+	const struct snap_hooks *hooks; /* may be NULL */
 	/*
 	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
 	 * the snapshot's thread at a named point, where a test changes the world under it:

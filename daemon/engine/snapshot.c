@@ -44,8 +44,10 @@ static int hold_and_arm(struct snap *s)
 	struct holder *h = NULL;
 	int k;
 
+	k = snap_before_instant(s);
 	snap_gate_hold(s->gate, true);
-	k = snap_first_hold(s, &h);
+	if (k >= 0)
+		k = snap_first_hold(s, &h);
 
 	if (k >= 0)
 		k = snap_plan(s);
@@ -67,11 +69,14 @@ static int hold_and_arm(struct snap *s)
 
 static int run_after_t(struct snap *s)
 {
+	const struct snap_hooks *h = s->opts.hooks;
 	int k = snap_handler_start(s);
 
 	s->after_t = true;
 	if (k < 0)
 		return k;
+	if (h && h->at_instant) /* the guest's faults are served from here on */
+		h->at_instant(h->ctx);
 	k = copier_run(s);
 	if (k < 0 && k != -ECANCELED)
 		snap_fail(s, k, "copier: %s", strerror(-k));

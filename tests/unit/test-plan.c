@@ -120,12 +120,35 @@ static void test_hot_none(void **state)
 	assert_int_equal(out[0].end, 0x10001000);
 }
 
+/* Only the VMAs meeting a span stay planned: a guest's RAM among QEMU's other mappings. */
+static void test_scope(void **state)
+{
+	struct vma v[] = {
+	    mk(0x1000, 0x2000, VMA_ANON, VMA_PLAN_TRACK, PS),
+	    mk(0x10000, 0x20000, VMA_SHM, VMA_PLAN_TRACK, PS), /* the RAM, exactly */
+	    mk(0x20000, 0x30000, VMA_ANON, VMA_PLAN_TRACK, PS), /* touches it: outside */
+	    mk(0x40000, 0x48000, VMA_SHM, VMA_PLAN_TRACK, PS), /* a second backend, split */
+	    mk(0x48000, 0x50000, VMA_SHM, VMA_PLAN_TRACK, PS),
+	    mk(0x60000, 0x61000, VMA_TEXT, VMA_PLAN_REFERENCE, PS),
+	};
+	const struct snap_span scope[] = {{0x10000, 0x20000}, {0x40000, 0x50000}};
+	const enum vma_plan want[] = {VMA_PLAN_NONE,  VMA_PLAN_TRACK, VMA_PLAN_NONE,
+				      VMA_PLAN_TRACK, VMA_PLAN_TRACK, VMA_PLAN_NONE};
+	struct vma_list l = {v, N(v)};
+
+	assert_int_equal(plan_scope(&l, scope, N(scope)), 3);
+	for (size_t i = 0; i < N(v); i++)
+		assert_int_equal(v[i].plan, want[i]);
+	assert_string_equal(v[0].note, "outside the snapshot's scope");
+	assert_int_equal(plan_scope(&l, scope, 0), 0); /* an empty scope leaves nothing */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_merge_empty), cmocka_unit_test(test_merge),
 	    cmocka_unit_test(test_merge_one),	cmocka_unit_test(test_hot),
-	    cmocka_unit_test(test_hot_none),
+	    cmocka_unit_test(test_hot_none),	cmocka_unit_test(test_scope),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
