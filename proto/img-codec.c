@@ -142,6 +142,11 @@ int img_frame_check(const struct img_frame *f, uint32_t page_size, struct img_er
 		    f->payload_len != f->count * IMG_INDEX_ENTRY_SIZE)
 			return img_fail(err, 0, "invalid index frame"), -EBADMSG;
 		return 0;
+	case IMG_FRAME_DEVSTATE:
+		if (f->addr || f->count || f->payload_len == 0 ||
+		    !(f->flags & IMG_FRAME_F_OPTIONAL))
+			return img_fail(err, 0, "invalid devstate frame"), -EBADMSG;
+		return 0;
 	default:
 		if (f->flags & IMG_FRAME_F_OPTIONAL)
 			return 0;
@@ -155,7 +160,7 @@ const char *img_frame_type_name(uint16_t type)
 		[IMG_FRAME_META] = "meta",	   [IMG_FRAME_PAGES] = "pages",
 		[IMG_FRAME_ZERO] = "zero",	   [IMG_FRAME_DISCARDED] = "discarded",
 		[IMG_FRAME_PROGRESS] = "progress", [IMG_FRAME_EVENT] = "event",
-		[IMG_FRAME_INDEX] = "index",
+		[IMG_FRAME_INDEX] = "index",	   [IMG_FRAME_DEVSTATE] = "devstate",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

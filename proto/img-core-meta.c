@@ -306,12 +306,19 @@ static void load_xlayout(struct core_model *m)
 	}
 }
 
-/* Guests and chains have other kinds (none exists yet); an image without one is a process. */
+/*
+ * Chains may have other kinds (none exists yet); an image without one is a process. A QEMU
+ * guest's image (a `guest` member, FORMAT.md 1.1) holds guest RAM, and its threads are QEMU's.
+ */
 static int check_kind(const struct core_model *m, struct img_error *err)
 {
 	const char *kind = jget_str(m->meta, "kind");
 	const char *machine = jget_str(json_object_get(m->meta, "kernel"), "machine");
 
+	if (json_object_get(m->meta, "guest"))
+		return img_fail(err, 0, "an image of a QEMU guest: its memory is guest RAM, not a "
+					"process"),
+		       -EPROTONOSUPPORT;
 	if (kind && strcmp(kind, "process"))
 		return img_fail(err, 0, "an image of a %s, not of a process, has no core form",
 				kind),

@@ -18,6 +18,7 @@ struct img_reader {
 	struct img_header header;
 	bool complete;
 	char *meta;
+	uint64_t meta_end; /* where the frame after META starts */
 	struct img_index_entry *idx;
 	size_t nidx;
 	/* One-frame cache: the last page frame read, checksum verified. */
@@ -224,6 +225,7 @@ static int read_meta(struct img_reader *r, struct img_error *err)
 		k = load_payload(r, &f, err);
 	if (k < 0)
 		return k;
+	r->meta_end = IMG_HEADER_SIZE + IMG_FRAME_HEADER_SIZE + (uint64_t)f.payload_len;
 	r->meta = strndup((const char *)r->cache, f.payload_len);
 	return r->meta ? 0 : -ENOMEM;
 }
@@ -360,4 +362,60 @@ int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
 		len -= n;
 	}
 	return 0;
+}
+
+static int devstate_append(uint8_t **buf, size_t *len, const uint8_t *data, size_t n)
+{
+	uint8_t *p = realloc(*buf, *len + n);
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + *len, data, n);
+	*buf = p;
+	*len += n;
+	return 0;
+}
+
+/*
+ * The DEVSTATE frames are seq 1..k, right after META (FORMAT.md), and not in the index: read
+ * them in order from there. The device state is known whole only once another frame follows.
+ */
+int img_reader_devstate(struct img_reader *r, void **ret, size_t *ret_len)
+{
+	uint64_t off = r->meta_end, seq = 1;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	struct img_frame f;
+	int k;
+
+	for (;; seq++) {
+		k = frame_at(r, off, 0, &f, NULL);
+		if (k < 0 || f.type != IMG_FRAME_DEVSTATE)
+			break;
+		if (f.seq != seq) {
+			k = -EBADMSG;
+			goto fail;
+		}
+		k = load_payload(r, &f, NULL);
+		if (k == -EBADMSG && !r->complete &&
+		    off + IMG_FRAME_HEADER_SIZE + f.payload_len > r->size)
+			k = -ENODATA; /* cut inside this frame */
+		if (k >= 0)
+			k = devstate_append(&buf, &len, r->cache, f.payload_len);
+		if (k < 0)
+			goto fail;
+		off += IMG_FRAME_HEADER_SIZE + f.payload_len;
+	}
+	if (k == -EPROTONOSUPPORT || (k >= 0 && f.seq == seq))
+		k = len ? 0 : -ENOENT;
+	else if (k >= 0 || k == -EBADMSG)
+		k = r->complete || off + IMG_FRAME_HEADER_SIZE <= r->size ? -EBADMSG : -ENODATA;
+	if (k < 0)
+		goto fail;
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+fail:
+	free(buf);
+	return k;
 }

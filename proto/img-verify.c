@@ -120,6 +120,10 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 		return check_json_object(v, f, "event");
 	case IMG_FRAME_INDEX:
 		return take_index(v, f);
+	case IMG_FRAME_DEVSTATE:
+		s->devstate_frames++;
+		s->devstate_bytes += f->payload_len;
+		return 0;
 	default: /* an optional frame of a later minor version */
 		return 0;
 	}

@@ -77,7 +77,7 @@ static int read_trailer(struct img_walker *w, const uint8_t *first, struct img_e
 	return IMG_WALK_TRAILER;
 }
 
-/* The order rules: META first and only first, INDEX frames last. */
+/* The order rules: META first and only first, DEVSTATE frames right after it, INDEX last. */
 static int check_order(struct img_walker *w, const struct img_frame *f, struct img_error *err)
 {
 	if (f->seq != w->seq)
@@ -87,6 +87,10 @@ static int check_order(struct img_walker *w, const struct img_frame *f, struct i
 		return img_fail(err, w->offset, w->seq ? "a second meta frame"
 						       : "the first frame is not the meta frame"),
 		       -EBADMSG;
+	if (f->type == IMG_FRAME_DEVSTATE && w->last_type != IMG_FRAME_META &&
+	    w->last_type != IMG_FRAME_DEVSTATE)
+		return img_fail(err, w->offset, "devstate frame after a %s frame",
+				img_frame_type_name(w->last_type)), -EBADMSG;
 	if (w->in_index && f->type != IMG_FRAME_INDEX)
 		return img_fail(err, w->offset, "%s frame after the index",
 				img_frame_type_name(f->type)), -EBADMSG;
@@ -164,6 +168,7 @@ int img_walk_next(struct img_walker *w, struct img_frame *ret_frame, struct img_
 	}
 	w->offset += sizeof(hdr) + f.payload_len;
 	w->seq++;
+	w->last_type = f.type;
 	*ret_frame = f;
 	return IMG_WALK_FRAME;
 }

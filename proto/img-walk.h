@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sequential walk over an image: header, then frames, checking every checksum, the sequence
- * numbers and the order rules (META first, INDEX frames last). Used by verification (read(),
+ * numbers and the order rules (META first, DEVSTATE frames right after it, INDEX frames last). Used by verification (read(),
  * works on pipes) and by the reader when an image has no trailer (pread()).
  */
 #pragma once
@@ -29,6 +29,7 @@ struct img_walker {
 	uint64_t offset;     /* where the next frame starts */
 	uint64_t seq;	     /* expected sequence number of the next frame */
 	bool in_index;	     /* an INDEX frame was seen: only INDEX or the trailer may follow */
+	uint16_t last_type;  /* the previous frame's type (DEVSTATE follows META or DEVSTATE) */
 	uint64_t index_offset;
 	uint8_t *payload;    /* the current frame's payload */
 	size_t payload_cap;

@@ -25,6 +25,7 @@ struct img_writer {
 	uint64_t offset;
 	int error; /* sticky: the first failure ends the image */
 	bool begun, finished;
+	bool devstate; /* the device state was written (it may be, once, right after META) */
 	struct img_index_entry *idx;
 	size_t nidx, idx_cap;
 	struct img_writer_stats stats;
@@ -275,6 +276,44 @@ int img_writer_event(struct img_writer *w, const char *json, size_t len)
 	if (len == 0 || len > IMG_MAX_META)
 		return -EINVAL;
 	return emit(w, &f, &iov, 1);
+}
+
+/* Emits the device state as DEVSTATE frames, one run under the lock so nothing comes between. */
+static int devstate_locked(struct img_writer *w, const uint8_t *data, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < DEFAULT_FRAME_BYTES ? len - done : DEFAULT_FRAME_BYTES;
+		struct iovec iov = {(void *)(data + done), n};
+		struct img_frame f = {.type = IMG_FRAME_DEVSTATE,
+				      .flags = IMG_FRAME_F_OPTIONAL,
+				      .payload_len = n};
+		int r;
+
+		f.payload_crc = iov_crc(&iov, 1);
+		r = emit_locked(w, &f, &iov, 1);
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
+}
+
+int img_writer_devstate(struct img_writer *w, const void *data, size_t len)
+{
+	int r;
+
+	if (len == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&w->lock);
+	/* seq 1: only META so far (FORMAT.md: DEVSTATE frames come directly after META). */
+	if (!w->begun || w->finished || w->devstate || w->seq != 1) {
+		r = -EINVAL;
+	} else {
+		w->devstate = true;
+		r = devstate_locked(w, data, len);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
 }
 
 /* Writes the sorted index as one or more INDEX frames. Lock held. */

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define IMG_VERSION_MAJOR 1
-#define IMG_VERSION_MINOR 0
+#define IMG_VERSION_MINOR 1
 
 /* Frame types, as written on disk (never derived from an enum's order). */
 enum img_frame_type {
@@ -30,6 +30,7 @@ enum img_frame_type {
 	IMG_FRAME_PROGRESS = 5,	 /* progress mark */
 	IMG_FRAME_EVENT = 6,	 /* JSON note of something that happened during the snapshot */
 	IMG_FRAME_INDEX = 7,	 /* the index; always the last frame */
+	IMG_FRAME_DEVSTATE = 8,	 /* since 1.1: a piece of a guest's device state, after META */
 };
 
 /* Frame flag: a reader that does not know this frame's type may skip it. */
@@ -160,6 +161,12 @@ int img_writer_discarded(struct img_writer *w, uint64_t addr, uint64_t npages);
 int img_writer_progress(struct img_writer *w, const struct img_progress *p);
 int img_writer_event(struct img_writer *w, const char *json, size_t len);
 /*
+ * Since 1.1: a QEMU guest's device state (its migration stream taken with x-ignore-shared),
+ * written as DEVSTATE frames of at most 1 MiB each. Only once, right after img_writer_begin()
+ * and before any other frame; else -EINVAL (also for len 0).
+ */
+int img_writer_devstate(struct img_writer *w, const void *data, size_t len);
+/*
  * Write the INDEX frame(s) and the trailer, then flush the sink. After this, only free.
  * -ENOTUNIQ if some page was added twice (the image is then left without a trailer).
  */
@@ -195,6 +202,8 @@ struct img_summary {
 	uint64_t events;
 	uint64_t valid_bytes; /* bytes up to the end of the last valid frame (or the trailer) */
 	struct img_error error; /* for INCOMPLETE and CORRUPT: where and what */
+	uint64_t devstate_frames; /* since 1.1: DEVSTATE frames and their payloads' total */
+	uint64_t devstate_bytes;
 };
 
 /*
@@ -221,6 +230,12 @@ size_t img_reader_index(const struct img_reader *r, const struct img_index_entry
  */
 int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
 		    struct img_error *err);
+/*
+ * The device state (the DEVSTATE frames' payloads concatenated, each checksummed) in a
+ * malloc'd buffer. -ENOENT if the image has none; -ENODATA if the image ends (incomplete)
+ * before a frame that follows the device state, so it may be cut short; -EBADMSG if corrupt.
+ */
+int img_reader_devstate(struct img_reader *r, void **ret, size_t *ret_len);
 
 #ifdef __cplusplus
 }
