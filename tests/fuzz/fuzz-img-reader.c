@@ -2,7 +2,8 @@
 /*
  * libFuzzer harness for the image readers: the input is an image file. It runs the sequential
  * verifier and the random-access reader on it, and cross-checks them: an image the verifier
- * calls COMPLETE must open for random access and every page in its index must read back.
+ * calls COMPLETE must open for random access, every page in its index must read back, and so
+ * must its device state (DEVSTATE frames).
  * Checksums stop almost every mutation at the first CRC, so each input is also run a second
  * time with every CRC and the digest recomputed ("repaired"): that lets the fuzzer reach the
  * structural rules behind the checksums (sequence, order, index, extents, sizes).
@@ -83,6 +84,20 @@ static void fuzz_reads(struct img_reader *r, uint8_t *buf, int complete)
 	img_reader_read(r, 0, buf, 1, &err);
 }
 
+/* The device state (1.1) of a verified image reads whole; with no DEVSTATE frame, -ENOENT. */
+static void fuzz_devstate(struct img_reader *r, const struct img_summary *s, int complete)
+{
+	void *ds = NULL;
+	size_t len = 0;
+	int k = img_reader_devstate(r, &ds, &len);
+
+	if (complete && s->devstate_frames && (k != 0 || len != s->devstate_bytes))
+		fuzz_bug("a verified device state does not read back", 0, k, NULL);
+	if (complete && !s->devstate_frames && k != -ENOENT)
+		fuzz_bug("a device state where the verifier saw none", 0, k, NULL);
+	free(ds);
+}
+
 static void fuzz_reader(int fd, const struct img_summary *s, char *meta)
 {
 	struct img_reader *r = NULL;
@@ -98,6 +113,7 @@ static void fuzz_reader(int fd, const struct img_summary *s, char *meta)
 	if (complete && (!img_reader_complete(r) || strcmp(img_reader_meta(r), meta) ||
 			 img_reader_page_size(r) != s->header.page_size))
 		fuzz_bug("the reader disagrees with the verifier", 0, 0, NULL);
+	fuzz_devstate(r, s, complete);
 	buf = malloc(FUZZ_READ_MAX);
 	if (buf)
 		fuzz_reads(r, buf, complete);

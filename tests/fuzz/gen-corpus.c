@@ -4,7 +4,9 @@
  * writer, incomplete and corrupt variants of them, and hand-built images (every checksum and
  * the digest right) that exercise rules the writer never breaks: optional unknown frames,
  * several INDEX frames, overlapping or unsorted extents, huge extents, odd page sizes.
- * The output is committed in corpus/img/; rerun only when the format changes.
+ * The output is committed in corpus/img/; rerun only when the format changes. The seeds that
+ * existed before format 1.1 were kept as the 1.0 writer wrote them (a 1.1 reader reads 1.0);
+ * only the devstate-* seeds were added from a 1.1 run.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,6 +92,26 @@ static void gen_writer_image(struct gen_buf *out, uint32_t ps, uint32_t frame_pa
 	free(data);
 }
 
+/* A guest's image: META, the device state (one DEVSTATE frame), pages; finish as above. */
+static void gen_devstate_image(struct gen_buf *out, int finish)
+{
+	struct gen_mem_sink sink = {{&gen_mem_ops, 0}, out};
+	struct img_writer_opts opts = {.page_size = 512};
+	struct img_writer *w;
+	uint8_t state[700], page[512];
+
+	for (size_t i = 0; i < sizeof(state); i++)
+		state[i] = (uint8_t)(i * 7);
+	memset(page, 0x3c, sizeof(page));
+	if (img_writer_new(&opts, &sink.base, &w) < 0 ||
+	    img_writer_begin(w, GEN_META, strlen(GEN_META)) < 0 ||
+	    img_writer_devstate(w, state, sizeof(state)) < 0 ||
+	    img_writer_pages(w, 0x1000, 1, page) < 0 || img_writer_zero(w, 0x1200, 3) < 0 ||
+	    (finish && img_writer_finish(w) < 0))
+		abort();
+	img_writer_free(w);
+}
+
 /* --- hand-built images --------------------------------------------------------------------- */
 
 struct gen_raw {
@@ -165,7 +187,8 @@ static void gen_raw_meta(struct gen_raw *r)
 
 /* kind: 0 optional unknown frame, 1 two INDEX frames, 2 overlap, 3 unsorted index,
  * 4 index entry pointing at the wrong frame, 5 huge ZERO extents, 6 META not JSON,
- * 7 extent at the top of the address space. */
+ * 7 extent at the top of the address space, 8 two DEVSTATE frames after META (valid),
+ * 9 a DEVSTATE frame after a PAGES frame, 10 a DEVSTATE frame without the OPTIONAL flag. */
 static void gen_crafted(struct gen_raw *r, int kind)
 {
 	uint8_t page[512];
@@ -179,6 +202,12 @@ static void gen_crafted(struct gen_raw *r, int kind)
 		gen_raw_frame(r, IMG_FRAME_META, 0, 0, 0, "[1,2]", 5);
 	else
 		gen_raw_meta(r);
+	if (kind == 8) {
+		gen_raw_frame(r, IMG_FRAME_DEVSTATE, IMG_FRAME_F_OPTIONAL, 0, 0, "QEVM", 4);
+		gen_raw_frame(r, IMG_FRAME_DEVSTATE, IMG_FRAME_F_OPTIONAL, 0, 0, "\x00\x03", 2);
+	}
+	if (kind == 10)
+		gen_raw_frame(r, IMG_FRAME_DEVSTATE, 0, 0, 0, "QEVM", 4);
 	e[0] = (struct img_index_entry){0x1000, 1, 0, IMG_FRAME_PAGES};
 	e[1] = (struct img_index_entry){0x1200, 2, 0, IMG_FRAME_ZERO};
 	e[2] = (struct img_index_entry){0x2000, 1, 0, IMG_FRAME_DISCARDED};
@@ -197,6 +226,8 @@ static void gen_crafted(struct gen_raw *r, int kind)
 					    e[i].type == IMG_FRAME_PAGES ? ps : 0);
 	if (kind == 0)
 		gen_raw_frame(r, 99, IMG_FRAME_F_OPTIONAL, 0, 0, "opt", 3);
+	if (kind == 9)
+		gen_raw_frame(r, IMG_FRAME_DEVSTATE, IMG_FRAME_F_OPTIONAL, 0, 0, "QEVM", 4);
 	if (kind == 3) {
 		struct img_index_entry t = e[0];
 
@@ -244,7 +275,8 @@ int main(int argc, char **argv)
 	static const char *const crafted[] = {
 	    "crafted-optional-frame.img",  "crafted-two-index.img",	"crafted-overlap.img",
 	    "crafted-unsorted-index.img",  "crafted-index-offset.img",	"crafted-huge-extents.img",
-	    "crafted-meta-not-object.img", "crafted-top-of-memory.img",
+	    "crafted-meta-not-object.img", "crafted-top-of-memory.img",	"devstate-crafted-two.img",
+	    "devstate-crafted-after-pages.img", "devstate-crafted-not-optional.img",
 	};
 	struct gen_buf v = {0};
 
@@ -264,6 +296,14 @@ int main(int argc, char **argv)
 	v.len = 0;
 	gen_writer_image(&v, 512, 0, 0);
 	gen_save(argv[1], "incomplete-no-index.img", v.p, v.len);
+	v.len = 0;
+	gen_devstate_image(&v, 1);
+	gen_save(argv[1], "devstate-valid.img", v.p, v.len);
+	gen_save(argv[1], "devstate-incomplete-cut.img", v.p,
+		 IMG_HEADER_SIZE + 48 + strlen(GEN_META) + 48 + 300);
+	v.len = 0;
+	gen_devstate_image(&v, 0);
+	gen_save(argv[1], "devstate-incomplete-no-index.img", v.p, v.len);
 	for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
 		struct gen_raw r;
 
