@@ -94,6 +94,20 @@ static int core_write(const struct cli_image *img, struct img_reader *r, const c
 	return 0;
 }
 
+/* A guest's image holds guest RAM and QEMU's threads: no process to write a core of. */
+static int core_refuse_guest(const struct cli_image *img, struct img_reader *r)
+{
+	json_t *meta = json_loads(img_reader_meta(r), 0, NULL);
+	bool guest = json_is_object(json_object_get(meta, "guest"));
+
+	json_decref(meta);
+	if (!guest)
+		return 0;
+	fprintf(stderr, "uffsnapctl: %s is a QEMU guest's image: its memory is guest RAM, not a "
+			"process; restore it with `uffsnapctl qemu restore`\n", img->name);
+	return -EPROTONOSUPPORT;
+}
+
 int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 {
 	struct cli_image img = {.fd = -EBADF};
@@ -106,7 +120,7 @@ int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (cli_image_open(a.path, &img) < 0)
 		return CLI_EXIT_FAILURE;
-	if (cli_image_reader_open(&img, "writing a core", &r) < 0)
+	if (cli_image_reader_open(&img, "writing a core", &r) < 0 || core_refuse_guest(&img, r) < 0)
 		goto out;
 	out = cli_output_open(a.output, a.force, 0600, &o);
 	if (cli_output_close(a.output, &o, out < 0 ? out : core_write(&img, r, a.output, out)) >= 0)

@@ -77,6 +77,39 @@ static void info_print_pages(const char *label, uint64_t pages, uint32_t page_si
 	       cli_format_size(cli_pages_bytes(pages, page_size), size, sizeof(size)));
 }
 
+/* A QEMU guest's image (format 1.1): the machine, QEMU, each memory backend, the device state. */
+static void info_print_guest(const struct info *in)
+{
+	const json_t *g = json_object_get(in->meta, "guest"), *b;
+	char vb[4 * 64], mb[4 * 128], ib[4 * 128], tb[4 * 64], size[32];
+	const char *version = cli_json_str_shown(g, "qemu_version", vb, sizeof(vb));
+	const char *machine = cli_json_str_shown(g, "machine", mb, sizeof(mb));
+	size_t i;
+	uint64_t n;
+
+	if (!json_is_object(g))
+		return;
+	printf("guest:      QEMU %s, machine %s\n", version ? version : "?", machine ? machine : "?");
+	json_array_foreach(json_object_get(g, "backends"), i, b) {
+		const char *id = cli_json_str_shown(b, "id", ib, sizeof(ib));
+		const char *type = cli_json_str_shown(b, "type", tb, sizeof(tb));
+
+		printf("backend:    %s (%s)", id ? id : "?", type ? type : "?");
+		if (cli_json_u64(b, "size", &n) >= 0)
+			printf(", %s", cli_format_size(n, size, sizeof(size)));
+		if (cli_json_u64(b, "addr", &n) >= 0)
+			printf(" at 0x%" PRIx64, n);
+		printf("\n");
+	}
+	printf("devstate:   %s in %" PRIu64 " frame%s", cli_format_size(in->sum.devstate_bytes, size,
+								      sizeof(size)),
+	       in->sum.devstate_frames, in->sum.devstate_frames == 1 ? "" : "s");
+	if (cli_json_u64(json_object_get(g, "devstate"), "size", &n) >= 0 &&
+	    n != in->sum.devstate_bytes)
+		printf(" (of %" PRIu64 " bytes recorded: cut short)", n);
+	printf("\n");
+}
+
 static void info_print_text(const struct info *in)
 {
 	const struct img_summary *s = &in->sum;
@@ -92,6 +125,7 @@ static void info_print_text(const struct info *in)
 	info_print_time(json_object_get(in->meta, "time"));
 	info_print_pair("kernel:", json_object_get(in->meta, "kernel"), "release", "machine");
 	info_print_pair("tool:", json_object_get(in->meta, "tool"), "name", "version");
+	info_print_guest(in);
 	if (!in->meta)
 		printf("metadata:   %s\n", in->meta_error);
 	info_print_pages("data:", s->data_pages, ps);
@@ -122,7 +156,7 @@ static void info_json_pages(json_t *o, const char *name, uint64_t pages, uint32_
 
 static json_t *info_json(const struct info *in)
 {
-	static const char *const copied[] = {"target", "time", "kernel", "tool"};
+	static const char *const copied[] = {"target", "time", "kernel", "tool", "guest"};
 	const struct img_summary *s = &in->sum;
 	json_t *o = json_object();
 	long n;
@@ -146,6 +180,10 @@ static json_t *info_json(const struct info *in)
 	json_object_set_new(o, "frames", cli_json_u64_new(s->frames));
 	json_object_set_new(o, "progress_marks", cli_json_u64_new(s->progress_marks));
 	json_object_set_new(o, "events", cli_json_u64_new(s->events));
+	if (json_object_get(in->meta, "guest") || s->devstate_frames) {
+		json_object_set_new(o, "devstate_frames", cli_json_u64_new(s->devstate_frames));
+		json_object_set_new(o, "devstate_bytes", cli_json_u64_new(s->devstate_bytes));
+	}
 	if ((n = cli_json_array_len(in->meta, "vmas")) >= 0)
 		json_object_set_new(o, "vmas", json_integer(n));
 	if ((n = cli_json_array_len(in->meta, "threads")) >= 0)

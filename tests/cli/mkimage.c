@@ -7,6 +7,8 @@
  *   mkimage partial OUT         the same frames without index and trailer (incomplete)
  *   mkimage expect ADDR LEN     the snapshot's bytes of [ADDR, ADDR+LEN) on stdout
  *   mkimage offset IMG ADDR     the file offset of the frame holding ADDR (to corrupt it)
+ *   mkimage guest OUT           a QEMU guest's image (format 1.1): a `guest` member, 5000
+ *                               bytes of device state, backend ram0 of 64 KiB at 0x7f0000000000
  *
  * Layout (4 KiB pages), written out of address order:
  *   0x10000  4 pages data      0x14000  2 pages zero      0x16000  2 pages data
@@ -95,6 +97,35 @@ static int mk_frames(struct img_writer *w)
 	return r;
 }
 
+static const char mk_guest_meta[] =
+    "{\"format\":\"uffsnap\",\"version\":1,"
+    "\"target\":{\"pid\":4343,\"comm\":\"qemu-system-x86\",\"exe\":\"/usr/bin/qemu-system-x86_64\"},"
+    "\"threads\":[{\"tid\":4343}],"
+    "\"guest\":{\"hypervisor\":\"qemu\",\"qemu_version\":\"7.2.22\",\"machine\":\"pc-i440fx-7.2\","
+    "\"binary\":\"/usr/bin/qemu-system-x86_64\",\"argv\":[\"qemu-system-x86_64\",\"-machine\","
+    "\"pc-i440fx-7.2,memory-backend=ram0\"],"
+    "\"backends\":[{\"id\":\"ram0\",\"type\":\"memory-backend-memfd\",\"size\":65536,"
+    "\"addr\":\"0x7f0000000000\",\"share\":true}],"
+    "\"devstate\":{\"size\":5000,\"crc32c\":0}},"
+    "\"vmas\":[{\"start\":\"0x7f0000000000\",\"end\":\"0x7f0000010000\",\"prot\":\"rw-s\","
+    "\"path\":\"/memfd:memory-backend-memfd (deleted)\",\"kind\":\"shm\",\"content\":\"tracked\"}]}";
+
+static int mk_guest_frames(struct img_writer *w)
+{
+	uint8_t state[5000];
+	int r = img_writer_begin(w, mk_guest_meta, strlen(mk_guest_meta));
+
+	mk_fill(0, state, sizeof(state));
+	if (r >= 0)
+		r = img_writer_devstate(w, state, sizeof(state));
+	if (r >= 0)
+		r = mk_data(w, 0x7f0000000000, 4);
+	if (r >= 0)
+		r = img_writer_zero(w, 0x7f0000004000, 12);
+	return r;
+}
+
+/* finish: 0 leaves the image without index and trailer, 1 finishes it, 2 a finished guest's. */
 static int mk_image(const char *path, int finish)
 {
 	struct img_writer_opts opts = {.page_size = MK_PAGE};
@@ -111,7 +142,7 @@ static int mk_image(const char *path, int finish)
 	if (r >= 0)
 		r = img_writer_new(&opts, sink, &w);
 	if (r >= 0)
-		r = mk_frames(w);
+		r = finish == 2 ? mk_guest_frames(w) : mk_frames(w);
 	if (r >= 0 && finish)
 		r = img_writer_finish(w);
 	img_writer_free(w);
@@ -165,10 +196,13 @@ int main(int argc, char **argv)
 		return mk_image(argv[2], 1);
 	if (argc == 3 && !strcmp(argv[1], "partial"))
 		return mk_image(argv[2], 0);
+	if (argc == 3 && !strcmp(argv[1], "guest"))
+		return mk_image(argv[2], 2);
 	if (argc == 4 && !strcmp(argv[1], "expect"))
 		return mk_expect(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "offset"))
 		return mk_offset(argv[2], argv[3]);
-	fprintf(stderr, "usage: mkimage image|partial OUT | expect ADDR LEN | offset IMG ADDR\n");
+	fprintf(stderr,
+		"usage: mkimage image|partial|guest OUT | expect ADDR LEN | offset IMG ADDR\n");
 	return 2;
 }

@@ -201,6 +201,22 @@ run "$U" image verify "$T/bad-trailer.img"; expect 1 "verify bad trailer"; one_l
 cp "$IMG" "$T/extra.img"; printf 'x' >>"$T/extra.img"
 run "$U" image verify "$T/extra.img"; expect 1 "verify data after trailer"
 
+# --- a QEMU guest's image (format 1.1): info shows the guest, core refuses it --------------
+"$MK" guest "$T/guest.img" || { echo "mkimage guest failed" >&2; exit 1; }
+run "$U" image info "$T/guest.img"; expect 0 "info guest"
+out_has "info guest" "format:     1.1" "QEMU 7.2.22, machine pc-i440fx-7.2" \
+	"backend:    ram0 (memory-backend-memfd), 64.0 KiB at 0x7f0000000000" \
+	"devstate:   4.9 KiB in 1 frame"
+run "$U" image info --json "$T/guest.img"; expect 0 "info --json guest"
+out_has "info --json guest" '"machine": "pc-i440fx-7.2"' '"devstate_bytes": 5000' \
+	'"devstate_frames": 1' '"id": "ram0"' '"qemu_version": "7.2.22"'
+run "$U" image info "$IMG"; expect 0 "info process"
+grep -q "guest\|devstate" "$T/out" && fail "info of a process image mentions a guest"
+run "$U" image verify "$T/guest.img"; expect 0 "verify guest"
+run "$U" image core "$T/guest.img" --output "$T/guest.core"; expect 1 "core of a guest"
+one_line "core of a guest" "$T/guest.img is a QEMU guest's image" "uffsnapctl qemu restore"
+[ -e "$T/guest.core" ] && fail "core of a guest: a core file was written"
+
 if [ "$failures" -ne 0 ]; then
 	echo "$failures check(s) failed" >&2
 	exit 1
