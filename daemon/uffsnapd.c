@@ -27,12 +27,17 @@
 #include "stream/addr.h"
 #include "stream/main.h"
 #include "stream/sink.h"
+#include "guest/guest.h"
+#include "qmp.h"
 #include "service/main.h"
 #include "oneshot-core.h"
 #include "uffsnapd.h"
 
 struct cli {
 	pid_t pid;
+	const char *qemu;	   /* or a QEMU guest's QMP socket */
+	struct qmp *qmp;	   /* connected to it */
+	struct guest_stats guest;
 	const char *output;	   /* a file, or "-" */
 	const char *core;	   /* or an ELF core file (then output names it too) */
 	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
@@ -123,6 +128,7 @@ static const struct option long_opts[] = {
 	{"resume-timeout", required_argument, NULL, 'R'},
 	{"arm-held", no_argument, NULL, 'A'},
 	{"core", required_argument, NULL, 'C'},
+	{"qemu", required_argument, NULL, 'Q'},
 	{0},
 };
 
@@ -130,6 +136,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: uffsnapd --pid PID (--output FILE | --to HOST:PORT --key FILE) [options]\n"
+		"       uffsnapd --qemu QMP_SOCKET (--output FILE | --to HOST:PORT --key FILE) [options]\n"
 		"       uffsnapd --service [options]   (see 'uffsnapd --service --help')\n"
 		"       uffsnapd --receive [options]   (see 'uffsnapd --receive --help')\n"
 		"\n"
@@ -137,6 +144,9 @@ static void usage(FILE *f)
 		"for longer than it takes to arm write protection, and write it as a uffsnap image.\n"
 		"\n"
 		"  -p, --pid PID       the process to snapshot (any process we may ptrace)\n"
+		"      --qemu SOCKET   or the guest of the QEMU serving this QMP socket: its RAM (a\n"
+		"                      shared memory backend) and device state, for 'uffsnapctl\n"
+		"                      qemu restore'; the guest is stopped only while arming ends\n"
 		"  -o, --output FILE   where to write the image; '-' streams it to stdout\n"
 		"      --core CORE     write an ELF core file for gdb instead of an image (the\n"
 		"                      image is kept in an unnamed file beside CORE meanwhile)\n"
@@ -221,6 +231,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
 				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
 			c->output = optarg;
 			break;
+		case 'Q':
+			c->qemu = optarg;
+			break;
 		case 'C':
 			if (c->output)
 				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
@@ -255,8 +268,15 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc)
 		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
-	if (!c->pid)
-		return fprintf(stderr, "uffsnapd: --pid PID is required (see --help)\n"), 2;
+	if (c->pid && c->qemu)
+		return fprintf(stderr, "uffsnapd: give --pid or --qemu, not both\n"), 2;
+	if (!c->pid && !c->qemu)
+		return fprintf(stderr, "uffsnapd: --pid PID or --qemu QMP_SOCKET is required (see "
+				       "--help)\n"), 2;
+	if (c->qemu && c->core)
+		return fprintf(stderr, "uffsnapd: --core is for processes: a guest's memory is not "
+				       "a process's (restore a guest image with 'uffsnapctl qemu "
+				       "restore')\n"), 2;
 	if (c->output && c->to)
 		return fprintf(stderr, "uffsnapd: give --output or --to, not both\n"), 2;
 	if (!c->output && !c->to)
@@ -478,8 +498,20 @@ static void print_holds(FILE *f, const struct snap_stats *st)
 
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
 {
-	fprintf(f, "uffsnapd: snapshot of pid %d complete: %s\n", c->pid,
-		c->to ? c->to : c->output);
+	const struct guest_stats *g = &c->guest;
+
+	if (c->qemu)
+		fprintf(f,
+			"uffsnapd: snapshot of the QEMU guest (pid %d, QEMU %s, %s) complete: %s\n"
+			"  guest downtime     %.3f ms (stop to cont), of which device state %.3f ms "
+			"(%" PRIu64 " bytes)\n"
+			"  guest RAM          %.1f MiB in %u backend%s\n",
+			c->pid, g->qemu_version, g->machine, c->to ? c->to : c->output,
+			g->downtime_ns / 1e6, g->devstate_ns / 1e6, g->devstate_bytes,
+			g->ram_bytes / 1048576.0, g->backends, g->backends == 1 ? "" : "s");
+	else
+		fprintf(f, "uffsnapd: snapshot of pid %d complete: %s\n", c->pid,
+			c->to ? c->to : c->output);
 	print_holds(f, st);
 	fprintf(f,
 		"  pages saved        %" PRIu64 " by the copier, %" PRIu64 " by write faults, %" PRIu64
@@ -534,6 +566,8 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 
 		if (snapshot_stats_to_json(st, &j) >= 0) {
 			json_object_set_new(j, "pid", json_integer(c->pid));
+			if (c->qemu)
+				json_object_set_new(j, "guest", guest_stats_json(&c->guest));
 			json_object_set_new(j, "output", json_string(c->to ? c->to : c->output));
 			if (c->to)
 				json_object_set_new(j, "stream", stream_json(&sc));
@@ -579,11 +613,24 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));
 		return 1;
 	}
-	if (check_target(c.pid) < 0)
+	if (c.qemu) { /* QEMU is asked everything before any output is touched */
+		char msg[256];
+
+		if (qmp_open_path(c.qemu, 30000, &c.qmp, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "uffsnapd: --qemu %s: %s\n", c.qemu, msg);
+			return 1;
+		}
+		c.pid = qmp_peer_pid(c.qmp);
+	}
+	if (check_target(c.pid) < 0) {
+		qmp_close(c.qmp);
 		return 1;
+	}
 	fd = open_sink(&c, &sink);
-	if (fd < 0)
+	if (fd < 0) {
+		qmp_close(c.qmp);
 		return 1;
+	}
 	c.sink = sink;
 	if (c.to)
 		__atomic_store_n(&in.stream, sink, __ATOMIC_RELEASE);
@@ -604,7 +651,10 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		o.pidfd = -EBADF;
 	pr.c = &c;
 	pr_started = c.to && c.tty && !c.quiet && !pthread_create(&pr.th, NULL, printer_main, &pr);
-	r = snapshot_take(c.pid, &o, sink, &st, &err);
+	if (c.qmp)
+		r = guest_snapshot(c.qmp, &o, in.efd, sink, &c.guest, &st, &err);
+	else
+		r = snapshot_take(c.pid, &o, sink, &st, &err);
 	if (pr_started) {
 		__atomic_store_n(&pr.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(pr.th, NULL);
@@ -632,6 +682,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	report(&c, &st, r, err.msg);
 	img_sink_free(sink);
+	qmp_close(c.qmp);
 	if (o.pidfd >= 0)
 		close(o.pidfd);
 	out_file_close(&c.out); /* a failed snapshot's temporary goes: FILE is as it was */

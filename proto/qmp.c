@@ -238,6 +238,11 @@ int qmp_open_path(const char *path, int timeout_ms, struct qmp **ret, char *msg,
 	return qmp_open_fd(fd, timeout_ms, ret, msg, len);
 }
 
+int qmp_fd(const struct qmp *q)
+{
+	return q->fd;
+}
+
 pid_t qmp_peer_pid(const struct qmp *q)
 {
 	return q->pid;

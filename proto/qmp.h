@@ -20,6 +20,8 @@ struct qmp;
 int qmp_open_path(const char *path, int timeout_ms, struct qmp **ret, char *msg, size_t len);
 /* The same on a connected socket; takes fd, also on failure. */
 int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret, char *msg, size_t len);
+/* The socket (for a guardian that must speak on it if we die: daemon/guest/guardian.h). */
+int qmp_fd(const struct qmp *q);
 /* QEMU's pid (SO_PEERCRED of the socket). */
 pid_t qmp_peer_pid(const struct qmp *q);
 /* QEMU's version, "7.2.22". */

@@ -289,7 +289,7 @@ static void run_first(void)
  * fs/proc/base.c __set_oom_adj()). SIGKILL from someone who names it, or a cgroup kill,
  * remains: what is left of that window is in DESIGN terms in README "Safety".
  */
-static void holder_isolate(void)
+void holder_isolate(void)
 {
 	static const int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN,
 				      SIGTTOU, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ};

@@ -26,6 +26,12 @@ struct holder_info {
 };
 
 /*
+ * For a child that must outlive the daemon to undo what it did to a target (the holder, a QEMU
+ * guest's guardian): its own session, terminal and termination signals ignored, last in line
+ * for the OOM killer where allowed (holder.c says why).
+ */
+void holder_isolate(void);
+/*
  * Forks the holder, which attaches to pid and creates the userfaultfd. On success the target
  * is held and ret_info filled (the caller owns uffd, threads and stack_addrs). On failure,
  * -errno and msg (one line for a human); the target was never changed, or is released again.

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guardian (guardian.h). It blocks reading a pipe whose write end only we hold: each byte
+ * is a state ('S' the guest is stopped by us, 'R' it runs, 'D' done), or 'U' followed by a
+ * newline-ended QMP command to send when undoing; end of file without 'D' means we died. QEMU serves the QMP connection, not a process: the guardian's dup of our
+ * socket is the same connection, already past qmp_capabilities, so it can speak on it at once.
+ * Replies meant for us may still be in the socket; it reads and drops everything until its own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guest/guardian.h"
+#include "target/holder.h"
+
+struct guardian {
+	int wfd;
+	pid_t pid;
+};
+
+static void say(int fd, const char *line)
+{
+	size_t n = strlen(line);
+
+	if (write(fd, line, n) < 0) {
+		/* QEMU gone: nothing left to resume */
+	}
+}
+
+/* Reads and drops what QEMU sends until a reply carrying our id, or 5 s of QEMU's silence. */
+static void drain_until(int fd, const char *id)
+{
+	char buf[4096 + 64];
+	size_t kept = 0; /* the end of the last read, where an id may have been cut */
+
+	for (int quiet = 0; quiet < 50;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0) {
+			quiet++;
+			continue;
+		}
+		n = read(fd, buf + kept, 4096);
+		if (n <= 0)
+			return;
+		buf[kept + n] = 0;
+		if (strstr(buf, id))
+			return;
+		kept = kept + n > 63 ? 63 : kept + n;
+		memmove(buf, buf + strlen(buf) - kept, kept);
+	}
+}
+
+static void resume_guest(int qmp)
+{
+	/* A migration of the device state may still be running; `cont` is refused meanwhile, and
+	 * once after it completes ("Migration is not finalized yet"): ask a few times. */
+	say(qmp, "{\"execute\":\"migrate_cancel\",\"id\":\"guardian-0\"}\n");
+	drain_until(qmp, "guardian-0");
+	for (int i = 1; i <= 20; i++) {
+		char line[96], id[32];
+
+		snprintf(id, sizeof(id), "\"guardian-%d\"", i);
+		snprintf(line, sizeof(line), "{\"execute\":\"cont\",\"id\":%s}\n", id);
+		say(qmp, line);
+		drain_until(qmp, id);
+		usleep(50000);
+	}
+}
+
+static void guardian_child(int rfd, int qmp)
+{
+	char state = 'R', c, undo[4096] = "";
+	size_t nundo = 0;
+	bool in_undo = false;
+	ssize_t n;
+
+	holder_isolate();
+	prctl(PR_SET_NAME, "uffsnapd-guard");
+	while ((n = read(rfd, &c, 1)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		if (in_undo) {
+			if (nundo < sizeof(undo) - 1)
+				undo[nundo++] = c;
+			in_undo = c != '\n';
+			continue;
+		}
+		if (c == 'U') {
+			in_undo = true;
+			nundo = 0;
+			continue;
+		}
+		state = c;
+		if (c == 'D')
+			_exit(0);
+	}
+	if (state == 'S')
+		resume_guest(qmp);
+	if (nundo && !in_undo) {
+		undo[nundo] = 0;
+		say(qmp, undo);
+		drain_until(qmp, "guardian-undo");
+	}
+	_exit(0);
+}
+
+int guardian_start(int qmp_fd, struct guardian **ret)
+{
+	struct guardian *g = calloc(1, sizeof(*g));
+	int p[2];
+
+	if (!g)
+		return -ENOMEM;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(g);
+		return -errno;
+	}
+	g->pid = fork();
+	if (g->pid < 0) {
+		int e = errno;
+
+		close(p[0]);
+		close(p[1]);
+		free(g);
+		return -e;
+	}
+	if (g->pid == 0) {
+		close(p[1]);
+		/* Only the pipe and the QMP socket matter; other fds (outputs, the holder's
+		 * socket) must not be kept open by us after the daemon is gone. */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != p[0] && fd != qmp_fd)
+				close(fd);
+		guardian_child(p[0], qmp_fd);
+	}
+	close(p[0]);
+	g->wfd = p[1];
+	*ret = g;
+	return 0;
+}
+
+static void tell(struct guardian *g, char c)
+{
+	if (g && write(g->wfd, &c, 1) < 0) {
+		/* the guardian is gone: it cannot help, nor harm */
+	}
+}
+
+void guardian_undo(struct guardian *g, const char *qmp_line)
+{
+	size_t n = strlen(qmp_line);
+
+	if (!g || n >= 4000 || n == 0 || qmp_line[n - 1] != '\n')
+		return;
+	tell(g, 'U');
+	if (write(g->wfd, qmp_line, n) < 0) {
+		/* the guardian is gone */
+	}
+}
+
+void guardian_stopping(struct guardian *g)
+{
+	tell(g, 'S');
+}
+
+void guardian_resumed(struct guardian *g)
+{
+	tell(g, 'R');
+}
+
+void guardian_free(struct guardian *g)
+{
+	if (!g)
+		return;
+	tell(g, 'D');
+	close(g->wfd);
+	waitpid(g->pid, NULL, 0);
+	free(g);
+}
