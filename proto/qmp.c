@@ -52,21 +52,24 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until the socket is readable: 0, -ETIMEDOUT at deadline (-1: none), -ECANCELED. */
-static int wait_readable(struct qmp *q, int64_t deadline)
+/*
+ * Waits until the socket is readable: 0, -ETIMEDOUT at deadline (-1: none), or -ECANCELED
+ * when cancel_fd (-1: none) is readable.
+ */
+static int wait_readable(struct qmp *q, int cancel_fd, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p[2] = {{.fd = q->fd, .events = POLLIN},
-				      {.fd = q->cancel_fd, .events = POLLIN}};
+				      {.fd = cancel_fd, .events = POLLIN}};
 		int64_t left = deadline < 0 ? -1 : deadline - now_ms();
 		int k;
 
 		if (deadline >= 0 && left <= 0)
 			return -ETIMEDOUT;
-		k = poll(p, q->cancel_fd >= 0 ? 2 : 1, (int)(left > INT32_MAX ? INT32_MAX : left));
+		k = poll(p, cancel_fd >= 0 ? 2 : 1, (int)(left > INT32_MAX ? INT32_MAX : left));
 		if (k < 0 && errno != EINTR)
 			return -errno;
-		if (k > 0 && q->cancel_fd >= 0 && p[1].revents)
+		if (k > 0 && cancel_fd >= 0 && p[1].revents)
 			return -ECANCELED;
 		if (k > 0)
 			return 0;
@@ -74,7 +77,8 @@ static int wait_readable(struct qmp *q, int64_t deadline)
 }
 
 /* The next message QEMU sent, or a negative errno (-EPIPE: QEMU closed the socket). */
-static int read_message(struct qmp *q, int64_t deadline, json_t **ret, char *msg, size_t len)
+static int read_message(struct qmp *q, int cancel_fd, int64_t deadline, json_t **ret, char *msg,
+			size_t len)
 {
 	for (;;) {
 		char *nl = q->len ? memchr(q->buf, '\n', q->len) : NULL;
@@ -108,7 +112,7 @@ static int read_message(struct qmp *q, int64_t deadline, json_t **ret, char *msg
 			q->buf = b;
 			q->cap = cap;
 		}
-		k = wait_readable(q, deadline);
+		k = wait_readable(q, cancel_fd, deadline);
 		if (k == -ETIMEDOUT)
 			return fail(msg, len, k, "QEMU did not answer on its QMP socket in time");
 		if (k == -ECANCELED)
@@ -171,7 +175,7 @@ static int greet(struct qmp *q, char *msg, size_t len)
 	json_t *g = NULL, *v;
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	int k = read_message(q, deadline_of(q->timeout_ms), &g, msg, len);
+	int k = read_message(q, q->cancel_fd, deadline_of(q->timeout_ms), &g, msg, len);
 
 	if (k == -ETIMEDOUT) /* QEMU serves one client at a time per QMP socket */
 		return fail(msg, len, -EBUSY, "no QMP greeting: not QEMU's QMP socket, or another "
@@ -298,6 +302,14 @@ int qmp_exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret,
 	char *text;
 	int k;
 
+	struct pollfd c = {.fd = q->cancel_fd, .events = POLLIN};
+
+	/* Cancelled: nothing more is sent. Once sent, the reply is awaited whatever happens, so
+	 * that the caller knows whether QEMU did it. */
+	if (q->cancel_fd >= 0 && poll(&c, 1, 0) > 0) {
+		json_decref(req);
+		return fail(msg, len, -ECANCELED, "cancelled before asking QEMU to %s", cmd);
+	}
 	if (!req)
 		return fail(msg, len, -ENOMEM, "out of memory");
 	if (args)
@@ -314,7 +326,7 @@ int qmp_exec(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret,
 	while (k >= 0) {
 		json_t *m = NULL;
 
-		k = read_message(q, deadline, &m, msg, len);
+		k = read_message(q, -1, deadline, &m, msg, len);
 		if (k < 0)
 			break;
 		k = take_reply(q, m, id, ret, msg, len);
@@ -344,7 +356,7 @@ int qmp_wait_event(struct qmp *q, const char *name, int timeout_ms, json_t **ret
 				return 0;
 			}
 		}
-		k = read_message(q, deadline, &m, msg, len);
+		k = read_message(q, q->cancel_fd, deadline, &m, msg, len);
 		if (k == -ETIMEDOUT)
 			return fail(msg, len, k, "no %s event from QEMU in time",
 				    name ? name : "QMP");

@@ -26,7 +26,10 @@ int qmp_fd(const struct qmp *q);
 pid_t qmp_peer_pid(const struct qmp *q);
 /* QEMU's version, "7.2.22". */
 const char *qmp_version(const struct qmp *q);
-/* A wait also ends, with -ECANCELED, when fd becomes readable (-1: no such fd). */
+/*
+ * Once fd is readable (-1: no such fd), qmp_exec() sends nothing more and qmp_wait_event()
+ * stops waiting, both with -ECANCELED. A command already sent is always answered first.
+ */
 void qmp_set_cancel_fd(struct qmp *q, int fd);
 /*
  * Runs one command. args may be NULL (not stolen). *ret (ret may be NULL) gets the "return"

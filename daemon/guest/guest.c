@@ -650,13 +650,61 @@ static void hook_at_instant(void *ctx)
 		g->gs->downtime_ns = sys_now_ns() - g->t_stop;
 }
 
+/* A cancelled migration is over once QEMU says so; until then it refuses `cont` and changes. */
+static void cancel_migration(struct guest *g)
+{
+	char msg[256];
+	json_t *ev = NULL;
+
+	if (qmp_exec(g->q, "migrate_cancel", NULL, -1, NULL, msg, sizeof(msg)) < 0)
+		return;
+	for (int i = 0; i < 100; i++) {
+		const char *st;
+
+		if (qmp_wait_event(g->q, "MIGRATION", 10000, &ev, msg, sizeof(msg)) < 0)
+			return;
+		st = json_string_value(json_object_get(json_object_get(ev, "data"), "status"));
+		if (st && (!strcmp(st, "cancelled") || !strcmp(st, "failed") ||
+			   !strcmp(st, "completed"))) {
+			json_decref(ev);
+			break;
+		}
+		json_decref(ev);
+	}
+	g->migrating = false;
+}
+
+/* QEMU exited (its maps read empty once its memory is gone, zombie or reaped). */
+static bool qemu_gone(pid_t pid)
+{
+	char path[64], c;
+	int fd;
+	bool gone;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	gone = read(fd, &c, 1) != 1;
+	close(fd);
+	return gone;
+}
+
 /* Whatever happened, the guest runs on: cancel a migration still running, `cont`. */
-static void leave_running(struct guest *g, struct snap_error *err)
+static void leave_running(struct guest *g, int k, struct snap_error *err)
 {
 	char msg[256];
 
+	if (qemu_gone(g->pid)) {
+		if (k < 0)
+			snprintf(err->msg, sizeof(err->msg),
+				 "QEMU (pid %d) exited during the snapshot; the image is incomplete",
+				 g->pid);
+		return;
+	}
+	qmp_set_cancel_fd(g->q, -1); /* a cancel ends our waits, never this */
 	if (g->migrating)
-		qmp_exec(g->q, "migrate_cancel", NULL, -1, NULL, msg, sizeof(msg));
+		cancel_migration(g);
 	if (g->stopped && !g->resumed) {
 		if (resume(g, msg, sizeof(msg)) >= 0)
 			g->gs->downtime_ns = sys_now_ns() - g->t_stop;
@@ -706,7 +754,7 @@ int guest_snapshot(struct qmp *q, const struct snap_opts *opts, int cancel_fd,
 		o.nscope = g.nb;
 		o.hooks = &hooks;
 		k = snapshot_take(g.pid, &o, sink, ss, err);
-		leave_running(&g, err);
+		leave_running(&g, k, err);
 	}
 	guardian_free(g.guard);
 	guest_free(&g);

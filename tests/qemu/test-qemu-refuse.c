@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `uffsnapd --qemu` against real QEMUs that it must refuse, or lose midway, and the guest is
+ * never left paused by us: killed (SIGKILL) or interrupted (SIGINT) while the guest is
+ * stopped, uffsnapd's guardian or uffsnapd resumes it and puts the migration capabilities
+ * back. No guest kernel is needed: these QEMUs run their firmware only (it loops, looking for
+ * something to boot), which is a running guest as far as QMP and the RAM are concerned.
+ *
+ * usage: test-qemu-refuse UFFSNAPD_TEST (uffsnapd with pause points: tests/snapshot)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "qmp.h"
+#include "test-check.h"
+
+#define QEMU "/usr/bin/qemu-system-x86_64"
+#define WAIT_MAX_MS 120000 /* a hang guard for polling loops, never a measurement */
+
+static char dir[] = "/tmp/uffsnap-qemu-refuse-XXXXXX";
+static const char *uffsnapd;
+
+struct qemu {
+	pid_t pid;
+	char sock[128];
+};
+
+/* Starts QEMU with its QMP socket and extra arguments (NULL-ended). */
+static int qemu_start(struct qemu *q, const char *name, const char *const *extra)
+{
+	const char *argv[40] = {QEMU, "-nodefaults", "-no-user-config", "-display", "none",
+				"-accel", "tcg", "-qmp"};
+	char qmparg[200];
+	int n = 8, devnull;
+
+	snprintf(q->sock, sizeof(q->sock), "%s/%s.sock", dir, name);
+	snprintf(qmparg, sizeof(qmparg), "unix:%s,server=on,wait=off", q->sock);
+	argv[n++] = qmparg;
+	while (*extra && n < 38)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	q->pid = fork();
+	if (q->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		execv(QEMU, (char **)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < WAIT_MAX_MS / 10; i++) {
+		if (access(q->sock, F_OK) == 0)
+			return 0;
+		if (waitpid(q->pid, NULL, WNOHANG) == q->pid)
+			return -ESRCH;
+		test_sleep_ms(10);
+	}
+	return -ETIMEDOUT;
+}
+
+static void qemu_kill(struct qemu *q)
+{
+	if (q->pid > 0) {
+		kill(q->pid, SIGKILL);
+		waitpid(q->pid, NULL, 0);
+		q->pid = 0;
+	}
+	unlink(q->sock);
+}
+
+/* One QMP command's "return" (status string, or a capability's state) over a new connection. */
+static int qmp_status(const struct qemu *q, char *st, size_t len)
+{
+	char msg[256];
+	struct qmp *c = NULL;
+	json_t *r = NULL;
+	int k = qmp_open_path(q->sock, 60000, &c, msg, sizeof(msg));
+
+	if (k >= 0)
+		k = qmp_exec(c, "query-status", NULL, -1, &r, msg, sizeof(msg));
+	if (k >= 0)
+		snprintf(st, len, "%s", json_string_value(json_object_get(r, "status")));
+	else
+		snprintf(st, len, "error: %.40s", msg);
+	json_decref(r);
+	qmp_close(c);
+	return k;
+}
+
+static int qmp_cap(const struct qemu *q, const char *name)
+{
+	char msg[256];
+	struct qmp *c = NULL;
+	json_t *r = NULL, *e;
+	size_t i;
+	int k = qmp_open_path(q->sock, 60000, &c, msg, sizeof(msg)), on = -1;
+
+	if (k >= 0)
+		k = qmp_exec(c, "query-migrate-capabilities", NULL, -1, &r, msg, sizeof(msg));
+	json_array_foreach(r, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "capability")), name))
+			on = json_is_true(json_object_get(e, "state"));
+	json_decref(r);
+	qmp_close(c);
+	return on;
+}
+
+static int qmp_do(const struct qemu *q, const char *cmd, json_t *args)
+{
+	char msg[256];
+	struct qmp *c = NULL;
+	int k = qmp_open_path(q->sock, 60000, &c, msg, sizeof(msg));
+
+	if (k >= 0)
+		k = qmp_exec(c, cmd, args, -1, NULL, msg, sizeof(msg));
+	if (k < 0)
+		printf("  QMP %s: %s\n", cmd, msg);
+	json_decref(args);
+	qmp_close(c);
+	return k;
+}
+
+/* Runs uffsnapd --qemu SOCK --output OUT [env pause]; waits unless ret_pid is given. */
+static int run(const struct qemu *q, const char *out, const char *pause, pid_t *ret_pid,
+	       char *err, size_t errlen)
+{
+	char errpath[160];
+	int status, fd;
+	pid_t pid;
+
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	pid = fork();
+	if (pid == 0) {
+		fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		if (pause)
+			setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
+		execl(uffsnapd, uffsnapd, "--qemu", q->sock, "--output", out, "--quiet",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (ret_pid) {
+		*ret_pid = pid;
+		return 0;
+	}
+	waitpid(pid, &status, 0);
+	fd = open(errpath, O_RDONLY);
+	err[0] = 0;
+	if (fd >= 0) {
+		ssize_t n = read(fd, err, errlen - 1);
+
+		err[n > 0 ? n : 0] = 0;
+		close(fd);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int finish(pid_t pid, char *err, size_t errlen)
+{
+	char errpath[160];
+	int status, fd;
+
+	waitpid(pid, &status, 0);
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	fd = open(errpath, O_RDONLY);
+	err[0] = 0;
+	if (fd >= 0) {
+		ssize_t n = read(fd, err, errlen - 1);
+
+		err[n > 0 ? n : 0] = 0;
+		close(fd);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool wait_file(const char *path)
+{
+	for (int i = 0; i < WAIT_MAX_MS / 10; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		test_sleep_ms(10);
+	}
+	return false;
+}
+
+/* The guest runs again (resumed by someone: polled, with a hang guard). */
+static bool wait_running(const struct qemu *q, char *st, size_t len)
+{
+	for (int i = 0; i < WAIT_MAX_MS / 50; i++) {
+		if (qmp_status(q, st, len) >= 0 && !strcmp(st, "running"))
+			return true;
+		test_sleep_ms(50);
+	}
+	return false;
+}
+
+static const char *const shared[] = {
+	"-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "128M", "-object",
+	"memory-backend-memfd,id=ram0,size=128M,share=on", NULL};
+
+/* Bad input: one clear line, nothing written, the guest as it was. */
+static int test_refusals(void)
+{
+	static const char *const plain[] = {"-machine", "pc-i440fx-7.2", "-m", "64M", NULL};
+	static const char *const unshared[] = {
+	    "-machine", "pc-i440fx-7.2,memory-backend=mem1", "-m", "64M", "-object",
+	    "memory-backend-memfd,id=mem1,size=64M,share=off", NULL};
+	static const char *const paused[] = {
+	    "-S", "-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "64M", "-object",
+	    "memory-backend-memfd,id=ram0,size=64M,share=on", NULL};
+	struct qemu q = {0};
+	char out[160], err[1024], st[64], fifo[160], uri[200];
+	int rc, fd;
+
+	snprintf(out, sizeof(out), "%s/refused.img", dir);
+
+	CHECK(qemu_start(&q, "plain", plain) == 0, "QEMU with plain -m");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "'pc.ram'") && strstr(err, "share=on") &&
+		      strstr(err, "-machine memory-backend="),
+	      "plain -m: rc %d: %s", rc, err);
+	CHECK(access(out, F_OK) < 0, "an image was written");
+	CHECK(qmp_status(&q, st, sizeof(st)) >= 0 && !strcmp(st, "running"), "status %s", st);
+	qemu_kill(&q);
+
+	CHECK(qemu_start(&q, "unshared", unshared) == 0, "QEMU with share=off");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "memory backend 'mem1'") && strstr(err, "share=on"),
+	      "share=off: rc %d: %s", rc, err);
+	qemu_kill(&q);
+
+	CHECK(qemu_start(&q, "paused", paused) == 0, "QEMU with -S");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "paused"), "paused: rc %d: %s", rc, err);
+	CHECK(qmp_status(&q, st, sizeof(st)) >= 0 && !strcmp(st, "prelaunch"),
+	      "a paused guest's state changed: %s", st);
+	qemu_kill(&q);
+
+	/* migrating: into a cat that waits to open a FIFO no one reads, it stays active */
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(uri, sizeof(uri), "exec:cat > %s 2>/dev/null", fifo);
+	CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+	CHECK(qemu_start(&q, "migrating", shared) == 0, "QEMU");
+	CHECK(qmp_do(&q, "migrate", json_pack("{s:s}", "uri", uri)) == 0, "migrate");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "already migrating"), "migrating: rc %d: %s", rc, err);
+	CHECK(qmp_do(&q, "migrate_cancel", NULL) == 0, "migrate_cancel");
+	qemu_kill(&q);
+	fd = open(fifo, O_RDONLY | O_NONBLOCK); /* cat opens it, reads its end of file, ends */
+	close(fd);
+
+	rc = run(&q, out, NULL, NULL, err, sizeof(err)); /* the socket is gone */
+	CHECK(rc == 1 && strstr(err, "cannot connect"), "no QEMU: rc %d: %s", rc, err);
+	CHECK(access(out, F_OK) < 0, "an image was written");
+	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU)\n");
+	return 0;
+fail:
+	qemu_kill(&q);
+	return -1;
+}
+
+/*
+ * Killed, interrupted, or QEMU gone, at each point of the guest's stop: the guest runs again
+ * (but when QEMU itself died), the capabilities are as they were, nothing is named OUT.
+ */
+static int test_harm(void)
+{
+	static const char *const points[] = {"guest-stopped", "guest-saved", "armed"};
+	static const int sigs[] = {SIGKILL, SIGINT, SIGTERM};
+	char out[160], err[1024], st[64], pause[200], flag[200], go[200];
+	struct qemu q = {0};
+	pid_t pid;
+	int rc;
+
+	snprintf(out, sizeof(out), "%s/harm.img", dir);
+	snprintf(go, sizeof(go), "%s/go", dir);
+	CHECK(qemu_start(&q, "harm", shared) == 0, "QEMU");
+	for (size_t p = 0; p < 3; p++)
+		for (size_t s = 0; s < 3; s++) {
+			unlink(go);
+			snprintf(flag, sizeof(flag), "%s/%s", dir, points[p]);
+			unlink(flag);
+			snprintf(pause, sizeof(pause), "%s:%s", points[p], dir);
+			CHECK(run(&q, out, pause, &pid, err, sizeof(err)) == 0, "run");
+			CHECK(wait_file(flag), "uffsnapd never reached %s", points[p]);
+			kill(pid, sigs[s]);
+			if (sigs[s] != SIGKILL) /* the signal is seen once the pause ends */
+				close(open(go, O_WRONLY | O_CREAT, 0600));
+			rc = finish(pid, err, sizeof(err));
+			CHECK(sigs[s] == SIGKILL ? rc == 128 + SIGKILL
+						 : rc == 1 && strstr(err, "interrupted"),
+			      "%s at %s: rc %d: %s", strsignal(sigs[s]), points[p], rc, err);
+			CHECK(wait_running(&q, st, sizeof(st)), "%s at %s: the guest is left %s",
+			      strsignal(sigs[s]), points[p], st);
+			CHECK(qmp_cap(&q, "x-ignore-shared") == 0 && qmp_cap(&q, "events") == 0,
+			      "%s at %s: migration capabilities left changed", strsignal(sigs[s]),
+			      points[p]);
+			CHECK(access(out, F_OK) < 0, "an image was named after a failure");
+			printf("ok: %s at %s: the guest runs, capabilities as they were\n",
+			       strsignal(sigs[s]), points[p]);
+		}
+
+	/* QEMU killed while uffsnapd has the guest stopped: a clear failure, no image */
+	unlink(go);
+	snprintf(flag, sizeof(flag), "%s/guest-saved", dir);
+	unlink(flag);
+	snprintf(pause, sizeof(pause), "guest-saved:%s", dir);
+	CHECK(run(&q, out, pause, &pid, err, sizeof(err)) == 0, "run");
+	CHECK(wait_file(flag), "uffsnapd never reached guest-saved");
+	qemu_kill(&q);
+	close(open(go, O_WRONLY | O_CREAT, 0600));
+	rc = finish(pid, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "exited during the snapshot"), "QEMU killed: rc %d: %s", rc,
+	      err);
+	CHECK(access(out, F_OK) < 0, "an image was named after QEMU died");
+	printf("ok: QEMU killed mid-snapshot: %s", err);
+
+	/* a second snapshot of a guest already being snapshotted: QMP serves one client */
+	CHECK(qemu_start(&q, "twice", shared) == 0, "QEMU");
+	unlink(go);
+	snprintf(flag, sizeof(flag), "%s/armed", dir);
+	unlink(flag);
+	snprintf(pause, sizeof(pause), "armed:%s", dir);
+	CHECK(run(&q, out, pause, &pid, err, sizeof(err)) == 0, "run");
+	CHECK(wait_file(flag), "uffsnapd never reached armed");
+	{
+		char out2[180], err2[1024];
+		const char *argv[] = {uffsnapd, "--qemu", q.sock, "--output", out2, NULL};
+		int fds[2], status;
+		pid_t p2;
+		ssize_t n;
+
+		snprintf(out2, sizeof(out2), "%s/second.img", dir);
+		CHECK(pipe(fds) == 0, "pipe");
+		p2 = fork();
+		if (p2 == 0) {
+			dup2(fds[1], 2);
+			execv(uffsnapd, (char **)argv);
+			_exit(127);
+		}
+		close(fds[1]);
+		n = read(fds[0], err2, sizeof(err2) - 1);
+		err2[n > 0 ? n : 0] = 0;
+		close(fds[0]);
+		waitpid(p2, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(err2, "another client"),
+		      "second snapshot: %s", err2);
+		CHECK(access(out2, F_OK) < 0, "the second snapshot wrote an image");
+	}
+	close(open(go, O_WRONLY | O_CREAT, 0600));
+	rc = finish(pid, err, sizeof(err));
+	CHECK(rc == 0, "the first snapshot failed: %s", err);
+	CHECK(wait_running(&q, st, sizeof(st)), "left %s", st);
+	printf("ok: a second snapshot of the same guest is refused; the first completes\n");
+	qemu_kill(&q);
+	return 0;
+fail:
+	qemu_kill(&q);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	char cmd[256];
+	int r = 1;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s UFFSNAPD_TEST\n", argv[0]);
+		return 2;
+	}
+	uffsnapd = argv[1];
+	if (access(QEMU, X_OK) < 0) {
+		printf("SKIP: %s is not installed (./dev installs qemu-system-x86)\n", QEMU);
+		return 77;
+	}
+	if (geteuid() != 0) {
+		printf("SKIP: needs root (ptrace of QEMU, /dev/userfaultfd)\n");
+		return 77;
+	}
+	CHECK(mkdtemp(dir), "mkdtemp");
+	if (test_refusals() == 0 && test_harm() == 0)
+		r = 0;
+fail:
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("could not remove %s\n", dir);
+	return r;
+}
