@@ -44,7 +44,7 @@ static int find_file(char *dst, size_t len, const char *env, const char *built_i
 
 int guest_config_find(struct guest_config *ret, char *why, size_t why_len)
 {
-	struct guest_config c = {.pages = 4096, .per_tick = 64, .period_ms = 20};
+	struct guest_config c = {.pages = 4096, .per_tick = 1024, .period_ms = 1};
 
 	if (find_file(c.qemu, sizeof(c.qemu), "UFFSNAP_GUEST_QEMU", UFFSNAP_GUEST_QEMU) < 0 ||
 	    access(c.qemu, X_OK) < 0)
