@@ -14,7 +14,7 @@
  *
  * Parameters from the kernel command line: gc_pages=N (default 4096, 16 MiB), gc_per_tick=K
  * (default 1024; must divide N), gc_period_ms=P (default 1: busy, memory changes nearly all
- * the time; about 100 ticks/s under TCG here). The tick counter lives in guest
+ * the time; about 130 ticks/s under TCG here). The tick counter lives in guest
  * memory (the control page and this program's own variables), so a guest restored from a
  * snapshot continues from the tick it had at the snapshot instant.
  */

@@ -54,7 +54,7 @@ int guest_config_find(struct guest_config *ret, char *why, size_t why_len)
 		return fail(why, why_len, -ENOENT,
 			    "no guest kernel at '%s': ./dev build fetches one (Debian's "
 			    "linux-image-6.1.0-N-amd64) and passes -DUFFSNAP_GUEST_KERNEL=PATH; "
-			    "see tests/guest/README",
+			    "see tests/guest/README.md",
 			    c.kernel);
 	if (find_file(c.initrd, sizeof(c.initrd), "UFFSNAP_GUEST_INITRD", UFFSNAP_GUEST_INITRD) < 0)
 		return fail(why, why_len, -ENOENT,
