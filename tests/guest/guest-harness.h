@@ -100,35 +100,21 @@ int guest_log_read(const char *path, off_t from, off_t to, struct guest_log *ret
 int guest_wait_tick(struct guest *g, off_t from, long tick, unsigned timeout_s,
 		    struct guest_log *ret, char *why, size_t why_len);
 
-/* A blocking QMP connection. Events that arrive while waiting for a return are kept. */
-struct qmp {
-	int fd;
-	char *buf; /* received bytes not yet parsed */
-	size_t len, cap;
-	json_t *events; /* array of events not yet consumed */
-	char error[256]; /* the last error's "class: desc", or what failed locally */
-};
-
-/* Connects, reads the greeting, negotiates capabilities. timeout_s covers the connect. */
-int qmp_open(struct qmp *q, const char *path, unsigned timeout_s);
-void qmp_close(struct qmp *q);
 /*
- * Runs command `name` with `args` (may be NULL; the reference is stolen) and, when ret_return is
- * not NULL, hands over its "return" value. -EREMOTEIO if QEMU answered with an error (q->error
- * says which), other -errno for I/O failures. With fd >= 0, the fd travels with the command
- * (SCM_RIGHTS), as `getfd` needs.
+ * QMP, with the project's client (proto/qmp.h). guest_qmp_open() connects once QEMU's socket
+ * is up (timeout_s: a safety net). guest_qmp() is qmp_exec() taking args (stolen, may be
+ * NULL). guest_qmp_caps() sets migration capabilities (NULL-ended names) all to on;
+ * guest_qmp_wait_migration() waits for MIGRATION "completed" (0), or fails with its status;
+ * guest_qmp_cont() retries once on "Migration is not finalized yet" (QEMU.md).
  */
-int qmp_exec(struct qmp *q, const char *name, json_t *args, json_t **ret_return);
-int qmp_exec_fd(struct qmp *q, const char *name, json_t *args, int fd, json_t **ret_return);
-/*
- * Waits for event `name` (and, when status is not NULL, data.status == status, as for
- * MIGRATION) for up to timeout_s; consumes it and the events before it, and hands it over
- * when ret_event is not NULL. -ETIMEDOUT.
- */
-int qmp_wait_event(struct qmp *q, const char *name, const char *status, unsigned timeout_s,
-		   json_t **ret_event);
-/* Sets migration capabilities: names is a NULL-terminated list, all set to `on`. */
-int qmp_migrate_caps(struct qmp *q, const char *const *names, bool on);
+struct qmp;
+int guest_qmp_open(const struct guest *g, unsigned timeout_s, struct qmp **ret, char *why,
+		   size_t why_len);
+int guest_qmp(struct qmp *q, const char *cmd, json_t *args, int fd, json_t **ret, char *why,
+	      size_t why_len);
+int guest_qmp_caps(struct qmp *q, const char *const *names, bool on, char *why, size_t why_len);
+int guest_qmp_wait_migration(struct qmp *q, unsigned timeout_s, char *why, size_t why_len);
+int guest_qmp_cont(struct qmp *q, char *why, size_t why_len);
 
 /* Reads one page (GP_PAGE_SIZE bytes) of guest-physical memory at gpa into buf. */
 typedef int (*guest_read_fn)(void *ctx, uint64_t gpa, void *buf);

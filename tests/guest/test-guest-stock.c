@@ -22,7 +22,10 @@
 
 #include "guest-harness.h"
 #include "guest-pattern.h"
+#include "qmp.h"
 #include "test-check.h"
+
+static const char *const caps[] = {"x-ignore-shared", "events", NULL};
 
 /* Safety nets so that a stuck test ends; nothing here asserts on time. */
 #define BOOT_TIMEOUT_S  300
@@ -33,7 +36,7 @@
 struct stock {
 	struct guest_config cfg;
 	struct guest src, dst;
-	struct qmp qsrc, qdst;
+	struct qmp *qsrc, *qdst;
 	struct guest_layout layout;
 	char dir[64], ram[128], dev[128], joined[128];
 	char why[GUEST_WHY_LEN];
@@ -55,24 +58,6 @@ static int read_ram(void *ctx, uint64_t gpa, void *buf)
 	int fd = *(int *)ctx;
 
 	return pread(fd, buf, GP_PAGE_SIZE, gpa) == GP_PAGE_SIZE ? 0 : -EIO;
-}
-
-/* Waits for the migration (either direction) to end; 0 only when it completed. */
-static int wait_migration(struct qmp *q)
-{
-	for (;;) {
-		json_t *ev = NULL;
-		const char *st;
-		int r = qmp_wait_event(q, "MIGRATION", NULL, QMP_TIMEOUT_S, &ev);
-
-		if (r < 0)
-			return r;
-		st = json_string_value(json_object_get(json_object_get(ev, "data"), "status"));
-		r = !st ? -EPROTO : !strcmp(st, "completed") ? 0 : !strcmp(st, "failed") ? -EIO : 1;
-		json_decref(ev);
-		if (r <= 0)
-			return r;
-	}
 }
 
 /* Copies the guest's RAM (QEMU's memfd) into a regular file, leaving zero pages as holes. */
@@ -110,26 +95,6 @@ static int copy_ram(const struct guest *g, const char *to)
 	return r;
 }
 
-/* migrate-set-capabilities x-ignore-shared and events. */
-static int set_caps(struct qmp *q)
-{
-	static const char *const caps[] = {"x-ignore-shared", "events", NULL};
-
-	return qmp_migrate_caps(q, caps, true);
-}
-
-/* cont; QEMU may refuse the first one right after a migration (QEMU.md). */
-static int cont(struct qmp *q)
-{
-	int r = qmp_exec(q, "cont", NULL, NULL);
-
-	if (r == -EREMOTEIO && strstr(q->error, "Migration is not finalized yet")) {
-		printf("cont refused once (%s): retrying\n", q->error);
-		r = qmp_exec(q, "cont", NULL, NULL);
-	}
-	return r;
-}
-
 static int boot(struct stock *s)
 {
 	struct guest_log log;
@@ -143,7 +108,8 @@ static int boot(struct stock *s)
 	      "no complete page layout in %s", s->src.serial_path);
 	CHECK(log.bad == 0 && log.gaps == 0, "source before the snapshot: %s%s", log.first_bad,
 	      log.first_gap);
-	CHECK(qmp_open(&s->qsrc, s->src.qmp_path, QMP_TIMEOUT_S) == 0, "%s", s->qsrc.error);
+	CHECK(guest_qmp_open(&s->src, QMP_TIMEOUT_S, &s->qsrc, s->why, sizeof(s->why)) == 0, "%s",
+	      s->why);
 	return 0;
 fail:
 	return -1;
@@ -156,23 +122,26 @@ static int snapshot(struct stock *s)
 	struct stat st;
 	int fd;
 
-	CHECK(set_caps(&s->qsrc) == 0, "%s", s->qsrc.error);
-	CHECK(qmp_exec(&s->qsrc, "stop", NULL, NULL) == 0, "%s", s->qsrc.error);
+	CHECK(guest_qmp_caps(s->qsrc, caps, true, s->why, sizeof(s->why)) == 0, "%s", s->why);
+	CHECK(guest_qmp(s->qsrc, "stop", NULL, -1, NULL, s->why, sizeof(s->why)) == 0, "%s",
+	      s->why);
 	/* With the vCPUs stopped nothing more reaches the serial port: the log ends here. */
 	s->stop_off = guest_serial_size(&s->src);
 	fd = open(s->dev, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd >= 0, "%s: %m", s->dev);
-	CHECK(qmp_exec_fd(&s->qsrc, "getfd", json_pack("{s:s}", "fdname", "dev"), fd, NULL) == 0,
-	      "%s", s->qsrc.error);
+	CHECK(guest_qmp(s->qsrc, "getfd", json_pack("{s:s}", "fdname", "dev"), fd, NULL, s->why,
+			sizeof(s->why)) == 0,
+	      "%s", s->why);
 	close(fd);
-	CHECK(qmp_exec(&s->qsrc, "migrate", json_pack("{s:s}", "uri", "fd:dev"), NULL) == 0, "%s",
-	      s->qsrc.error);
-	CHECK(wait_migration(&s->qsrc) == 0, "device state migration did not complete: %s",
-	      s->qsrc.error);
+	CHECK(guest_qmp(s->qsrc, "migrate", json_pack("{s:s}", "uri", "fd:dev"), -1, NULL, s->why,
+			sizeof(s->why)) == 0,
+	      "%s", s->why);
+	CHECK(guest_qmp_wait_migration(s->qsrc, QMP_TIMEOUT_S, s->why, sizeof(s->why)) == 0,
+	      "device state migration did not complete: %s", s->why);
 	CHECK(stat(s->dev, &st) == 0 && st.st_size > 0, "empty device state %s", s->dev);
 	printf("device state: %lld bytes (x-ignore-shared)\n", (long long)st.st_size);
 	CHECK(copy_ram(&s->src, s->ram) == 0, "copying the guest RAM out of QEMU's memfd failed");
-	CHECK(cont(&s->qsrc) == 0, "%s", s->qsrc.error);
+	CHECK(guest_qmp_cont(s->qsrc, s->why, sizeof(s->why)) == 0, "%s", s->why);
 
 	CHECK(guest_log_read(s->src.serial_path, 0, s->stop_off, &log, NULL) == 0, "log");
 	s->last_line = log.last_tick;
@@ -256,23 +225,26 @@ static int restore(struct stock *s)
 
 	CHECK(guest_start_incoming(&s->dst, &s->cfg, s->ram, s->why, sizeof(s->why)) == 0, "%s",
 	      s->why);
-	CHECK(qmp_open(&s->qdst, s->dst.qmp_path, QMP_TIMEOUT_S) == 0, "%s", s->qdst.error);
-	CHECK(set_caps(&s->qdst) == 0, "%s", s->qdst.error);
+	CHECK(guest_qmp_open(&s->dst, QMP_TIMEOUT_S, &s->qdst, s->why, sizeof(s->why)) == 0, "%s",
+	      s->why);
+	CHECK(guest_qmp_caps(s->qdst, caps, true, s->why, sizeof(s->why)) == 0, "%s", s->why);
 	fd = open(s->dev, O_RDONLY | O_CLOEXEC);
 	CHECK(fd >= 0, "%s: %m", s->dev);
-	CHECK(qmp_exec_fd(&s->qdst, "getfd", json_pack("{s:s}", "fdname", "dev"), fd, NULL) == 0,
-	      "%s", s->qdst.error);
+	CHECK(guest_qmp(s->qdst, "getfd", json_pack("{s:s}", "fdname", "dev"), fd, NULL, s->why,
+			sizeof(s->why)) == 0,
+	      "%s", s->why);
 	close(fd);
-	CHECK(qmp_exec(&s->qdst, "migrate-incoming", json_pack("{s:s}", "uri", "fd:dev"), NULL) ==
-		      0,
-	      "%s", s->qdst.error);
-	CHECK(wait_migration(&s->qdst) == 0, "loading the device state failed: %s; see %s",
-	      s->qdst.error, s->dst.stderr_path);
-	CHECK(qmp_exec(&s->qdst, "query-status", NULL, &status) == 0, "%s", s->qdst.error);
+	CHECK(guest_qmp(s->qdst, "migrate-incoming", json_pack("{s:s}", "uri", "fd:dev"), -1, NULL,
+			s->why, sizeof(s->why)) == 0,
+	      "%s", s->why);
+	CHECK(guest_qmp_wait_migration(s->qdst, QMP_TIMEOUT_S, s->why, sizeof(s->why)) == 0,
+	      "loading the device state failed: %s; see %s", s->why, s->dst.stderr_path);
+	CHECK(guest_qmp(s->qdst, "query-status", NULL, -1, &status, s->why, sizeof(s->why)) == 0,
+	      "%s", s->why);
 	printf("restored guest after migrate-incoming: %s\n",
 	       json_string_value(json_object_get(status, "status")));
 	json_decref(status);
-	CHECK(cont(&s->qdst) == 0, "%s", s->qdst.error);
+	CHECK(guest_qmp_cont(s->qdst, s->why, sizeof(s->why)) == 0, "%s", s->why);
 
 	CHECK(guest_wait_tick(&s->dst, 0, next + TICKS_AFTER, TICKS_TIMEOUT_S, &log, s->why,
 			      sizeof(s->why)) == 0,
@@ -301,7 +273,6 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!s)
 		return 1;
-	s->qsrc.fd = s->qdst.fd = -EBADF;
 	if (guest_config_find(&s->cfg, s->why, sizeof(s->why)) < 0) {
 		printf("SKIP: cannot boot a test guest: %s\n", s->why);
 		free(s);
@@ -318,8 +289,8 @@ int main(void)
 	snprintf(s->joined, sizeof(s->joined), "%s/joined.log", s->dir);
 	if (boot(s) == 0 && snapshot(s) == 0 && oracle(s) == 0 && restore(s) == 0)
 		status = 0;
-	qmp_close(&s->qsrc);
-	qmp_close(&s->qdst);
+	qmp_close(s->qsrc);
+	qmp_close(s->qdst);
 	guest_stop(&s->src);
 	guest_stop(&s->dst);
 	guest_layout_free(&s->layout);
