@@ -25,8 +25,7 @@ __attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int
 	return err;
 }
 
-static int guest_backend(json_t *b, size_t i, struct cli_qemu_backend *ret, char *msg,
-			 size_t len)
+static int guest_backend(json_t *b, size_t i, struct cli_qemu_backend *ret, char *msg, size_t len)
 {
 	json_t *share = json_object_get(b, "share");
 
@@ -61,7 +60,8 @@ static int guest_parse(struct cli_qemu_guest *g, const json_t *guest, char *msg,
 	g->backends = calloc(json_array_size(backends), sizeof(*g->backends));
 	if (!g->backends)
 		return -ENOMEM;
-	json_array_foreach(backends, i, b) {
+	json_array_foreach(backends, i, b)
+	{
 		r = guest_backend(b, i, &g->backends[i], msg, len);
 		if (r < 0)
 			return r;
@@ -169,7 +169,7 @@ static const struct cli_qemu_backend *guest_find(const struct cli_qemu_guest *g,
 /* Options a memory-backend-file does not take, or that the restore sets itself. */
 static bool opt_dropped(const char *item, size_t n)
 {
-	static const char *const keys[] = {"qom-type", "id", "mem-path", "share",
+	static const char *const keys[] = {"qom-type", "id",	      "mem-path", "share",
 					   "hugetlb",  "hugetlbsize", "seal"};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -206,7 +206,8 @@ done:
 
 static bool is_opt(const char *arg, const char *name)
 {
-	return arg[0] == '-' && (!strcmp(arg + 1, name) || (arg[1] == '-' && !strcmp(arg + 2, name)));
+	return arg[0] == '-' &&
+	       (!strcmp(arg + 1, name) || (arg[1] == '-' && !strcmp(arg + 2, name)));
 }
 
 static int argv_rewrite(const struct cli_qemu_guest *g, char **args, int nargs, const char *dir,
@@ -241,7 +242,7 @@ static int argv_rewrite(const struct cli_qemu_guest *g, char **args, int nargs, 
 		char *q = NULL;
 
 		r = asprintf(&q, "unix:%s/qmp.sock,server=on,wait=off", dir) < 0 ? -ENOMEM
-										  : out_add(o, q);
+										 : out_add(o, q);
 	}
 	return r;
 }
@@ -266,12 +267,13 @@ int cli_qemu_argv_build(const struct cli_qemu_guest *g, char **args, int nargs, 
 	}
 	if (nargs < 1) {
 		free(owned);
-		return fail(msg, len, -EBADMSG, "the image records no QEMU command line: give one "
-						"after --");
+		return fail(msg, len, -EBADMSG,
+			    "the image records no QEMU command line: give one "
+			    "after --");
 	}
 	/* The recorded argv[0] may be relative to QEMU's cwd; its binary is absolute. */
-	r = out_add(&o, strdup(owned && g->binary && !access(g->binary, X_OK) ? g->binary
-									      : args[0]));
+	r = out_add(&o,
+		    strdup(owned && g->binary && !access(g->binary, X_OK) ? g->binary : args[0]));
 	if (r >= 0)
 		r = argv_rewrite(g, args, nargs, dir, &o);
 	free(owned);

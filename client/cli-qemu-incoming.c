@@ -21,10 +21,10 @@
 #include "cli-qemu.h"
 
 /* The fd name given to getfd, and the suffix of QOM machine type names. */
-#define LOAD_FD_NAME	"uffsnap-devstate"
-#define MACHINE_SUFFIX	"-machine"
+#define LOAD_FD_NAME   "uffsnap-devstate"
+#define MACHINE_SUFFIX "-machine"
 /* 'cont' right after the migration can fail once with this (QEMU.md). */
-#define NOT_FINALIZED	"Migration is not finalized yet"
+#define NOT_FINALIZED "Migration is not finalized yet"
 
 __attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int err,
 						      const char *fmt, ...)
@@ -82,15 +82,13 @@ static json_t *memdev_find(json_t *memdevs, const char *id)
 	size_t i;
 	json_t *m;
 
-	json_array_foreach(memdevs, i, m)
-		if (cli_json_str(m, "id") && !strcmp(cli_json_str(m, "id"), id))
-			return m;
+	json_array_foreach(memdevs, i, m) if (cli_json_str(m, "id") &&
+					      !strcmp(cli_json_str(m, "id"), id)) return m;
 	return NULL;
 }
 
 /* Each difference in backends is a line; returns how many. */
-static int dest_backends_differ(const char *name, const struct cli_qemu_guest *g,
-				json_t *memdevs)
+static int dest_backends_differ(const char *name, const struct cli_qemu_guest *g, json_t *memdevs)
 {
 	char a[32], b[32];
 	int diffs = 0;
@@ -103,32 +101,37 @@ static int dest_backends_differ(const char *name, const struct cli_qemu_guest *g
 
 		m = memdev_find(memdevs, bk->id);
 		if (!m && ++diffs)
-			fprintf(stderr, "uffsnapctl: %s: has no memory backend '%s' (the image's, "
-					"%s): add -object memory-backend-file,id=%s,size=%" PRIu64
-					",mem-path=FILE,share=on\n",
+			fprintf(stderr,
+				"uffsnapctl: %s: has no memory backend '%s' (the image's, "
+				"%s): add -object memory-backend-file,id=%s,size=%" PRIu64
+				",mem-path=FILE,share=on\n",
 				name, bk->id, cli_format_size(bk->size, a, sizeof(a)), bk->id,
 				bk->size);
 		else if (m && (cli_json_u64(m, "size", &size) < 0 || size != bk->size) && ++diffs)
-			fprintf(stderr, "uffsnapctl: %s: memory backend '%s' has %s (%" PRIu64
-					" bytes), the image's has %s (%" PRIu64 " bytes)\n",
+			fprintf(stderr,
+				"uffsnapctl: %s: memory backend '%s' has %s (%" PRIu64
+				" bytes), the image's has %s (%" PRIu64 " bytes)\n",
 				name, bk->id, cli_format_size(size, a, sizeof(a)), size,
 				cli_format_size(bk->size, b, sizeof(b)), bk->size);
 	}
-	json_array_foreach(memdevs, i, m) {
+	json_array_foreach(memdevs, i, m)
+	{
 		const char *id = cli_json_str(m, "id");
 		bool known = false;
 
 		for (size_t k = 0; id && k < g->nbackends; k++)
 			known |= !strcmp(g->backends[k].id, id);
 		if (!known && ++diffs)
-			fprintf(stderr, "uffsnapctl: %s: has memory backend '%s', which the image "
-					"does not have\n", name, id ? id : "?");
+			fprintf(stderr,
+				"uffsnapctl: %s: has memory backend '%s', which the image "
+				"does not have\n",
+				name, id ? id : "?");
 	}
 	return diffs;
 }
 
-int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_guest *g,
-			char *msg, size_t len)
+int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_guest *g, char *msg,
+			size_t len)
 {
 	char status[64], machine[128];
 	json_t *memdevs = NULL;
@@ -136,14 +139,16 @@ int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_g
 
 	r = dest_status(q, status, sizeof(status), msg, len);
 	if (r >= 0 && strcmp(status, "inmigrate"))
-		return fail(msg, len, -EBUSY, "QEMU is '%s', not waiting for an incoming "
-					      "migration ('inmigrate'): start it with -incoming defer",
+		return fail(msg, len, -EBUSY,
+			    "QEMU is '%s', not waiting for an incoming "
+			    "migration ('inmigrate'): start it with -incoming defer",
 			    status);
 	if (r >= 0)
 		r = dest_machine(q, machine, sizeof(machine), msg, len);
 	if (r >= 0 && strcmp(machine, g->machine) && ++diffs)
-		fprintf(stderr, "uffsnapctl: %s: machine type is %s, the image's guest ran %s "
-				"(start QEMU with -machine %s)\n",
+		fprintf(stderr,
+			"uffsnapctl: %s: machine type is %s, the image's guest ran %s "
+			"(start QEMU with -machine %s)\n",
 			name, machine, g->machine, g->machine);
 	if (r >= 0)
 		r = qmp_exec(q, "query-memdev", NULL, -1, &memdevs, msg, len);
@@ -152,8 +157,9 @@ int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_g
 	json_decref(memdevs);
 	if (r < 0)
 		return r;
-	return diffs ? fail(msg, len, -EMEDIUMTYPE, "QEMU does not match the image (%d "
-						    "difference%s above): nothing was written",
+	return diffs ? fail(msg, len, -EMEDIUMTYPE,
+			    "QEMU does not match the image (%d "
+			    "difference%s above): nothing was written",
 			    diffs, diffs == 1 ? "" : "s")
 		     : 0;
 }
@@ -166,8 +172,8 @@ int cli_qemu_backend_path(struct qmp *q, const char *id, char **ret, char *msg, 
 
 	snprintf(path, sizeof(path), "/objects/%s", id);
 	r = qom_get(q, path, "type", &type, msg, len);
-	if (r >= 0 && (!json_is_string(type) ||
-		       strcmp(json_string_value(type), "memory-backend-file")))
+	if (r >= 0 &&
+	    (!json_is_string(type) || strcmp(json_string_value(type), "memory-backend-file")))
 		r = fail(msg, len, -EMEDIUMTYPE,
 			 "memory backend '%s' is a %s: uffsnapctl writes the RAM into a file; use "
 			 "-object memory-backend-file,id=%s,...,mem-path=FILE,share=on",
@@ -177,7 +183,8 @@ int cli_qemu_backend_path(struct qmp *q, const char *id, char **ret, char *msg, 
 	if (r >= 0 && !json_is_true(share))
 		r = fail(msg, len, -EMEDIUMTYPE,
 			 "memory backend '%s' is not shared: QEMU would not see the file's "
-			 "content; add share=on", id);
+			 "content; add share=on",
+			 id);
 	if (r >= 0)
 		r = qom_get(q, path, "mem-path", &file, msg, len);
 	if (r >= 0 && !(*ret = strdup(json_string_value(file) ?: "")))
@@ -278,11 +285,13 @@ static int wait_migration(struct qmp *q, int timeout_ms, char *msg, size_t len)
 		if (r < 0)
 			return r;
 		status = cli_json_str(json_object_get(ev, "data"), "status");
-		r = !status ? 1
+		r = !status			   ? 1
 		    : !strcmp(status, "completed") ? 0
 		    : !strcmp(status, "failed") || !strcmp(status, "cancelled")
-			? fail(msg, len, -EPROTO, "QEMU refused the device state (migration %s; "
-						  "its log says why)", status)
+			? fail(msg, len, -EPROTO,
+			       "QEMU refused the device state (migration %s; "
+			       "its log says why)",
+			       status)
 			: 1;
 		json_decref(ev);
 		if (r <= 0)

@@ -202,8 +202,7 @@ static bool pid_maps(const char *pid, dev_t dev, ino_t ino)
 	return found;
 }
 
-int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, char *msg,
-				size_t len)
+int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, char *msg, size_t len)
 {
 	struct stat st;
 	struct dirent *d;
@@ -224,10 +223,11 @@ int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, cha
 		if (*end || pid <= 0 || pid == allowed_pid || pid == getpid())
 			continue;
 		if (pid_maps(d->d_name, st.st_dev, st.st_ino))
-			r = fail(msg, len, -EBUSY,
-				 "%s is mapped by process %ld too, not only by the QEMU waiting for "
-				 "the restore: refusing to write it",
-				 path, pid);
+			r = fail(
+			    msg, len, -EBUSY,
+			    "%s is mapped by process %ld too, not only by the QEMU waiting for "
+			    "the restore: refusing to write it",
+			    path, pid);
 	}
 	closedir(proc);
 	return r;

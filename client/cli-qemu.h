@@ -73,16 +73,15 @@ int cli_qemu_ram_check(struct img_reader *r, const struct cli_qemu_guest *g, boo
 int cli_qemu_ram_write(struct img_reader *r, const struct cli_qemu_backend *b, int fd,
 		       struct cli_qemu_ram_stats *stats, char *msg, size_t len);
 /* -EBUSY if a process other than allowed_pid maps the file fd refers to (from /proc). */
-int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, char *msg,
-				size_t len);
+int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, char *msg, size_t len);
 
 /*
  * The destination QEMU behind q: waiting in 'inmigrate', the image's machine type, the same
  * backend ids and sizes. Each difference is one line on stderr (prefixed with name); returns
  * -EMEDIUMTYPE if any, or another -errno with msg.
  */
-int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_guest *g,
-			char *msg, size_t len);
+int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_guest *g, char *msg,
+			size_t len);
 /* Backend id's file in the destination (a memory-backend-file with share=on): malloc'd path. */
 int cli_qemu_backend_path(struct qmp *q, const char *id, char **ret, char *msg, size_t len);
 

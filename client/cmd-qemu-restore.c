@@ -25,9 +25,9 @@
 #include "cmd-qemu.h"
 
 /* Bounds on QEMU: each QMP reply, the device state's load, a started QEMU's QMP socket. */
-#define RESTORE_QMP_TIMEOUT_MS	  10000
-#define RESTORE_LOAD_TIMEOUT_MS	  120000
-#define RESTORE_START_TIMEOUT_MS  30000
+#define RESTORE_QMP_TIMEOUT_MS	 10000
+#define RESTORE_LOAD_TIMEOUT_MS	 120000
+#define RESTORE_START_TIMEOUT_MS 30000
 
 struct restore_args {
 	const char *path, *qmp, *ram_dir;
@@ -49,7 +49,7 @@ struct restore {
 };
 
 __attribute__((format(printf, 3, 4))) static int rs_fail(struct restore *rs, int err,
-							  const char *fmt, ...)
+							 const char *fmt, ...)
 {
 	va_list ap;
 
@@ -71,8 +71,10 @@ static int restore_parse(const struct cli_invocation *inv, int argc, char **argv
 			 struct restore_args *a)
 {
 	static const struct option opts[] = {
-	    {"qmp", required_argument, NULL, 'q'},   {"ram-dir", required_argument, NULL, 'd'},
-	    {"dry-run", no_argument, NULL, 'n'},     {"allow-holes", no_argument, NULL, 'H'},
+	    {"qmp", required_argument, NULL, 'q'},
+	    {"ram-dir", required_argument, NULL, 'd'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"allow-holes", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, end = argc;
@@ -100,8 +102,9 @@ static int restore_parse(const struct cli_invocation *inv, int argc, char **argv
 	if (!a->path)
 		return -EINVAL;
 	if (a->qmp && (a->ram_dir || a->dry_run || a->qemu_args))
-		return cli_usage_error(inv, "--qmp restores into a QEMU you started: --ram-dir, "
-					    "--dry-run and QEMU-ARGS are for one uffsnapctl starts"),
+		return cli_usage_error(inv,
+				       "--qmp restores into a QEMU you started: --ram-dir, "
+				       "--dry-run and QEMU-ARGS are for one uffsnapctl starts"),
 		       -EINVAL;
 	if (a->qemu_args && !a->nqemu_args)
 		return cli_usage_error(inv, "nothing after '--': give QEMU's command line"),
@@ -112,30 +115,31 @@ static int restore_parse(const struct cli_invocation *inv, int argc, char **argv
 /* The image's guest metadata, device state and RAM, checked before anything is touched. */
 static int restore_load_image(struct restore *rs, bool allow_holes)
 {
-	int r = cli_qemu_guest_load(img_reader_meta(rs->reader), &rs->guest, rs->msg,
-				    sizeof(rs->msg));
+	int r =
+	    cli_qemu_guest_load(img_reader_meta(rs->reader), &rs->guest, rs->msg, sizeof(rs->msg));
 
 	if (r == -ENOMEDIUM)
-		snprintf(rs->msg, sizeof(rs->msg), "not a QEMU guest's image (no guest metadata): "
-						   "nothing to restore into QEMU");
+		snprintf(rs->msg, sizeof(rs->msg),
+			 "not a QEMU guest's image (no guest metadata): "
+			 "nothing to restore into QEMU");
 	if (r < 0)
 		return r;
 	r = img_reader_devstate(rs->reader, &rs->devstate, &rs->devstate_len);
 	if (r == -ENOENT || r == -ENODATA || r == -EBADMSG)
 		return rs_fail(rs, r, "%s",
-				r == -ENOENT	? "the image holds no device state"
-				: r == -ENODATA ? "the image ends inside its device state "
-						  "(incomplete): the guest cannot be restored"
-						: "the image's device state is corrupt");
+			       r == -ENOENT    ? "the image holds no device state"
+			       : r == -ENODATA ? "the image ends inside its device state "
+						 "(incomplete): the guest cannot be restored"
+					       : "the image's device state is corrupt");
 	if (r < 0)
-		return rs_fail(rs, r, "reading the device state: %s",
-				strerror(-r));
+		return rs_fail(rs, r, "reading the device state: %s", strerror(-r));
 	if (rs->guest.devstate_recorded &&
 	    (rs->guest.devstate_size != rs->devstate_len ||
 	     img_crc32c(0, rs->devstate, rs->devstate_len) != rs->guest.devstate_crc))
-		return rs_fail(rs, -EBADMSG, "the device state (%zu bytes) does not match the %" PRIu64
-				" bytes and CRC the metadata records", rs->devstate_len,
-				rs->guest.devstate_size);
+		return rs_fail(rs, -EBADMSG,
+			       "the device state (%zu bytes) does not match the %" PRIu64
+			       " bytes and CRC the metadata records",
+			       rs->devstate_len, rs->guest.devstate_size);
 	return cli_qemu_ram_check(rs->reader, &rs->guest, allow_holes, rs->msg, sizeof(rs->msg));
 }
 
@@ -146,7 +150,8 @@ static int restore_ram(struct restore *rs, struct qmp *q)
 		const struct cli_qemu_backend *b = &rs->guest.backends[i];
 		char *path = NULL;
 		struct stat st;
-		int fd = -EBADF, r = cli_qemu_backend_path(q, b->id, &path, rs->msg, sizeof(rs->msg));
+		int fd = -EBADF,
+		    r = cli_qemu_backend_path(q, b->id, &path, rs->msg, sizeof(rs->msg));
 
 		if (r >= 0 && (fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) < 0)
 			r = -errno, snprintf(rs->msg, sizeof(rs->msg), "backend %s: %s: %s", b->id,
@@ -155,9 +160,9 @@ static int restore_ram(struct restore *rs, struct qmp *q)
 			r = cli_qemu_ram_check_unmapped(fd, path, qmp_peer_pid(q), rs->msg,
 							sizeof(rs->msg));
 		if (r >= 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size < b->size))
-			r = -EFBIG, snprintf(rs->msg, sizeof(rs->msg),
-					     "backend %s: %s is smaller than the backend", b->id,
-					     path);
+			r = -EFBIG,
+			snprintf(rs->msg, sizeof(rs->msg),
+				 "backend %s: %s is smaller than the backend", b->id, path);
 		if (r >= 0)
 			r = cli_qemu_ram_write(rs->reader, b, fd, &rs->ram, rs->msg,
 					       sizeof(rs->msg));
@@ -234,9 +239,10 @@ static int restore_make_dir(struct restore *rs, const char *dir, bool given)
 	char path[4096];
 
 	if (mkdir(dir, 0700) < 0 && (errno != EEXIST || !given))
-		return rs_fail(rs, -errno, "cannot create %s: %s%s", dir,
-				strerror(errno), errno == EEXIST ? " (choose another with "
-								   "--ram-dir, or remove it)" : "");
+		return rs_fail(rs, -errno, "cannot create %s: %s%s", dir, strerror(errno),
+			       errno == EEXIST ? " (choose another with "
+						 "--ram-dir, or remove it)"
+					       : "");
 	for (size_t i = 0; i < rs->guest.nbackends; i++) {
 		const struct cli_qemu_backend *b = &rs->guest.backends[i];
 		int fd;
@@ -244,10 +250,11 @@ static int restore_make_dir(struct restore *rs, const char *dir, bool given)
 		snprintf(path, sizeof(path), "%s/%s.ram", dir, b->id);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
-			return rs_fail(rs, -errno, "cannot create %s: %s%s", path,
-					strerror(errno), errno == EEXIST ? " (a restored QEMU may "
-									   "use it: refusing to "
-									   "overwrite it)" : "");
+			return rs_fail(rs, -errno, "cannot create %s: %s%s", path, strerror(errno),
+				       errno == EEXIST ? " (a restored QEMU may "
+							 "use it: refusing to "
+							 "overwrite it)"
+						       : "");
 		if (ftruncate(fd, b->size) < 0) {
 			int e = -errno;
 
@@ -308,14 +315,16 @@ static int restore_wait_socket(struct restore *rs, const char *dir, const char *
 			}
 			line[strcspn(line, "\n")] = 0;
 			rs->qemu_pid = 0;
-			return rs_fail(rs, -ECHILD, "QEMU exited (status %d) before "
-								  "opening its QMP socket: %s",
-					WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-					line[0] ? line : path);
+			return rs_fail(rs, -ECHILD,
+				       "QEMU exited (status %d) before "
+				       "opening its QMP socket: %s",
+				       WIFEXITED(status) ? WEXITSTATUS(status)
+							 : 128 + WTERMSIG(status),
+				       line[0] ? line : path);
 		}
 		if (now_ms() > deadline)
-			return rs_fail(rs, -ETIMEDOUT, "QEMU did not open %s within %d s",
-					sock, RESTORE_START_TIMEOUT_MS / 1000);
+			return rs_fail(rs, -ETIMEDOUT, "QEMU did not open %s within %d s", sock,
+				       RESTORE_START_TIMEOUT_MS / 1000);
 		usleep(20 * 1000);
 	}
 	return 0;
@@ -337,8 +346,7 @@ static int restore_started(struct restore *rs, const struct restore_args *a, int
 	if (r >= 0)
 		r = restore_make_dir(rs, dir, a->ram_dir);
 	if (r >= 0 && access(sock, F_OK) == 0)
-		r = rs_fail(rs, -EEXIST, "%s exists: another restored QEMU may listen there",
-			    sock);
+		r = rs_fail(rs, -EEXIST, "%s exists: another restored QEMU may listen there", sock);
 	if (r >= 0)
 		r = restore_spawn(rs, qargv, dir);
 	if (r >= 0)

@@ -7,7 +7,8 @@
  * type, backend id, backend size) are refused naming the difference, their files untouched; a
  * matching one gets the RAM byte for byte (holes where zero) and runs after the restore; and
  * uffsnapctl starts one itself from the recorded command line (--dry-run first).
- * Usage: test-qemu-restore UFFSNAPCTL. Exit 0 pass, 1 fail, 77 skip (no QEMU).
+ * Usage: test-qemu-restore UFFSNAPCTL (UFFSNAP_TEST_KEEP=1 keeps its directory). Exit 0 pass, 1
+ * fail, 77 skip (no QEMU).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,11 +25,11 @@
 #include "qmp.h"
 #include "uffsnap/image.h"
 
-#define QEMU	   "qemu-system-x86_64"
-#define MACHINE	   "pc-i440fx-7.2"
-#define RAM_SIZE   (64u << 20)
-#define RAM_ADDR   0x7f0000000000ull
-#define PAGE	   4096u
+#define QEMU	 "qemu-system-x86_64"
+#define MACHINE	 "pc-i440fx-7.2"
+#define RAM_SIZE (64u << 20)
+#define RAM_ADDR 0x7f0000000000ull
+#define PAGE	 4096u
 
 static const char *uffsnapctl;
 static char tmp[] = "/tmp/test-qemu-restore.XXXXXX";
@@ -37,7 +38,7 @@ static int failures;
 #define CHECK(cond, ...)                                                                           \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                      \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                       \
 			fprintf(stderr, __VA_ARGS__);                                              \
 			fputc('\n', stderr);                                                       \
 			failures++;                                                                \
@@ -53,8 +54,7 @@ struct qemu {
 /* Starts QEMU with args (NULL-ended, after the common ones) and connects to its QMP. */
 static int qemu_start(struct qemu *qe, const char *name, const char *const *args)
 {
-	const char *argv[64] = {QEMU, "-accel", "tcg", "-nodefaults", "-display", "none",
-				"-qmp"};
+	const char *argv[64] = {QEMU, "-accel", "tcg", "-nodefaults", "-display", "none", "-qmp"};
 	char qmp[PATH_MAX + 32], msg[256];
 	int n = 7;
 
@@ -169,17 +169,18 @@ static int take_devstate(struct qmp *q, uint8_t **ret, size_t *ret_len)
 }
 
 static const char *const source_args[] = {
-    "-machine", MACHINE ",memory-backend=ram0", "-m", "64M", "-object",
-    "memory-backend-memfd,id=ram0,size=64M,share=on", NULL};
+    "-machine", MACHINE ",memory-backend=ram0",
+    "-m",	"64M",
+    "-object",	"memory-backend-memfd,id=ram0,size=64M,share=on",
+    NULL};
 
 /* The image: guest metadata as uffsnapd writes it, the device state, RAM pages (ZERO runs). */
 static int write_image(const char *path, const uint8_t *ds, size_t ds_len, const uint8_t *ram)
 {
-	json_t *argv = json_pack("[s,s,s,s,s,s,s,s,s,s,s,s,s,s]", QEMU, "-accel", "tcg",
-				 "-nodefaults", "-display", "none", "-machine",
-				 MACHINE ",memory-backend=ram0", "-m", "64M", "-object",
-				 "memory-backend-memfd,id=ram0,size=64M,share=on", "-incoming",
-				 "tcp:127.0.0.1:1");
+	json_t *argv = json_pack(
+	    "[s,s,s,s,s,s,s,s,s,s,s,s,s,s]", QEMU, "-accel", "tcg", "-nodefaults", "-display",
+	    "none", "-machine", MACHINE ",memory-backend=ram0", "-m", "64M", "-object",
+	    "memory-backend-memfd,id=ram0,size=64M,share=on", "-incoming", "tcp:127.0.0.1:1");
 	json_t *meta = json_pack(
 	    "{s:s,s:i,s:{s:s,s:s,s:s,s:s,s:o,s:[{s:s,s:s,s:I,s:s,s:b}],s:{s:I,s:I}}}", "format",
 	    "uffsnap", "version", 1, "guest", "hypervisor", "qemu", "qemu_version", "7.2.22",
@@ -287,8 +288,8 @@ static int dest_start(struct qemu *qe, const char *name, const char *machine, co
 		      const char *size)
 {
 	char file[PATH_MAX], obj[PATH_MAX + 128], mach[128];
-	const char *args[] = {"-machine", mach, "-m", size, "-object", obj, "-incoming", "defer",
-			      NULL};
+	const char *args[] = {"-machine", mach,	       "-m",	size, "-object",
+			      obj,	  "-incoming", "defer", NULL};
 	uint64_t bytes = strtoull(size, NULL, 10) << 20;
 	uint8_t *fill = malloc(bytes);
 	int fd;
@@ -504,7 +505,7 @@ int main(int argc, char **argv)
 	check_started(img);
 	free(ds);
 	free(ram);
-	if (!failures) {
+	if (!failures && !getenv("UFFSNAP_TEST_KEEP")) { /* else left to look at */
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
 		if (system(cmd) != 0)
 			fprintf(stderr, "cannot remove %s\n", tmp);
