@@ -9,13 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli-meta.h"
 #include "cli-qemu.h"
 
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int err,
-						      const char *fmt, ...)
+int cli_qemu_fail(char *msg, size_t len, int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -23,6 +23,14 @@ __attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int
 	vsnprintf(msg, len, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+int64_t cli_qemu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int guest_backend(json_t *b, size_t i, struct cli_qemu_backend *ret, char *msg, size_t len)
@@ -33,8 +41,8 @@ static int guest_backend(json_t *b, size_t i, struct cli_qemu_backend *ret, char
 	ret->type = cli_json_str(b, "type");
 	if (!ret->id || !*ret->id || cli_json_u64(b, "size", &ret->size) < 0 || !ret->size ||
 	    cli_json_u64(b, "addr", &ret->addr) < 0 || ret->addr > UINT64_MAX - ret->size)
-		return fail(msg, len, -EBADMSG,
-			    "guest.backends[%zu] lacks a valid id, size or addr", i);
+		return cli_qemu_fail(msg, len, -EBADMSG,
+				     "guest.backends[%zu] lacks a valid id, size or addr", i);
 	ret->share = json_is_true(share);
 	return 0;
 }
@@ -54,9 +62,10 @@ static int guest_parse(struct cli_qemu_guest *g, const json_t *guest, char *msg,
 	if (!json_is_array(g->argv))
 		g->argv = NULL;
 	if (!g->machine)
-		return fail(msg, len, -EBADMSG, "the image's guest has no machine type");
+		return cli_qemu_fail(msg, len, -EBADMSG, "the image's guest has no machine type");
 	if (!json_is_array(backends) || !json_array_size(backends))
-		return fail(msg, len, -EBADMSG, "the image's guest has no memory backends");
+		return cli_qemu_fail(msg, len, -EBADMSG,
+				     "the image's guest has no memory backends");
 	g->backends = calloc(json_array_size(backends), sizeof(*g->backends));
 	if (!g->backends)
 		return -ENOMEM;
@@ -82,11 +91,12 @@ int cli_qemu_guest_load(const char *meta, struct cli_qemu_guest *ret, char *msg,
 
 	g.meta = cli_meta_parse(meta, err, sizeof(err));
 	if (!g.meta)
-		return fail(msg, len, -EBADMSG, "metadata: %s", err);
+		return cli_qemu_fail(msg, len, -EBADMSG, "metadata: %s", err);
 	guest = json_object_get(g.meta, "guest");
 	if (!json_is_object(guest)) {
 		json_decref(g.meta);
-		return fail(msg, len, -ENOMEDIUM, "not a QEMU guest's image (no guest metadata)");
+		return cli_qemu_fail(msg, len, -ENOMEDIUM,
+				     "not a QEMU guest's image (no guest metadata)");
 	}
 	r = guest_parse(&g, guest, msg, len);
 	if (r < 0) {
@@ -261,15 +271,16 @@ int cli_qemu_argv_build(const struct cli_qemu_guest *g, char **args, int nargs, 
 			return -ENOMEM;
 		for (int i = 0; i < nargs; i++)
 			if (!(owned[i] = (char *)json_string_value(json_array_get(g->argv, i))))
-				return free(owned), fail(msg, len, -EBADMSG,
-							 "guest.argv[%d] is not a string", i);
+				return free(owned),
+				       cli_qemu_fail(msg, len, -EBADMSG,
+						     "guest.argv[%d] is not a string", i);
 		args = owned;
 	}
 	if (nargs < 1) {
 		free(owned);
-		return fail(msg, len, -EBADMSG,
-			    "the image records no QEMU command line: give one "
-			    "after --");
+		return cli_qemu_fail(msg, len, -EBADMSG,
+				     "the image records no QEMU command line: give one "
+				     "after --");
 	}
 	/* The recorded argv[0] may be relative to QEMU's cwd; its binary is absolute. */
 	r = out_add(&o,

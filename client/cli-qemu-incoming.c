@@ -26,17 +26,6 @@
 /* 'cont' right after the migration can fail once with this (QEMU.md). */
 #define NOT_FINALIZED "Migration is not finalized yet"
 
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int err,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-	return err;
-}
-
 static int qom_get(struct qmp *q, const char *path, const char *prop, json_t **ret, char *msg,
 		   size_t len)
 {
@@ -139,10 +128,10 @@ int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_g
 
 	r = dest_status(q, status, sizeof(status), msg, len);
 	if (r >= 0 && strcmp(status, "inmigrate"))
-		return fail(msg, len, -EBUSY,
-			    "QEMU is '%s', not waiting for an incoming "
-			    "migration ('inmigrate'): start it with -incoming defer",
-			    status);
+		return cli_qemu_fail(msg, len, -EBUSY,
+				     "QEMU is '%s', not waiting for an incoming "
+				     "migration ('inmigrate'): start it with -incoming defer",
+				     status);
 	if (r >= 0)
 		r = dest_machine(q, machine, sizeof(machine), msg, len);
 	if (r >= 0 && strcmp(machine, g->machine) && ++diffs)
@@ -157,10 +146,10 @@ int cli_qemu_check_dest(struct qmp *q, const char *name, const struct cli_qemu_g
 	json_decref(memdevs);
 	if (r < 0)
 		return r;
-	return diffs ? fail(msg, len, -EMEDIUMTYPE,
-			    "QEMU does not match the image (%d "
-			    "difference%s above): nothing was written",
-			    diffs, diffs == 1 ? "" : "s")
+	return diffs ? cli_qemu_fail(msg, len, -EMEDIUMTYPE,
+				     "QEMU does not match the image (%d "
+				     "difference%s above): nothing was written",
+				     diffs, diffs == 1 ? "" : "s")
 		     : 0;
 }
 
@@ -174,17 +163,19 @@ int cli_qemu_backend_path(struct qmp *q, const char *id, char **ret, char *msg, 
 	r = qom_get(q, path, "type", &type, msg, len);
 	if (r >= 0 &&
 	    (!json_is_string(type) || strcmp(json_string_value(type), "memory-backend-file")))
-		r = fail(msg, len, -EMEDIUMTYPE,
-			 "memory backend '%s' is a %s: uffsnapctl writes the RAM into a file; use "
-			 "-object memory-backend-file,id=%s,...,mem-path=FILE,share=on",
-			 id, json_is_string(type) ? json_string_value(type) : "?", id);
+		r = cli_qemu_fail(
+		    msg, len, -EMEDIUMTYPE,
+		    "memory backend '%s' is a %s: uffsnapctl writes the RAM into a file; use "
+		    "-object memory-backend-file,id=%s,...,mem-path=FILE,share=on",
+		    id, json_is_string(type) ? json_string_value(type) : "?", id);
 	if (r >= 0)
 		r = qom_get(q, path, "share", &share, msg, len);
 	if (r >= 0 && !json_is_true(share))
-		r = fail(msg, len, -EMEDIUMTYPE,
-			 "memory backend '%s' is not shared: QEMU would not see the file's "
-			 "content; add share=on",
-			 id);
+		r = cli_qemu_fail(
+		    msg, len, -EMEDIUMTYPE,
+		    "memory backend '%s' is not shared: QEMU would not see the file's "
+		    "content; add share=on",
+		    id);
 	if (r >= 0)
 		r = qom_get(q, path, "mem-path", &file, msg, len);
 	if (r >= 0 && !(*ret = strdup(json_string_value(file) ?: "")))
@@ -235,14 +226,6 @@ static void *feeder_main(void *arg)
 	return NULL;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int set_caps(struct qmp *q, char *msg, size_t len)
 {
 	json_t *args = json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability",
@@ -271,27 +254,28 @@ static int start_incoming(struct qmp *q, int rfd, char *msg, size_t len)
 /* Waits for the MIGRATION event that ends it: 0 for completed, -EPROTO for failed. */
 static int wait_migration(struct qmp *q, int timeout_ms, char *msg, size_t len)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = cli_qemu_now_ms() + timeout_ms;
 
 	for (;;) {
 		json_t *ev = NULL;
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - cli_qemu_now_ms();
 		int r = qmp_wait_event(q, "MIGRATION", left > 0 ? (int)left : 0, &ev, msg, len);
 		const char *status;
 
 		if (r == -ETIMEDOUT)
-			return fail(msg, len, r, "the device state was not loaded within %d s",
-				    timeout_ms / 1000);
+			return cli_qemu_fail(msg, len, r,
+					     "the device state was not loaded within %d s",
+					     timeout_ms / 1000);
 		if (r < 0)
 			return r;
 		status = cli_json_str(json_object_get(ev, "data"), "status");
 		r = !status			   ? 1
 		    : !strcmp(status, "completed") ? 0
 		    : !strcmp(status, "failed") || !strcmp(status, "cancelled")
-			? fail(msg, len, -EPROTO,
-			       "QEMU refused the device state (migration %s; "
-			       "its log says why)",
-			       status)
+			? cli_qemu_fail(msg, len, -EPROTO,
+					"QEMU refused the device state (migration %s; "
+					"its log says why)",
+					status)
 			: 1;
 		json_decref(ev);
 		if (r <= 0)
@@ -322,15 +306,15 @@ int cli_qemu_load(struct qmp *q, const void *devstate, size_t devstate_len, int 
 	if (r < 0)
 		return r;
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(msg, len, -errno, "pipe: %s", strerror(errno));
+		return cli_qemu_fail(msg, len, -errno, "pipe: %s", strerror(errno));
 	f.fd = p[1];
 	r = -pthread_create(&f.thread, NULL, feeder_main, &f);
 	if (r < 0) {
 		close(p[0]);
 		close(p[1]);
-		return fail(msg, len, r, "cannot start a thread: %s", strerror(-r));
+		return cli_qemu_fail(msg, len, r, "cannot start a thread: %s", strerror(-r));
 	}
-	t0 = now_ms();
+	t0 = cli_qemu_now_ms();
 	r = start_incoming(q, p[0], msg, len);
 	close(p[0]); /* QEMU holds its own copy now (or never will: the feeder gets EPIPE) */
 	if (r >= 0)
@@ -338,10 +322,10 @@ int cli_qemu_load(struct qmp *q, const void *devstate, size_t devstate_len, int 
 	if (r < 0) /* QEMU may hold the read end and read no more: the write would block */
 		pthread_cancel(f.thread);
 	pthread_join(f.thread, NULL);
-	st->migrate_ms = now_ms() - t0;
+	st->migrate_ms = cli_qemu_now_ms() - t0;
 	if (r >= 0 && f.error)
-		r = fail(msg, len, f.error, "writing the device state to QEMU: %s",
-			 strerror(-f.error));
+		r = cli_qemu_fail(msg, len, f.error, "writing the device state to QEMU: %s",
+				  strerror(-f.error));
 	if (r >= 0)
 		r = dest_status(q, st->status, sizeof(st->status), msg, len);
 	if (r >= 0 && strcmp(st->status, "running")) {

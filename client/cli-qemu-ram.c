@@ -22,17 +22,6 @@
 /* Bytes read from the image at a time: an extent frame is at most this by default. */
 #define RAM_CHUNK (1u << 20)
 
-__attribute__((format(printf, 4, 5))) static int fail(char *msg, size_t len, int err,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, len, fmt, ap);
-	va_end(ap);
-	return err;
-}
-
 /* Bytes of [start, end) no PAGES/ZERO extent covers; *first gets the first such address. */
 static uint64_t ram_gaps(struct img_reader *r, uint64_t start, uint64_t end, uint64_t *first)
 {
@@ -71,12 +60,13 @@ int cli_qemu_ram_check(struct img_reader *r, const struct cli_qemu_guest *g, boo
 
 		if (!gaps || allow_holes)
 			continue;
-		return fail(msg, len, -ENODATA,
-			    "%s of guest RAM in backend %s %s not in the image (missing or "
-			    "discarded, the first at offset 0x%" PRIx64 "): the guest cannot be "
-			    "restored (--allow-holes restores them as zeros)",
-			    cli_format_size(gaps, size, sizeof(size)), b->id,
-			    gaps == 1 ? "is" : "are", first - b->addr);
+		return cli_qemu_fail(
+		    msg, len, -ENODATA,
+		    "%s of guest RAM in backend %s %s not in the image (missing or "
+		    "discarded, the first at offset 0x%" PRIx64 "): the guest cannot be "
+		    "restored (--allow-holes restores them as zeros)",
+		    cli_format_size(gaps, size, sizeof(size)), b->id, gaps == 1 ? "is" : "are",
+		    first - b->addr);
 	}
 	return 0;
 }
@@ -147,8 +137,8 @@ int cli_qemu_ram_write(struct img_reader *r, const struct cli_qemu_backend *b, i
 		return -ENOMEM;
 	if (k < 0 && k != -EOPNOTSUPP) {
 		free(buf);
-		return fail(msg, len, k, "cannot punch holes in backend %s's file: %s", b->id,
-			    strerror(-k));
+		return cli_qemu_fail(msg, len, k, "cannot punch holes in backend %s's file: %s",
+				     b->id, strerror(-k));
 	}
 	holes = k >= 0;
 	for (uint64_t off = 0; off < b->size; off += RAM_CHUNK) {
@@ -166,14 +156,15 @@ int cli_qemu_ram_write(struct img_reader *r, const struct cli_qemu_backend *b, i
 		}
 		if (k < 0 && k != -ENOENT) {
 			free(buf);
-			return fail(msg, len, k, "cannot read backend %s from the image: %s", b->id,
-				    err.msg);
+			return cli_qemu_fail(msg, len, k,
+					     "cannot read backend %s from the image: %s", b->id,
+					     err.msg);
 		}
 		k = ram_write_pages(fd, buf, n, off, ps, holes, st);
 		if (k < 0) {
 			free(buf);
-			return fail(msg, len, k, "cannot write backend %s's file: %s", b->id,
-				    strerror(-k));
+			return cli_qemu_fail(msg, len, k, "cannot write backend %s's file: %s",
+					     b->id, strerror(-k));
 		}
 	}
 	free(buf);
@@ -210,12 +201,12 @@ int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, cha
 	int r = 0;
 
 	if (fstat(fd, &st) < 0)
-		return fail(msg, len, -errno, "%s: %s", path, strerror(errno));
+		return cli_qemu_fail(msg, len, -errno, "%s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return fail(msg, len, -EINVAL, "%s is not a regular file", path);
+		return cli_qemu_fail(msg, len, -EINVAL, "%s is not a regular file", path);
 	proc = opendir("/proc");
 	if (!proc)
-		return fail(msg, len, -errno, "/proc: %s", strerror(errno));
+		return cli_qemu_fail(msg, len, -errno, "/proc: %s", strerror(errno));
 	while (!r && (d = readdir(proc))) {
 		char *end;
 		long pid = strtol(d->d_name, &end, 10);
@@ -223,7 +214,7 @@ int cli_qemu_ram_check_unmapped(int fd, const char *path, pid_t allowed_pid, cha
 		if (*end || pid <= 0 || pid == allowed_pid || pid == getpid())
 			continue;
 		if (pid_maps(d->d_name, st.st_dev, st.st_ino))
-			r = fail(
+			r = cli_qemu_fail(
 			    msg, len, -EBUSY,
 			    "%s is mapped by process %ld too, not only by the QEMU waiting for "
 			    "the restore: refusing to write it",

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -35,6 +36,12 @@ struct cli_qemu_guest {
 	uint32_t devstate_crc;
 	bool devstate_recorded;
 };
+
+/* Formats the one line into msg and returns err (a -errno): for `return cli_qemu_fail(...)`. */
+__attribute__((format(printf, 4, 5))) int cli_qemu_fail(char *msg, size_t len, int err,
+							const char *fmt, ...);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t cli_qemu_now_ms(void);
 
 /* Parses the `guest` member of the META text: -ENOMEDIUM when it has none (not a guest). */
 int cli_qemu_guest_load(const char *meta, struct cli_qemu_guest *ret, char *msg, size_t len);

@@ -48,24 +48,8 @@ struct restore {
 	char msg[512];
 };
 
-__attribute__((format(printf, 3, 4))) static int rs_fail(struct restore *rs, int err,
-							 const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(rs->msg, sizeof(rs->msg), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* The one line about what failed goes into rs->msg. */
+#define rs_fail(rs, err, ...) cli_qemu_fail((rs)->msg, sizeof((rs)->msg), err, __VA_ARGS__)
 
 static int restore_parse(const struct cli_invocation *inv, int argc, char **argv,
 			 struct restore_args *a)
@@ -189,7 +173,7 @@ static void restore_report(const struct restore *rs, const char *where, int64_t 
 	       cli_format_size(rs->ram.bytes_written, written, sizeof(written)),
 	       cli_format_size(rs->ram.hole_bytes, holes, sizeof(holes)),
 	       cli_format_size(rs->devstate_len, ds, sizeof(ds)), rs->load.migrate_ms,
-	       rs->load.status, (now_ms() - t0) / 1000.0);
+	       rs->load.status, (cli_qemu_now_ms() - t0) / 1000.0);
 	if (rs->ram.missing_bytes)
 		printf("warning: %s of guest RAM missing from the image were restored as zeros\n",
 		       cli_format_size(rs->ram.missing_bytes, holes, sizeof(holes)));
@@ -298,7 +282,7 @@ static int restore_spawn(struct restore *rs, char **qargv, const char *dir)
 /* Waits for the QMP socket to appear, or QEMU to exit (then its log's last line says why). */
 static int restore_wait_socket(struct restore *rs, const char *dir, const char *sock)
 {
-	int64_t deadline = now_ms() + RESTORE_START_TIMEOUT_MS;
+	int64_t deadline = cli_qemu_now_ms() + RESTORE_START_TIMEOUT_MS;
 	struct stat st;
 	int status;
 
@@ -322,7 +306,7 @@ static int restore_wait_socket(struct restore *rs, const char *dir, const char *
 							 : 128 + WTERMSIG(status),
 				       line[0] ? line : path);
 		}
-		if (now_ms() > deadline)
+		if (cli_qemu_now_ms() > deadline)
 			return rs_fail(rs, -ETIMEDOUT, "QEMU did not open %s within %d s", sock,
 				       RESTORE_START_TIMEOUT_MS / 1000);
 		usleep(20 * 1000);
@@ -372,7 +356,7 @@ int cmd_qemu_restore(const struct cli_invocation *inv, int argc, char **argv)
 	struct cli_image img = {.fd = -EBADF};
 	struct restore_args a = {0};
 	struct restore rs = {0};
-	int64_t t0 = now_ms();
+	int64_t t0 = cli_qemu_now_ms();
 	int r, ret = CLI_EXIT_FAILURE;
 
 	if (restore_parse(inv, argc, argv, &a) < 0)
