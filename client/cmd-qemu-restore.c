@@ -204,17 +204,51 @@ static int restore_into(struct restore *rs, const char *socket, int64_t t0)
 
 /* --- starting QEMU ourselves ------------------------------------------------------------- */
 
-/* DIR: --ram-dir, else a new directory beside the image, named after it (x.img: x.restore). */
+/*
+ * DIR: --ram-dir, else a new directory beside the image, named after it (x.img: x.restore);
+ * absolute, as QEMU gets it in mem-path= and -qmp.
+ */
 static char *restore_dir(const struct restore_args *a)
 {
-	size_t n = strlen(a->path);
-	char *dir = NULL;
+	const char *base = a->ram_dir ? a->ram_dir : a->path;
+	size_t n = strlen(base);
+	char cwd[4096], *dir = NULL;
 
-	if (a->ram_dir)
-		return strdup(a->ram_dir);
-	if (n > 4 && !strcmp(a->path + n - 4, ".img"))
+	if (!a->ram_dir && n > 4 && !strcmp(base + n - 4, ".img"))
 		n -= 4;
-	return asprintf(&dir, "%.*s.restore", (int)n, a->path) < 0 ? NULL : dir;
+	if (base[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	if (asprintf(&dir, "%s%s%.*s%s", base[0] == '/' ? "" : cwd, base[0] == '/' ? "" : "/",
+		     (int)n, base, a->ram_dir ? "" : ".restore") < 0)
+		return NULL;
+	return dir;
+}
+
+/*
+ * The recorded command line keeps the snapshotted QEMU's monitors: a unix socket of one that
+ * exists now is probably that QEMU's, and the restored QEMU would take its path over.
+ */
+static void restore_warn_sockets(char **qargv)
+{
+	for (size_t i = 1; qargv[i] && qargv[i + 1]; i++) {
+		const char *v = qargv[i + 1];
+		char path[4096];
+		struct stat st;
+
+		if (strcmp(qargv[i], "-qmp") && strcmp(qargv[i], "-qmp-pretty") &&
+		    strcmp(qargv[i], "-monitor") && strcmp(qargv[i], "-serial"))
+			continue;
+		if (strncmp(v, "unix:", 5))
+			continue;
+		snprintf(path, sizeof(path), "%.*s", (int)strcspn(v + 5, ","), v + 5);
+		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			fprintf(stderr,
+				"uffsnapctl: warning: the command line keeps %s %s, whose "
+				"socket exists (the snapshotted QEMU may listen there): the "
+				"restored QEMU takes its path over; give QEMU-ARGS after -- "
+				"to change it\n",
+				qargv[i], v);
+	}
 }
 
 /* New, empty RAM files of the backends' sizes: never a file someone may have mapped. */
@@ -322,6 +356,8 @@ static int restore_started(struct restore *rs, const struct restore_args *a, int
 	if (r >= 0)
 		r = cli_qemu_argv_build(&rs->guest, a->qemu_args, a->nqemu_args, dir, &qargv,
 					rs->msg, sizeof(rs->msg));
+	if (r >= 0)
+		restore_warn_sockets(qargv);
 	if (r >= 0 && a->dry_run) {
 		cli_qemu_argv_print(stdout, qargv);
 		goto out;
