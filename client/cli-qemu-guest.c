@@ -51,7 +51,7 @@ static int guest_parse(struct cli_qemu_guest *g, const json_t *guest, char *msg,
 {
 	json_t *backends = json_object_get(guest, "backends"), *b;
 	json_t *ds = json_object_get(guest, "devstate");
-	uint64_t crc;
+	uint64_t crc = 0;
 	size_t i;
 	int r;
 
