@@ -12,6 +12,8 @@ const struct cli_command cmd_image_commands[] = {
 	.help = "show an image's target, snapshot time, sizes and state (FILE '-': stdin)",
 	.options = "  --json   print one JSON object instead of text\n"
 		   "The whole image is read and verified, so its state is part of the answer.\n"
+		   "A QEMU guest's image also shows the machine type, QEMU's version, each\n"
+		   "memory backend (id, type, size, address) and the device state's size.\n"
 		   "Exit status 1 if the image is incomplete or corrupt (what is readable\n"
 		   "is still shown, the problem is one line on stderr).\n",
     },

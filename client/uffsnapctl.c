@@ -11,6 +11,7 @@
 #include "cli-command.h"
 #include "cli-svc.h"
 #include "cmd-image.h"
+#include "cmd-qemu.h"
 #include "cmd-svc.h"
 #include "uffsnap/image.h"
 
@@ -19,6 +20,11 @@ static const struct cli_command uffsnapctl_commands[] = {
 	.name = "image",
 	.help = "inspect, verify and read snapshot image files (no daemon needed)",
 	.sub = cmd_image_commands,
+    },
+    {
+	.name = "qemu",
+	.help = "QEMU guests' images: restore one into a stock QEMU (no daemon needed)",
+	.sub = cmd_qemu_commands,
     },
     /* Service-mode commands: they talk to uffsnapd's control socket (cmd-svc-*.c). */
     {

@@ -103,19 +103,23 @@ static const char mk_guest_meta[] =
     "\"threads\":[{\"tid\":4343}],"
     "\"guest\":{\"hypervisor\":\"qemu\",\"qemu_version\":\"7.2.22\",\"machine\":\"pc-i440fx-7.2\","
     "\"binary\":\"/usr/bin/qemu-system-x86_64\",\"argv\":[\"qemu-system-x86_64\",\"-machine\","
-    "\"pc-i440fx-7.2,memory-backend=ram0\"],"
+    "\"pc-i440fx-7.2,memory-backend=ram0\",\"-object\","
+    "\"memory-backend-memfd,id=ram0,size=65536,share=on\",\"-incoming\",\"defer\"],"
     "\"backends\":[{\"id\":\"ram0\",\"type\":\"memory-backend-memfd\",\"size\":65536,"
     "\"addr\":\"0x7f0000000000\",\"share\":true}],"
-    "\"devstate\":{\"size\":5000,\"crc32c\":0}},"
+    "\"devstate\":{\"size\":5000,\"crc32c\":%u}},"
     "\"vmas\":[{\"start\":\"0x7f0000000000\",\"end\":\"0x7f0000010000\",\"prot\":\"rw-s\","
     "\"path\":\"/memfd:memory-backend-memfd (deleted)\",\"kind\":\"shm\",\"content\":\"tracked\"}]}";
 
 static int mk_guest_frames(struct img_writer *w)
 {
+	char meta[sizeof(mk_guest_meta) + 16];
 	uint8_t state[5000];
-	int r = img_writer_begin(w, mk_guest_meta, strlen(mk_guest_meta));
+	int r;
 
 	mk_fill(0, state, sizeof(state));
+	snprintf(meta, sizeof(meta), mk_guest_meta, img_crc32c(0, state, sizeof(state)));
+	r = img_writer_begin(w, meta, strlen(meta));
 	if (r >= 0)
 		r = img_writer_devstate(w, state, sizeof(state));
 	if (r >= 0)

@@ -217,6 +217,18 @@ run "$U" image core "$T/guest.img" --output "$T/guest.core"; expect 1 "core of a
 one_line "core of a guest" "$T/guest.img is a QEMU guest's image" "uffsnapctl qemu restore"
 [ -e "$T/guest.core" ] && fail "core of a guest: a core file was written"
 
+# qemu restore without a QEMU: usage, a process image, the command line it would run.
+run "$U" qemu restore --help; expect 0 "qemu restore --help"; out_has "qemu restore --help" "--qmp"
+run "$U" qemu restore "$T/guest.img" --qmp "$T/none.sock" --dry-run; expect 2 "--qmp with --dry-run"
+one_line "--qmp with --dry-run" "--qmp"
+run "$U" qemu restore "$IMG" --dry-run; expect 1 "restore of a process image"
+one_line "restore of a process image" "not a QEMU guest's image"
+run "$U" qemu restore "$T/guest.img" --dry-run; expect 0 "restore --dry-run"
+out_has "restore --dry-run" "-machine pc-i440fx-7.2,memory-backend=ram0" \
+	"memory-backend-file,id=ram0,size=65536,mem-path=$T/guest.restore/ram0.ram,share=on" \
+	"-incoming defer -qmp unix:$T/guest.restore/qmp.sock,server=on,wait=off"
+[ -e "$T/guest.restore" ] && fail "restore --dry-run created its directory"
+
 if [ "$failures" -ne 0 ]; then
 	echo "$failures check(s) failed" >&2
 	exit 1

@@ -23,7 +23,7 @@
 #define DS_ADDR	 0x7f0000000000ull
 #define DS_PAGES 8
 /* 2.5 MiB: three frames at the writer's 1 MiB split. */
-#define DS_LEN	 (5u << 19)
+#define DS_LEN (5u << 19)
 
 static const char ds_meta[] = "{\"format\":\"uffsnap\",\"version\":1,\"guest\":{\"hypervisor\":"
 			      "\"qemu\"}}";
@@ -237,8 +237,13 @@ static void test_devstate_truncated(void **state)
 {
 	const uint64_t meta_end = IMG_HEADER_SIZE + IMG_FRAME_HEADER_SIZE + strlen(ds_meta);
 	const uint64_t ds_end = meta_end + 3 * IMG_FRAME_HEADER_SIZE + DS_LEN;
-	const uint64_t cuts[] = {meta_end + 1, meta_end + 47, meta_end + 48, meta_end + 1000,
-				 meta_end + IMG_FRAME_HEADER_SIZE + (1u << 20), ds_end - 1, ds_end};
+	const uint64_t cuts[] = {meta_end + 1,
+				 meta_end + 47,
+				 meta_end + 48,
+				 meta_end + 1000,
+				 meta_end + IMG_FRAME_HEADER_SIZE + (1u << 20),
+				 ds_end - 1,
+				 ds_end};
 	struct ds_image d;
 
 	(void)state;
