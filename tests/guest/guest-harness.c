@@ -65,14 +65,8 @@ int guest_config_find(struct guest_config *ret, char *why, size_t why_len)
 	return 0;
 }
 
-/* QEMU's command line and the strings it points to. */
-struct qemu_argv {
-	const char *argv[40];
-	char append[512], serial[160], qmp[160], backend[512];
-};
-
 static void build_argv(const struct guest *g, const struct guest_config *cfg, bool incoming,
-		       struct qemu_argv *a)
+		       bool qmp, struct guest_argv *a)
 {
 	static const char *const fixed[] = {
 		"-accel", "tcg", "-machine", GUEST_MACHINE ",memory-backend=" GUEST_RAM_ID,
@@ -92,8 +86,10 @@ static void build_argv(const struct guest *g, const struct guest_config *cfg, bo
 	argv[n++] = a->backend;
 	argv[n++] = "-serial";
 	argv[n++] = a->serial;
-	argv[n++] = "-qmp";
-	argv[n++] = a->qmp;
+	if (qmp) {
+		argv[n++] = "-qmp";
+		argv[n++] = a->qmp;
+	}
 	argv[n++] = "-kernel";
 	argv[n++] = cfg->kernel;
 	argv[n++] = "-initrd";
@@ -127,12 +123,8 @@ static void exec_qemu(const struct guest *g, const char **argv, pid_t parent)
 	_exit(127);
 }
 
-/* Starts QEMU with a->backend as its RAM. */
-static int start(struct guest *g, const struct guest_config *cfg, struct qemu_argv *a,
-		 bool incoming, char *why, size_t why_len)
+int guest_prepare(struct guest *g, char *why, size_t why_len)
 {
-	pid_t parent = getpid();
-
 	memset(g, 0, sizeof(*g));
 	snprintf(g->dir, sizeof(g->dir), "/tmp/uffsnap-guest.XXXXXX");
 	if (!mkdtemp(g->dir)) {
@@ -144,12 +136,30 @@ static int start(struct guest *g, const struct guest_config *cfg, struct qemu_ar
 	snprintf(g->qmp_path, sizeof(g->qmp_path), "%s/qmp.sock", g->dir);
 	snprintf(g->serial_path, sizeof(g->serial_path), "%s/serial.log", g->dir);
 	snprintf(g->stderr_path, sizeof(g->stderr_path), "%s/qemu.log", g->dir);
-	build_argv(g, cfg, incoming, a);
+	return 0;
+}
+
+void guest_argv(const struct guest *g, const struct guest_config *cfg, struct guest_argv *a)
+{
+	snprintf(a->backend, sizeof(a->backend),
+		 "memory-backend-memfd,id=" GUEST_RAM_ID ",size=512M,share=on");
+	build_argv(g, cfg, false, false, a);
+}
+
+/* Starts QEMU with a->backend as its RAM. */
+static int start(struct guest *g, const struct guest_config *cfg, struct guest_argv *a,
+		 bool incoming, char *why, size_t why_len)
+{
+	pid_t parent = getpid();
+	int r = guest_prepare(g, why, why_len);
+
+	if (r < 0)
+		return r;
+	build_argv(g, cfg, incoming, true, a);
 	fflush(NULL);
 	g->pid = fork();
 	if (g->pid < 0) {
-		int r = -errno;
-
+		r = -errno;
 		g->pid = 0;
 		return fail(why, why_len, r, "fork: %s", strerror(-r));
 	}
@@ -160,7 +170,7 @@ static int start(struct guest *g, const struct guest_config *cfg, struct qemu_ar
 
 int guest_start(struct guest *g, const struct guest_config *cfg, char *why, size_t why_len)
 {
-	struct qemu_argv a;
+	struct guest_argv a;
 
 	snprintf(a.backend, sizeof(a.backend),
 		 "memory-backend-memfd,id=" GUEST_RAM_ID ",size=512M,share=on");
@@ -170,7 +180,7 @@ int guest_start(struct guest *g, const struct guest_config *cfg, char *why, size
 int guest_start_incoming(struct guest *g, const struct guest_config *cfg, const char *ram_file,
 			 char *why, size_t why_len)
 {
-	struct qemu_argv a;
+	struct guest_argv a;
 
 	snprintf(a.backend, sizeof(a.backend),
 		 "memory-backend-file,id=" GUEST_RAM_ID ",size=512M,mem-path=%s,share=on",
@@ -193,14 +203,15 @@ static void remove_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
-	char p[320];
+	char p[512];
 
 	if (!d)
 		return;
 	while ((e = readdir(d))) {
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
 			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-			unlink(p);
+			if (unlink(p) < 0 && errno == EISDIR) /* a restore's own directory */
+				remove_dir(p);
 		}
 	}
 	closedir(d);

@@ -47,6 +47,19 @@ struct guest {
  */
 int guest_config_find(struct guest_config *ret, char *why, size_t why_len);
 
+/* QEMU's command line for a guest and the strings it points to. */
+struct guest_argv {
+	const char *argv[40]; /* NULL-ended, the binary first */
+	char append[512], serial[160], qmp[160], backend[512];
+};
+
+/*
+ * Gives g its directory and paths as guest_start() does, without starting QEMU: for a QEMU
+ * someone else starts (uffsnapctl qemu restore). guest_stop() removes the directory.
+ */
+int guest_prepare(struct guest *g, char *why, size_t why_len);
+/* The command line guest_start() would run for g, but without -qmp. */
+void guest_argv(const struct guest *g, const struct guest_config *cfg, struct guest_argv *a);
 /* Boots the guest with its RAM in a shared memfd backend (id GUEST_RAM_ID). */
 int guest_start(struct guest *g, const struct guest_config *cfg, char *why, size_t why_len);
 /*
