@@ -18,6 +18,11 @@
  * new mapping is not in any armed range (protected in full). So at T every tracked page is
  * protected, and each thread's writes before T are in the memory we then save. The final hold
  * lasts for the attach and the remembered ranges, not for the whole memory.
+ *
+ * A caller that keeps the scoped memory still from its before_instant hook to its at_instant
+ * hook (a stopped QEMU guest: opts.quiet_at_instant) needs no final hold: no write can come
+ * between re-protecting and T, so step 3 runs without stopping the threads, and the target's
+ * own pause (the guest's downtime) is not lengthened by attaching all of them again.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -133,7 +138,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	uint64_t t0 = sys_now_ns(), t1, released = 0;
 	char msg[sizeof(s->err.msg)] = "";
 	struct holder *h = NULL;
-	bool armed_ok = false;
+	bool armed_ok = false, quiet = s->opts.quiet_at_instant && s->opts.scope;
 	int k = snap_first_hold(s, &h);
 
 	if (k >= 0)
@@ -156,7 +161,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	if (k >= 0)
 		k = snap_before_instant(s);
 	t1 = sys_now_ns();
-	if (k >= 0) {
+	if (k >= 0 && !quiet) {
 		holder_info_clear(&s->held);
 		k = holder_failed(s, holder_hold(h, &s->held, msg, sizeof(msg)), msg);
 		if (k >= 0)
@@ -166,11 +171,11 @@ int snap_hold_and_arm_live(struct snap *s)
 		k = final_hold(s, armed_ok);
 	if (k < 0)
 		snap_cleanup(s); /* drop every protection before the threads run again */
-	else
+	else if (!quiet)
 		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
 	holder_free(h); /* releases the target if it is still held */
 	snap_gate_hold(s->gate, false);
-	s->stats.hold_final_ns = (released > t1 ? released : sys_now_ns()) - t1;
+	s->stats.hold_final_ns = quiet ? 0 : (released > t1 ? released : sys_now_ns()) - t1;
 	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
 				   ? s->stats.hold_first_ns
 				   : s->stats.hold_final_ns;

@@ -79,7 +79,9 @@ int snap_begin_image(struct snap *s)
 	const struct snap_hooks *h = s->opts.hooks;
 	json_t *meta = meta_json(s);
 	char *text = NULL;
-	int k = meta ? snap_proc_describe(s->pid, meta) : -ENOMEM;
+	/* A scoped snapshot (a guest's RAM) is no process's image: no core-file description,
+	 * which would only lengthen the guest's downtime. */
+	int k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
 
 	if (k >= 0 && h && h->meta)
 		k = h->meta(h->ctx, meta);

@@ -72,6 +72,12 @@ struct snap_opts {
 	size_t nscope;
 	const struct snap_hooks *hooks; /* may be NULL */
 	/*
+	 * The caller guarantees that nothing writes the scoped memory from before_instant on until
+	 * at_instant (a QEMU guest whose vCPUs it stopped, its devices quiesced): arming live, the
+	 * final hold is then not needed and skipped. Only with a scope and arming live.
+	 */
+	bool quiet_at_instant;
+	/*
 	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
 	 * the snapshot's thread at a named point, where a test changes the world under it:
 	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).

@@ -753,6 +753,7 @@ int guest_snapshot(struct qmp *q, const struct snap_opts *opts, int cancel_fd,
 		o.scope = g.scope;
 		o.nscope = g.nb;
 		o.hooks = &hooks;
+		o.quiet_at_instant = true; /* the vCPUs are stopped from before_instant on */
 		k = snapshot_take(g.pid, &o, sink, ss, err);
 		leave_running(&g, k, err);
 	}
