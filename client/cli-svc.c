@@ -151,8 +151,7 @@ int cli_svc_call_fds(struct cli_svc *s, const char *command, json_t *arguments,
 	json_t *j;
 	int r;
 
-	r = uffsnap_client_execute_fds(s->client, command, arguments, pass, npass, ret_return,
-				       &e);
+	r = uffsnap_client_execute_fds(s->client, command, arguments, pass, npass, ret_return, &e);
 	if (r == -EREMOTEIO) {
 		if (s->json) {
 			j = json_pack("{s:{s:s, s:s}}", "error", "class", e.class, "desc", e.desc);

@@ -212,8 +212,8 @@ static int snap_connect_qemu(struct snap_cmd *s)
 	s->qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->qmp_fd >= 0 && connect(s->qmp_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 		return CLI_EXIT_OK;
-	fprintf(stderr, "%s: cannot connect to the QMP socket %s: %s\n", s->svc.inv->path,
-		s->qemu, cli_strerror(-errno, e, sizeof(e)));
+	fprintf(stderr, "%s: cannot connect to the QMP socket %s: %s\n", s->svc.inv->path, s->qemu,
+		cli_strerror(-errno, e, sizeof(e)));
 	return CLI_EXIT_FAILURE;
 }
 
@@ -424,7 +424,7 @@ static int snap_run(struct snap_cmd *s)
 	r = snap_start(s);
 	if (snap_to_stdout(s))
 		close(s->fd); /* the daemon has its own copy: the reader sees its end */
-	if (s->qmp_fd >= 0) /* the daemon has its own: QEMU must see only one client */
+	if (s->qmp_fd >= 0)   /* the daemon has its own: QEMU must see only one client */
 		close(s->qmp_fd);
 	s->qmp_fd = -EBADF;
 	if (r != CLI_EXIT_OK)
@@ -457,8 +457,8 @@ static int snap_run(struct snap_cmd *s)
 
 int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
 {
-	struct snap_cmd s = {.fd = -EBADF, .qmp_fd = -EBADF, .out = OUT_FILE_INIT,
-			     .progress = {.last_step = -1}};
+	struct snap_cmd s = {
+	    .fd = -EBADF, .qmp_fd = -EBADF, .out = OUT_FILE_INIT, .progress = {.last_step = -1}};
 	int r;
 
 	cli_svc_init(&s.svc, inv);

@@ -392,10 +392,9 @@ static int client_call_with_fds(struct uffsnap_client *c, const char *command, j
 	return r;
 }
 
-int uffsnap_client_execute_fds(struct uffsnap_client *c, const char *command,
-			       json_t *arguments, const struct uffsnap_client_fd *pass,
-			       size_t npass, json_t **ret_return,
-			       struct uffsnap_client_error *ret_error)
+int uffsnap_client_execute_fds(struct uffsnap_client *c, const char *command, json_t *arguments,
+			       const struct uffsnap_client_fd *pass, size_t npass,
+			       json_t **ret_return, struct uffsnap_client_error *ret_error)
 {
 	if (!c || !command || !*command || (arguments && !json_is_object(arguments)))
 		return -EINVAL;

@@ -162,8 +162,7 @@ static int qemu_peer(struct svc_client *c, const char *name, pid_t *ret_pid, int
 				"no fd named '%s' on this connection (connect to the guest's QMP "
 				"socket and pass that socket with getfd first)",
 				name);
-	if (getsockopt(c->fds[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
-	    type != SOCK_STREAM ||
+	if (getsockopt(c->fds[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
 	    getsockopt(c->fds[i], SOL_SOCKET, SO_PEERCRED, &uc, &(socklen_t){sizeof(uc)}) < 0 ||
 	    uc.pid <= 0)
 		return ctl_fail(err, CTL_E_PARAM,
@@ -190,8 +189,8 @@ static int qemu_admit(struct svc_client *c, const char *name, pid_t *ret_pid, in
 		close(*ret_pidfd);
 		*ret_pidfd = -EBADF;
 		r = ctl_fail(err, CTL_E_NOTFOUND,
-			     "the QEMU of fd '%s' (pid %d) exited while it was being checked",
-			     name, *ret_pid);
+			     "the QEMU of fd '%s' (pid %d) exited while it was being checked", name,
+			     *ret_pid);
 	}
 	if (peerfd >= 0)
 		close(peerfd);

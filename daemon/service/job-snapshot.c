@@ -174,11 +174,12 @@ static int snap_qmp_open(struct svc_snap_job *s, struct qmp **ret)
 	if (r < 0) {
 		close(fd);
 		if (r == -EBUSY)
-			snprintf(j->err.msg, sizeof(j->err.msg),
-				 "no QMP greeting on the socket passed as 'qemu' within %d s: pass "
-				 "a socket just connected to QEMU's QMP socket, before reading from "
-				 "it (or QEMU is serving another QMP client: it serves one at a time)",
-				 SVC_QMP_GREETING_MS / 1000);
+			snprintf(
+			    j->err.msg, sizeof(j->err.msg),
+			    "no QMP greeting on the socket passed as 'qemu' within %d s: pass "
+			    "a socket just connected to QEMU's QMP socket, before reading from "
+			    "it (or QEMU is serving another QMP client: it serves one at a time)",
+			    SVC_QMP_GREETING_MS / 1000);
 		return r;
 	}
 	r = qmp_open_fd(fd, SVC_QMP_TIMEOUT_MS, ret, j->err.msg, sizeof(j->err.msg));

@@ -46,10 +46,23 @@ struct guest {
 
 static int guest_start(struct guest *g, const char *dir, const char *name, bool paused)
 {
-	const char *argv[] = {QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-accel",
-			      "tcg", "-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "64M",
-			      "-object", "memory-backend-memfd,id=ram0,size=64M,share=on", "-qmp",
-			      NULL, paused ? "-S" : NULL, NULL};
+	const char *argv[] = {QEMU,
+			      "-nodefaults",
+			      "-no-user-config",
+			      "-display",
+			      "none",
+			      "-accel",
+			      "tcg",
+			      "-machine",
+			      "pc-i440fx-7.2,memory-backend=ram0",
+			      "-m",
+			      "64M",
+			      "-object",
+			      "memory-backend-memfd,id=ram0,size=64M,share=on",
+			      "-qmp",
+			      NULL,
+			      paused ? "-S" : NULL,
+			      NULL};
 	char qmp[200];
 
 	snprintf(g->sock, sizeof(g->sock), "%s/%s.qmp", dir, name);
@@ -135,19 +148,19 @@ static int guest_cap(const struct guest *g, const char *name)
 
 	if (qmp_one(g, "query-migrate-capabilities", NULL, &r) < 0)
 		return -1;
-	json_array_foreach(r, i, e)
-		if (!strcmp(json_string_value(json_object_get(e, "capability")) ?: "", name))
-			on = json_is_true(json_object_get(e, "state"));
+	json_array_foreach(
+	    r, i, e) if (!strcmp(json_string_value(json_object_get(e, "capability")) ?: "", name))
+	    on = json_is_true(json_object_get(e, "state"));
 	json_decref(r);
 	return on;
 }
 
 static int guest_set_events(const struct guest *g)
 {
-	return qmp_one(g, "migrate-set-capabilities",
-		       json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
-				 "state", 1),
-		       NULL);
+	return qmp_one(
+	    g, "migrate-set-capabilities",
+	    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1),
+	    NULL);
 }
 
 static const char *desc_of(json_t *r)
@@ -231,8 +244,10 @@ static int complete(const struct svc_paths *p, const char *dir)
 	CHECK(id > 0, "the guest job is created: %s", desc_of(r));
 	json_decref(r);
 	r = svc_wait_event(c, "JOB_CREATED", id);
-	CHECK(r && json_integer_value(json_object_get(json_object_get(r, "data"), "pid")) == g.pid &&
-		  !strcmp(json_string_value(json_object_get(json_object_get(r, "data"), "qemu")) ?: "",
+	CHECK(r &&
+		  json_integer_value(json_object_get(json_object_get(r, "data"), "pid")) == g.pid &&
+		  !strcmp(json_string_value(json_object_get(json_object_get(r, "data"), "qemu"))
+			      ?: "",
 			  "qmp"),
 	      "JOB_CREATED names QEMU's pid and the QMP fd");
 	e = svc_wait_event(c, "JOB_COMPLETED", id);
@@ -262,7 +277,8 @@ static int complete(const struct svc_paths *p, const char *dir)
 	CHECK(pid_job > 0, "a plain job is created");
 	json_decref(e);
 	e = svc_wait_event(c, "JOB_COMPLETED", pid_job);
-	CHECK(e && !json_object_get(json_object_get(e, "data"), "guest"), "the plain job completes");
+	CHECK(e && !json_object_get(json_object_get(e, "data"), "guest"),
+	      "the plain job completes");
 	snprintf(img, sizeof(img), "%s/plain.img", d.snapdir);
 	CHECK(wl_run_check(p->check, img, lay) == 0, "the plain image is one instant");
 	CHECK(snap_target_unharmed(wl) == 0, "the workload is unharmed");
@@ -311,8 +327,8 @@ fail:
 static int refused_now(struct svc_conn *c, json_t *args, const char *class, const char *needle)
 {
 	json_t *r = svc_call(c, "snapshot", args, -1);
-	int ok = !strcmp(svc_class(r), class) && strstr(desc_of(r), needle) &&
-		 !strchr(desc_of(r), '\n');
+	int ok =
+	    !strcmp(svc_class(r), class) && strstr(desc_of(r), needle) && !strchr(desc_of(r), '\n');
 
 	printf("%s: %s: %s\n", ok ? "refused" : "FAIL: not refused as expected", svc_class(r),
 	       desc_of(r));
@@ -426,9 +442,9 @@ static int refused(const struct svc_paths *p, const char *dir)
 	CHECK(refused_now(c, json_pack("{s:s, s:s}", "qemu", "nosuch", "file", "p.img"), "NotFound",
 			  "no fd named 'nosuch'") == 0,
 	      "an unknown fd name");
-	CHECK(refused_now(c, json_pack("{s:i, s:s, s:s}", "pid", g.pid, "qemu", "pipe", "file",
-				       "p.img"),
-			  "InvalidParameter", "exactly one of 'pid'") == 0,
+	CHECK(refused_now(
+		  c, json_pack("{s:i, s:s, s:s}", "pid", g.pid, "qemu", "pipe", "file", "p.img"),
+		  "InvalidParameter", "exactly one of 'pid'") == 0,
 	      "'pid' and 'qemu' together");
 	CHECK(refused_now(c, json_pack("{s:s, s:s}", "qemu", "pipe", "fd", "pipe"),
 			  "InvalidParameter", "name the same fd") == 0,

@@ -371,16 +371,11 @@ static void test_endless_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fd_passing),
-	    cmocka_unit_test(test_fds_two),
-	    cmocka_unit_test(test_fd_refused),
-	    cmocka_unit_test(test_torn_line),
-	    cmocka_unit_test(test_big_reply),
-	    cmocka_unit_test(test_close_mid_line),
-	    cmocka_unit_test(test_garbage),
-	    cmocka_unit_test(test_unsolicited_reply),
-	    cmocka_unit_test(test_endless_line),
-	    cmocka_unit_test(test_refused_while_sending),
+	    cmocka_unit_test(test_fd_passing),	 cmocka_unit_test(test_fds_two),
+	    cmocka_unit_test(test_fd_refused),	 cmocka_unit_test(test_torn_line),
+	    cmocka_unit_test(test_big_reply),	 cmocka_unit_test(test_close_mid_line),
+	    cmocka_unit_test(test_garbage),	 cmocka_unit_test(test_unsolicited_reply),
+	    cmocka_unit_test(test_endless_line), cmocka_unit_test(test_refused_while_sending),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* the peer writes to clients that have gone */
