@@ -138,7 +138,8 @@ void cli_svc_show_job(const json_t *job)
 		cli_show_error_member("error:", json_object_get(job, "error"));
 		return;
 	}
-	printf("%-10s%" PRIu64 "\n", "pid:", cli_u64(job, "pid"));
+	printf("%-10s%" PRIu64 "%s\n", "pid:", cli_u64(job, "pid"),
+	       json_object_get(job, "qemu") ? " (QEMU: a snapshot of its guest)" : "");
 	printf("%-10s%s\n", "state:", state ? state : "?");
 	if (json_object_get(job, "owner"))
 		printf("%-10suid %" PRIu64 "\n", "owner:", cli_u64(job, "owner"));
@@ -153,10 +154,12 @@ void cli_svc_show_job(const json_t *job)
 	cli_show_stream(json_object_get(job, "stream"));
 	cli_show_forks(json_object_get(job, "forks"));
 	cli_show_error_member("error:", json_object_get(job, "error"));
-	if (json_is_object(json_object_get(job, "stats"))) {
+	if (json_is_object(json_object_get(job, "stats")) ||
+	    json_is_object(json_object_get(job, "guest")))
 		printf("statistics:\n");
+	cli_svc_show_guest(stdout, json_object_get(job, "guest"));
+	if (json_is_object(json_object_get(job, "stats")))
 		cli_svc_show_stats(stdout, json_object_get(job, "stats"));
-	}
 }
 
 void cli_svc_show_jobs(const json_t *jobs)
@@ -184,6 +187,8 @@ void cli_svc_show_jobs(const json_t *jobs)
 			snprintf(progress, sizeof(progress), "%d%%",
 				 cli_percent(cli_u64(j, "done"), cli_u64(j, "total")));
 			cli_svc_output(json_object_get(j, "output"), out, sizeof(out));
+			if (json_object_get(j, "qemu")) /* the PID column is QEMU's */
+				strncat(out, " (QEMU guest)", sizeof(out) - strlen(out) - 1);
 		}
 		printf("%6" PRIu64 " %8s %-10s %8s %6" PRIu64 "  %s\n", cli_u64(j, "id"), pid,
 		       state ? state : "?", progress, cli_u64(j, "owner"), out);
@@ -214,6 +219,22 @@ void cli_svc_show_tree(const json_t *obj, int indent)
 
 	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
 		cli_show_value(json_object_iter_key(it), json_object_iter_value(it), indent);
+}
+
+void cli_svc_show_guest(FILE *f, const json_t *g)
+{
+	if (!json_is_object(g))
+		return;
+	fprintf(f,
+		"  guest              QEMU %s (pid %" PRIu64 "), machine %s, %.1f MiB of RAM in "
+		"%" PRIu64 " backend%s\n"
+		"  guest downtime     %.3f ms (stop to cont), of which device state %.3f ms "
+		"(%" PRIu64 " bytes)\n",
+		cli_json_str(g, "qemu_version") ?: "?", cli_u64(g, "pid"),
+		cli_json_str(g, "machine") ?: "?", cli_u64(g, "ram_bytes") / 1048576.0,
+		cli_u64(g, "backends"), cli_u64(g, "backends") == 1 ? "" : "s",
+		cli_u64(g, "downtime_ns") / 1e6, cli_u64(g, "devstate_ns") / 1e6,
+		cli_u64(g, "devstate_bytes"));
 }
 
 void cli_svc_show_stats(FILE *f, const json_t *st)
@@ -249,6 +270,8 @@ static void cli_show_event_detail(const char *name, const json_t *d)
 
 	if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "listen"))
 		printf("created: receiving on %s", cli_json_str(d, "listen"));
+	else if (!strcmp(name, "JOB_CREATED") && json_object_get(d, "qemu"))
+		printf("created for the QEMU guest of pid %" PRIu64, cli_u64(d, "pid"));
 	else if (!strcmp(name, "JOB_CREATED"))
 		printf("created for pid %" PRIu64, cli_u64(d, "pid"));
 	else if (!strcmp(name, "JOB_PROGRESS") && json_object_get(d, "acked"))

@@ -28,6 +28,8 @@ void cli_svc_show_tree(const json_t *obj, int indent);
 /* `uffsnapctl watch`: one line per event ("12:00:00 job 3 progress 40% (...)"). */
 void cli_svc_show_event(const json_t *ev);
 
+/* A guest job's "guest" object (CONTROL.md): QEMU, downtime, device state; nothing if absent. */
+void cli_svc_show_guest(FILE *f, const json_t *guest);
 /* The statistics of a completed job, as uffsnapd prints them after a one-shot snapshot. */
 void cli_svc_show_stats(FILE *f, const json_t *stats);
 

@@ -141,11 +141,17 @@ static void cli_svc_connection_error(const struct cli_svc *s, int r)
 int cli_svc_call(struct cli_svc *s, const char *command, json_t *arguments,
 		 const struct uffsnap_client_fd *pass, json_t **ret_return)
 {
+	return cli_svc_call_fds(s, command, arguments, pass, pass ? 1 : 0, ret_return);
+}
+
+int cli_svc_call_fds(struct cli_svc *s, const char *command, json_t *arguments,
+		     const struct uffsnap_client_fd *pass, size_t npass, json_t **ret_return)
+{
 	struct uffsnap_client_error e;
 	json_t *j;
 	int r;
 
-	r = uffsnap_client_execute(s->client, command, arguments, pass, ret_return, &e);
+	r = uffsnap_client_execute_fds(s->client, command, arguments, pass, npass, ret_return, &e);
 	if (r == -EREMOTEIO) {
 		if (s->json) {
 			j = json_pack("{s:{s:s, s:s}}", "error", "class", e.class, "desc", e.desc);

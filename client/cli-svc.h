@@ -62,6 +62,9 @@ int cli_svc_connect(struct cli_svc *s);
  */
 int cli_svc_call(struct cli_svc *s, const char *command, json_t *arguments,
 		 const struct uffsnap_client_fd *pass, json_t **ret_return);
+/* The same, passing npass fds (uffsnap_client_execute_fds()). */
+int cli_svc_call_fds(struct cli_svc *s, const char *command, json_t *arguments,
+		     const struct uffsnap_client_fd *pass, size_t npass, json_t **ret_return);
 
 /* Blocks SIGINT and SIGTERM and makes them readable on s->sigfd. -errno on failure. */
 int cli_svc_catch_signals(struct cli_svc *s);

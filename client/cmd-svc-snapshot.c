@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * uffsnapctl snapshot --pid PID (--output FILE | --file NAME | --to HOST:PORT): asks uffsnapd
- * for a snapshot job and, unless --no-wait, follows it to its end. With --output the client
- * creates FILE itself and passes the descriptor (the daemon never opens a path for a client:
- * CONTROL.md, Authorization); with --file the daemon creates NAME in its snapshot directory;
- * with --to the daemon streams the image to a receiver with its own key.
+ * uffsnapctl snapshot (--pid PID | --qemu QMP_SOCKET) (--output FILE | --file NAME | --to
+ * HOST:PORT): asks uffsnapd for a snapshot job and, unless --no-wait, follows it to its end.
+ * With --output the client creates FILE itself and passes the descriptor (the daemon never
+ * opens a path for a client: CONTROL.md, Authorization); with --file the daemon creates NAME
+ * in its snapshot directory; with --to the daemon streams the image to a receiver with its own
+ * key. With --qemu the client connects to the guest's QMP socket and passes the connection,
+ * its greeting unread.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli-args.h"
@@ -34,8 +38,10 @@ struct snap_cmd {
 	struct cli_svc svc;
 	json_int_t pid, window; /* window 0: the daemon's default */
 	const char *output, *file, *to;
+	const char *qemu; /* a guest's QMP socket, instead of pid */
 	bool strict, force, no_wait;
 	int fd;		     /* passed to the daemon: stdout, or out.fd */
+	int qmp_fd;	     /* --qemu: our connection to it, passed to the daemon */
 	struct out_file out; /* --output FILE: named only once the job completed */
 	json_int_t job;
 	struct cli_progress progress;
@@ -65,6 +71,9 @@ static int snap_option(struct snap_cmd *s, int c)
 		return snap_number(s, "pid", optarg, INT32_MAX, &s->pid);
 	case 'w':
 		return snap_number(s, "--window", optarg, SNAP_WINDOW_MAX, &s->window);
+	case 'q':
+		s->qemu = optarg;
+		return 0;
 	case 'o':
 		s->output = optarg;
 		return 0;
@@ -96,6 +105,7 @@ static bool snap_to_stdout(const struct snap_cmd *s)
 static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 {
 	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
+					     {"qemu", required_argument, NULL, 'q'},
 					     {"output", required_argument, NULL, 'o'},
 					     {"file", required_argument, NULL, 'f'},
 					     {"to", required_argument, NULL, 't'},
@@ -116,8 +126,9 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 	}
 	if (!cli_svc_no_operands(&s->svc, argc, argv))
 		return CLI_EXIT_USAGE;
-	if (!s->pid)
-		return cli_usage_error(s->svc.inv, "--pid PID is required");
+	if (!!s->pid + !!s->qemu != 1)
+		return cli_usage_error(s->svc.inv, "give exactly one of --pid PID and --qemu "
+						   "QMP_SOCKET");
 	if (!!s->output + !!s->file + !!s->to != 1)
 		return cli_usage_error(s->svc.inv, "give exactly one of --output FILE, --file NAME "
 						   "and --to HOST:PORT");
@@ -185,9 +196,30 @@ static int snap_commit_output(struct snap_cmd *s)
 	return CLI_EXIT_FAILURE;
 }
 
+/*
+ * --qemu: our own connection to the guest's QMP socket (so the daemon never opens a path of
+ * ours, and QEMU sees who asks), passed before its greeting is read: the daemon reads it.
+ */
+static int snap_connect_qemu(struct snap_cmd *s)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char e[128];
+
+	if (strlen(s->qemu) >= sizeof(sa.sun_path))
+		return cli_usage_error(s->svc.inv, "--qemu %s: path too long for a unix socket",
+				       s->qemu);
+	strcpy(sa.sun_path, s->qemu);
+	s->qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->qmp_fd >= 0 && connect(s->qmp_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return CLI_EXIT_OK;
+	fprintf(stderr, "%s: cannot connect to the QMP socket %s: %s\n", s->svc.inv->path, s->qemu,
+		cli_strerror(-errno, e, sizeof(e)));
+	return CLI_EXIT_FAILURE;
+}
+
 static json_t *snap_arguments(const struct snap_cmd *s)
 {
-	json_t *a = json_pack("{s:I}", "pid", s->pid);
+	json_t *a = s->qemu ? json_object() : json_pack("{s:I}", "pid", s->pid);
 
 	if (a && s->file)
 		json_object_set_new(a, "file", json_string(s->file));
@@ -203,14 +235,19 @@ static json_t *snap_arguments(const struct snap_cmd *s)
 /* Sends `snapshot`; on success s->job is the job's id. */
 static int snap_start(struct snap_cmd *s)
 {
-	struct uffsnap_client_fd pass = {.fd = s->fd, .argument = "fd"};
+	struct uffsnap_client_fd pass[2];
 	json_t *args = snap_arguments(s), *ret = NULL;
+	size_t npass = 0;
 	uint64_t id;
 	int r;
 
 	if (!args)
 		return CLI_EXIT_FAILURE;
-	r = cli_svc_call(&s->svc, "snapshot", args, s->output ? &pass : NULL, &ret);
+	if (s->qemu)
+		pass[npass++] = (struct uffsnap_client_fd){.fd = s->qmp_fd, .argument = "qemu"};
+	if (s->output)
+		pass[npass++] = (struct uffsnap_client_fd){.fd = s->fd, .argument = "fd"};
+	r = cli_svc_call_fds(&s->svc, "snapshot", args, pass, npass, &ret);
 	json_decref(args);
 	if (r == CLI_EXIT_OK && (cli_json_u64(ret, "id", &id) < 0 || !id || id > INT64_MAX)) {
 		fprintf(stderr, "%s: uffsnapd's reply names no job id\n", s->svc.inv->path);
@@ -257,12 +294,13 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 		if (snap_commit_output(s) != CLI_EXIT_OK)
 			return CLI_EXIT_FAILURE;
 		if (!s->svc.json) {
-			printf("job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
+			printf("job %" JSON_INTEGER_FORMAT ": snapshot of %s %" JSON_INTEGER_FORMAT
 			       " complete: %s%s\n",
-			       s->job, s->pid, where,
+			       s->job, s->qemu ? "the QEMU guest of pid" : "pid", s->pid, where,
 			       s->file ? " (in uffsnapd's snapshot directory)"
 			       : s->to ? " (verified and stored by the receiver)"
 				       : "");
+			cli_svc_show_guest(stdout, json_object_get(d, "guest"));
 			cli_svc_show_stats(stdout, json_object_get(d, "stats"));
 			if (st)
 				printf(
@@ -294,6 +332,8 @@ static int snap_event(struct snap_cmd *s, const char *name, const json_t *d)
 	if (!strcmp(name, "JOB_COMPLETED") || !strcmp(name, "JOB_FAILED") ||
 	    !strcmp(name, "JOB_CANCELLED"))
 		return snap_ended(s, name, d);
+	if (!strcmp(name, "JOB_CREATED") && s->qemu)
+		s->pid = json_integer_value(json_object_get(d, "pid")); /* QEMU's */
 	if (s->svc.json)
 		return SNAP_CONTINUE;
 	if (!strcmp(name, "JOB_PROGRESS") && cli_json_u64(d, "done", &done) >= 0 &&
@@ -377,11 +417,16 @@ static int snap_run(struct snap_cmd *s)
 
 	if (!s->no_wait && cli_svc_catch_signals(&s->svc) < 0)
 		return CLI_EXIT_FAILURE;
+	if (s->qemu && (r = snap_connect_qemu(s)) != CLI_EXIT_OK)
+		return r;
 	if (s->output && (r = snap_open_output(s)) != CLI_EXIT_OK)
 		return r;
 	r = snap_start(s);
 	if (snap_to_stdout(s))
 		close(s->fd); /* the daemon has its own copy: the reader sees its end */
+	if (s->qmp_fd >= 0)   /* the daemon has its own: QEMU must see only one client */
+		close(s->qmp_fd);
+	s->qmp_fd = -EBADF;
 	if (r != CLI_EXIT_OK)
 		return r; /* a temporary goes in cmd_svc_snapshot() */
 	if (s->no_wait) {
@@ -391,7 +436,15 @@ static int snap_run(struct snap_cmd *s)
 			       s->job, s->job);
 		return CLI_EXIT_OK;
 	}
-	if (!s->svc.json)
+	if (!s->svc.json && s->qemu)
+		fprintf(stderr,
+			"job %" JSON_INTEGER_FORMAT ": snapshot of the QEMU guest at %s to %s%s "
+			"(Ctrl-C cancels)\n",
+			s->job, s->qemu, s->to ? "the receiver at " : "",
+			s->output ? s->output
+			: s->file ? s->file
+				  : s->to);
+	else if (!s->svc.json)
 		fprintf(stderr,
 			"job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT
 			" to %s%s (Ctrl-C cancels)\n",
@@ -404,7 +457,8 @@ static int snap_run(struct snap_cmd *s)
 
 int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
 {
-	struct snap_cmd s = {.fd = -EBADF, .out = OUT_FILE_INIT, .progress = {.last_step = -1}};
+	struct snap_cmd s = {
+	    .fd = -EBADF, .qmp_fd = -EBADF, .out = OUT_FILE_INIT, .progress = {.last_step = -1}};
 	int r;
 
 	cli_svc_init(&s.svc, inv);
@@ -416,6 +470,8 @@ int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv)
 	if (r == CLI_EXIT_OK)
 		r = snap_run(&s);
 	cli_svc_close(&s.svc);
+	if (s.qmp_fd >= 0)
+		close(s.qmp_fd);
 	out_file_close(&s.out); /* unless named: a job that did not complete leaves nothing */
 	return r;
 }

@@ -30,11 +30,17 @@ static const struct cli_command uffsnapctl_commands[] = {
     {
 	.name = "snapshot",
 	.handler = cmd_svc_snapshot,
-	.help = "snapshot a running process through uffsnapd and follow the job to its end",
-	.usage = "--pid PID (--output FILE | --file NAME | --to HOST:PORT) [--strict] [--window N] "
-		 "[--force] [--no-wait]",
+	.help = "snapshot a running process or QEMU guest through uffsnapd and follow the job to "
+		"its end",
+	.usage = "(--pid PID | --qemu QMP_SOCKET) (--output FILE | --file NAME | --to HOST:PORT) "
+		 "[--strict] [--window N] [--force] [--no-wait]",
 	.options =
 	    "  --pid PID       the process to snapshot (one you could ptrace yourself)\n"
+	    "  --qemu QMP_SOCKET\n"
+	    "                  or the guest of the QEMU serving this QMP socket (a QEMU you\n"
+	    "                  could ptrace yourself; guest RAM a share=on memory backend):\n"
+	    "                  uffsnapctl connects to it and passes the connection to uffsnapd,\n"
+	    "                  which stops the vCPUs only while it saves the device state\n"
 	    "  --output FILE   write the image to FILE ('-': stdout; messages go to stderr):\n"
 	    "                  uffsnapctl passes uffsnapd a new file that gets FILE's name only\n"
 	    "                  when the job completes (replacing one only with --force)\n"

@@ -348,52 +348,79 @@ static int client_call(struct uffsnap_client *c, const char *command, json_t *ar
 	return r == -EREMOTEIO ? r : client_failed(c, r);
 }
 
-/* getfd under a fresh name, the command with the name in it, closefd if it was refused. */
-static int client_call_with_fd(struct uffsnap_client *c, const char *command, json_t *arguments,
-			       const struct uffsnap_client_fd *pass, json_t **ret_return,
-			       struct uffsnap_client_error *ret_error)
+/* closefd of the names given so far: the command was refused (or never sent). */
+static void client_close_names(struct uffsnap_client *c, const json_t *args,
+			       const struct uffsnap_client_fd *pass, size_t n)
 {
-	char name[32];
-	json_t *a;
-	int r;
+	for (size_t i = 0; i < n; i++) {
+		json_t *a = json_pack("{s:O}", "fdname", json_object_get(args, pass[i].argument));
 
-	snprintf(name, sizeof(name), "uffsnap-fd-%u", ++c->fdnames);
-	a = json_pack("{s:s}", "fdname", name);
-	if (!a)
-		return -ENOMEM;
-	r = client_call(c, "getfd", a, pass->fd, NULL, ret_error);
-	json_decref(a);
-	if (r < 0)
-		return r;
-	a = arguments ? json_copy(arguments) : json_object();
-	if (!a || json_object_set_new(a, pass->argument, json_string(name)) < 0) {
-		json_decref(a);
-		return -ENOMEM;
-	}
-	r = client_call(c, command, a, -EBADF, ret_return, ret_error);
-	json_decref(a);
-	if (r == -EREMOTEIO) {
-		a = json_pack("{s:s}", "fdname", name);
 		if (a)
 			client_call(c, "closefd", a, -EBADF, NULL, NULL);
 		json_decref(a);
 	}
+}
+
+/* getfd under a fresh name for each fd, the command with the names in it, closefd if refused. */
+static int client_call_with_fds(struct uffsnap_client *c, const char *command, json_t *arguments,
+				const struct uffsnap_client_fd *pass, size_t npass,
+				json_t **ret_return, struct uffsnap_client_error *ret_error)
+{
+	json_t *args = arguments ? json_copy(arguments) : json_object(), *a;
+	size_t named = 0;
+	int r = args ? 0 : -ENOMEM;
+
+	for (; r >= 0 && named < npass; named++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "uffsnap-fd-%u", ++c->fdnames);
+		if (json_object_set_new(args, pass[named].argument, json_string(name)) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		a = json_pack("{s:s}", "fdname", name);
+		r = a ? client_call(c, "getfd", a, pass[named].fd, NULL, ret_error) : -ENOMEM;
+		json_decref(a);
+		if (r < 0)
+			break;
+	}
+	if (r >= 0)
+		r = client_call(c, command, args, -EBADF, ret_return, ret_error);
+	if (r == -EREMOTEIO || (r < 0 && !c->broken))
+		client_close_names(c, args, pass, named);
+	json_decref(args);
 	return r;
+}
+
+int uffsnap_client_execute_fds(struct uffsnap_client *c, const char *command, json_t *arguments,
+			       const struct uffsnap_client_fd *pass, size_t npass,
+			       json_t **ret_return, struct uffsnap_client_error *ret_error)
+{
+	if (!c || !command || !*command || (arguments && !json_is_object(arguments)))
+		return -EINVAL;
+	if (npass && !pass)
+		return -EINVAL;
+	for (size_t i = 0; i < npass; i++) {
+		if (pass[i].fd < 0 || !pass[i].argument || !*pass[i].argument)
+			return -EINVAL;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(pass[i].argument, pass[k].argument))
+				return -EINVAL;
+	}
+	if (c->broken)
+		return c->broken;
+	if (npass)
+		return client_call_with_fds(c, command, arguments, pass, npass, ret_return,
+					    ret_error);
+	return client_call(c, command, arguments, -EBADF, ret_return, ret_error);
 }
 
 int uffsnap_client_execute(struct uffsnap_client *c, const char *command, json_t *arguments,
 			   const struct uffsnap_client_fd *pass, json_t **ret_return,
 			   struct uffsnap_client_error *ret_error)
 {
-	if (!c || !command || !*command || (arguments && !json_is_object(arguments)))
-		return -EINVAL;
-	if (pass && (pass->fd < 0 || !pass->argument || !*pass->argument))
-		return -EINVAL;
-	if (c->broken)
-		return c->broken;
-	if (pass)
-		return client_call_with_fd(c, command, arguments, pass, ret_return, ret_error);
-	return client_call(c, command, arguments, -EBADF, ret_return, ret_error);
+	return uffsnap_client_execute_fds(c, command, arguments, pass, pass ? 1 : 0, ret_return,
+					  ret_error);
 }
 
 int uffsnap_client_next_event(struct uffsnap_client *c, int timeout_ms, json_t **ret_event)

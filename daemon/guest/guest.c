@@ -388,7 +388,7 @@ static int read_cmdline(struct guest *g, char *msg, size_t len)
 
 static int probe(struct guest *g, char *msg, size_t len)
 {
-	char type[64] = "";
+	char type[sizeof(g->gs->machine)] = "";
 	json_t *a = json_pack("{s:s, s:s}", "path", "/machine", "property", "type");
 	int k = check_running(g, msg, len);
 

@@ -20,7 +20,7 @@ struct qmp;
 struct guest_stats {
 	pid_t pid;		 /* QEMU's */
 	char qemu_version[32];
-	char machine[64];
+	char machine[96]; /* the qom type less "-machine": as long as QEMU says */
 	unsigned backends;
 	uint64_t ram_bytes;	 /* of all backends saved */
 	uint64_t downtime_ns;	 /* the guest's: `stop` sent -> `cont` answered */

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sys/linux-compat.h"
@@ -32,11 +34,23 @@ static int snapshot_check(json_t *args, struct ctl_error *err)
 	int n = !!json_object_get(args, "fd") + !!json_object_get(args, "file") +
 		!!json_object_get(args, "to");
 
+	const char *qemu = json_string_value(json_object_get(args, "qemu"));
+	const char *fd = json_string_value(json_object_get(args, "fd"));
+
 	if (n != 1)
 		return ctl_fail(err, CTL_E_PARAM,
 				"'snapshot' needs exactly one of 'fd' (a name from getfd), 'file' "
 				"(a name in the snapshot directory) and 'to' (a receiver's "
 				"HOST:PORT)");
+	if (!!json_object_get(args, "pid") + !!qemu != 1)
+		return ctl_fail(err, CTL_E_PARAM,
+				"'snapshot' needs exactly one of 'pid' (a process) and 'qemu' (the "
+				"name, from getfd, of a connection to a QEMU guest's QMP socket)");
+	if (qemu && fd && !strcmp(qemu, fd))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'qemu' and 'fd' name the same fd '%s': pass the QMP connection "
+				"and the output as two fds",
+				qemu);
 	return 0;
 }
 
@@ -130,14 +144,82 @@ static int snapshot_output(struct svc_client *c, struct svc_snap_job *j,
 	return j->out_fd < 0 ? j->out_fd : 0;
 }
 
+/*
+ * The QEMU behind the QMP connection passed as name: its pid (SO_PEERCRED: QEMU's, recorded
+ * when it listened) and, Linux >= 6.5, a pidfd of that very process (SO_PEERPIDFD), which
+ * pins it while it is authorized. The socket itself is not read here: its greeting is the
+ * job thread's (a QEMU that is slow to answer must not hold the loop).
+ */
+static int qemu_peer(struct svc_client *c, const char *name, pid_t *ret_pid, int *ret_pidfd,
+		     struct ctl_error *err)
+{
+	int i = svc_client_fd_find(c, name), type = 0, pidfd = -EBADF;
+	struct ucred uc = {0};
+	socklen_t len = sizeof(type);
+
+	if (i < 0)
+		return ctl_fail(err, CTL_E_NOTFOUND,
+				"no fd named '%s' on this connection (connect to the guest's QMP "
+				"socket and pass that socket with getfd first)",
+				name);
+	if (getsockopt(c->fds[i], SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+	    getsockopt(c->fds[i], SOL_SOCKET, SO_PEERCRED, &uc, &(socklen_t){sizeof(uc)}) < 0 ||
+	    uc.pid <= 0)
+		return ctl_fail(err, CTL_E_PARAM,
+				"fd '%s' is not a connected unix stream socket: 'qemu' takes a "
+				"connection to a QEMU guest's QMP socket",
+				name);
+	len = sizeof(pidfd);
+	if (getsockopt(c->fds[i], SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
+		pidfd = -EBADF;
+	*ret_pid = uc.pid;
+	*ret_pidfd = pidfd;
+	return 0;
+}
+
+/* The peer's pidfd still alive after pid was authorized: pid named it all along. */
+static int qemu_admit(struct svc_client *c, const char *name, pid_t *ret_pid, int *ret_pidfd,
+		      struct ctl_error *err)
+{
+	int peerfd = -EBADF, r = qemu_peer(c, name, ret_pid, &peerfd, err);
+
+	if (r >= 0)
+		r = snapshot_admit(c, *ret_pid, ret_pidfd, err);
+	if (r >= 0 && peerfd >= 0 && syscall(SYS_pidfd_send_signal, peerfd, 0, NULL, 0) < 0) {
+		close(*ret_pidfd);
+		*ret_pidfd = -EBADF;
+		r = ctl_fail(err, CTL_E_NOTFOUND,
+			     "the QEMU of fd '%s' (pid %d) exited while it was being checked", name,
+			     *ret_pid);
+	}
+	if (peerfd >= 0)
+		close(peerfd);
+	return r;
+}
+
+/* A guest job takes the QMP connection over, once the rest of the request was accepted. */
+static int snapshot_qemu_take(struct svc_client *c, struct svc_snap_job *j, const char *name,
+			      struct ctl_error *err)
+{
+	int i = svc_client_fd_find(c, name);
+
+	j->qemu = strdup(name);
+	if (!j->qemu)
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	j->qmp_fd = svc_client_fd_take(c, i); /* found by qemu_peer() on this same request */
+	return 0;
+}
+
 static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl_error *err)
 {
 	struct svc_client *c = client(ctx);
+	const char *qemu = ctl_arg_str(req, "qemu");
 	pid_t pid = (pid_t)ctl_arg_int(req, "pid", 0);
 	struct svc_snap_job *j = NULL;
 	int pidfd = -EBADF, r;
 
-	if (snapshot_admit(c, pid, &pidfd, err) >= 0) {
+	r = qemu ? qemu_admit(c, qemu, &pid, &pidfd, err) : snapshot_admit(c, pid, &pidfd, err);
+	if (r >= 0) {
 		j = svc_snap_job_new(c->peer.uid);
 		if (!j)
 			ctl_fail(err, CTL_E_GENERIC, "out of memory");
@@ -153,6 +235,8 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
 	r = snapshot_output(c, j, req, err);
+	if (r >= 0 && qemu)
+		r = snapshot_qemu_take(c, j, qemu, err);
 	if (r < 0) {
 		svc_job_free(&j->job);
 		return NULL;
@@ -373,7 +457,8 @@ static json_t *cmd_closefd(void *ctx, const struct ctl_request *req, struct ctl_
 }
 
 static const struct ctl_arg snapshot_args[] = {
-    {"pid", CTL_ARG_INT, true, 1, CTL_PID_MAX, "the process to snapshot"},
+    {"pid", CTL_ARG_INT, false, 1, CTL_PID_MAX, "the process to snapshot"},
+    {"qemu", CTL_ARG_NAME, false, 0, 0, "or the guest of this QMP connection (from getfd)"},
     {"fd", CTL_ARG_NAME, false, 0, 0, "write the image to this fd (from getfd)"},
     {"file", CTL_ARG_NAME, false, 0, 0, "write the image to this new file in the snapshot dir"},
     {"to", CTL_ARG_HOSTPORT, false, 0, 0, "stream the image to this receiver (HOST:PORT)"},

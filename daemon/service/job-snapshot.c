@@ -1,19 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Snapshot jobs: one thread each, running the engine into a file, an fd or a stream to a
- * receiver. The thread touches only its job's atomics (progress) and result fields, and the
- * sink under the job's lock; the generic job code (job.c) does the rest.
+ * receiver, on a process or on a QEMU guest (guest_snapshot() over the QMP connection the
+ * client passed). The thread touches only its job's atomics (progress) and result fields, and
+ * the sink under the job's lock; the generic job code (job.c) does the rest.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "qmp.h"
 #include "service/job-snapshot.h"
 #include "service/output.h"
+
+/*
+ * QEMU sends its QMP greeting as it accepts a connection: the client passes the socket before
+ * reading anything from it (proto/CONTROL.md). No greeting by then: the client read it, or
+ * QEMU serves another QMP client (one at a time per socket) and has not accepted this one.
+ */
+#define SVC_QMP_GREETING_MS 10000
+/* Each later wait for QEMU's answer (as uffsnapd --qemu). */
+#define SVC_QMP_TIMEOUT_MS 30000
 
 static struct svc_snap_job *snap(const struct svc_job *j)
 {
@@ -72,11 +84,18 @@ static void snap_describe(struct svc_job *j, json_t *o)
 	}
 	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&s->stats, &stats) >= 0)
 		json_object_set_new(o, "stats", stats);
+	if (s->qemu)
+		json_object_set_new(o, "qemu", json_string(s->qemu));
+	/* the thread wrote it before it ended; pid 0: it never spoke to QEMU */
+	if (s->qemu && j->state != SVC_JOB_RUNNING && s->guest.pid)
+		json_object_set_new(o, "guest", guest_stats_json(&s->guest));
 }
 
 static void snap_created(const struct svc_job *j, json_t *data)
 {
 	json_object_set_new(data, "pid", json_integer(j->pid));
+	if (snap(j)->qemu)
+		json_object_set_new(data, "qemu", json_string(snap(j)->qemu));
 }
 
 static void snap_progress_cb(void *ctx, uint64_t done, uint64_t total)
@@ -136,6 +155,55 @@ static void snap_sink_free(struct svc_snap_job *s, struct img_sink *sink, int r)
 	img_sink_free(sink);
 }
 
+/* Waits for QEMU's greeting on the passed socket (or a cancel), then speaks QMP on it. */
+static int snap_qmp_open(struct svc_snap_job *s, struct qmp **ret)
+{
+	struct svc_job *j = &s->job;
+	struct pollfd p[2] = {{.fd = s->qmp_fd, .events = POLLIN},
+			      {.fd = j->stop_fd, .events = POLLIN}};
+	int fd = s->qmp_fd, r;
+
+	s->qmp_fd = -EBADF; /* qmp_open_fd() takes it, also on failure */
+	do
+		r = poll(p, 2, SVC_QMP_GREETING_MS);
+	while (r < 0 && errno == EINTR);
+	if (r > 0 && p[1].revents)
+		r = -ECANCELED;
+	else if (r == 0)
+		r = -EBUSY;
+	if (r < 0) {
+		close(fd);
+		if (r == -EBUSY)
+			snprintf(
+			    j->err.msg, sizeof(j->err.msg),
+			    "no QMP greeting on the socket passed as 'qemu' within %d s: pass "
+			    "a socket just connected to QEMU's QMP socket, before reading from "
+			    "it (or QEMU is serving another QMP client: it serves one at a time)",
+			    SVC_QMP_GREETING_MS / 1000);
+		return r;
+	}
+	r = qmp_open_fd(fd, SVC_QMP_TIMEOUT_MS, ret, j->err.msg, sizeof(j->err.msg));
+	if (r >= 0 && qmp_peer_pid(*ret) != j->pid) { /* SO_PEERCRED cannot change: paranoia */
+		qmp_close(*ret);
+		r = -EPROTO;
+		snprintf(j->err.msg, sizeof(j->err.msg), "the QMP socket's peer changed");
+	}
+	return r;
+}
+
+/* A guest: its RAM through the engine, its device state through QMP (guest_snapshot()). */
+static int snap_guest(struct svc_snap_job *s, const struct snap_opts *o, struct img_sink *sink)
+{
+	struct svc_job *j = &s->job;
+	struct qmp *q = NULL;
+	int r = snap_qmp_open(s, &q);
+
+	if (r >= 0)
+		r = guest_snapshot(q, o, j->stop_fd, sink, &s->guest, &s->stats, &j->err);
+	qmp_close(q);
+	return r;
+}
+
 static void *snap_main(void *arg)
 {
 	struct svc_snap_job *s = arg;
@@ -153,7 +221,9 @@ static void *snap_main(void *arg)
 	struct img_sink *sink = NULL;
 	int r = snap_sink(s, &sink);
 
-	if (r >= 0) /* it sees a cancel that came while the stream connected */
+	if (r >= 0 && s->qemu)
+		r = snap_guest(s, &o, sink);
+	else if (r >= 0) /* it sees a cancel that came while the stream connected */
 		r = snapshot_take(j->pid, &o, sink, &s->stats, &j->err);
 	snap_sink_free(s, sink, r);
 	if (r >= 0 && s->file)
@@ -166,14 +236,16 @@ static void *snap_main(void *arg)
 static void snap_log_start(const struct svc_job *j)
 {
 	const struct svc_snap_job *s = snap(j);
+	const char *what = s->qemu ? "the QEMU guest of " : "";
 
 	if (s->to)
-		svc_log("job %" PRIu64 ": snapshot of pid %d for uid %u to the receiver at %s "
+		svc_log("job %" PRIu64 ": snapshot of %spid %d for uid %u to the receiver at %s "
 			"started",
-			j->id, j->pid, j->owner, s->to);
+			j->id, what, j->pid, j->owner, s->to);
 	else
-		svc_log("job %" PRIu64 ": snapshot of pid %d for uid %u to %s '%s' started", j->id,
-			j->pid, j->owner, s->file ? "file" : "fd", s->file ? s->file : s->fdname);
+		svc_log("job %" PRIu64 ": snapshot of %spid %d for uid %u to %s '%s' started",
+			j->id, what, j->pid, j->owner, s->file ? "file" : "fd",
+			s->file ? s->file : s->fdname);
 }
 
 /* An output that is stuck or a stream waiting for its receiver gives up too; not when the
@@ -220,7 +292,10 @@ static void snap_ended(struct svc *svc, struct svc_job *j, char *what, size_t le
 	if (s->out_fd >= 0)
 		close(s->out_fd);
 	s->out_fd = -EBADF;
-	snprintf(what, len, "pid %d", j->pid);
+	if (s->qmp_fd >= 0) /* a job whose thread never took it */
+		close(s->qmp_fd);
+	s->qmp_fd = -EBADF;
+	snprintf(what, len, "%spid %d", s->qemu ? "QEMU guest of " : "", j->pid);
 }
 
 static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
@@ -228,6 +303,11 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 	struct svc_snap_job *s = snap(j);
 	json_t *stats = NULL, *data;
 
+	if (s->qemu)
+		svc_log("job %" PRIu64 ": QEMU guest of pid %d: downtime %.3f ms, device state "
+			"%" PRIu64 " bytes in %.3f ms",
+			j->id, j->pid, s->guest.downtime_ns / 1e6, s->guest.devstate_bytes,
+			s->guest.devstate_ns / 1e6);
 	svc_log("job %" PRIu64 ": pid %d complete in %.3f s, %" PRIu64 " bytes, held %.3f ms%s%s",
 		j->id, j->pid, secs, s->stats.bytes, s->stats.held_ns / 1e6,
 		s->to ? ", verified by the receiver at " : "", s->to ? s->to : "");
@@ -235,6 +315,8 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 	data = json_pack("{s:I, s:o*}", "id", (json_int_t)j->id, "stats", stats);
 	if (data && s->to)
 		json_object_set_new(data, "stream", stream_json(&s->stream));
+	if (data && s->qemu)
+		json_object_set_new(data, "guest", guest_stats_json(&s->guest));
 	svc_job_event(svc, j, "JOB_COMPLETED", data);
 }
 
@@ -249,6 +331,9 @@ static void snap_free(struct svc_job *j)
 
 	if (s->out_fd >= 0)
 		close(s->out_fd);
+	if (s->qmp_fd >= 0)
+		close(s->qmp_fd);
+	free(s->qemu);
 	free(s->file);
 	free(s->fdname);
 	free(s->to);
@@ -277,7 +362,7 @@ struct svc_snap_job *svc_snap_job_new(uid_t owner)
 	if (!j)
 		return NULL;
 	s = snap(j);
-	s->out_fd = -EBADF;
+	s->out_fd = s->qmp_fd = -EBADF;
 	/* The output watches it: a pipe the client stopped reading must not keep a cancelled
 	 * job (or the daemon's stop) waiting. */
 	j->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -98,6 +98,15 @@ int uffsnap_client_execute(struct uffsnap_client *c, const char *command, json_t
 			   struct uffsnap_client_error *ret_error);
 
 /*
+ * The same with npass fds (pass[0..npass-1], each under its own argument name: e.g. "qemu" and
+ * "fd" for a guest's `snapshot`): each is passed with its own `getfd` first, and all are
+ * closed with `closefd` if the command is refused. -EINVAL also for two with one argument.
+ */
+int uffsnap_client_execute_fds(struct uffsnap_client *c, const char *command, json_t *arguments,
+			       const struct uffsnap_client_fd *pass, size_t npass,
+			       json_t **ret_return, struct uffsnap_client_error *ret_error);
+
+/*
  * The next event ({"event": ..., "data": ..., "timestamp": ...}, a new reference), waiting up
  * to timeout_ms (0: only what has arrived, -1: no limit). Events are returned in the order the
  * daemon sent them, including those queued during uffsnap_client_execute().

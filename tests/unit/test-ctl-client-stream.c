@@ -133,6 +133,49 @@ static void test_fd_refused(void **state)
 	peer_close(&p);
 }
 
+/* Two fds with one command (a guest's QMP connection and its output): each under its own
+ * name and argument; refused, both are closed by name; two with one argument are -EINVAL. */
+static void test_fds_two(void **state)
+{
+	static const char *const replies[] = {
+	    "{\"return\": {}, \"id\": 1}\n",
+	    "{\"return\": {}, \"id\": 2}\n",
+	    "{\"error\": {\"class\": \"Busy\", \"desc\": \"pid 42 has a job\"}, \"id\": 3}\n",
+	    "{\"return\": {}, \"id\": 4}\n",
+	    "{\"return\": {}, \"id\": 5}\n",
+	};
+	struct uffsnap_client_fd pass[2] = {{.argument = "qemu"}, {.argument = "fd"}};
+	struct uffsnap_client_error e = {{0}};
+	struct uffsnap_client *c;
+	const char *n0, *n1;
+	struct peer p;
+
+	c = connected(&p);
+	pass[0].fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pass[1].fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	peer_serve(&p, replies, 5);
+	assert_int_equal(uffsnap_client_execute_fds(c, "snapshot", NULL, pass, 2, NULL, &e),
+			 -EREMOTEIO);
+	assert_string_equal(e.class, "Busy");
+	assert_int_equal(peer_served(&p), 5);
+	n0 = expect_getfd(&p, 0, pass[0].fd);
+	n1 = expect_getfd(&p, 1, pass[1].fd);
+	assert_string_not_equal(n0, n1);
+	assert_string_equal(json_string_value(request_arg(&p, 2, "snapshot", "qemu")), n0);
+	assert_string_equal(json_string_value(request_arg(&p, 2, "snapshot", "fd")), n1);
+	assert_string_equal(json_string_value(request_arg(&p, 3, "closefd", "fdname")), n0);
+	assert_string_equal(json_string_value(request_arg(&p, 4, "closefd", "fdname")), n1);
+	pass[1].argument = "qemu";
+	assert_int_equal(uffsnap_client_execute_fds(c, "snapshot", NULL, pass, 2, NULL, &e),
+			 -EINVAL);
+	assert_int_equal(uffsnap_client_execute_fds(c, "snapshot", NULL, NULL, 1, NULL, &e),
+			 -EINVAL);
+	close(pass[0].fd);
+	close(pass[1].fd);
+	uffsnap_client_free(c);
+	peer_close(&p);
+}
+
 /* A line arrives in pieces, each read separately. */
 static void test_torn_line(void **state)
 {
@@ -328,15 +371,11 @@ static void test_endless_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fd_passing),
-	    cmocka_unit_test(test_fd_refused),
-	    cmocka_unit_test(test_torn_line),
-	    cmocka_unit_test(test_big_reply),
-	    cmocka_unit_test(test_close_mid_line),
-	    cmocka_unit_test(test_garbage),
-	    cmocka_unit_test(test_unsolicited_reply),
-	    cmocka_unit_test(test_endless_line),
-	    cmocka_unit_test(test_refused_while_sending),
+	    cmocka_unit_test(test_fd_passing),	 cmocka_unit_test(test_fds_two),
+	    cmocka_unit_test(test_fd_refused),	 cmocka_unit_test(test_torn_line),
+	    cmocka_unit_test(test_big_reply),	 cmocka_unit_test(test_close_mid_line),
+	    cmocka_unit_test(test_garbage),	 cmocka_unit_test(test_unsolicited_reply),
+	    cmocka_unit_test(test_endless_line), cmocka_unit_test(test_refused_while_sending),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* the peer writes to clients that have gone */
