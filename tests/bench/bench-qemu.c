@@ -26,10 +26,16 @@
  *     counts. The same measure over a quiet window of equal length right before the snapshot
  *     (the program waits QUIET_S seconds before each) is the noise of that moment. The guest
  *     ticks every ~7.5 ms here; a stop of the vCPUs for D ms shows as a gap of about D plus
- *     one tick period. Resolution: the watcher's wake-up latency (tens of microseconds on an
- *     idle machine, up to a scheduler slice, a few ms, when both CPUs are busy with TCG and
- *     the snapshot); a host steal (this VM's host takes the CPUs away while it writes to
- *     disk) shows as a gap too, and steal_ms of each window says how much there was.
+ *     one tick period. Resolution: the watcher's wake-up latency; it is a SCHED_FIFO thread
+ *     (it only blocks in poll() and reads), so that it stays at microseconds under load: a
+ *     normal thread woke up to ~100 ms late here and saw eight tick lines at once. A host
+ *     steal (this VM's host takes the CPUs away while it writes to disk) shows as a gap too,
+ *     and steal_ms of each window says how much there was.
+ *   - the guest's progress: its tick rate in the window against the quiet window's, and the
+ *     progress it lost, lost = window - ticks in the window / quiet tick rate (a guest slowed
+ *     to half speed for 2 s lost 1 s). TCG runs the vCPU on a host CPU that the snapshot's
+ *     own work competes for (2 CPUs here), so this is where a long snapshot costs the guest
+ *     even when it never stops it.
  *   - the guest is checked too: its log over the window must show no tick lost and no BAD.
  *
  * Prints one JSON object per snapshot round on stdout, then one with the medians and ratios
@@ -43,6 +49,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,9 +65,9 @@
 #include "guest-harness.h"
 #include "qmp.h"
 
-#define BOOT_TIMEOUT_S 300
+#define BOOT_TIMEOUT_S	  300
 #define MIGRATE_TIMEOUT_S 600
-#define MAX_ROUNDS 50
+#define MAX_ROUNDS	  50
 
 static uint64_t now_ns(void)
 {
@@ -100,6 +107,7 @@ struct watcher {
 	struct tick_rec *rec;
 	size_t n, cap;
 	int err;
+	bool not_rt; /* could not be made SCHED_FIFO */
 };
 
 static void watcher_line(struct watcher *w, const char *line, uint64_t t)
@@ -133,6 +141,15 @@ static void *watcher_main(void *arg)
 	size_t ll = 0;
 	int in = inotify_init1(IN_CLOEXEC), fd = open(w->path, O_RDONLY | O_CLOEXEC);
 
+	struct sched_param sp = {.sched_priority = 1};
+
+	/*
+	 * A real-time thread (it only ever blocks in poll() and reads): under load a normal one
+	 * wakes late and sees several tick lines at once, which would be its own delay and not
+	 * the guest's. Without the privilege it runs as it is, and says so.
+	 */
+	if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp))
+		w->not_rt = true;
 	/* from the end: what was printed before we watch has no timestamp */
 	if (in < 0 || fd < 0 || inotify_add_watch(in, w->path, IN_MODIFY) < 0 ||
 	    lseek(fd, 0, SEEK_END) < 0) {
@@ -147,7 +164,8 @@ static void *watcher_main(void *arg)
 		if (poll(&p, 1, 100) <= 0)
 			continue;
 		t = now_ns();
-		(void)!read(in, buf, sizeof(buf)); /* drain the events; what is new is in the file */
+		(void)!read(in, buf,
+			    sizeof(buf)); /* drain the events; what is new is in the file */
 		while ((k = read(fd, buf, sizeof(buf))) > 0)
 			for (ssize_t i = 0; i < k; i++) {
 				if (buf[i] != '\n') {
@@ -191,6 +209,21 @@ static struct jitter jitter_of(struct watcher *w, uint64_t t0, uint64_t t1)
 	return j;
 }
 
+/* BENCH_QEMU_TIMELINE=1: every tick line's time around a window, on stderr (for a look). */
+static void timeline(struct watcher *w, const char *name, uint64_t t0, uint64_t t1)
+{
+	if (!getenv("BENCH_QEMU_TIMELINE"))
+		return;
+	pthread_mutex_lock(&w->lock);
+	fprintf(stderr, "timeline %s (ms from the start; the end at %.1f):", name,
+		(double)(t1 - t0) / 1e6);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->rec[i].t + 50000000 >= t0 && w->rec[i].t <= t1 + 50000000)
+			fprintf(stderr, " %.1f", ((double)w->rec[i].t - (double)t0) / 1e6);
+	fputc('\n', stderr);
+	pthread_mutex_unlock(&w->lock);
+}
+
 /* ---- one snapshot of each kind ---- */
 
 struct result {
@@ -204,6 +237,7 @@ struct result {
 	struct jitter run, quiet;
 	uint64_t quiet_ns, steal_run_ms;
 	uint64_t rate_run, rate_quiet; /* tick lines per second in each window */
+	uint64_t lost_ns; /* the guest's progress lost: window - its ticks at the quiet rate */
 	unsigned long ticks_lost, bad;
 	json_t *extra; /* method-specific figures */
 };
@@ -270,8 +304,8 @@ static int run_qemu(struct bench *b, struct result *r)
 		close(fd);
 	if (k >= 0) {
 		r->t0 = now_ns();
-		k = guest_qmp(q, "migrate", json_pack("{s:s}", "uri", "fd:bench"), -1, NULL,
-			      r->why, sizeof(r->why));
+		k = guest_qmp(q, "migrate", json_pack("{s:s}", "uri", "fd:bench"), -1, NULL, r->why,
+			      sizeof(r->why));
 	}
 	if (k >= 0)
 		k = guest_qmp_wait_migration(q, MIGRATE_TIMEOUT_S, r->why, sizeof(r->why));
@@ -286,16 +320,16 @@ static int run_qemu(struct bench *b, struct result *r)
 	if (k >= 0)
 		k = guest_qmp(q, "query-migrate", NULL, -1, &ret, r->why, sizeof(r->why));
 	if (k >= 0) {
-		r->downtime_ns = (uint64_t)json_integer_value(json_object_get(ret, "downtime")) *
-				 1000000;
+		r->downtime_ns =
+		    (uint64_t)json_integer_value(json_object_get(ret, "downtime")) * 1000000;
 		ram = json_object_get(ret, "ram");
 		r->extra = json_pack(
-			"{s:I, s:I, s:I, s:I, s:I}", "qemu_total_time_ms",
-			json_integer_value(json_object_get(ret, "total-time")), "setup_time_ms",
-			json_integer_value(json_object_get(ret, "setup-time")), "ram_transferred",
-			json_integer_value(json_object_get(ram, "transferred")), "ram_normal_pages",
-			json_integer_value(json_object_get(ram, "normal")), "ram_duplicate_pages",
-			json_integer_value(json_object_get(ram, "duplicate")));
+		    "{s:I, s:I, s:I, s:I, s:I}", "qemu_total_time_ms",
+		    json_integer_value(json_object_get(ret, "total-time")), "setup_time_ms",
+		    json_integer_value(json_object_get(ret, "setup-time")), "ram_transferred",
+		    json_integer_value(json_object_get(ram, "transferred")), "ram_normal_pages",
+		    json_integer_value(json_object_get(ram, "normal")), "ram_duplicate_pages",
+		    json_integer_value(json_object_get(ram, "duplicate")));
 		r->ok = true;
 	}
 	json_decref(ret);
@@ -307,8 +341,8 @@ static int run_qemu(struct bench *b, struct result *r)
 
 static int run_uffsnapd(struct bench *b, struct result *r)
 {
-	const char *argv[] = {b->uffsnapd, "--qemu", b->g.qmp_path, "--output", b->img, "--json",
-			      NULL};
+	const char *argv[] = {b->uffsnapd, "--qemu", b->g.qmp_path, "--output",
+			      b->img,	   "--json", NULL};
 	json_error_t jerr;
 	json_t *j, *gj;
 	int st = 0;
@@ -347,9 +381,9 @@ static int run_uffsnapd(struct bench *b, struct result *r)
 	r->extra = json_object();
 	for (size_t i = 0; i < 2; i++) {
 		static const char *const keys[2][10] = {
-			{"devstate_bytes", "devstate_ns", NULL},
-			{"held_ns", "arm_ns", "duration_ns", "faults", "fault_p50_ns", "fault_p99_ns",
-			 "fault_max_ns", "fault_sink_waits", "pages_zero", "bytes"}};
+		    {"devstate_bytes", "devstate_ns", NULL},
+		    {"held_ns", "arm_ns", "duration_ns", "faults", "fault_p50_ns", "fault_p99_ns",
+		     "fault_max_ns", "fault_sink_waits", "pages_zero", "bytes"}};
 
 		for (size_t k = 0; k < 10 && keys[i][k]; k++) {
 			json_t *v = json_object_get(i ? j : gj, keys[i][k]);
@@ -398,6 +432,7 @@ static void one(struct bench *b, bool qemu, struct result *r)
 	usleep(200000);
 	off1 = guest_serial_size(&b->g);
 	r->run = jitter_of(&b->w, r->t0, r->t1);
+	timeline(&b->w, qemu ? "qemu" : "uffsnapd", r->t0, r->t1);
 	r->quiet_ns = r->t1 - r->t0;
 	if (r->t0 - qstart < r->quiet_ns)
 		r->quiet_ns = r->t0 - qstart;
@@ -406,6 +441,12 @@ static void one(struct bench *b, bool qemu, struct result *r)
 		r->rate_run = r->run.ticks * 1000000000ull / (r->t1 - r->t0);
 	if (r->quiet_ns)
 		r->rate_quiet = r->quiet.ticks * 1000000000ull / r->quiet_ns;
+	if (r->quiet.ticks) {
+		double ran = (double)r->run.ticks * (double)r->quiet_ns / (double)r->quiet.ticks;
+
+		if (ran < (double)(r->t1 - r->t0))
+			r->lost_ns = (uint64_t)((double)(r->t1 - r->t0) - ran);
+	}
 	if (guest_log_read(b->g.serial_path, off0, off1, &log, NULL) == 0) {
 		r->ticks_lost = log.gaps;
 		r->bad = log.bad;
@@ -425,11 +466,12 @@ static void print_result(int round, const char *name, const struct result *r)
 	       ",\"total_fsync_ns\":%" PRIu64 ",\"downtime_ns\":%" PRIu64 ",\"size\":%" PRIu64
 	       ",\"blocks_bytes\":%" PRIu64 ",\"gap_max_ns\":%" PRIu64 ",\"ticks\":%lu"
 	       ",\"quiet_ns\":%" PRIu64 ",\"quiet_gap_max_ns\":%" PRIu64 ",\"quiet_ticks\":%lu"
-	       ",\"steal_ms\":%" PRIu64 ",\"ticks_lost\":%lu,\"bad\":%lu,\"extra\":%s}\n",
+	       ",\"lost_ns\":%" PRIu64 ",\"steal_ms\":%" PRIu64
+	       ",\"ticks_lost\":%lu,\"bad\":%lu,\"extra\":%s}\n",
 	       round, name, r->ok ? "true" : "false", r->ok ? "" : r->why, r->total_ns,
 	       r->total_fsync_ns, r->downtime_ns, r->size, r->blocks_bytes, r->run.max_gap_ns,
-	       r->run.ticks, r->quiet_ns, r->quiet.max_gap_ns, r->quiet.ticks, r->steal_run_ms,
-	       r->ticks_lost, r->bad, extra ? extra : "null");
+	       r->run.ticks, r->quiet_ns, r->quiet.max_gap_ns, r->quiet.ticks, r->lost_ns,
+	       r->steal_run_ms, r->ticks_lost, r->bad, extra ? extra : "null");
 	free(extra);
 }
 
@@ -464,17 +506,19 @@ struct row {
 static void report(const struct result *qr, const struct result *ur, int n)
 {
 	static const struct row rows[] = {
-		{"guest downtime", "ms", offsetof(struct result, downtime_ns), 1e6},
-		{"total time", "s", offsetof(struct result, total_ns), 1e9},
-		{"total time, image fsynced", "s", offsetof(struct result, total_fsync_ns), 1e9},
-		{"image, allocated", "MB", offsetof(struct result, blocks_bytes), 1e6},
-		{"image, apparent size", "MB", offsetof(struct result, size), 1e6},
-		{"guest's longest tick gap, during", "ms", offsetof(struct result, run.max_gap_ns),
-		 1e6},
-		{"same, quiet window before", "ms", offsetof(struct result, quiet.max_gap_ns), 1e6},
-		{"guest's ticks per second, during", "/s", offsetof(struct result, rate_run), 1},
-		{"same, quiet window before", "/s", offsetof(struct result, rate_quiet), 1},
-		{"host steal during", "ms", offsetof(struct result, steal_run_ms), 1},
+	    {"guest downtime", "ms", offsetof(struct result, downtime_ns), 1e6},
+	    {"total time", "s", offsetof(struct result, total_ns), 1e9},
+	    {"total time, image fsynced", "s", offsetof(struct result, total_fsync_ns), 1e9},
+	    {"image, allocated", "MB", offsetof(struct result, blocks_bytes), 1e6},
+	    {"image, apparent size", "MB", offsetof(struct result, size), 1e6},
+	    {"guest's longest tick gap, during", "ms", offsetof(struct result, run.max_gap_ns),
+	     1e6},
+	    {"same, quiet window before", "ms", offsetof(struct result, quiet.max_gap_ns), 1e6},
+	    {"guest's ticks per second, during", "/s", offsetof(struct result, rate_run), 1},
+	    {"same, quiet window before", "/s", offsetof(struct result, rate_quiet), 1},
+	    {"guest's progress lost (window - ticks at the quiet rate)", "s",
+	     offsetof(struct result, lost_ns), 1e9},
+	    {"host steal during", "ms", offsetof(struct result, steal_run_ms), 1},
 	};
 	int qok = 0, uok = 0;
 
@@ -497,7 +541,8 @@ static void report(const struct result *qr, const struct result *ur, int n)
 
 		printf("| %s | %.*f %s | %.*f %s | %.2f |\n", rows[i].name,
 		       rows[i].scale == 1e9 ? 2 : 1, q / rows[i].scale, rows[i].unit,
-		       rows[i].scale == 1e9 ? 2 : 1, u / rows[i].scale, rows[i].unit, q ? u / q : 0);
+		       rows[i].scale == 1e9 ? 2 : 1, u / rows[i].scale, rows[i].unit,
+		       q ? u / q : 0);
 	}
 }
 
@@ -547,8 +592,9 @@ int main(int argc, char **argv)
 		load[strcspn(load, "\n")] = '\0';
 		fclose(f);
 	}
-	fprintf(stderr, "bench-qemu: guest up (pid %d), load %s; %d rounds, %u s quiet before "
-			"each snapshot\n",
+	fprintf(stderr,
+		"bench-qemu: guest up (pid %d), load %s; %d rounds, %u s quiet before "
+		"each snapshot\n",
 		b.g.pid, load, rounds, b.quiet_s);
 	for (int i = 0; i < rounds; i++) {
 		bool qemu_first = i % 2 == 0;
@@ -578,6 +624,9 @@ done:
 	pthread_join(b.w.thr, NULL);
 	if (b.w.err)
 		fprintf(stderr, "bench-qemu: tick watcher: %s\n", strerror(b.w.err));
+	if (b.w.not_rt)
+		fprintf(stderr, "bench-qemu: the tick watcher was not real-time: under load its "
+				"timestamps are late\n");
 	guest_stop(&b.g);
 	unlink(b.out);
 	for (int i = 0; i < rounds; i++) {
