@@ -36,6 +36,10 @@
  *     to half speed for 2 s lost 1 s). TCG runs the vCPU on a host CPU that the snapshot's
  *     own work competes for (2 CPUs here), so this is where a long snapshot costs the guest
  *     even when it never stops it.
+ *   - QEMU's RssShmem (/proc/PID/status) before and after: how much of the memfd guest RAM
+ *     is resident in QEMU. background-snapshot populates all of it before it write-protects
+ *     (QEMU's ram_write_tracking_prepare() read-faults every page), which allocates the
+ *     memfd's holes.
  *   - the guest is checked too: its log over the window must show no tick lost and no BAD.
  *
  * Prints one JSON object per snapshot round on stdout, then one with the medians and ratios
@@ -90,6 +94,24 @@ static uint64_t steal_ms(void)
 		v[7] = 0;
 	fclose(f);
 	return v[7] * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK);
+}
+
+/* QEMU's resident shared memory (RssShmem: the guest RAM it has touched), in KiB, or 0. */
+static uint64_t rss_shmem_kib(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssShmem: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
 }
 
 /* ---- the tick watcher ---- */
@@ -238,6 +260,7 @@ struct result {
 	uint64_t quiet_ns, steal_run_ms;
 	uint64_t rate_run, rate_quiet; /* tick lines per second in each window */
 	uint64_t lost_ns; /* the guest's progress lost: window - its ticks at the quiet rate */
+	uint64_t shmem_before_kib, shmem_after_kib; /* QEMU's RssShmem around the snapshot */
 	unsigned long ticks_lost, bad;
 	json_t *extra; /* method-specific figures */
 };
@@ -413,11 +436,13 @@ static void one(struct bench *b, bool qemu, struct result *r)
 		qstart -= (uint64_t)b->quiet_s * 1000000000ull;
 	off0 = guest_serial_size(&b->g);
 	steal0 = steal_ms();
+	r->shmem_before_kib = rss_shmem_kib(b->g.pid);
 	if (qemu)
 		run_qemu(b, r);
 	else
 		run_uffsnapd(b, r);
 	r->steal_run_ms = steal_ms() - steal0;
+	r->shmem_after_kib = rss_shmem_kib(b->g.pid);
 	if (!r->t1)
 		r->t1 = now_ns();
 	if (!r->t0)
@@ -466,12 +491,14 @@ static void print_result(int round, const char *name, const struct result *r)
 	       ",\"total_fsync_ns\":%" PRIu64 ",\"downtime_ns\":%" PRIu64 ",\"size\":%" PRIu64
 	       ",\"blocks_bytes\":%" PRIu64 ",\"gap_max_ns\":%" PRIu64 ",\"ticks\":%lu"
 	       ",\"quiet_ns\":%" PRIu64 ",\"quiet_gap_max_ns\":%" PRIu64 ",\"quiet_ticks\":%lu"
-	       ",\"lost_ns\":%" PRIu64 ",\"steal_ms\":%" PRIu64
+	       ",\"lost_ns\":%" PRIu64 ",\"shmem_before_kib\":%" PRIu64
+	       ",\"shmem_after_kib\":%" PRIu64 ",\"steal_ms\":%" PRIu64
 	       ",\"ticks_lost\":%lu,\"bad\":%lu,\"extra\":%s}\n",
 	       round, name, r->ok ? "true" : "false", r->ok ? "" : r->why, r->total_ns,
 	       r->total_fsync_ns, r->downtime_ns, r->size, r->blocks_bytes, r->run.max_gap_ns,
 	       r->run.ticks, r->quiet_ns, r->quiet.max_gap_ns, r->quiet.ticks, r->lost_ns,
-	       r->steal_run_ms, r->ticks_lost, r->bad, extra ? extra : "null");
+	       r->shmem_before_kib, r->shmem_after_kib, r->steal_run_ms, r->ticks_lost, r->bad,
+	       extra ? extra : "null");
 	free(extra);
 }
 
