@@ -545,6 +545,8 @@ static void report(const struct result *qr, const struct result *ur, int n)
 	    {"same, quiet window before", "/s", offsetof(struct result, rate_quiet), 1},
 	    {"guest's progress lost (window - ticks at the quiet rate)", "s",
 	     offsetof(struct result, lost_ns), 1e9},
+	    {"QEMU's resident guest RAM (RssShmem) after", "MiB",
+	     offsetof(struct result, shmem_after_kib), 1024},
 	    {"host steal during", "ms", offsetof(struct result, steal_run_ms), 1},
 	};
 	int qok = 0, uok = 0;
