@@ -626,7 +626,8 @@ int main(int argc, char **argv)
 		"each snapshot\n",
 		b.g.pid, load, rounds, b.quiet_s);
 	for (int i = 0; i < rounds; i++) {
-		bool qemu_first = i % 2 == 0;
+		/* BENCH_QEMU_UFFSNAPD_FIRST=1: uffsnapd first, on a guest QEMU never populated */
+		bool qemu_first = (i % 2 == 0) != (getenv("BENCH_QEMU_UFFSNAPD_FIRST") != NULL);
 
 		for (int k = 0; k < 2; k++) {
 			bool qemu = qemu_first == (k == 0);
