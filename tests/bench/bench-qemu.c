@@ -304,6 +304,23 @@ static int set_caps(struct qmp *q, bool on, char *why, size_t len)
 	return guest_qmp_caps(q, caps, on, why, len);
 }
 
+/* Whether migration capability name is on (QMP query-migrate-capabilities), or -errno. */
+static int cap_on(struct qmp *q, const char *name, char *why, size_t len)
+{
+	json_t *ret = NULL, *c;
+	size_t i;
+	int k = guest_qmp(q, "query-migrate-capabilities", NULL, -1, &ret, why, len);
+
+	if (k < 0)
+		return k;
+	k = 0;
+	json_array_foreach(
+	    ret, i, c) if (!strcmp(json_string_value(json_object_get(c, "capability")) ?: "", name))
+	    k = json_is_true(json_object_get(c, "state"));
+	json_decref(ret);
+	return k;
+}
+
 static int run_qemu(struct bench *b, struct result *r)
 {
 	struct qmp *q = NULL;
@@ -313,7 +330,15 @@ static int run_qemu(struct bench *b, struct result *r)
 	k = guest_qmp_open(&b->g, 30, &q, r->why, sizeof(r->why));
 	if (k < 0)
 		return k;
-	k = set_caps(q, true, r->why, sizeof(r->why));
+	/* with x-ignore-shared on, QEMU's stream would leave out the guest RAM (memfd share=on) */
+	k = cap_on(q, "x-ignore-shared", r->why, sizeof(r->why));
+	if (k > 0) {
+		snprintf(r->why, sizeof(r->why),
+			 "x-ignore-shared is on: QEMU would not save the RAM");
+		k = -EINVAL;
+	}
+	if (k >= 0)
+		k = set_caps(q, true, r->why, sizeof(r->why));
 	if (k >= 0) {
 		fd = open(b->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		k = fd < 0 ? -errno : 0;
