@@ -272,6 +272,13 @@ static int save_span(struct snap *s, const struct snap_span *p, uint8_t *buf, si
 	return k;
 }
 
+static int cmp_len(const void *a, const void *b)
+{
+	const struct snap_span *x = a, *y = b;
+
+	return x->end - x->start < y->end - y->start ? -1 : x->end - x->start > y->end - y->start;
+}
+
 int pinned_save_held(struct snap *s)
 {
 	size_t cap = 1 << 20;
@@ -286,6 +293,8 @@ int pinned_save_held(struct snap *s)
 	buf = aligned_alloc(4096, cap);
 	if (!buf)
 		return -ENOMEM;
+	/* Smallest first: the bound then leaves as many buffers exact as it can. */
+	qsort(s->pinned, s->npinned, sizeof(*s->pinned), cmp_len);
 	for (size_t i = 0; i < s->npinned && k >= 0; i++)
 		k = save_span(s, &s->pinned[i], buf, cap);
 	free(buf);

@@ -35,9 +35,9 @@ int pinned_find_rings(struct snap *s);
 /* While held: the registered buffers of s->rings, page-aligned and merged, into s->pinned. */
 int pinned_read_bufs(struct snap *s);
 /*
- * While held, after the hot spans were saved: saves the tracked pages of s->pinned up to
- * PINNED_HELD_MAX bytes and marks the rest discarded (an EVENT frame says why); either way
- * they are claimed and unprotected, so that neither the copier nor a fault saves them later
- * from newer bytes. Pages in VMAs copied while held were exact already.
+ * While held, after the hot spans were saved: saves the tracked pages of s->pinned, smallest
+ * buffer first, up to PINNED_HELD_MAX bytes and marks the rest discarded (an EVENT frame says
+ * why); either way they are claimed and unprotected, so that neither the copier nor a fault
+ * saves them later from newer bytes. Pages in VMAs copied while held were exact already.
  */
 int pinned_save_held(struct snap *s);
