@@ -15,7 +15,7 @@
 #include "engine/uffd-ops.h"
 
 /* Reading a ring's fdinfo again when its buffer list came out short (see pinned_parse_fdinfo). */
-#define FDINFO_TRIES 20
+#define FDINFO_TRIES	20
 #define FDINFO_RETRY_NS 100000
 
 static int span_add(struct snap_span **v, size_t *n, size_t *cap, uint64_t start, uint64_t end)
@@ -177,10 +177,12 @@ int pinned_read_bufs(struct snap *s)
 		k = read_ring(s, s->rings[i], &cap);
 	if (k < 0)
 		return snap_fail(s, k, "cannot read the io_uring registered buffers of pid %d: %s",
-				 s->pid, strerror(-k)), k;
+				 s->pid, strerror(-k)),
+		       k;
 	for (size_t i = 0; i < s->npinned; i++) {
 		s->pinned[i].start = s->pinned[i].start / s->page_size * s->page_size;
-		s->pinned[i].end = (s->pinned[i].end + s->page_size - 1) / s->page_size * s->page_size;
+		s->pinned[i].end =
+		    (s->pinned[i].end + s->page_size - 1) / s->page_size * s->page_size;
 	}
 	plan_merge_spans(s->pinned, &s->npinned);
 	return 0;
@@ -193,7 +195,8 @@ static int note_not_exact(struct snap *s, uint64_t start, uint64_t end)
 
 	snprintf(note, sizeof(note),
 		 "{\"event\":\"not-exact\",\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64
-		 "\",\"why\":\"io_uring registered buffer\"}", start, end);
+		 "\",\"why\":\"io_uring registered buffer\"}",
+		 start, end);
 	return img_writer_event(s->w, note, strlen(note));
 }
 
@@ -218,8 +221,8 @@ static int save_run(struct snap *s, uint64_t i, uint64_t j, const uint8_t *data,
  * granule (a hot span may have saved some already), then save and unprotect what we claimed.
  * Nothing else runs while held, so no claim is lost to a fault or the copier.
  */
-static int save_piece(struct snap *s, struct pages_range *r, uint64_t a, uint64_t b,
-		      uint8_t *buf, size_t cap, uint64_t *ne_start, uint64_t *ne_end)
+static int save_piece(struct snap *s, struct pages_range *r, uint64_t a, uint64_t b, uint8_t *buf,
+		      size_t cap, uint64_t *ne_start, uint64_t *ne_end)
 {
 	int k = 0;
 
@@ -299,10 +302,12 @@ int pinned_save_held(struct snap *s)
 		k = save_span(s, &s->pinned[i], buf, cap);
 	free(buf);
 	if (k >= 0 && s->opts.strict && s->stats.pinned_bytes_not_exact)
-		return snap_fail(s, -EOPNOTSUPP,
-				 "pid %d has %" PRIu64 " KiB of io_uring registered buffers beyond the "
-				 "%llu MiB copied while it is held: they cannot be saved exactly "
-				 "(--strict)", s->pid, s->stats.pinned_bytes_not_exact >> 10,
-				 PINNED_HELD_MAX >> 20), -EOPNOTSUPP;
+		return snap_fail(
+			   s, -EOPNOTSUPP,
+			   "pid %d has %" PRIu64 " KiB of io_uring registered buffers beyond the "
+			   "%llu MiB copied while it is held: they cannot be saved exactly "
+			   "(--strict)",
+			   s->pid, s->stats.pinned_bytes_not_exact >> 10, PINNED_HELD_MAX >> 20),
+		       -EOPNOTSUPP;
 	return k;
 }

@@ -131,17 +131,17 @@ static long c_uring_wait(void)
 }
 
 static const struct call calls[] = {
-	{"futex wait", c_futex},
-	{"futex wait, timeout", c_futex_timeout},
-	{"nanosleep", c_nanosleep},
-	{"read (empty pipe)", c_read},
-	{"epoll_wait, no timeout", c_epoll},
-	{"epoll_wait, timeout", c_epoll_timeout},
-	{"poll, no timeout", c_poll},
-	{"poll, timeout", c_poll_timeout},
-	{"select, no timeout", c_select},
-	{"sigtimedwait", c_sigtimedwait},
-	{"io_uring_enter (wait for a CQE)", c_uring_wait},
+    {"futex wait", c_futex},
+    {"futex wait, timeout", c_futex_timeout},
+    {"nanosleep", c_nanosleep},
+    {"read (empty pipe)", c_read},
+    {"epoll_wait, no timeout", c_epoll},
+    {"epoll_wait, timeout", c_epoll_timeout},
+    {"poll, no timeout", c_poll},
+    {"poll, timeout", c_poll_timeout},
+    {"select, no timeout", c_select},
+    {"sigtimedwait", c_sigtimedwait},
+    {"io_uring_enter (wait for a CQE)", c_uring_wait},
 };
 #define NCALLS (sizeof(calls) / sizeof(calls[0]))
 

@@ -41,7 +41,7 @@
 #include "snap-harness.h"
 #include "uffsnap/image.h"
 
-#define RUNS 20
+#define RUNS	20
 #define BIG_BUF (72ull << 20) /* more than uffsnapd's 64 MiB copied while held */
 
 /* The target's ordinary memory (private: the child's own after fork). */
@@ -77,8 +77,7 @@ static int wait_cqe(struct io_uring *ring, struct io_uring_cqe **cqe, struct rep
 }
 
 /* Answers 'y' once the read is in flight, 's' if io_uring is unavailable, else 'n'. */
-static void target_main(int reply, struct state *st, uint64_t *buf, void *big,
-			struct report *rep)
+static void target_main(int reply, struct state *st, uint64_t *buf, void *big, struct report *rep)
 {
 	struct iovec iov[2] = {{buf, 4096}, {big, BIG_BUF}};
 	struct io_uring_cqe *cqe;
@@ -154,15 +153,18 @@ static int check_image(const char *path, const struct state *st, const uint64_t 
 		goto out;
 	}
 	if (big && stale < (BIG_BUF - (64ull << 20)) / 4096) {
-		fprintf(stderr, "FAIL: only %" PRIu64 " pages of the big buffer read as discarded\n",
+		fprintf(stderr,
+			"FAIL: only %" PRIu64 " pages of the big buffer read as discarded\n",
 			stale);
 		goto out;
 	}
 	*ret_sent = sent;
 	r = got > sent;
 	if (r)
-		fprintf(stderr, "FAIL: the image's buffer holds %" PRIu64 " but only %" PRIu64
-			" were sent at the instant\n", got, sent);
+		fprintf(stderr,
+			"FAIL: the image's buffer holds %" PRIu64 " but only %" PRIu64
+			" were sent at the instant\n",
+			got, sent);
 out:
 	img_reader_free(rd);
 	if (fd >= 0)
@@ -218,10 +220,11 @@ static uint64_t *own_vma(void)
 
 static int run(const struct snap_paths *p, int runs, bool with_big)
 {
-	struct state *st = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct state *st =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t *buf = own_vma();
-	struct report *rep = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-				  -1, 0);
+	struct report *rep =
+	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint8_t *big = NULL;
 	char image[] = "/tmp/test-snapshot-pinned.img", json[] = "/tmp/test-snapshot-pinned.json";
 	int fds[2], failed = 0, k, rc = 1;
@@ -230,7 +233,8 @@ static int run(const struct snap_paths *p, int runs, bool with_big)
 	char c = 0;
 
 	if (with_big) {
-		big = mmap(NULL, BIG_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		big =
+		    mmap(NULL, BIG_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		for (uint64_t a = 0; big != MAP_FAILED && a < BIG_BUF; a += 4096)
 			memcpy(big + a, &a, sizeof(a));
 	}
@@ -261,23 +265,27 @@ static int run(const struct snap_paths *p, int runs, bool with_big)
 		if (k < 0)
 			goto out;
 		failed += k;
-		printf("snapshot %d: %s, %" PRIu64 " sent; pinned held %" PRIu64 " B, not exact %"
-		       PRIu64 " B; target: %" PRIu64 " completions, %" PRIu64 " EINTR\n", i,
-		       k ? "WRONG" : "ok", sent, json_stat(json, "pinned_bytes_held"),
+		printf("snapshot %d: %s, %" PRIu64 " sent; pinned held %" PRIu64
+		       " B, not exact %" PRIu64 " B; target: %" PRIu64 " completions, %" PRIu64
+		       " EINTR\n",
+		       i, k ? "WRONG" : "ok", sent, json_stat(json, "pinned_bytes_held"),
 		       json_stat(json, "pinned_bytes_not_exact"), rep->completions, rep->eintr);
 		if (kill(pid, 0) < 0 || waitpid(pid, NULL, WNOHANG) == pid) {
-			fprintf(stderr, "FAIL: the target exited (error %" PRIu64 ")\n", rep->other_err);
+			fprintf(stderr, "FAIL: the target exited (error %" PRIu64 ")\n",
+				rep->other_err);
 			goto out;
 		}
 	}
 	if (with_big && snapshot(p, pid, image, json, true) != 1) {
-		fprintf(stderr, "FAIL: uffsnapd --strict did not fail on a buffer beyond the bound\n");
+		fprintf(stderr,
+			"FAIL: uffsnapd --strict did not fail on a buffer beyond the bound\n");
 		goto out;
 	}
 	if (snap_target_released(pid) < 0)
 		goto out;
 	printf("%d of %d images wrong; the target's io_uring_wait_cqe returned EINTR %" PRIu64
-	       " times\n", failed, runs, rep->eintr);
+	       " times\n",
+	       failed, runs, rep->eintr);
 	rc = failed ? 1 : 0;
 out:
 	kill(pid, SIGKILL);

@@ -35,8 +35,9 @@ static void test_none(void **state)
 	struct snap_span *v = NULL;
 	size_t n = 0, cap = 0;
 
-	assert_int_equal(pinned_parse_fdinfo("pos:\t0\nUserFiles:\t0\nUserBufs:\t0\nPollList:\n",
-					     &v, &n, &cap), 0);
+	assert_int_equal(
+	    pinned_parse_fdinfo("pos:\t0\nUserFiles:\t0\nUserBufs:\t0\nPollList:\n", &v, &n, &cap),
+	    0);
 	assert_int_equal(pinned_parse_fdinfo("pos:\t0\nflags:\t02\n", &v, &n, &cap), 0);
 	assert_int_equal(n, 0);
 	free(v);
@@ -49,7 +50,9 @@ static void test_short(void **state)
 	size_t n = 0, cap = 0;
 
 	assert_int_equal(pinned_parse_fdinfo("pos:\t0\nUserBufs:\t2\n    0: 0x1000/4096\n"
-					     "PollList:\n", &v, &n, &cap), -EAGAIN);
+					     "PollList:\n",
+					     &v, &n, &cap),
+			 -EAGAIN);
 	assert_int_equal(pinned_parse_fdinfo("", &v, &n, &cap), -EAGAIN);
 	free(v);
 }
