@@ -256,6 +256,12 @@ void cli_svc_show_stats(FILE *f, const json_t *st)
 	    cli_u64(st, "fault_p50_ns") / 1e3, cli_u64(st, "fault_p99_ns") / 1e3,
 	    cli_u64(st, "fault_max_ns") / 1e3, cli_u64(st, "bytes"),
 	    cli_u64(st, "bytes") / 1048576.0, cli_u64(st, "duration_ns") / 1e9);
+	if (cli_u64(st, "pinned_bytes_held") || cli_u64(st, "pinned_bytes_not_exact"))
+		fprintf(f,
+			"  pinned buffers     %.1f KiB io_uring registered buffers copied while held, "
+			"%.1f KiB not exact (recorded as discarded)\n",
+			cli_u64(st, "pinned_bytes_held") / 1024.0,
+			cli_u64(st, "pinned_bytes_not_exact") / 1024.0);
 	if (cli_u64(st, "fault_sink_waits"))
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "

@@ -523,6 +523,11 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 		st->pages_copier, st->pages_fault, st->pages_held, st->pages_zero,
 		st->pages_discarded, st->faults, st->fault_p50_ns / 1e3, st->fault_p99_ns / 1e3,
 		st->fault_max_ns / 1e3, st->bytes, st->bytes / 1048576.0, st->duration_ns / 1e9);
+	if (st->pinned_bytes_held || st->pinned_bytes_not_exact)
+		fprintf(f,
+			"  pinned buffers     %.1f KiB io_uring registered buffers copied while held, "
+			"%.1f KiB not exact (recorded as discarded)\n",
+			st->pinned_bytes_held / 1024.0, st->pinned_bytes_not_exact / 1024.0);
 	if (st->fault_sink_waits)
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "

@@ -10,6 +10,7 @@
 #include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "engine/arm.h"
+#include "engine/pinned.h"
 #include "engine/plan.h"
 #include "engine/uffd-ops.h"
 #include "target/holder.h"
@@ -63,6 +64,10 @@ int snap_scan(struct snap *s)
 	if (r < 0)
 		return snap_fail(s, r, "cannot read the memory layout of pid %d: %s", s->pid,
 				 strerror(-r)), r;
+	r = pinned_find_rings(s);
+	if (r < 0)
+		return snap_fail(s, r, "cannot list the open files of pid %d: %s", s->pid,
+				 strerror(-r)), r;
 	return s->opts.scope ? check_scope(s) : 0;
 }
 
@@ -92,7 +97,8 @@ int snap_plan(struct snap *s)
 	if (r < 0)
 		return r;
 	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);
-	return plan_hot(s);
+	r = pinned_read_bufs(s);
+	return r < 0 ? r : plan_hot(s);
 }
 
 /* Registers one VMA; a VMA the kernel will not track is copied while held instead. */
@@ -295,6 +301,10 @@ int snap_copy_held(struct snap *s)
 	for (size_t i = 0; i < s->nhot && r >= 0; i++)
 		r = save_hot(s, &s->hot[i], buf, chunk);
 	free(buf);
+	if (r >= 0)
+		r = pinned_save_held(s);
+	if (snap_failed(s))
+		return s->error; /* --strict */
 	if (r == -ENOBUFS)
 		return snap_fail(s, r, "more than %u MiB of memory that cannot be write-protected "
 				 "would be copied while pid %d is held; not holding it that long",

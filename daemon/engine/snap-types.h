@@ -105,6 +105,8 @@ struct snap_stats {
 	uint64_t pages_held;	   /* base pages copied while held */
 	uint64_t pages_zero;	   /* base pages recorded as zero */
 	uint64_t pages_discarded;  /* base pages discarded after T */
+	uint64_t pinned_bytes_held;	/* io_uring registered buffers copied while held (exact) */
+	uint64_t pinned_bytes_not_exact; /* registered buffers beyond the bound: DISCARDED */
 	uint64_t faults;	   /* write faults served */
 	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns; /* fault read -> wake */
 	uint64_t fault_sink_waits;	   /* faults that waited for the image sink (queue full) */

@@ -48,6 +48,12 @@ struct snap {
 	 * Main. */
 	struct snap_span *hot;
 	size_t nhot;
+	/* io_uring fds, found before the hold, and their registered buffers, read while held,
+	 * page-aligned and merged (engine/pinned.h). Main. */
+	int *rings;
+	size_t nrings;
+	struct snap_span *pinned;
+	size_t npinned;
 	/*
 	 * Arming while the target runs (engine/live.c): until the final hold, faults are resolved
 	 * at once and the ranges unprotected so, or whose protection an event dropped, are

@@ -201,6 +201,8 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	vma_list_free(&s.vmas);
 	pages_free(&s.pages);
 	free(s.hot);
+	free(s.rings);
+	free(s.pinned);
 	free(s.dirty);
 	free(s.fault_ns);
 	holder_info_clear(&s.held);
@@ -234,6 +236,10 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 		json_object_set_new(j, "rearm_ns", json_integer((json_int_t)s->rearm_ns));
 		json_object_set_new(j, "rearm_ranges", json_integer((json_int_t)s->rearm_ranges));
 	}
+	json_object_set_new(j, "pinned_bytes_held",
+			    json_integer((json_int_t)s->pinned_bytes_held));
+	json_object_set_new(j, "pinned_bytes_not_exact",
+			    json_integer((json_int_t)s->pinned_bytes_not_exact));
 	json_object_set_new(j, "fault_sink_waits", json_integer((json_int_t)s->fault_sink_waits));
 	json_object_set_new(j, "fault_sink_wait_max_ns",
 			    json_integer((json_int_t)s->fault_sink_wait_max_ns));
