@@ -108,13 +108,12 @@ static void finish_stats(struct snap *s)
 	s->stats.duration_ns = sys_now_ns() - s->start_ns;
 }
 
-/* After an error: why did the target go away, if it did? */
 /*
  * Our /proc/PID/mem stops reading when the address space it was opened on goes, by exit or by
  * exec. An exec'd process has a new one; an exiting process (from exit_mm() on, before it is
  * a zombie and until it is reaped) and a dead one have none: its maps read empty.
  */
-static bool has_address_space(pid_t pid)
+bool snapshot_target_has_mm(pid_t pid)
 {
 	char path[64], c;
 	int fd;
@@ -129,11 +128,12 @@ static bool has_address_space(pid_t pid)
 	return any;
 }
 
+/* After an error: why did the target go away, if it did? */
 static void explain_target_gone(struct snap *s)
 {
 	if (s->error != -ESRCH || !s->after_t)
 		return;
-	if (kill(s->pid, 0) < 0 || !has_address_space(s->pid))
+	if (kill(s->pid, 0) < 0 || !snapshot_target_has_mm(s->pid))
 		snprintf(s->err.msg, sizeof(s->err.msg),
 			 "pid %d exited during the snapshot; the image is incomplete", s->pid);
 	else

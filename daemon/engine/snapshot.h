@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -16,3 +17,5 @@
 int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink,
 		  struct snap_stats *ret_stats, struct snap_error *err);
 int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret);
+/* False once pid has no address space: it exited (zombie, or reaped) or never existed. */
+bool snapshot_target_has_mm(pid_t pid);

@@ -674,28 +674,12 @@ static void cancel_migration(struct guest *g)
 	g->migrating = false;
 }
 
-/* QEMU exited (its maps read empty once its memory is gone, zombie or reaped). */
-static bool qemu_gone(pid_t pid)
-{
-	char path[64], c;
-	int fd;
-	bool gone;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return true;
-	gone = read(fd, &c, 1) != 1;
-	close(fd);
-	return gone;
-}
-
 /* Whatever happened, the guest runs on: cancel a migration still running, `cont`. */
 static void leave_running(struct guest *g, int k, struct snap_error *err)
 {
 	char msg[256];
 
-	if (qemu_gone(g->pid)) {
+	if (!snapshot_target_has_mm(g->pid)) { /* QEMU exited */
 		if (k < 0)
 			snprintf(err->msg, sizeof(err->msg),
 				 "QEMU (pid %d) exited during the snapshot; the image is incomplete",
