@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "sys/args.h"
 #include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "sys/out-file.h"
@@ -177,19 +178,6 @@ static void usage(FILE *f)
 		"Inspect images with 'uffsnapctl image info|verify|maps|read'.\n");
 }
 
-static int parse_u32(const char *s, uint32_t max, uint32_t *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > max || s[0] == '-')
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
 static int parse_args(int argc, char **argv, struct cli *c)
 {
 	char msg[160];
@@ -208,7 +196,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->key = optarg;
 			break;
 		case 'M':
-			if (parse_u32(optarg, 1u << 20, &v) < 0)
+			if (args_parse_uint(optarg, 1u << 20, &v) < 0)
 				return fprintf(stderr, "uffsnapd: --mem-limit takes 1..1048576 MiB\n"),
 				       2;
 			c->stream.mem_limit = (uint64_t)v << 20;
@@ -217,12 +205,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->stream.spool_dir = optarg;
 			break;
 		case 'R':
-			if (parse_u32(optarg, 86400, &v) < 0)
+			if (args_parse_uint(optarg, 86400, &v) < 0)
 				return fprintf(stderr, "uffsnapd: --resume-timeout takes 1..86400 s\n"), 2;
 			c->stream.resume_timeout_s = v;
 			break;
 		case 'p':
-			if (parse_u32(optarg, INT_MAX, &v) < 0)
+			if (args_parse_uint(optarg, INT_MAX, &v) < 0)
 				return fprintf(stderr, "uffsnapd: invalid pid '%s'\n", optarg), 2;
 			c->pid = v;
 			break;
@@ -252,7 +240,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->force = true;
 			break;
 		case 'w':
-			if (parse_u32(optarg, 512, &c->window_pages) < 0)
+			if (args_parse_uint(optarg, 512, &c->window_pages) < 0)
 				return fprintf(stderr, "uffsnapd: --window takes 1..512 pages\n"), 2;
 			break;
 		case 'h':

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "service/main.h"
+#include "sys/args.h"
 #include "sys/notify.h"
 #include "service/commands.h"
 #include "service/job.h"
@@ -80,18 +81,8 @@ static void svc_usage(FILE *f)
 		SVC_RESERVED_JOBS, SVC_RESERVED_CLIENTS, cmds);
 }
 
-static int parse_count(const char *s, unsigned *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v == 0 || v > 100000)
-		return -EINVAL;
-	*ret = (unsigned)v;
-	return 0;
-}
+/* The largest value of the numeric options (--max-jobs ... --idle-timeout). */
+#define SVC_MAX_COUNT 100000
 
 static unsigned *count_opt(struct svc_opts *o, int c)
 {
@@ -153,7 +144,8 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			o->key_file = optarg;
 		else if (c == 'q')
 			o->allow_quit = true;
-		else if (strchr("jmJMi", c) && parse_count(optarg, count_opt(o, c)) < 0)
+		else if (strchr("jmJMi", c) &&
+			 args_parse_uint(optarg, SVC_MAX_COUNT, count_opt(o, c)) < 0)
 			return fprintf(stderr, "uffsnapd: --%s takes a number from 1 to 100000\n",
 				       count_name(opts, c)),
 			       2;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys/args.h"
 #include "stream/addr.h"
 #include "stream/main.h"
 #include "stream/recv.h"
@@ -81,18 +82,8 @@ static void recv_usage(FILE *f)
 	       "Exit status: 0 stopped by a signal, 1 cannot run, 2 usage error.\n");
 }
 
-static int parse_secs(const char *s, unsigned *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > 86400 || s[0] == '-')
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
+/* The largest value of the numeric options: a day, in seconds (and as --max-conns). */
+#define RECV_MAX_VALUE 86400
 
 static int recv_parse_opt(struct recv_cli *c, int o)
 {
@@ -109,15 +100,15 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 		c->key_file = optarg;
 		return 0;
 	case 'r':
-		return parse_secs(optarg, &c->o.resume_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.resume_timeout_s);
 	case 'i':
-		return parse_secs(optarg, &c->o.idle_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.idle_timeout_s);
 	case 't':
-		return parse_secs(optarg, &c->o.handshake_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.handshake_timeout_s);
 	case 'm':
-		return parse_secs(optarg, &c->o.max_conns);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.max_conns);
 	case 'p':
-		return parse_secs(optarg, &c->o.progress_interval_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.progress_interval_s);
 	case 'q':
 		c->quiet = true;
 		return 0;
