@@ -197,8 +197,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'M':
 			if (args_parse_uint(optarg, 1u << 20, &v) < 0)
-				return fprintf(stderr, "uffsnapd: --mem-limit takes 1..1048576 MiB\n"),
-				       2;
+				return args_usage_error("--mem-limit takes 1..1048576 MiB");
 			c->stream.mem_limit = (uint64_t)v << 20;
 			break;
 		case 'S':
@@ -206,17 +205,17 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'R':
 			if (args_parse_uint(optarg, 86400, &v) < 0)
-				return fprintf(stderr, "uffsnapd: --resume-timeout takes 1..86400 s\n"), 2;
+				return args_usage_error("--resume-timeout takes 1..86400 s");
 			c->stream.resume_timeout_s = v;
 			break;
 		case 'p':
 			if (args_parse_uint(optarg, INT_MAX, &v) < 0)
-				return fprintf(stderr, "uffsnapd: invalid pid '%s'\n", optarg), 2;
+				return args_usage_error("invalid pid '%s'", optarg);
 			c->pid = v;
 			break;
 		case 'o':
 			if (c->core)
-				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+				return args_usage_error("--core and --output exclude each other");
 			c->output = optarg;
 			break;
 		case 'Q':
@@ -224,7 +223,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'C':
 			if (c->output)
-				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+				return args_usage_error("--core and --output exclude each other");
 			c->core = c->output = optarg;
 			break;
 		case 's':
@@ -241,7 +240,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'w':
 			if (args_parse_uint(optarg, 512, &c->window_pages) < 0)
-				return fprintf(stderr, "uffsnapd: --window takes 1..512 pages\n"), 2;
+				return args_usage_error("--window takes 1..512 pages");
 			break;
 		case 'h':
 			usage(stdout);
@@ -250,33 +249,32 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			printf("uffsnapd %s\n", UFFSNAP_VERSION);
 			exit(0);
 		default:
-			fprintf(stderr, "Try 'uffsnapd --help'.\n");
-			return 2;
+			return args_try_help("");
 		}
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	if (c->pid && c->qemu)
-		return fprintf(stderr, "uffsnapd: give --pid or --qemu, not both\n"), 2;
+		return args_usage_error("give --pid or --qemu, not both");
 	if (!c->pid && !c->qemu)
-		return fprintf(stderr, "uffsnapd: --pid PID or --qemu QMP_SOCKET is required (see "
-				       "--help)\n"), 2;
+		return args_usage_error("--pid PID or --qemu QMP_SOCKET is required (see "
+					"--help)");
 	if (c->qemu && c->core)
-		return fprintf(stderr, "uffsnapd: --core is for processes: a guest's memory is not "
-				       "a process's (restore a guest image with 'uffsnapctl qemu "
-				       "restore')\n"), 2;
+		return args_usage_error("--core is for processes: a guest's memory is not "
+					"a process's (restore a guest image with 'uffsnapctl qemu "
+					"restore')");
 	if (c->output && c->to)
-		return fprintf(stderr, "uffsnapd: give --output or --to, not both\n"), 2;
+		return args_usage_error("give --output or --to, not both");
 	if (!c->output && !c->to)
-		return fprintf(stderr, "uffsnapd: --output FILE or --to HOST:PORT is required "
-				       "(see --help)\n"), 2;
+		return args_usage_error("--output FILE or --to HOST:PORT is required "
+					"(see --help)");
 	if (c->to && stream_addr_check(c->to, msg, sizeof(msg)) < 0)
-		return fprintf(stderr, "uffsnapd: --to %s\n", msg), 2;
+		return args_usage_error("--to %s", msg);
 	if (!c->to != !c->key)
-		return fprintf(stderr, "uffsnapd: --key goes with --to, and --to needs it\n"), 2;
+		return args_usage_error("--key goes with --to, and --to needs it");
 	if (!c->to && (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s))
-		return fprintf(stderr, "uffsnapd: --mem-limit, --spool-dir and --resume-timeout "
-				       "go with --to\n"), 2;
+		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout "
+					"go with --to");
 	return 0;
 }
 

@@ -146,16 +146,15 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			o->allow_quit = true;
 		else if (strchr("jmJMi", c) &&
 			 args_parse_uint(optarg, SVC_MAX_COUNT, count_opt(o, c)) < 0)
-			return fprintf(stderr, "uffsnapd: --%s takes a number from 1 to 100000\n",
-				       count_name(opts, c)),
-			       2;
+			return args_usage_error("--%s takes a number from 1 to %d",
+						count_name(opts, c), SVC_MAX_COUNT);
 		else if (c == 'h')
 			return svc_usage(stdout), -1;
 		else if (c != 'S' && !strchr("jmJMi", c))
-			return fprintf(stderr, "Try 'uffsnapd --service --help'.\n"), 2;
+			return args_try_help("--service ");
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 

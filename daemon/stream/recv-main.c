@@ -131,20 +131,18 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 	while ((o = getopt_long(argc, argv, "", longs, &idx)) != -1) {
 		if (o == '?' || recv_parse_opt(c, o) < 0) {
 			if (o != '?' && idx >= 0)
-				fprintf(stderr, "uffsnapd: invalid value '%s' for --%s\n", optarg,
-					longs[idx].name);
-			fprintf(stderr, "Try 'uffsnapd --receive --help'.\n");
-			return 2;
+				args_usage_error("invalid value '%s' for --%s", optarg,
+						 longs[idx].name);
+			return args_try_help("--receive ");
 		}
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!c->listen || !c->dir || !c->key_file)
-		return fprintf(stderr, "uffsnapd: --receive needs --listen, --dir and --key "
-				       "(see --receive --help)\n"),
-		       2;
+		return args_usage_error("--receive needs --listen, --dir and --key "
+					"(see --receive --help)");
 	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
-		return fprintf(stderr, "uffsnapd: --listen %s\n", msg), 2;
+		return args_usage_error("--listen %s", msg);
 	return 0;
 }
 

@@ -1,10 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What uffsnapd's three command lines (one-shot, --service, --receive) share beyond
- * getopt_long(): the grammar of their numeric option values. The caller prints the error,
- * each in its own words.
+ * getopt_long(): the grammar of their numeric option values, and the form of their usage
+ * errors. Only their parsers, at the entry points, print with these.
  */
 #pragma once
+
+/* The exit status of a wrong command line, in every mode. */
+#define ARGS_EXIT_USAGE 2
+
+/* Prints "uffsnapd: MESSAGE" as one line on stderr; returns ARGS_EXIT_USAGE. */
+__attribute__((format(printf, 1, 2))) int args_usage_error(const char *fmt, ...);
+
+/*
+ * After getopt_long() has said what was wrong (in glibc's words): the hint to the mode's help,
+ * "Try 'uffsnapd MODE--help'." (mode "" or "--service "); returns ARGS_EXIT_USAGE.
+ */
+int args_try_help(const char *mode);
 
 /*
  * A count from 1 to max written in decimal, as strtoul() reads it (leading blanks and a '+'
