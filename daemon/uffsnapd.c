@@ -244,10 +244,10 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'h':
 			usage(stdout);
-			exit(0);
+			return ARGS_DONE;
 		case 'V':
 			printf("uffsnapd %s\n", UFFSNAP_VERSION);
-			exit(0);
+			return ARGS_DONE;
 		default:
 			return args_try_help("");
 		}
@@ -593,7 +593,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	}
 	r = parse_args(argc, argv, &c);
 	if (r)
-		return r;
+		return r == ARGS_DONE ? 0 : r;
 	r = interrupt_start(&in);
 	if (r < 0) {
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));

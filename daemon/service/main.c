@@ -149,7 +149,7 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			return args_usage_error("--%s takes a number from 1 to %d",
 						count_name(opts, c), SVC_MAX_COUNT);
 		else if (c == 'h')
-			return svc_usage(stdout), -1;
+			return svc_usage(stdout), ARGS_DONE;
 		else if (c != 'S' && !strchr("jmJMi", c))
 			return args_try_help("--service ");
 	}
@@ -233,7 +233,7 @@ int svc_main(int argc, char **argv, void (*test_pause)(const char *point))
 	int r = svc_parse_args(argc, argv, &svc.o);
 
 	if (r)
-		return r < 0 ? 0 : r;
+		return r == ARGS_DONE ? 0 : r;
 	svc.o.test_pause = test_pause;
 	r = svc_setup(&svc);
 	if (r >= 0) {

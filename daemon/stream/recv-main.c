@@ -112,9 +112,6 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 	case 'q':
 		c->quiet = true;
 		return 0;
-	case 'h':
-		recv_usage(stdout);
-		exit(0);
 	}
 	return -EINVAL;
 }
@@ -129,6 +126,8 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 		longs[i] = recv_opt_table[i].opt;
 	memset(&longs[NOPTS], 0, sizeof(longs[0]));
 	while ((o = getopt_long(argc, argv, "", longs, &idx)) != -1) {
+		if (o == 'h')
+			return recv_usage(stdout), ARGS_DONE;
 		if (o == '?' || recv_parse_opt(c, o) < 0) {
 			if (o != '?' && idx >= 0)
 				args_usage_error("invalid value '%s' for --%s", optarg,
@@ -208,7 +207,7 @@ int recv_main(int argc, char **argv)
 
 	r = recv_parse(argc, argv, &c);
 	if (r)
-		return r;
+		return r == ARGS_DONE ? 0 : r;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	r = recv_open(&c, &key, &lfd, &dfd, &sfd);
 	if (r == 0) {

@@ -6,8 +6,12 @@
  */
 #pragma once
 
-/* The exit status of a wrong command line, in every mode. */
+/*
+ * What a mode's parser returns: 0, run; ARGS_EXIT_USAGE, the exit status of a wrong command
+ * line (in every mode); ARGS_DONE, it printed what was asked (--help, --version): exit 0.
+ */
 #define ARGS_EXIT_USAGE 2
+#define ARGS_DONE	(-1)
 
 /* Prints "uffsnapd: MESSAGE" as one line on stderr; returns ARGS_EXIT_USAGE. */
 __attribute__((format(printf, 1, 2))) int args_usage_error(const char *fmt, ...);
