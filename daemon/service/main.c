@@ -134,24 +134,39 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			       .max_user_clients = 8,
 			       .idle_timeout_s = 30};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'c')
+		switch (c) {
+		case 'S':
+			break;
+		case 'c':
 			o->control = optarg;
-		else if (c == 'd')
+			break;
+		case 'd':
 			o->snapdir = optarg;
-		else if (c == 'u')
+			break;
+		case 'u':
 			o->user = optarg;
-		else if (c == 'k')
+			break;
+		case 'k':
 			o->key_file = optarg;
-		else if (c == 'q')
+			break;
+		case 'q':
 			o->allow_quit = true;
-		else if (strchr("jmJMi", c) &&
-			 args_parse_uint(optarg, SVC_MAX_COUNT, count_opt(o, c)) < 0)
-			return args_usage_error("--%s takes a number from 1 to %d",
-						count_name(opts, c), SVC_MAX_COUNT);
-		else if (c == 'h')
-			return svc_usage(stdout), ARGS_DONE;
-		else if (c != 'S' && !strchr("jmJMi", c))
+			break;
+		case 'j':
+		case 'm':
+		case 'J':
+		case 'M':
+		case 'i':
+			if (args_parse_uint(optarg, SVC_MAX_COUNT, count_opt(o, c)) < 0)
+				return args_usage_error("--%s takes a number from 1 to %d",
+							count_name(opts, c), SVC_MAX_COUNT);
+			break;
+		case 'h':
+			svc_usage(stdout);
+			return ARGS_DONE;
+		default:
 			return args_try_help("--service ");
+		}
 	}
 	if (optind < argc)
 		return args_usage_error("unexpected argument '%s'", argv[optind]);
