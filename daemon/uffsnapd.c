@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "sys/args.h"
 #include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "sys/out-file.h"
@@ -177,19 +178,6 @@ static void usage(FILE *f)
 		"Inspect images with 'uffsnapctl image info|verify|maps|read'.\n");
 }
 
-static int parse_u32(const char *s, uint32_t max, uint32_t *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > max || s[0] == '-')
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
 static int parse_args(int argc, char **argv, struct cli *c)
 {
 	char msg[160];
@@ -208,27 +196,26 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->key = optarg;
 			break;
 		case 'M':
-			if (parse_u32(optarg, 1u << 20, &v) < 0)
-				return fprintf(stderr, "uffsnapd: --mem-limit takes 1..1048576 MiB\n"),
-				       2;
+			if (args_parse_uint(optarg, 1u << 20, &v) < 0)
+				return args_usage_error("--mem-limit takes 1..1048576 MiB");
 			c->stream.mem_limit = (uint64_t)v << 20;
 			break;
 		case 'S':
 			c->stream.spool_dir = optarg;
 			break;
 		case 'R':
-			if (parse_u32(optarg, 86400, &v) < 0)
-				return fprintf(stderr, "uffsnapd: --resume-timeout takes 1..86400 s\n"), 2;
+			if (args_parse_uint(optarg, 86400, &v) < 0)
+				return args_usage_error("--resume-timeout takes 1..86400 s");
 			c->stream.resume_timeout_s = v;
 			break;
 		case 'p':
-			if (parse_u32(optarg, INT_MAX, &v) < 0)
-				return fprintf(stderr, "uffsnapd: invalid pid '%s'\n", optarg), 2;
+			if (args_parse_uint(optarg, INT_MAX, &v) < 0)
+				return args_usage_error("invalid pid '%s'", optarg);
 			c->pid = v;
 			break;
 		case 'o':
 			if (c->core)
-				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+				return args_usage_error("--core and --output exclude each other");
 			c->output = optarg;
 			break;
 		case 'Q':
@@ -236,7 +223,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'C':
 			if (c->output)
-				return fprintf(stderr, "uffsnapd: --core and --output exclude each other\n"), 2;
+				return args_usage_error("--core and --output exclude each other");
 			c->core = c->output = optarg;
 			break;
 		case 's':
@@ -252,43 +239,42 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			c->force = true;
 			break;
 		case 'w':
-			if (parse_u32(optarg, 512, &c->window_pages) < 0)
-				return fprintf(stderr, "uffsnapd: --window takes 1..512 pages\n"), 2;
+			if (args_parse_uint(optarg, 512, &c->window_pages) < 0)
+				return args_usage_error("--window takes 1..512 pages");
 			break;
 		case 'h':
 			usage(stdout);
-			exit(0);
+			return ARGS_DONE;
 		case 'V':
 			printf("uffsnapd %s\n", UFFSNAP_VERSION);
-			exit(0);
+			return ARGS_DONE;
 		default:
-			fprintf(stderr, "Try 'uffsnapd --help'.\n");
-			return 2;
+			return args_try_help("");
 		}
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	if (c->pid && c->qemu)
-		return fprintf(stderr, "uffsnapd: give --pid or --qemu, not both\n"), 2;
+		return args_usage_error("give --pid or --qemu, not both");
 	if (!c->pid && !c->qemu)
-		return fprintf(stderr, "uffsnapd: --pid PID or --qemu QMP_SOCKET is required (see "
-				       "--help)\n"), 2;
+		return args_usage_error("--pid PID or --qemu QMP_SOCKET is required (see "
+					"--help)");
 	if (c->qemu && c->core)
-		return fprintf(stderr, "uffsnapd: --core is for processes: a guest's memory is not "
-				       "a process's (restore a guest image with 'uffsnapctl qemu "
-				       "restore')\n"), 2;
+		return args_usage_error("--core is for processes: a guest's memory is not "
+					"a process's (restore a guest image with 'uffsnapctl qemu "
+					"restore')");
 	if (c->output && c->to)
-		return fprintf(stderr, "uffsnapd: give --output or --to, not both\n"), 2;
+		return args_usage_error("give --output or --to, not both");
 	if (!c->output && !c->to)
-		return fprintf(stderr, "uffsnapd: --output FILE or --to HOST:PORT is required "
-				       "(see --help)\n"), 2;
+		return args_usage_error("--output FILE or --to HOST:PORT is required "
+					"(see --help)");
 	if (c->to && stream_addr_check(c->to, msg, sizeof(msg)) < 0)
-		return fprintf(stderr, "uffsnapd: --to %s\n", msg), 2;
+		return args_usage_error("--to %s", msg);
 	if (!c->to != !c->key)
-		return fprintf(stderr, "uffsnapd: --key goes with --to, and --to needs it\n"), 2;
+		return args_usage_error("--key goes with --to, and --to needs it");
 	if (!c->to && (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s))
-		return fprintf(stderr, "uffsnapd: --mem-limit, --spool-dir and --resume-timeout "
-				       "go with --to\n"), 2;
+		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout "
+					"go with --to");
 	return 0;
 }
 
@@ -612,7 +598,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	}
 	r = parse_args(argc, argv, &c);
 	if (r)
-		return r;
+		return r == ARGS_DONE ? 0 : r;
 	r = interrupt_start(&in);
 	if (r < 0) {
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));

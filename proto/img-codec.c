@@ -35,20 +35,20 @@ int img_header_decode(const uint8_t in[IMG_HEADER_SIZE], struct img_header *ret,
 	uint32_t page_size = get_le32(in + 16);
 
 	if (memcmp(in, IMG_MAGIC, IMG_MAGIC_LEN))
-		return img_fail(err, 0, "not a uffsnap image (bad magic)"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "not a uffsnap image (bad magic)");
 	if (get_le32(in + 60) != img_crc32c(0, in, 60))
-		return img_fail(err, 0, "header checksum mismatch"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "header checksum mismatch");
 	if (get_le16(in + 8) != IMG_VERSION_MAJOR)
-		return img_fail(err, 8, "unsupported format version %u.%u (this reader: %u.x)",
-				get_le16(in + 8), get_le16(in + 10), IMG_VERSION_MAJOR),
-		       -EPROTONOSUPPORT;
+		return img_fail(err, 8, -EPROTONOSUPPORT,
+				"unsupported format version %u.%u (this reader: %u.x)",
+				get_le16(in + 8), get_le16(in + 10), IMG_VERSION_MAJOR);
 	if (get_le32(in + 12) != IMG_HEADER_SIZE || !all_zero(in + 24, 36))
-		return img_fail(err, 12, "header size or reserved bytes invalid"), -EBADMSG;
+		return img_fail(err, 12, -EBADMSG, "header size or reserved bytes invalid");
 	if (page_size < 512 || page_size > (1u << 21) || (page_size & (page_size - 1)))
-		return img_fail(err, 16, "invalid page size %u", page_size), -EBADMSG;
+		return img_fail(err, 16, -EBADMSG, "invalid page size %u", page_size);
 	if (get_le32(in + 20))
-		return img_fail(err, 20, "unknown header flags 0x%x", get_le32(in + 20)),
-		       -EPROTONOSUPPORT;
+		return img_fail(err, 20, -EPROTONOSUPPORT, "unknown header flags 0x%x",
+				get_le32(in + 20));
 	ret->version_major = get_le16(in + 8);
 	ret->version_minor = get_le16(in + 10);
 	ret->page_size = page_size;
@@ -78,11 +78,11 @@ int img_frame_decode(const uint8_t in[IMG_FRAME_HEADER_SIZE], struct img_frame *
 		     struct img_error *err)
 {
 	if (memcmp(in, IMG_FRAME_MAGIC, 4))
-		return img_fail(err, 0, "bad frame magic"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "bad frame magic");
 	if (get_le32(in + 44) != img_crc32c(0, in, 44))
-		return img_fail(err, 0, "frame header checksum mismatch"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "frame header checksum mismatch");
 	if (get_le32(in + 40) || (get_le16(in + 6) & ~IMG_FRAME_KNOWN_FLAGS))
-		return img_fail(err, 0, "frame reserved bits set"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "frame reserved bits set");
 	ret->type = get_le16(in + 4);
 	ret->flags = get_le16(in + 6);
 	ret->seq = get_le64(in + 8);
@@ -96,12 +96,12 @@ int img_frame_decode(const uint8_t in[IMG_FRAME_HEADER_SIZE], struct img_frame *
 static int check_extent(const struct img_frame *f, uint32_t page_size, struct img_error *err)
 {
 	if (f->addr % page_size)
-		return img_fail(err, 0, "extent address 0x%llx not page aligned",
-				(unsigned long long)f->addr), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "extent address 0x%llx not page aligned",
+				(unsigned long long)f->addr);
 	if (f->count == 0 || f->count > UINT64_MAX / page_size ||
 	    f->addr > UINT64_MAX - f->count * page_size)
-		return img_fail(err, 0, "extent of %llu pages at 0x%llx is invalid",
-				(unsigned long long)f->count, (unsigned long long)f->addr), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "extent of %llu pages at 0x%llx is invalid",
+				(unsigned long long)f->count, (unsigned long long)f->addr);
 	return 0;
 }
 
@@ -110,47 +110,48 @@ int img_frame_check(const struct img_frame *f, uint32_t page_size, struct img_er
 	int r;
 
 	if (f->payload_len > IMG_MAX_FRAME_PAYLOAD)
-		return img_fail(err, 0, "frame payload of %u bytes is too large", f->payload_len),
-		       -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "frame payload of %u bytes is too large",
+				f->payload_len);
 	switch (f->type) {
 	case IMG_FRAME_META:
 	case IMG_FRAME_EVENT:
 		if (f->addr || f->count || f->payload_len == 0 || f->payload_len > IMG_MAX_META)
-			return img_fail(err, 0, "invalid %s frame", img_frame_type_name(f->type)),
-			       -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "invalid %s frame",
+					img_frame_type_name(f->type));
 		return 0;
 	case IMG_FRAME_PAGES:
 		r = check_extent(f, page_size, err);
 		if (r < 0)
 			return r;
 		if (f->payload_len != f->count * page_size)
-			return img_fail(err, 0, "page frame length %u does not match %llu pages",
-					f->payload_len, (unsigned long long)f->count), -EBADMSG;
+			return img_fail(err, 0, -EBADMSG,
+					"page frame length %u does not match %llu pages",
+					f->payload_len, (unsigned long long)f->count);
 		return 0;
 	case IMG_FRAME_ZERO:
 	case IMG_FRAME_DISCARDED:
 		r = check_extent(f, page_size, err);
 		if (r >= 0 && f->payload_len)
-			return img_fail(err, 0, "extent frame with a payload"), -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "extent frame with a payload");
 		return r;
 	case IMG_FRAME_PROGRESS:
 		if (f->addr || f->count || f->payload_len != IMG_PROGRESS_SIZE)
-			return img_fail(err, 0, "invalid progress frame"), -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "invalid progress frame");
 		return 0;
 	case IMG_FRAME_INDEX:
 		if (f->addr || f->count > IMG_MAX_FRAME_PAYLOAD / IMG_INDEX_ENTRY_SIZE ||
 		    f->payload_len != f->count * IMG_INDEX_ENTRY_SIZE)
-			return img_fail(err, 0, "invalid index frame"), -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "invalid index frame");
 		return 0;
 	case IMG_FRAME_DEVSTATE:
 		if (f->addr || f->count || f->payload_len == 0 ||
 		    !(f->flags & IMG_FRAME_F_OPTIONAL))
-			return img_fail(err, 0, "invalid devstate frame"), -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "invalid devstate frame");
 		return 0;
 	default:
 		if (f->flags & IMG_FRAME_F_OPTIONAL)
 			return 0;
-		return img_fail(err, 0, "unknown frame type %u", f->type), -EPROTONOSUPPORT;
+		return img_fail(err, 0, -EPROTONOSUPPORT, "unknown frame type %u", f->type);
 	}
 }
 
@@ -219,9 +220,9 @@ int img_trailer_decode(const uint8_t in[IMG_TRAILER_SIZE], struct img_trailer *r
 		       struct img_error *err)
 {
 	if (memcmp(in, IMG_TRAILER_MAGIC, IMG_MAGIC_LEN))
-		return img_fail(err, 0, "no trailer"), -ENODATA;
+		return img_fail(err, 0, -ENODATA, "no trailer");
 	if (get_le32(in + 76) != img_crc32c(0, in, 76) || !all_zero(in + 64, 12))
-		return img_fail(err, 0, "trailer checksum mismatch"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "trailer checksum mismatch");
 	ret->index_offset = get_le64(in + 8);
 	ret->frame_count = get_le64(in + 16);
 	ret->image_size = get_le64(in + 24);

@@ -156,7 +156,7 @@ static int load_threads(struct core_model *m, struct img_error *err)
 	if (!n)
 		return m->missing |= IMG_CORE_NO_THREADS, 0;
 	if (n > CORE_MAX_THREADS)
-		return img_fail(err, 0, "the metadata lists %zu threads", n), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "the metadata lists %zu threads", n);
 	m->threads = calloc(n, sizeof(*m->threads));
 	if (!m->threads)
 		return -ENOMEM;
@@ -164,9 +164,8 @@ static int load_threads(struct core_model *m, struct img_error *err)
 		struct core_thread *t = &m->threads[m->nthreads];
 
 		if (load_thread(json_array_get(a, m->nthreads), t, &m->missing) < 0)
-			return img_fail(err, 0, "thread %zu of the metadata is malformed",
-					m->nthreads),
-			       -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "thread %zu of the metadata is malformed",
+					m->nthreads);
 		if (t->tid == m->proc.pid)
 			main_at = m->nthreads;
 	}
@@ -211,21 +210,20 @@ static int load_vmas(struct core_model *m, struct img_error *err)
 	size_t n = json_array_size(a);
 
 	if (n > CORE_MAX_VMAS)
-		return img_fail(err, 0, "the metadata lists %zu memory mappings", n), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "the metadata lists %zu memory mappings", n);
 	m->vmas = calloc(n + 1, sizeof(*m->vmas));
 	if (!m->vmas)
 		return -ENOMEM;
 	for (; m->nvmas < n; m->nvmas++)
 		if (load_vma(json_array_get(a, m->nvmas), m->page_size, &m->vmas[m->nvmas]) < 0)
-			return img_fail(err, 0, "memory mapping %zu of the metadata is malformed",
-					m->nvmas),
-			       -EBADMSG;
+			return img_fail(err, 0, -EBADMSG,
+					"memory mapping %zu of the metadata is malformed",
+					m->nvmas);
 	qsort(m->vmas, n, sizeof(*m->vmas), cmp_vma);
 	for (size_t i = 1; i < n; i++)
 		if (m->vmas[i].start < m->vmas[i - 1].end)
-			return img_fail(err, 0, "memory mappings at 0x%llx overlap",
-					(unsigned long long)m->vmas[i].start),
-			       -EBADMSG;
+			return img_fail(err, 0, -EBADMSG, "memory mappings at 0x%llx overlap",
+					(unsigned long long)m->vmas[i].start);
 	return 0;
 }
 
@@ -316,17 +314,16 @@ static int check_kind(const struct core_model *m, struct img_error *err)
 	const char *machine = jget_str(json_object_get(m->meta, "kernel"), "machine");
 
 	if (json_object_get(m->meta, "guest"))
-		return img_fail(err, 0, "an image of a QEMU guest: its memory is guest RAM, not a "
-					"process"),
-		       -EPROTONOSUPPORT;
+		return img_fail(err, 0, -EPROTONOSUPPORT,
+				"an image of a QEMU guest: its memory is guest RAM, not a "
+				"process");
 	if (kind && strcmp(kind, "process"))
-		return img_fail(err, 0, "an image of a %s, not of a process, has no core form",
-				kind),
-		       -EPROTONOSUPPORT;
+		return img_fail(err, 0, -EPROTONOSUPPORT,
+				"an image of a %s, not of a process, has no core form", kind);
 	if (machine && strcmp(machine, "x86_64"))
-		return img_fail(err, 0, "an image of an %s process: only x86_64 cores are written",
-				machine),
-		       -EPROTONOSUPPORT;
+		return img_fail(err, 0, -EPROTONOSUPPORT,
+				"an image of an %s process: only x86_64 cores are written",
+				machine);
 	return 0;
 }
 
@@ -338,7 +335,7 @@ int core_model_load(const char *meta, uint32_t page_size, struct core_model *m,
 	*m = (struct core_model){.page_size = page_size};
 	m->meta = json_loads(meta, 0, NULL);
 	if (!json_is_object(m->meta))
-		return img_fail(err, 0, "the metadata is not a JSON object"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "the metadata is not a JSON object");
 	k = check_kind(m, err);
 	if (k >= 0) {
 		load_process(m);

@@ -303,7 +303,8 @@ int img_core_write(struct img_reader *r, int fd, struct img_core_report *ret,
 	for (size_t i = 0; k >= 0 && i < c.m.nvmas; i++)
 		k = vma_segments(&c, &c.m.vmas[i]);
 	if (k == -EFBIG)
-		img_fail(err, 0, "the core would need more than %d program headers", MAX_PHDRS);
+		k = img_fail(err, 0, -EFBIG, "the core would need more than %d program headers",
+			     MAX_PHDRS);
 	if (k >= 0)
 		k = write_core(&c, fd, err);
 	rep.missing |= c.m.missing | (img_reader_complete(r) ? 0 : IMG_CORE_INCOMPLETE);

@@ -17,9 +17,12 @@
 /* Known frame flag bits; any other set bit makes a frame header invalid. */
 #define IMG_FRAME_KNOWN_FLAGS IMG_FRAME_F_OPTIONAL
 
-__attribute__((format(printf, 3, 4))) static inline int img_fail(struct img_error *err,
-								 uint64_t offset, const char *fmt,
-								 ...)
+/*
+ * Says what is wrong with the input, and where, in err (when the caller gave one) and returns
+ * ret, the error the caller returns: return img_fail(err, off, -EBADMSG, "...", ...);
+ */
+__attribute__((format(printf, 4, 5))) static inline int
+img_fail(struct img_error *err, uint64_t offset, int ret, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -29,7 +32,7 @@ __attribute__((format(printf, 3, 4))) static inline int img_fail(struct img_erro
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
 	}
-	return 0;
+	return ret;
 }
 
 /* Checks a decoded frame against the rules of its type (FORMAT.md "Frames"). */

@@ -53,13 +53,13 @@ static int frame_at(struct img_reader *r, uint64_t off, uint16_t type, struct im
 	int k = pread_full(r->fd, hdr, sizeof(hdr), off);
 
 	if (k < 0)
-		return img_fail(err, off, "cannot read the frame at offset %llu",
-				(unsigned long long)off), k == -ENODATA ? -EBADMSG : k;
+		return img_fail(err, off, k == -ENODATA ? -EBADMSG : k,
+				"cannot read the frame at offset %llu", (unsigned long long)off);
 	k = img_frame_decode(hdr, ret, err);
 	if (k >= 0)
 		k = img_frame_check(ret, r->header.page_size, err);
 	if (k >= 0 && type && ret->type != type)
-		k = (img_fail(err, off, "expected a %s frame", img_frame_type_name(type)), -EBADMSG);
+		k = img_fail(err, off, -EBADMSG, "expected a %s frame", img_frame_type_name(type));
 	if (k < 0 && err)
 		err->offset = off;
 	ret->offset = off;
@@ -84,11 +84,11 @@ static int load_payload(struct img_reader *r, const struct img_frame *f, struct 
 	r->cache_offset = UINT64_MAX;
 	k = pread_full(r->fd, r->cache, f->payload_len, f->offset + IMG_FRAME_HEADER_SIZE);
 	if (k < 0)
-		return img_fail(err, f->offset, "cannot read frame payload"),
-		       k == -ENODATA ? -EBADMSG : k;
+		return img_fail(err, f->offset, k == -ENODATA ? -EBADMSG : k,
+				"cannot read frame payload");
 	if (img_crc32c(0, r->cache, f->payload_len) != f->payload_crc)
-		return img_fail(err, f->offset, "%s frame payload checksum mismatch",
-				img_frame_type_name(f->type)), -EBADMSG;
+		return img_fail(err, f->offset, -EBADMSG, "%s frame payload checksum mismatch",
+				img_frame_type_name(f->type));
 	r->cache_offset = f->offset;
 	return 0;
 }
@@ -114,7 +114,7 @@ static int load_index(struct img_reader *r, const struct img_trailer *t, struct 
 			img_index_entry_decode(r->cache + i * IMG_INDEX_ENTRY_SIZE, &r->idx[r->nidx++]);
 		off += IMG_FRAME_HEADER_SIZE + f.payload_len;
 	}
-	return off == end ? 0 : (img_fail(err, off, "index overruns the trailer"), -EBADMSG);
+	return off == end ? 0 : img_fail(err, off, -EBADMSG, "index overruns the trailer");
 }
 
 /* Every entry must be an extent inside the image, sorted, with no page twice. */
@@ -126,12 +126,12 @@ static int check_index(struct img_reader *r, uint64_t data_end, struct img_error
 		if (!img_frame_is_extent(e->type) || e->offset < IMG_HEADER_SIZE ||
 		    e->offset >= data_end || e->npages == 0 ||
 		    e->npages > (UINT64_MAX - e->addr) / r->header.page_size)
-			return img_fail(err, e->offset, "index entry %zu is invalid", i), -EBADMSG;
+			return img_fail(err, e->offset, -EBADMSG, "index entry %zu is invalid", i);
 		if (i && e->addr < r->idx[i - 1].addr)
-			return img_fail(err, e->offset, "index is not sorted"), -EBADMSG;
+			return img_fail(err, e->offset, -EBADMSG, "index is not sorted");
 	}
 	if (img_index_find_overlap(r->idx, r->nidx, r->header.page_size) != r->nidx)
-		return img_fail(err, 0, "index lists a page twice"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "index lists a page twice");
 	return 0;
 }
 
@@ -151,8 +151,8 @@ static int open_with_trailer(struct img_reader *r, struct img_error *err)
 		return -ENODATA;
 	if (t.image_size != r->size || t.index_offset < IMG_HEADER_SIZE ||
 	    t.index_offset > r->size - IMG_TRAILER_SIZE)
-		return img_fail(err, r->size - IMG_TRAILER_SIZE, "trailer does not match the file"),
-		       -EBADMSG;
+		return img_fail(err, r->size - IMG_TRAILER_SIZE, -EBADMSG,
+				"trailer does not match the file");
 	k = load_index(r, &t, err);
 	if (k >= 0)
 		k = check_index(r, t.index_offset, err);
@@ -216,8 +216,8 @@ static int read_meta(struct img_reader *r, struct img_error *err)
 	int k = pread_full(r->fd, hdr, sizeof(hdr), 0);
 
 	if (k < 0)
-		return img_fail(err, 0, r->size ? "file too short for an image header"
-						: "empty file"), k == -ENODATA ? -EBADMSG : k;
+		return img_fail(err, 0, k == -ENODATA ? -EBADMSG : k,
+				r->size ? "file too short for an image header" : "empty file");
 	k = img_header_decode(hdr, &r->header, err);
 	if (k >= 0)
 		k = frame_at(r, IMG_HEADER_SIZE, IMG_FRAME_META, &f, err);
@@ -239,9 +239,9 @@ int img_reader_open(int fd, struct img_reader **ret, struct img_error *err)
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (S_ISDIR(st.st_mode))
-		return img_fail(err, 0, "is a directory"), -EISDIR;
+		return img_fail(err, 0, -EISDIR, "is a directory");
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return img_fail(err, 0, "random access needs a regular file"), -ESPIPE;
+		return img_fail(err, 0, -ESPIPE, "random access needs a regular file");
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -324,11 +324,12 @@ static int read_extent(struct img_reader *r, const struct img_index_entry *e, ui
 		return 0;
 	}
 	if (e->type == IMG_FRAME_DISCARDED)
-		return img_fail(err, addr, "0x%llx was discarded after the snapshot instant",
-				(unsigned long long)addr), -ESTALE;
+		return img_fail(err, addr, -ESTALE,
+				"0x%llx was discarded after the snapshot instant",
+				(unsigned long long)addr);
 	k = frame_at(r, e->offset, IMG_FRAME_PAGES, &f, err);
 	if (k >= 0 && (f.addr != e->addr || f.count != e->npages))
-		k = (img_fail(err, e->offset, "index does not match the frame"), -EBADMSG);
+		k = img_fail(err, e->offset, -EBADMSG, "index does not match the frame");
 	if (k >= 0)
 		k = load_payload(r, &f, err);
 	if (k < 0)
@@ -343,15 +344,15 @@ int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
 	uint8_t *out = buf;
 
 	if (len && addr > UINT64_MAX - (len - 1))
-		return img_fail(err, addr, "range wraps around"), -EINVAL;
+		return img_fail(err, addr, -EINVAL, "range wraps around");
 	while (len) {
 		const struct img_index_entry *e = lookup(r, addr);
 		uint64_t end, n;
 		int k;
 
 		if (!e)
-			return img_fail(err, addr, "0x%llx is not in the image",
-					(unsigned long long)addr), -ENOENT;
+			return img_fail(err, addr, -ENOENT, "0x%llx is not in the image",
+					(unsigned long long)addr);
 		end = e->addr + e->npages * r->header.page_size;
 		n = end - addr < len ? end - addr : len;
 		k = read_extent(r, e, addr, out, n, err);

@@ -62,8 +62,8 @@ static int check_json_object(struct verify *v, const struct img_frame *f, const 
 
 	json_decref(j);
 	if (!ok)
-		return img_fail(&v->sum->error, f->offset, "%s is not a JSON object", what),
-		       -EBADMSG;
+		return img_fail(&v->sum->error, f->offset, -EBADMSG, "%s is not a JSON object",
+				what);
 	return 0;
 }
 
@@ -112,8 +112,8 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 	case IMG_FRAME_PROGRESS:
 		s->progress_marks++;
 		if (!all_zero(v->walk.payload + 24, IMG_PROGRESS_SIZE - 24))
-			return img_fail(&s->error, f->offset, "progress frame reserved bytes set"),
-			       -EBADMSG;
+			return img_fail(&s->error, f->offset, -EBADMSG,
+					"progress frame reserved bytes set");
 		return 0;
 	case IMG_FRAME_EVENT:
 		s->events++;
@@ -137,8 +137,8 @@ static int check_overlap(struct verify *v)
 	i = img_index_find_overlap(v->seen.v, v->seen.n, v->walk.header.page_size);
 	if (i == v->seen.n)
 		return 0;
-	return img_fail(&v->sum->error, v->seen.v[i].offset, "page 0x%llx appears in two frames",
-			(unsigned long long)v->seen.v[i].addr), -EBADMSG;
+	return img_fail(&v->sum->error, v->seen.v[i].offset, -EBADMSG,
+			"page 0x%llx appears in two frames", (unsigned long long)v->seen.v[i].addr);
 }
 
 /* Field by field: the structs have padding, which memcmp would compare. */
@@ -164,22 +164,23 @@ static int check_trailer(struct verify *v, int fd)
 	int r;
 
 	if (!v->walk.in_index || t->index_offset != v->walk.index_offset)
-		return img_fail(err, v->walk.offset, "trailer does not point at the index"), -EBADMSG;
+		return img_fail(err, v->walk.offset, -EBADMSG,
+				"trailer does not point at the index");
 	if (t->frame_count != v->walk.seq || t->image_size != v->walk.offset + IMG_TRAILER_SIZE)
-		return img_fail(err, v->walk.offset, "trailer counts do not match the image"),
-		       -EBADMSG;
+		return img_fail(err, v->walk.offset, -EBADMSG,
+				"trailer counts do not match the image");
 	r = img_digest_final(v->walk.digest, digest);
 	if (r < 0)
 		return r;
 	if (memcmp(digest, t->digest, sizeof(digest)))
-		return img_fail(err, v->walk.offset, "image digest mismatch"), -EBADMSG;
+		return img_fail(err, v->walk.offset, -EBADMSG, "image digest mismatch");
 	r = check_overlap(v);
 	if (r < 0)
 		return r;
 	if (!entries_equal(&v->index, &v->seen))
-		return img_fail(err, t->index_offset, "index does not match the frames"), -EBADMSG;
+		return img_fail(err, t->index_offset, -EBADMSG, "index does not match the frames");
 	if (fd_read(&fd, &extra, 1) != 0)
-		return img_fail(err, t->image_size, "data after the trailer"), -EBADMSG;
+		return img_fail(err, t->image_size, -EBADMSG, "data after the trailer");
 	return 0;
 }
 

@@ -36,11 +36,11 @@ int img_walk_start(struct img_walker *w, img_read_fn read, void *ctx, struct img
 		return n;
 	/* Short input is incomplete only if what is there is the start of a real header. */
 	if (n < (ssize_t)sizeof(hdr) && memcmp(hdr, IMG_MAGIC, n < IMG_MAGIC_LEN ? n : IMG_MAGIC_LEN))
-		return img_fail(err, 0, "not a uffsnap image (bad magic)"), -EBADMSG;
+		return img_fail(err, 0, -EBADMSG, "not a uffsnap image (bad magic)");
 	if (n < (ssize_t)sizeof(hdr))
-		return img_fail(err, n, n ? "file too short for an image header (%zd bytes)"
-					  : "empty file", n),
-		       -ENODATA;
+		return img_fail(err, n, -ENODATA,
+				n ? "file too short for an image header (%zd bytes)" : "empty file",
+				n);
 	r = img_header_decode(hdr, &w->header, err);
 	if (r < 0)
 		return r;
@@ -70,10 +70,11 @@ static int read_trailer(struct img_walker *w, const uint8_t *first, struct img_e
 	if (n < 0)
 		return n;
 	if (n < IMG_TRAILER_SIZE - IMG_FRAME_HEADER_SIZE)
-		return img_fail(err, w->offset, "image ends inside its trailer"), IMG_WALK_TRUNCATED;
+		return img_fail(err, w->offset, IMG_WALK_TRUNCATED,
+				"image ends inside its trailer");
 	r = img_trailer_decode(buf, &w->trailer, NULL);
 	if (r < 0)
-		return img_fail(err, w->offset, "trailer checksum mismatch"), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG, "trailer checksum mismatch");
 	return IMG_WALK_TRAILER;
 }
 
@@ -81,19 +82,20 @@ static int read_trailer(struct img_walker *w, const uint8_t *first, struct img_e
 static int check_order(struct img_walker *w, const struct img_frame *f, struct img_error *err)
 {
 	if (f->seq != w->seq)
-		return img_fail(err, w->offset, "frame sequence %llu where %llu was expected",
-				(unsigned long long)f->seq, (unsigned long long)w->seq), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG,
+				"frame sequence %llu where %llu was expected",
+				(unsigned long long)f->seq, (unsigned long long)w->seq);
 	if ((w->seq == 0) != (f->type == IMG_FRAME_META))
-		return img_fail(err, w->offset, w->seq ? "a second meta frame"
-						       : "the first frame is not the meta frame"),
-		       -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG,
+				w->seq ? "a second meta frame"
+				       : "the first frame is not the meta frame");
 	if (f->type == IMG_FRAME_DEVSTATE && w->last_type != IMG_FRAME_META &&
 	    w->last_type != IMG_FRAME_DEVSTATE)
-		return img_fail(err, w->offset, "devstate frame after a %s frame",
-				img_frame_type_name(w->last_type)), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG, "devstate frame after a %s frame",
+				img_frame_type_name(w->last_type));
 	if (w->in_index && f->type != IMG_FRAME_INDEX)
-		return img_fail(err, w->offset, "%s frame after the index",
-				img_frame_type_name(f->type)), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG, "%s frame after the index",
+				img_frame_type_name(f->type));
 	return 0;
 }
 
@@ -113,11 +115,11 @@ static int read_payload(struct img_walker *w, const struct img_frame *f, struct 
 	if (n < 0)
 		return n;
 	if (n < f->payload_len)
-		return img_fail(err, w->offset, "image ends inside a frame (%s)",
-				img_frame_type_name(f->type)), IMG_WALK_TRUNCATED;
+		return img_fail(err, w->offset, IMG_WALK_TRUNCATED,
+				"image ends inside a frame (%s)", img_frame_type_name(f->type));
 	if (img_crc32c(0, w->payload, f->payload_len) != f->payload_crc)
-		return img_fail(err, w->offset, "%s frame payload checksum mismatch",
-				img_frame_type_name(f->type)), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG, "%s frame payload checksum mismatch",
+				img_frame_type_name(f->type));
 	return 0;
 }
 
@@ -132,18 +134,19 @@ int img_walk_next(struct img_walker *w, struct img_frame *ret_frame, struct img_
 	if (n < 0)
 		return n;
 	if (n == 0)
-		return img_fail(err, w->offset, "image ends after %llu frames without a trailer",
-				(unsigned long long)w->seq), IMG_WALK_END;
+		return img_fail(err, w->offset, IMG_WALK_END,
+				"image ends after %llu frames without a trailer",
+				(unsigned long long)w->seq);
 	if (n >= IMG_MAGIC_LEN && !memcmp(hdr, IMG_TRAILER_MAGIC, IMG_MAGIC_LEN) && w->seq)
-		return n < (ssize_t)sizeof(hdr) ? (img_fail(err, w->offset, "image ends inside its trailer"),
-					   IMG_WALK_TRUNCATED)
-					: read_trailer(w, hdr, err);
+		return n < (ssize_t)sizeof(hdr) ? img_fail(err, w->offset, IMG_WALK_TRUNCATED,
+							   "image ends inside its trailer")
+						: read_trailer(w, hdr, err);
 	if (n < (ssize_t)sizeof(hdr) && memcmp(hdr, IMG_FRAME_MAGIC, n < 4 ? n : 4) &&
 	    memcmp(hdr, IMG_TRAILER_MAGIC, n < IMG_MAGIC_LEN ? n : IMG_MAGIC_LEN))
-		return img_fail(err, w->offset, "bad frame magic"), -EBADMSG;
+		return img_fail(err, w->offset, -EBADMSG, "bad frame magic");
 	if (n < (ssize_t)sizeof(hdr))
-		return img_fail(err, w->offset, "image ends inside a frame header"),
-		       IMG_WALK_TRUNCATED;
+		return img_fail(err, w->offset, IMG_WALK_TRUNCATED,
+				"image ends inside a frame header");
 	r = img_frame_decode(hdr, &f, err);
 	if (r >= 0)
 		r = img_frame_check(&f, w->header.page_size, err);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "service/main.h"
+#include "sys/args.h"
 #include "sys/notify.h"
 #include "service/commands.h"
 #include "service/job.h"
@@ -80,18 +81,8 @@ static void svc_usage(FILE *f)
 		SVC_RESERVED_JOBS, SVC_RESERVED_CLIENTS, cmds);
 }
 
-static int parse_count(const char *s, unsigned *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v == 0 || v > 100000)
-		return -EINVAL;
-	*ret = (unsigned)v;
-	return 0;
-}
+/* The largest value of the numeric options (--max-jobs ... --idle-timeout). */
+#define SVC_MAX_COUNT 100000
 
 static unsigned *count_opt(struct svc_opts *o, int c)
 {
@@ -143,27 +134,42 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			       .max_user_clients = 8,
 			       .idle_timeout_s = 30};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'c')
+		switch (c) {
+		case 'S':
+			break;
+		case 'c':
 			o->control = optarg;
-		else if (c == 'd')
+			break;
+		case 'd':
 			o->snapdir = optarg;
-		else if (c == 'u')
+			break;
+		case 'u':
 			o->user = optarg;
-		else if (c == 'k')
+			break;
+		case 'k':
 			o->key_file = optarg;
-		else if (c == 'q')
+			break;
+		case 'q':
 			o->allow_quit = true;
-		else if (strchr("jmJMi", c) && parse_count(optarg, count_opt(o, c)) < 0)
-			return fprintf(stderr, "uffsnapd: --%s takes a number from 1 to 100000\n",
-				       count_name(opts, c)),
-			       2;
-		else if (c == 'h')
-			return svc_usage(stdout), -1;
-		else if (c != 'S' && !strchr("jmJMi", c))
-			return fprintf(stderr, "Try 'uffsnapd --service --help'.\n"), 2;
+			break;
+		case 'j':
+		case 'm':
+		case 'J':
+		case 'M':
+		case 'i':
+			if (args_parse_uint(optarg, SVC_MAX_COUNT, count_opt(o, c)) < 0)
+				return args_usage_error("--%s takes a number from 1 to %d",
+							count_name(opts, c), SVC_MAX_COUNT);
+			break;
+		case 'h':
+			svc_usage(stdout);
+			return ARGS_DONE;
+		default:
+			return args_try_help("--service ");
+		}
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 
@@ -242,7 +248,7 @@ int svc_main(int argc, char **argv, void (*test_pause)(const char *point))
 	int r = svc_parse_args(argc, argv, &svc.o);
 
 	if (r)
-		return r < 0 ? 0 : r;
+		return r == ARGS_DONE ? 0 : r;
 	svc.o.test_pause = test_pause;
 	r = svc_setup(&svc);
 	if (r >= 0) {

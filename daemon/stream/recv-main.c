@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys/args.h"
 #include "stream/addr.h"
 #include "stream/main.h"
 #include "stream/recv.h"
@@ -81,18 +82,8 @@ static void recv_usage(FILE *f)
 	       "Exit status: 0 stopped by a signal, 1 cannot run, 2 usage error.\n");
 }
 
-static int parse_secs(const char *s, unsigned *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v == 0 || v > 86400 || s[0] == '-')
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
+/* The largest value of the numeric options: a day, in seconds (and as --max-conns). */
+#define RECV_MAX_VALUE 86400
 
 static int recv_parse_opt(struct recv_cli *c, int o)
 {
@@ -109,21 +100,18 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 		c->key_file = optarg;
 		return 0;
 	case 'r':
-		return parse_secs(optarg, &c->o.resume_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.resume_timeout_s);
 	case 'i':
-		return parse_secs(optarg, &c->o.idle_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.idle_timeout_s);
 	case 't':
-		return parse_secs(optarg, &c->o.handshake_timeout_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.handshake_timeout_s);
 	case 'm':
-		return parse_secs(optarg, &c->o.max_conns);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.max_conns);
 	case 'p':
-		return parse_secs(optarg, &c->o.progress_interval_s);
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.progress_interval_s);
 	case 'q':
 		c->quiet = true;
 		return 0;
-	case 'h':
-		recv_usage(stdout);
-		exit(0);
 	}
 	return -EINVAL;
 }
@@ -138,22 +126,22 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 		longs[i] = recv_opt_table[i].opt;
 	memset(&longs[NOPTS], 0, sizeof(longs[0]));
 	while ((o = getopt_long(argc, argv, "", longs, &idx)) != -1) {
+		if (o == 'h')
+			return recv_usage(stdout), ARGS_DONE;
 		if (o == '?' || recv_parse_opt(c, o) < 0) {
 			if (o != '?' && idx >= 0)
-				fprintf(stderr, "uffsnapd: invalid value '%s' for --%s\n", optarg,
-					longs[idx].name);
-			fprintf(stderr, "Try 'uffsnapd --receive --help'.\n");
-			return 2;
+				args_usage_error("invalid value '%s' for --%s", optarg,
+						 longs[idx].name);
+			return args_try_help("--receive ");
 		}
 	}
 	if (optind < argc)
-		return fprintf(stderr, "uffsnapd: unexpected argument '%s'\n", argv[optind]), 2;
+		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!c->listen || !c->dir || !c->key_file)
-		return fprintf(stderr, "uffsnapd: --receive needs --listen, --dir and --key "
-				       "(see --receive --help)\n"),
-		       2;
+		return args_usage_error("--receive needs --listen, --dir and --key "
+					"(see --receive --help)");
 	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
-		return fprintf(stderr, "uffsnapd: --listen %s\n", msg), 2;
+		return args_usage_error("--listen %s", msg);
 	return 0;
 }
 
@@ -219,7 +207,7 @@ int recv_main(int argc, char **argv)
 
 	r = recv_parse(argc, argv, &c);
 	if (r)
-		return r;
+		return r == ARGS_DONE ? 0 : r;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	r = recv_open(&c, &key, &lfd, &dfd, &sfd);
 	if (r == 0) {

@@ -12,6 +12,7 @@
 #include <linux/userfaultfd.h>
 
 #include "target-proc.h"
+#include "test-proc.h"
 
 #define MAX_ENTRIES 512
 
@@ -67,7 +68,7 @@ int proc_fds(pid_t pid, char *out, size_t size)
 {
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	test_proc_path(path, sizeof(path), pid, "fd");
 	return per_entry(path, fd_line, out, size);
 }
 
@@ -87,10 +88,9 @@ static int read_file(const char *path, char *out, size_t size)
 
 int proc_maps(pid_t pid, char *out, size_t size)
 {
-	char path[64];
+	ssize_t n = test_proc_read(pid, "maps", out, size);
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	return read_file(path, out, size);
+	return n < 0 ? (int)n : (size_t)n < size - 1 ? 0 : -ENOBUFS;
 }
 
 static const char *field(const char *status, const char *name)
@@ -120,7 +120,7 @@ int proc_signals(pid_t pid, char *out, size_t size)
 {
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	test_proc_path(path, sizeof(path), pid, "task");
 	return per_entry(path, signal_line, out, size);
 }
 

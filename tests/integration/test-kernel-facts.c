@@ -27,6 +27,7 @@
 #include "target/uffd.h"
 #include "target-proc.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 #define PAGE	   4096
 #define QUIET_MS   300
@@ -374,7 +375,7 @@ static int pagemap_present(pid_t pid, uint64_t addr, bool *ret)
 	int fd;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	test_proc_path(path, sizeof(path), pid, "pagemap");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -427,7 +428,7 @@ static int fact_pagemap_scan(void)
 	CHECK(addr > 0, "map");
 	CHECK(child_call(&c, OP_WRITE, addr, 'p') == 0, "write page 0");
 	CHECK(child_call(&c, OP_WRITE, addr + 2 * PAGE, 'p') == 0, "write page 2");
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", c.pid);
+	test_proc_path(path, sizeof(path), c.pid, "pagemap");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	CHECK(fd >= 0, "open %s: %m", path);
 	arg = (struct pm_scan_arg){

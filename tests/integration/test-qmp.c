@@ -85,34 +85,38 @@ static int fake_server(const char *path, const char *what, pid_t *ret_pid)
 	return 0;
 }
 
+/* Sockets that are not QEMU's: what the server sends, how long to wait, what must be said. */
+static const struct not_qemu {
+	const char *name;
+	const char *greeting; /* NULL: nothing */
+	int timeout_ms;
+	int want;
+	const char *want_msg;
+} not_qemu[] = {
+    {"garbage.sock", "HTTP/1.1 400 Bad Request\r\n", 60000, -EPROTO, "not a QMP socket"},
+    {"json.sock", "{\"hello\": 1}\r\n", 60000, -EPROTO, "not QEMU's"},
+    /* silent: as QEMU is to a second client while a first one holds its QMP socket */
+    {"silent.sock", NULL, 300, -EBUSY, "another client"},
+};
+
 static int test_not_qemu(const char *dir)
 {
-	char path[256], msg[256] = "";
+	/* Sized as the sun_path fake_server() copies it to: longer would not bind anyway. */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], msg[256] = "";
 	struct qmp *q = NULL;
 	pid_t srv;
 	int k;
 
-	snprintf(path, sizeof(path), "%s/garbage.sock", dir);
-	CHECK(fake_server(path, "HTTP/1.1 400 Bad Request\r\n", &srv) == 0, "%s", msg);
-	k = qmp_open_path(path, 60000, &q, msg, sizeof(msg));
-	CHECK(k == -EPROTO && strstr(msg, "not a QMP socket"), "%s", msg);
-	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
+	for (size_t i = 0; i < sizeof(not_qemu) / sizeof(not_qemu[0]); i++) {
+		const struct not_qemu *t = &not_qemu[i];
 
-	snprintf(path, sizeof(path), "%s/json.sock", dir);
-	CHECK(fake_server(path, "{\"hello\": 1}\r\n", &srv) == 0, "%s", msg);
-	k = qmp_open_path(path, 60000, &q, msg, sizeof(msg));
-	CHECK(k == -EPROTO && strstr(msg, "not QEMU's"), "%s", msg);
-	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
-
-	/* silent: as QEMU is to a second client while a first one holds its QMP socket */
-	snprintf(path, sizeof(path), "%s/silent.sock", dir);
-	CHECK(fake_server(path, NULL, &srv) == 0, "%s", msg);
-	k = qmp_open_path(path, 300, &q, msg, sizeof(msg));
-	CHECK(k == -EBUSY && strstr(msg, "another client"), "%s", msg);
-	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
+		snprintf(path, sizeof(path), "%s/%s", dir, t->name);
+		CHECK(fake_server(path, t->greeting, &srv) == 0, "%s", msg);
+		k = qmp_open_path(path, t->timeout_ms, &q, msg, sizeof(msg));
+		CHECK(k == t->want && strstr(msg, t->want_msg), "%s: %s", t->name, msg);
+		kill(srv, SIGKILL);
+		waitpid(srv, NULL, 0);
+	}
 
 	snprintf(path, sizeof(path), "%s/absent.sock", dir);
 	k = qmp_open_path(path, 300, &q, msg, sizeof(msg));

@@ -28,6 +28,7 @@
 #include "target/inject.h"
 #include "target/regs.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 #define SLEEP_NS	  2000000000L /* long enough that attach, checks and detach fall inside it */
 #define QUIET_MS	  300	      /* how long a woken-too-early thread gets to show itself */
@@ -162,28 +163,15 @@ static int send_cmd(struct child *c, char cmd)
 	return write(c->cmd, &cmd, 1) == 1 ? 0 : -EPIPE;
 }
 
-static int read_proc(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, size - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return 0;
-}
-
 /* Block until /proc says thread tid sits in syscall nr. */
 static int wait_in_syscall(pid_t pid, pid_t tid, long nr)
 {
-	char path[64], buf[256];
+	char file[64], buf[256];
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
+	snprintf(file, sizeof(file), "task/%d/syscall", tid);
 	for (int i = 0; i < REPORT_TIMEOUT_MS; i++) {
-		if (read_proc(path, buf, sizeof(buf)) == 0 && buf[0] >= '0' && buf[0] <= '9' &&
-		    strtol(buf, NULL, 10) == nr)
+		if (test_proc_read(pid, file, buf, sizeof(buf)) > 0 && buf[0] >= '0' &&
+		    buf[0] <= '9' && strtol(buf, NULL, 10) == nr)
 			return 0;
 		usleep(1000);
 	}
@@ -192,21 +180,19 @@ static int wait_in_syscall(pid_t pid, pid_t tid, long nr)
 
 static char task_state(pid_t pid, pid_t tid)
 {
-	char path[64], buf[512], *p;
+	char file[64];
+	int state;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
-	if (read_proc(path, buf, sizeof(buf)) < 0)
-		return '?';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
+	snprintf(file, sizeof(file), "task/%d/stat", tid);
+	state = test_proc_state(pid, file);
+	return state < 0 ? '?' : (char)state;
 }
 
 static pid_t tracer_of(pid_t pid)
 {
-	char path[64], buf[4096], *p;
+	char buf[4096], *p;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	if (read_proc(path, buf, sizeof(buf)) < 0)
+	if (test_proc_read(pid, "status", buf, sizeof(buf)) <= 0)
 		return -1;
 	p = strstr(buf, "TracerPid:");
 	return p ? (pid_t)strtol(p + 10, NULL, 10) : -1;
@@ -219,7 +205,7 @@ static bool in_mapping(pid_t pid, uint64_t addr, char perm)
 	bool found = false;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	test_proc_path(path, sizeof(path), pid, "maps");
 	f = fopen(path, "re");
 	if (!f)
 		return false;
@@ -370,7 +356,7 @@ static int check_all_held(const struct target *t, pid_t pid)
 	struct dirent *de;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	test_proc_path(path, sizeof(path), pid, "task");
 	dir = opendir(path);
 	if (!dir)
 		return -1;

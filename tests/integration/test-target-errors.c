@@ -19,6 +19,7 @@
 
 #include "target/attach.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 #define NOBODY	   65534
 #define TIMEOUT_MS 20000
@@ -85,19 +86,10 @@ static void echo_stop(struct echo *e)
 
 static pid_t tracer_of(pid_t pid)
 {
-	char path[64], buf[4096], *p;
-	ssize_t n;
-	int fd;
+	char buf[4096], *p;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (test_proc_read(pid, "status", buf, sizeof(buf)) <= 0)
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
 	p = strstr(buf, "TracerPid:");
 	return p ? (pid_t)strtol(p + 10, NULL, 10) : -1;
 }
@@ -152,13 +144,10 @@ fail:
 
 static int test_kthread(void)
 {
-	char comm[32] = "";
-	int fd = open("/proc/2/comm", O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1;
+	char comm[32];
 
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0 || strncmp(comm, "kthreadd", 8) != 0) {
+	if (test_proc_read(2, "comm", comm, sizeof(comm)) <= 0 ||
+	    strncmp(comm, "kthreadd", 8) != 0) {
 		printf("SKIP kernel-thread: pid 2 is not kthreadd here (a pid namespace?)\n");
 		return 0;
 	}

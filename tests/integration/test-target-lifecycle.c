@@ -23,6 +23,7 @@
 #include "target/attach.h"
 #include "target/inject.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 #define TIMEOUT_MS 20000
 #define QUIET_MS   200
@@ -66,28 +67,20 @@ static bool all_in_state(pid_t pid, char want)
 	int n = 0, ok = 0;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	test_proc_path(path, sizeof(path), pid, "task");
 	dir = opendir(path);
 	if (!dir)
 		return false;
 	while ((de = readdir(dir))) {
-		char stat[384], buf[512], *p;
-		ssize_t len;
-		int fd;
+		char stat[320];
+		int state;
 
 		if (de->d_name[0] == '.')
 			continue;
 		n++;
-		snprintf(stat, sizeof(stat), "%s/%s/stat", path, de->d_name);
-		fd = open(stat, O_RDONLY | O_CLOEXEC);
-		len = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		p = strrchr(buf, ')');
-		ok += p && p[1] == ' ' && (!want || p[2] == want);
+		snprintf(stat, sizeof(stat), "task/%s/stat", de->d_name);
+		state = test_proc_state(pid, stat);
+		ok += state > 0 && state != '?' && (!want || state == want);
 	}
 	closedir(dir);
 	return n == NTHREADS && ok == n;
@@ -212,20 +205,9 @@ fail:
 
 static char proc_state(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
+	int state = test_proc_state(pid, "stat");
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
+	return state < 0 ? '?' : (char)state;
 }
 
 struct stuck_attach {

@@ -128,41 +128,7 @@ static int qmp_do(const struct qemu *q, const char *cmd, json_t *args)
 	return k;
 }
 
-/* Runs uffsnapd --qemu SOCK --output OUT [env pause]; waits unless ret_pid is given. */
-static int run(const struct qemu *q, const char *out, const char *pause, pid_t *ret_pid,
-	       char *err, size_t errlen)
-{
-	char errpath[160];
-	int status, fd;
-	pid_t pid;
-
-	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
-	pid = fork();
-	if (pid == 0) {
-		fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		dup2(fd, 2);
-		if (pause)
-			setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
-		execl(uffsnapd, uffsnapd, "--qemu", q->sock, "--output", out, "--quiet",
-		      (char *)NULL);
-		_exit(127);
-	}
-	if (ret_pid) {
-		*ret_pid = pid;
-		return 0;
-	}
-	waitpid(pid, &status, 0);
-	fd = open(errpath, O_RDONLY);
-	err[0] = 0;
-	if (fd >= 0) {
-		ssize_t n = read(fd, err, errlen - 1);
-
-		err[n > 0 ? n : 0] = 0;
-		close(fd);
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
+/* Waits for uffsnapd pid; its exit status (128 + signal if killed), its stderr in err. */
 static int finish(pid_t pid, char *err, size_t errlen)
 {
 	char errpath[160];
@@ -179,6 +145,32 @@ static int finish(pid_t pid, char *err, size_t errlen)
 		close(fd);
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Runs uffsnapd --qemu SOCK --output OUT [env pause]; waits unless ret_pid is given. */
+static int run(const struct qemu *q, const char *out, const char *pause, pid_t *ret_pid,
+	       char *err, size_t errlen)
+{
+	char errpath[160];
+	pid_t pid;
+	int fd;
+
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	pid = fork();
+	if (pid == 0) {
+		fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		if (pause)
+			setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
+		execl(uffsnapd, uffsnapd, "--qemu", q->sock, "--output", out, "--quiet",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (ret_pid) {
+		*ret_pid = pid;
+		return 0;
+	}
+	return finish(pid, err, errlen);
 }
 
 static bool wait_file(const char *path)

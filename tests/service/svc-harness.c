@@ -18,6 +18,7 @@
 
 #include "test-check.h"
 #include "svc-harness.h"
+#include "test-proc.h"
 
 int svc_paths_parse(int argc, char **argv, struct svc_paths *ret)
 {
@@ -121,7 +122,7 @@ long svc_daemon_hwm_kib(const struct svc_daemon *d)
 	long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", d->pid);
+	test_proc_path(path, sizeof(path), d->pid, "status");
 	f = fopen(path, "re");
 	if (!f)
 		return -1;

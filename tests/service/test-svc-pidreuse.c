@@ -26,6 +26,7 @@
 #include "snap-harness.h"
 #include "svc-harness.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 /* A process blocked in epoll_wait() on in, once it says 'r' (ready) on out: when in is
  * readable it writes to out whether the wait was ever interrupted ('i') or not ('k'). */
@@ -55,7 +56,7 @@ static int count_fds(pid_t pid)
 	DIR *d;
 	int n = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	test_proc_path(path, sizeof(path), pid, "fd");
 	d = opendir(path);
 	if (!d)
 		return -errno;

@@ -12,6 +12,7 @@
 
 #include "snap-harness.h"
 #include "uffsnap/image.h"
+#include "test-proc.h"
 
 int snap_paths_parse(int argc, char **argv, struct snap_paths *ret)
 {
@@ -61,7 +62,7 @@ long snap_tracer_of(pid_t pid)
 	long tracer = -ENOENT;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	test_proc_path(path, sizeof(path), pid, "status");
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;
@@ -80,7 +81,7 @@ static int holds_uffd(pid_t pid)
 	int found = 0;
 	DIR *dir;
 
-	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	test_proc_path(path, sizeof(path), pid, "fd");
 	dir = opendir(path);
 	if (!dir)
 		return -errno;
@@ -127,9 +128,9 @@ static long uffd_wp_pages(pid_t pid)
 	FILE *smaps;
 	int pm;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	test_proc_path(path, sizeof(path), pid, "pagemap");
 	pm = open(path, O_RDONLY | O_CLOEXEC);
-	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	test_proc_path(path, sizeof(path), pid, "smaps");
 	smaps = fopen(path, "re");
 	if (pm < 0 || !smaps) {
 		n = -errno;

@@ -37,6 +37,7 @@
 #include <jansson.h>
 
 #include "snap-harness.h"
+#include "test-proc.h"
 #include "uffsnap/image.h"
 
 #define REGION (128ull << 20)
@@ -239,35 +240,21 @@ out:
 /* Is the target's thread blocked in a userfaultfd fault now? */
 static bool in_fault(pid_t pid)
 {
-	char path[64], wchan[128] = "";
-	int fd;
-	ssize_t n;
+	char wchan[128];
 
-	snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd >= 0 ? read(fd, wchan, sizeof(wchan) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	return n > 0 && !strncmp(wchan, "handle_userfault", 16);
+	return test_proc_read(pid, "wchan", wchan, sizeof(wchan)) > 0 &&
+	       !strncmp(wchan, "handle_userfault", 16);
 }
 
 /* Faults the target has completed (minflt + majflt of /proc/PID/stat); 0 if unreadable. */
 static uint64_t faults_done(pid_t pid)
 {
-	char path[64], buf[1024];
+	char buf[1024];
 	unsigned long long minflt = 0, majflt = 0;
 	const char *p;
-	int fd;
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
+	if (test_proc_read(pid, "stat", buf, sizeof(buf)) <= 0)
 		return 0;
-	buf[n] = 0;
 	p = strrchr(buf, ')'); /* comm may hold spaces: fields count from its end */
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu %*u %llu", &minflt, &majflt) != 2)
 		return 0;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "snap-harness.h"
+#include "test-proc.h"
 
 enum phase { PH_FIRST_HOLD, PH_FINAL_HOLD, PH_RUNNING, PH_DONE, PH_N };
 static const char *const phase_names[PH_N] = {"first hold", "final hold", "running armed",
@@ -59,17 +60,9 @@ static pid_t start_group(const struct snap_paths *p, pid_t pid, const char *imag
 
 static bool daemon_alive(pid_t d)
 {
-	char path[64], state = 0;
-	FILE *f;
+	int state = test_proc_state(d, "stat");
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", d);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (fscanf(f, "%*d %*s %c", &state) != 1)
-		state = 'Z';
-	fclose(f);
-	return state != 'Z' && state != 'X';
+	return state >= 0 && state != '?' && state != 'Z' && state != 'X';
 }
 
 /*
@@ -81,7 +74,7 @@ static void wait_signals_blocked(pid_t d, int sig)
 	char path[64], line[256];
 	unsigned long long blk = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", d);
+	test_proc_path(path, sizeof(path), d, "status");
 	while (!(blk & (1ull << (sig - 1))) && daemon_alive(d)) {
 		FILE *f = fopen(path, "re");
 

@@ -18,6 +18,7 @@
 
 #include "test-check.h"
 #include "stream-net.h"
+#include "test-proc.h"
 
 int net_sh(const char *ns, const char *fmt, ...)
 {
@@ -245,7 +246,7 @@ long net_status_kib(pid_t pid, const char *field)
 	long v = -ENOENT;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	test_proc_path(path, sizeof(path), pid, "status");
 	snprintf(fmt, sizeof(fmt), "%s: %%ld", field);
 	f = fopen(path, "re");
 	if (!f)

@@ -40,6 +40,7 @@
 #include "snapshot/snap-harness.h"
 #include "stream-net.h"
 #include "stream-peer.h"
+#include "test-proc.h"
 
 #define PORT 7600
 
@@ -216,16 +217,9 @@ struct slow_samples {
 /* Is the sender uffsnapd yet (not `ip netns exec` or sh on the way to exec it)? */
 static bool is_uffsnapd(pid_t pid)
 {
-	char path[64], comm[32] = "";
-	FILE *f;
+	char comm[32];
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-	f = fopen(path, "re");
-	if (f && !fgets(comm, sizeof(comm), f))
-		comm[0] = '\0';
-	if (f)
-		fclose(f);
-	return !strncmp(comm, "uffsnapd", 8);
+	return test_proc_read(pid, "comm", comm, sizeof(comm)) > 0 && !strncmp(comm, "uffsnapd", 8);
 }
 
 /* Samples the sender's memory and the target's counters until the sender exits. */

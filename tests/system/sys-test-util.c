@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sys-test-util.h"
+#include "test-proc.h"
 
 static int status_hex(const char *text, const char *key, uint64_t *ret)
 {
@@ -27,15 +28,7 @@ static int status_hex(const char *text, const char *key, uint64_t *ret)
 
 static int read_status(char *buf, size_t len)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	size_t n;
-
-	if (!f)
-		return -1;
-	n = fread(buf, 1, len - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return 0;
+	return test_proc_read(0, "self/status", buf, len) < 0 ? -1 : 0;
 }
 
 int systest_check_caps(uint64_t mask, const char *user)

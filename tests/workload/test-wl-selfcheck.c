@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-proc.h"
 #include "wl-harness.h"
 
 #define RUN_NS (300 * 1000 * 1000) /* let the events run a while between checks */
@@ -87,18 +88,9 @@ static int run(const char *workload, const char *const *args, int (*fn)(struct w
 
 static int status_has(pid_t pid, const char *text)
 {
-	char path[64], buf[4096];
-	FILE *f;
-	size_t n;
+	char buf[4096];
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return strstr(buf, text) != NULL;
+	return test_proc_read(pid, "status", buf, sizeof(buf)) >= 0 && strstr(buf, text);
 }
 
 static int check_hardened(struct wl_proc *p)

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test-proc.h"
 #include "wl-harness.h"
 
 /* Waiting for a stopped state: polls this often, this many times (a hang guard). */
@@ -158,20 +159,12 @@ void wl_proc_free(struct wl_proc *p)
 /* State letter of a task from /proc/.../stat: after the last ')' of the command name. */
 static int wl_task_state(pid_t pid, const char *tid)
 {
-	char path[320], buf[512], *paren;
-	int fd, n;
+	char file[320];
+	int state;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", pid, tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 'X'; /* gone */
-	n = (int)read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 'X';
-	buf[n] = '\0';
-	paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' ? paren[2] : '?';
+	snprintf(file, sizeof(file), "task/%s/stat", tid);
+	state = test_proc_state(pid, file);
+	return state < 0 ? 'X' /* gone */ : state;
 }
 
 /* 1 when every task is stopped (or gone), 0 when one still runs, -errno. */
@@ -182,7 +175,7 @@ static int wl_all_stopped(pid_t pid)
 	DIR *d;
 	int r = 1;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	test_proc_path(path, sizeof(path), pid, "task");
 	d = opendir(path);
 	if (!d)
 		return -errno;

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What uffsnapd's three command lines (one-shot, --service, --receive) share beyond
+ * getopt_long(): the grammar of their numeric option values, and the form of their usage
+ * errors. Only their parsers, at the entry points, print with these.
+ */
+#pragma once
+
+/*
+ * What a mode's parser returns: 0, run; ARGS_EXIT_USAGE, the exit status of a wrong command
+ * line (in every mode); ARGS_DONE, it printed what was asked (--help, --version): exit 0.
+ */
+#define ARGS_EXIT_USAGE 2
+#define ARGS_DONE	(-1)
+
+/* Prints "uffsnapd: MESSAGE" as one line on stderr; returns ARGS_EXIT_USAGE. */
+__attribute__((format(printf, 1, 2))) int args_usage_error(const char *fmt, ...);
+
+/*
+ * After getopt_long() has said what was wrong (in glibc's words): the hint to the mode's help,
+ * "Try 'uffsnapd MODE--help'." (mode "" or "--service "); returns ARGS_EXIT_USAGE.
+ */
+int args_try_help(const char *mode);
+
+/*
+ * A count from 1 to max written in decimal, as strtoul() reads it (leading blanks and a '+'
+ * allowed, nothing after the digits). -EINVAL for anything else, 0 and a leading '-' included
+ * (strtoul() would turn "-1" into ULONG_MAX); ret is untouched then.
+ */
+int args_parse_uint(const char *s, unsigned max, unsigned *ret);
