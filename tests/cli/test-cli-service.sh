@@ -201,6 +201,9 @@ for attempt in 1 2 3 4 5; do
 	# (with --output -, the reply goes to stderr)
 	out=$("$C" --socket "$S" --json snapshot --pid $bpid --output - --no-wait 2>&1 >"$tmp/c.img")
 	id=$(json_field "$out" id)
+	# Cancel once the job has written something (its image begins at the instant): one
+	# cancelled before its first write leaves an empty output, nothing to call incomplete.
+	for _ in $(seq 600); do [ -s "$tmp/c.img" ] && break; sleep 0.05; done
 	"$C" --socket "$S" cancel "$id" >"$tmp/out" 2>"$tmp/err"
 	if grep -q "cancelled" "$tmp/out"; then cancelled=1; break; fi
 	echo "attempt $attempt: job $id ended before the cancel: $(cat "$tmp/out" "$tmp/err")"
@@ -217,6 +220,9 @@ fi
 for attempt in 1 2 3 4 5; do
 	out=$("$C" --socket "$S" --json snapshot --pid $bpid --file cancelled.img --no-wait)
 	id=$(json_field "$out" id)
+	# Cancel once the job has written something (its image begins at the instant): one
+	# cancelled before its first write leaves an empty output, nothing to call incomplete.
+	for _ in $(seq 600); do [ -s "$tmp/c.img" ] && break; sleep 0.05; done
 	"$C" --socket "$S" cancel "$id" >"$tmp/out" 2>"$tmp/err"
 	wait_state "$id" "completed|failed|cancelled"
 	grep -q "cancelled" "$tmp/out" && break
