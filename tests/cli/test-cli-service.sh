@@ -5,18 +5,19 @@
 # status, jobs, job, cancel of a long job, an interrupted (SIGTERM) snapshot leaving an
 # incomplete image, watch, bad pid, refusals; streaming: `receive` (a job of a second daemon
 # started with --key) and `snapshot --to` it; every image is checked with `uffsnapctl image
-# verify` and uffsnap-check, and the target is checked unharmed at the end.
+# verify` and uffsnap-check, and the target is checked unharmed at the end; `snapshot --qemu`
+# on a firmware-only QEMU guest (when qemu-system-x86_64 is installed).
 # Exit 0 pass, 1 fail, 77 skip (not root). A uffsnapd without service mode is a FAILURE.
 # usage: test-cli-service.sh UFFSNAPD UFFSNAPCTL WORKLOAD CHECK
 set -u
 D=$1 C=$2 W=$3 K=$4
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (the daemon attaches to processes)"; exit 77; }
 tmp=$(mktemp -d)
-dpid= wpid= bpid= watchpid= watchjpid= jobpid= d2pid= rpid=
+dpid= wpid= bpid= watchpid= watchjpid= jobpid= d2pid= rpid= qpid=
 cleanup() {
 	kill -9 $watchpid $watchjpid $jobpid $rpid 2>/dev/null
 	kill $dpid $d2pid 2>/dev/null
-	kill -9 $wpid $bpid 2>/dev/null
+	kill -9 $wpid $bpid $qpid 2>/dev/null
 	wait 2>/dev/null
 	rm -rf "$tmp"
 }
@@ -294,6 +295,29 @@ kill -TERM $d2pid
 wait $d2pid; d2rc=$?
 d2pid=
 [ $d2rc -eq 0 ] && ok "second uffsnapd exits 0" || bad "second uffsnapd exit $d2rc: $(tail -5 "$tmp/daemon2.log")"
+
+# --- a QEMU guest (firmware only: no kernel to boot), its QMP socket passed by uffsnapctl
+QEMU=/usr/bin/qemu-system-x86_64
+if [ -x $QEMU ]; then
+	$QEMU -nodefaults -no-user-config -display none -accel tcg \
+		-machine pc-i440fx-7.2,memory-backend=ram0 -m 64M \
+		-object memory-backend-memfd,id=ram0,size=64M,share=on \
+		-qmp unix:"$tmp/qmp.sock",server=on,wait=off >/dev/null 2>&1 &
+	qpid=$!
+	for _ in $(seq 600); do [ -S "$tmp/qmp.sock" ] && break; sleep 0.1; done # hang guard
+	run "snapshot --qemu" 0 "snapshot of the QEMU guest .* complete" -- "$C" --socket "$S" snapshot --qemu "$tmp/qmp.sock" \
+		--output "$tmp/guest.img"
+	run "snapshot --qemu: the image holds the guest" 0 "^guest: +QEMU" -- \
+		"$C" image info "$tmp/guest.img"
+	run "snapshot --qemu: no QMP there" 1 "qmp|QMP|connect" -- "$C" --socket "$S" snapshot \
+		--qemu "$tmp/nothere.sock" --output "$tmp/guest2.img"
+	[ -e "$tmp/guest2.img" ] && bad "a refused guest snapshot left a file" || ok "refused: no file left"
+	kill -0 $qpid && ok "QEMU still runs" || bad "QEMU died"
+	kill -9 $qpid
+	wait $qpid 2>/dev/null
+else
+	echo "skip: snapshot --qemu: $QEMU is not installed (./dev installs qemu-system-x86)"
+fi
 
 # --- the targets are unharmed, the daemon is still serving
 for w in "$wpid:$tmp/wl" "$bpid:$tmp/big"; do
