@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,12 +137,16 @@ int guardian_start(int qmp_fd, struct guardian **ret)
 		return -e;
 	}
 	if (g->pid == 0) {
+		int lo = p[0] < qmp_fd ? p[0] : qmp_fd, hi = p[0] < qmp_fd ? qmp_fd : p[0];
+
+		/* Only the pipe and the QMP socket matter; other fds (outputs, clients' sockets,
+		 * the holder's) must not be kept open by us after the daemon is gone. */
 		close(p[1]);
-		/* Only the pipe and the QMP socket matter; other fds (outputs, the holder's
-		 * socket) must not be kept open by us after the daemon is gone. */
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != p[0] && fd != qmp_fd)
-				close(fd);
+		if (lo > 3)
+			syscall(SYS_close_range, 3, lo - 1, 0);
+		if (hi > lo + 1)
+			syscall(SYS_close_range, lo + 1, hi - 1, 0);
+		syscall(SYS_close_range, hi + 1, ~0U, 0);
 		guardian_child(p[0], qmp_fd);
 	}
 	close(p[0]);

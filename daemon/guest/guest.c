@@ -277,6 +277,12 @@ static int read_shared_maps(pid_t pid, struct mapping **ret, size_t *n)
 	return 0;
 }
 
+/* How a memfd backend (or memory-backend-ram,share=on: shared anonymous) shows in maps. */
+static bool anonymous_shared(const struct mapping *m)
+{
+	return !strncmp(m->path, "/memfd:", 7) || !strncmp(m->path, "/dev/zero", 9);
+}
+
 static bool same_file(const char *maps_path, const char *mem_path)
 {
 	size_t n = strlen(mem_path);
@@ -307,7 +313,7 @@ static int find_mappings(struct guest *g, char *msg, size_t len)
 
 			if (c->used || c->off || c->end - c->start != b->size)
 				continue;
-			if (b->mem_path ? !same_file(c->path, b->mem_path) : c->path[0] != '/')
+			if (b->mem_path ? !same_file(c->path, b->mem_path) : !anonymous_shared(c))
 				continue;
 			if (!b->mem_path) { /* the n-th of its size by order is the n-th by inode */
 				size_t before = 0, older = 0;
@@ -316,7 +322,7 @@ static int find_mappings(struct guest *g, char *msg, size_t len)
 					before += !g->b[x].mem_path && g->b[x].size == b->size &&
 						  !g->b[x].addr && g->b[x].order < b->order;
 				for (size_t y = 0; y < nm; y++)
-					older += !m[y].used && !m[y].off &&
+					older += !m[y].used && !m[y].off && anonymous_shared(&m[y]) &&
 						 m[y].end - m[y].start == b->size &&
 						 m[y].ino < c->ino;
 				if (before != older)
@@ -376,10 +382,10 @@ static int read_cmdline(struct guest *g, char *msg, size_t len)
 	} while (r > 0);
 	close(fd);
 	g->argv = json_array();
-	for (size_t i = 0; r == 0 && g->argv && i < n; i += strlen(buf + i) + 1) {
-		buf[n] = 0;
+	if (buf)
+		buf[n] = 0; /* the last argument's NUL may be missing if it was cut */
+	for (size_t i = 0; r == 0 && g->argv && i < n; i += strlen(buf + i) + 1)
 		json_array_append_new(g->argv, json_string(buf + i));
-	}
 	free(buf);
 	if (r < 0 || !g->argv)
 		return failf(msg, len, -ENOMEM, "cannot read QEMU's command line");
