@@ -146,15 +146,18 @@ int cli_qemu_ram_write(struct img_reader *r, const struct cli_qemu_backend *b, i
 
 		/* Missing pages (only with --allow-holes) are zeros: read page by page. */
 		k = img_reader_read(r, b->addr + off, buf, n, &err);
-		for (size_t p = 0; (k == -ENOENT || k == -ESTALE) && p < n; p += ps) {
-			k = img_reader_read(r, b->addr + off + p, buf + p, ps, &err);
-			if (k == -ENOENT || k == -ESTALE) {
-				memset(buf + p, 0, ps);
-				st->missing_bytes += ps;
-				k = -ENOENT; /* go on page by page */
+		if (k == -ENOENT || k == -ESTALE) {
+			k = 0;
+			for (size_t p = 0; k >= 0 && p < n; p += ps) {
+				k = img_reader_read(r, b->addr + off + p, buf + p, ps, &err);
+				if (k == -ENOENT || k == -ESTALE) {
+					memset(buf + p, 0, ps);
+					st->missing_bytes += ps;
+					k = 0;
+				}
 			}
 		}
-		if (k < 0 && k != -ENOENT) {
+		if (k < 0) {
 			free(buf);
 			return cli_qemu_fail(msg, len, k,
 					     "cannot read backend %s from the image: %s", b->id,

@@ -175,7 +175,28 @@ static const char *const source_args[] = {
     NULL};
 
 /* The image: guest metadata as uffsnapd writes it, the device state, RAM pages (ZERO runs). */
-static int write_image(const char *path, const uint8_t *ds, size_t ds_len, const uint8_t *ram)
+/* Writes ram[from, to) as PAGES and ZERO frames. */
+static int write_ram(struct img_writer *w, const uint8_t *ram, uint64_t from, uint64_t to)
+{
+	int r = 0;
+
+	for (uint64_t off = from; !r && off < to;) {
+		static const uint8_t zero[PAGE];
+		bool z = !memcmp(ram + off, zero, PAGE);
+		uint64_t end = off + PAGE;
+
+		while (end < to && !memcmp(ram + end, zero, PAGE) == z)
+			end += PAGE;
+		r = z ? img_writer_zero(w, RAM_ADDR + off, (end - off) / PAGE)
+		      : img_writer_pages(w, RAM_ADDR + off, (end - off) / PAGE, ram + off);
+		off = end;
+	}
+	return r;
+}
+
+/* The image of ds and ram; the page at hole (if not 0) recorded as discarded instead. */
+static int write_image(const char *path, const uint8_t *ds, size_t ds_len, const uint8_t *ram,
+		       uint64_t hole)
 {
 	json_t *argv = json_pack(
 	    "[s,s,s,s,s,s,s,s,s,s,s,s,s,s]", QEMU, "-accel", "tcg", "-nodefaults", "-display",
@@ -201,16 +222,14 @@ static int write_image(const char *path, const uint8_t *ds, size_t ds_len, const
 		r = img_writer_begin(w, text, strlen(text));
 	if (!r)
 		r = img_writer_devstate(w, ds, ds_len);
-	for (uint64_t off = 0; !r && off < RAM_SIZE;) {
-		static const uint8_t zero[PAGE];
-		bool z = !memcmp(ram + off, zero, PAGE);
-		uint64_t end = off + PAGE;
-
-		while (end < RAM_SIZE && !memcmp(ram + end, zero, PAGE) == z)
-			end += PAGE;
-		r = z ? img_writer_zero(w, RAM_ADDR + off, (end - off) / PAGE)
-		      : img_writer_pages(w, RAM_ADDR + off, (end - off) / PAGE, ram + off);
-		off = end;
+	if (!r && hole) {
+		r = write_ram(w, ram, 0, hole);
+		if (!r)
+			r = img_writer_discarded(w, RAM_ADDR + hole, 1);
+		if (!r)
+			r = write_ram(w, ram, hole + PAGE, RAM_SIZE);
+	} else if (!r) {
+		r = write_ram(w, ram, 0, RAM_SIZE);
 	}
 	if (!r)
 		r = img_writer_finish(w);
@@ -394,18 +413,50 @@ static void check_ram_file(const char *name, const uint8_t *ram)
  * The RAM as written, before any guest runs on it: an image whose device state QEMU refuses
  * (the RAM is written first; then QEMU fails the migration and exits).
  */
-static void check_ram_written(const char *bad_img, const uint8_t *ram)
+static void check_ram_written(const char *bad_img, const uint8_t *ram, const char *name,
+			      const char *flag)
 {
 	struct qemu d = {0};
-	const char *args[] = {"qemu", "restore", bad_img, "--qmp", NULL, NULL};
+	const char *args[] = {"qemu", "restore", bad_img, "--qmp", NULL, flag, NULL};
+	char file[64];
 
-	if (dest_start(&d, "written", MACHINE, "ram0", "64") < 0)
+	if (dest_start(&d, name, MACHINE, "ram0", "64") < 0)
 		return;
 	args[4] = d.sock;
 	CHECK(run_ctl(args) == 1, "a bad device state was not refused");
 	CHECK(file_has("err", "device state"), "the refusal names the device state");
-	check_ram_file("written.ram", ram);
+	snprintf(file, sizeof(file), "%s.ram", name);
+	check_ram_file(file, ram);
 	qemu_stop(&d);
+}
+
+/*
+ * A page discarded in the image: refused without --allow-holes; with it, that page is zeros
+ * and every page after it in the same chunk is still the image's (they are read one by one).
+ */
+static void check_holes(const uint8_t *ds, size_t ds_len, uint8_t *ram)
+{
+	static const uint8_t zero[PAGE];
+	char img[PATH_MAX];
+	const char *args[] = {"qemu", "restore", img, "--qmp", NULL, NULL};
+	struct qemu d = {0};
+	uint64_t hole = 0;
+
+	for (uint64_t off = PAGE; !hole && off + 2 * PAGE < RAM_SIZE; off += PAGE)
+		if (memcmp(ram + off, zero, PAGE) && memcmp(ram + off + PAGE, zero, PAGE))
+			hole = off; /* data right after it */
+	CHECK(hole, "no two non-zero pages in a row in the source's RAM");
+	snprintf(img, sizeof(img), "%s/holes.img", tmp);
+	CHECK(write_image(img, ds, ds_len, ram, hole) == 0, "cannot write %s", img);
+	if (dest_start(&d, "holes", MACHINE, "ram0", "64") < 0)
+		return;
+	args[4] = d.sock;
+	CHECK(run_ctl(args) == 1 && file_has("err", "allow-holes"),
+	      "an image with a discarded page was not refused");
+	CHECK(file_untouched("holes"), "a refused restore wrote the RAM file");
+	qemu_stop(&d);
+	memset(ram + hole, 0, PAGE);
+	check_ram_written(img, ram, "holes2", "--allow-holes");
 }
 
 static void check_restore(const char *img)
@@ -491,16 +542,17 @@ int main(int argc, char **argv)
 	close(fd);
 	qemu_stop(&src);
 	snprintf(img, sizeof(img), "%s/guest.img", tmp);
-	if (write_image(img, ds, ds_len, ram) < 0)
+	if (write_image(img, ds, ds_len, ram, 0) < 0)
 		return fprintf(stderr, "cannot write the image\n"), 1;
 	fprintf(stderr, "device state %zu bytes\n", ds_len);
 	check_mismatches(img);
 	check_restore(img);
 	snprintf(img, sizeof(img), "%s/bad-devstate.img", tmp);
 	memcpy(ds, "not QEMU's stream", 17);
-	if (write_image(img, ds, ds_len, ram) < 0)
+	if (write_image(img, ds, ds_len, ram, 0) < 0)
 		return fprintf(stderr, "cannot write the image\n"), 1;
-	check_ram_written(img, ram);
+	check_ram_written(img, ram, "written", NULL);
+	check_holes(ds, ds_len, ram); /* last: it zeroes a page of ram */
 	snprintf(img, sizeof(img), "%s/guest.img", tmp);
 	check_started(img);
 	free(ds);
