@@ -436,16 +436,17 @@ static void check_ram_written(const char *bad_img, const uint8_t *ram, const cha
  */
 static void check_holes(const uint8_t *ds, size_t ds_len, uint8_t *ram)
 {
-	static const uint8_t zero[PAGE];
+	/*
+	 * The page after the hole is given data of its own: how much the firmware wrote before
+	 * the source stopped depends on the machine's load (under load, sometimes nothing).
+	 */
+	const uint64_t hole = (16u << 20) + 5 * PAGE;
 	char img[PATH_MAX];
 	const char *args[] = {"qemu", "restore", img, "--qmp", NULL, NULL};
 	struct qemu d = {0};
-	uint64_t hole = 0;
 
-	for (uint64_t off = PAGE; !hole && off + 2 * PAGE < RAM_SIZE; off += PAGE)
-		if (memcmp(ram + off, zero, PAGE) && memcmp(ram + off + PAGE, zero, PAGE))
-			hole = off; /* data right after it */
-	CHECK(hole, "no two non-zero pages in a row in the source's RAM");
+	for (uint64_t i = 0; i < PAGE; i++)
+		ram[hole + PAGE + i] = (uint8_t)(i * 7 + 1);
 	snprintf(img, sizeof(img), "%s/holes.img", tmp);
 	CHECK(write_image(img, ds, ds_len, ram, hole) == 0, "cannot write %s", img);
 	if (dest_start(&d, "holes", MACHINE, "ram0", "64") < 0)
