@@ -46,13 +46,15 @@ int img_header_decode(const uint8_t in[IMG_HEADER_SIZE], struct img_header *ret,
 		return img_fail(err, 12, -EBADMSG, "header size or reserved bytes invalid");
 	if (page_size < 512 || page_size > (1u << 21) || (page_size & (page_size - 1)))
 		return img_fail(err, 16, -EBADMSG, "invalid page size %u", page_size);
-	if (get_le32(in + 20))
-		return img_fail(err, 20, -EPROTONOSUPPORT, "unknown header flags 0x%x",
-				get_le32(in + 20));
+	if (get_le32(in + 20) & ~IMG_HEADER_KNOWN_FLAGS)
+		return img_fail(err, 20, -EPROTONOSUPPORT,
+				"uses header flags 0x%x this reader does not know (written by a "
+				"newer uffsnap?)",
+				get_le32(in + 20) & ~IMG_HEADER_KNOWN_FLAGS);
 	ret->version_major = get_le16(in + 8);
 	ret->version_minor = get_le16(in + 10);
 	ret->page_size = page_size;
-	ret->flags = 0;
+	ret->flags = get_le32(in + 20);
 	return 0;
 }
 
@@ -130,9 +132,13 @@ int img_frame_check(const struct img_frame *f, uint32_t page_size, struct img_er
 		return 0;
 	case IMG_FRAME_ZERO:
 	case IMG_FRAME_DISCARDED:
+	case IMG_FRAME_UNMAPPED:
 		r = check_extent(f, page_size, err);
 		if (r >= 0 && f->payload_len)
 			return img_fail(err, 0, -EBADMSG, "extent frame with a payload");
+		/* Not OPTIONAL: a reader that skipped it would read the pages it unmaps. */
+		if (r >= 0 && f->type == IMG_FRAME_UNMAPPED && f->flags)
+			return img_fail(err, 0, -EBADMSG, "unmapped frame with flags");
 		return r;
 	case IMG_FRAME_PROGRESS:
 		if (f->addr || f->count || f->payload_len != IMG_PROGRESS_SIZE)
@@ -158,10 +164,11 @@ int img_frame_check(const struct img_frame *f, uint32_t page_size, struct img_er
 const char *img_frame_type_name(uint16_t type)
 {
 	static const char *const names[] = {
-		[IMG_FRAME_META] = "meta",	   [IMG_FRAME_PAGES] = "pages",
-		[IMG_FRAME_ZERO] = "zero",	   [IMG_FRAME_DISCARDED] = "discarded",
-		[IMG_FRAME_PROGRESS] = "progress", [IMG_FRAME_EVENT] = "event",
-		[IMG_FRAME_INDEX] = "index",	   [IMG_FRAME_DEVSTATE] = "devstate",
+	    [IMG_FRAME_META] = "meta",	       [IMG_FRAME_PAGES] = "pages",
+	    [IMG_FRAME_ZERO] = "zero",	       [IMG_FRAME_DISCARDED] = "discarded",
+	    [IMG_FRAME_PROGRESS] = "progress", [IMG_FRAME_EVENT] = "event",
+	    [IMG_FRAME_INDEX] = "index",       [IMG_FRAME_DEVSTATE] = "devstate",
+	    [IMG_FRAME_UNMAPPED] = "unmapped",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -204,7 +211,10 @@ void img_progress_decode(const uint8_t in[IMG_PROGRESS_SIZE], struct img_progres
 	ret->elapsed_ns = get_le64(in + 16);
 }
 
-/* Trailer: magic[8] index_offset:8 frame_count:8 image_size:8 digest[32] reserved[12] crc:4 */
+/*
+ * Trailer: magic[8] index_offset:8 frame_count:8 image_size:8 digest[32] meta_offset:8
+ * reserved[4] crc:4 (meta_offset since 1.2; reserved before, so zero in older images)
+ */
 void img_trailer_encode(const struct img_trailer *t, uint8_t out[IMG_TRAILER_SIZE])
 {
 	memset(out, 0, IMG_TRAILER_SIZE);
@@ -213,6 +223,7 @@ void img_trailer_encode(const struct img_trailer *t, uint8_t out[IMG_TRAILER_SIZ
 	put_le64(out + 16, t->frame_count);
 	put_le64(out + 24, t->image_size);
 	memcpy(out + 32, t->digest, IMG_DIGEST_SIZE);
+	put_le64(out + 64, t->meta_offset);
 	put_le32(out + 76, img_crc32c(0, out, 76));
 }
 
@@ -221,12 +232,15 @@ int img_trailer_decode(const uint8_t in[IMG_TRAILER_SIZE], struct img_trailer *r
 {
 	if (memcmp(in, IMG_TRAILER_MAGIC, IMG_MAGIC_LEN))
 		return img_fail(err, 0, -ENODATA, "no trailer");
-	if (get_le32(in + 76) != img_crc32c(0, in, 76) || !all_zero(in + 64, 12))
+	if (get_le32(in + 76) != img_crc32c(0, in, 76))
 		return img_fail(err, 0, -EBADMSG, "trailer checksum mismatch");
+	if (!all_zero(in + 72, 4))
+		return img_fail(err, 0, -EBADMSG, "trailer reserved bytes set");
 	ret->index_offset = get_le64(in + 8);
 	ret->frame_count = get_le64(in + 16);
 	ret->image_size = get_le64(in + 24);
 	memcpy(ret->digest, in + 32, IMG_DIGEST_SIZE);
+	ret->meta_offset = get_le64(in + 64);
 	return 0;
 }
 

@@ -133,6 +133,8 @@ static int vma_segments(struct core_ctx *c, const struct core_vma *v)
 			k = seg_absent(c, cur, a, false, v);
 		if (k >= 0 && e->type == IMG_FRAME_DISCARDED)
 			k = seg_absent(c, a, b, true, v);
+		else if (k >= 0 && e->type == IMG_FRAME_UNMAPPED) /* 1.2: gone at the instant */
+			k = seg_absent(c, a, b, false, v);
 		else if (k >= 0)
 			k = seg_add(c, a, b, true, a > v->start, v->pflags);
 		cur = b;

@@ -3,6 +3,8 @@
  * Random access through the index. Opening reads the header, the META frame, the trailer and
  * the index; an image without a valid trailer is walked from the start instead, and is then
  * readable up to its last valid frame. Page frames are checksummed whenever they are read.
+ * A pre-copy image's metadata is its second META (the trailer points at it), and its index
+ * entries may be parts of frames; walked, its frames are resolved (later wins) here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,8 +19,8 @@ struct img_reader {
 	uint64_t size;
 	struct img_header header;
 	bool complete;
-	char *meta;
-	uint64_t meta_end; /* where the frame after META starts */
+	char *meta;	   /* the last META's text: the instant's */
+	uint64_t meta_end; /* where the frame after the first META starts */
 	struct img_index_entry *idx;
 	size_t nidx;
 	/* One-frame cache: the last page frame read, checksum verified. */
@@ -123,8 +125,8 @@ static int check_index(struct img_reader *r, uint64_t data_end, struct img_error
 	for (size_t i = 0; i < r->nidx; i++) {
 		const struct img_index_entry *e = &r->idx[i];
 
-		if (!img_frame_is_extent(e->type) || e->offset < IMG_HEADER_SIZE ||
-		    e->offset >= data_end || e->npages == 0 ||
+		if (!img_extent_allowed(e->type, r->header.flags) || e->offset < IMG_HEADER_SIZE ||
+		    e->addr % r->header.page_size || e->offset >= data_end || e->npages == 0 ||
 		    e->npages > (UINT64_MAX - e->addr) / r->header.page_size)
 			return img_fail(err, e->offset, -EBADMSG, "index entry %zu is invalid", i);
 		if (i && e->addr < r->idx[i - 1].addr)
@@ -133,6 +135,37 @@ static int check_index(struct img_reader *r, uint64_t data_end, struct img_error
 	if (img_index_find_overlap(r->idx, r->nidx, r->header.page_size) != r->nidx)
 		return img_fail(err, 0, -EBADMSG, "index lists a page twice");
 	return 0;
+}
+
+/* Reads the META frame at off (a pre-copy image's second one) as the image's metadata. */
+static int read_meta_at(struct img_reader *r, uint64_t off, struct img_error *err)
+{
+	struct img_frame f;
+	int k = frame_at(r, off, IMG_FRAME_META, &f, err);
+
+	if (k >= 0 && f.seq == 0)
+		k = img_fail(err, off, -EBADMSG, "the second meta frame has sequence number 0");
+	if (k >= 0)
+		k = load_payload(r, &f, err);
+	if (k < 0)
+		return k;
+	free(r->meta);
+	r->meta = strndup((const char *)r->cache, f.payload_len);
+	return r->meta ? 0 : -ENOMEM;
+}
+
+/* The trailer's meta_offset: a pre-copy image's second META, within the frames; else 0. */
+static int trailer_meta(struct img_reader *r, const struct img_trailer *t, struct img_error *err)
+{
+	uint64_t where = r->size - IMG_TRAILER_SIZE;
+
+	if (!(r->header.flags & IMG_HEADER_F_REWRITES))
+		return t->meta_offset ? img_fail(err, where, -EBADMSG, "trailer reserved bytes set")
+				      : 0;
+	if (t->meta_offset < r->meta_end || t->meta_offset >= t->index_offset)
+		return img_fail(err, where, -EBADMSG,
+				"trailer does not point at the second meta frame");
+	return read_meta_at(r, t->meta_offset, err);
 }
 
 static int open_with_trailer(struct img_reader *r, struct img_error *err)
@@ -153,7 +186,9 @@ static int open_with_trailer(struct img_reader *r, struct img_error *err)
 	    t.index_offset > r->size - IMG_TRAILER_SIZE)
 		return img_fail(err, r->size - IMG_TRAILER_SIZE, -EBADMSG,
 				"trailer does not match the file");
-	k = load_index(r, &t, err);
+	k = trailer_meta(r, &t, err);
+	if (k >= 0)
+		k = load_index(r, &t, err);
 	if (k >= 0)
 		k = check_index(r, t.index_offset, err);
 	return k;
@@ -178,35 +213,76 @@ static ssize_t ctx_pread(void *c, void *buf, size_t len)
 	return n;
 }
 
+/*
+ * A walked pre-copy image: its frames resolved (later wins), its metadata the second META. Cut
+ * before that META, it has no instant: its pages are from different rounds.
+ */
+static int settle_rewrites(struct img_reader *r, uint64_t meta_offset, uint64_t end,
+			   struct img_error *err)
+{
+	struct img_index_entry *eff;
+	size_t n;
+	int k;
+
+	if (!meta_offset)
+		return img_fail(err, end, -ENODATA, IMG_NO_INSTANT_MSG);
+	k = read_meta_at(r, meta_offset, err);
+	if (k >= 0)
+		k = img_resolve(r->idx, r->nidx, r->header.page_size, &eff, &n);
+	if (k < 0)
+		return k;
+	free(r->idx);
+	r->idx = eff;
+	r->nidx = n;
+	return 0;
+}
+
+/* Appends the extent frames the walk finds, in seq order; returns how the walk ended. */
+static int walk_extents(struct img_reader *r, struct img_walker *w)
+{
+	size_t cap = 0;
+	struct img_frame f;
+	int k;
+
+	while ((k = img_walk_next(w, &f, NULL)) == IMG_WALK_FRAME) {
+		if (!img_frame_is_extent(f.type))
+			continue;
+		if (r->nidx == cap) {
+			struct img_index_entry *v;
+
+			cap = cap ? 2 * cap : 256;
+			v = realloc(r->idx, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			r->idx = v;
+		}
+		r->idx[r->nidx++] = (struct img_index_entry){f.addr, f.count, f.offset, f.type};
+	}
+	return k;
+}
+
 /* No trailer: walk the frames and index what is there, up to the first bad one. */
 static int open_by_walking(struct img_reader *r, struct img_error *err)
 {
 	struct pread_ctx c = {r->fd, 0};
 	struct img_walker w;
-	struct img_frame f;
 	int k = img_walk_start(&w, ctx_pread, &c, err);
 
 	free(r->idx);
 	r->idx = NULL;
 	r->nidx = 0;
-	while (k >= 0 && (k = img_walk_next(&w, &f, NULL)) == IMG_WALK_FRAME) {
-		struct img_index_entry *v;
-
-		if (!img_frame_is_extent(f.type))
-			continue;
-		v = realloc(r->idx, (r->nidx + 1) * sizeof(*v));
-		if (!v) {
-			k = -ENOMEM;
-			break;
-		}
-		r->idx = v;
-		r->idx[r->nidx++] = (struct img_index_entry){f.addr, f.count, f.offset, f.type};
-	}
-	img_walk_done(&w);
-	if (k == -ENOMEM || (k < 0 && k != -EBADMSG && k != -EPROTONOSUPPORT))
+	if (k >= 0)
+		k = walk_extents(r, &w);
+	if (k == -ENOMEM || (k < 0 && k != -EBADMSG && k != -EPROTONOSUPPORT)) {
+		img_walk_done(&w);
 		return k;
-	img_index_sort(r->idx, r->nidx);
-	return check_index(r, UINT64_MAX, err);
+	}
+	if (r->header.flags & IMG_HEADER_F_REWRITES)
+		k = settle_rewrites(r, w.meta_offset, w.offset, err);
+	else
+		img_index_sort(r->idx, r->nidx), k = 0;
+	img_walk_done(&w);
+	return k < 0 ? k : check_index(r, UINT64_MAX, err);
 }
 
 static int read_meta(struct img_reader *r, struct img_error *err)
@@ -277,6 +353,11 @@ const char *img_reader_meta(const struct img_reader *r)
 	return r->meta;
 }
 
+uint32_t img_reader_flags(const struct img_reader *r)
+{
+	return r->header.flags;
+}
+
 uint32_t img_reader_page_size(const struct img_reader *r)
 {
 	return r->header.page_size;
@@ -312,6 +393,22 @@ static const struct img_index_entry *lookup(const struct img_reader *r, uint64_t
 	return NULL;
 }
 
+/*
+ * Whether index entry e may name frame f: the same extent, or in a pre-copy image a part of it
+ * (the rest was covered by later frames).
+ */
+static bool entry_fits(const struct img_reader *r, const struct img_index_entry *e,
+		       const struct img_frame *f)
+{
+	uint64_t ps = r->header.page_size, flen = f->count * ps; /* checked: no overflow */
+
+	if (!(r->header.flags & IMG_HEADER_F_REWRITES))
+		return f->addr == e->addr && f->count == e->npages;
+	/* check_index(): e is page aligned and its length does not overflow */
+	return f->addr <= e->addr && e->addr - f->addr <= flen &&
+	       e->npages * ps <= flen - (e->addr - f->addr);
+}
+
 /* Copies the part of extent e that overlaps [addr, addr + len) into buf. */
 static int read_extent(struct img_reader *r, const struct img_index_entry *e, uint64_t addr,
 		       uint8_t *buf, size_t len, struct img_error *err)
@@ -327,14 +424,17 @@ static int read_extent(struct img_reader *r, const struct img_index_entry *e, ui
 		return img_fail(err, addr, -ESTALE,
 				"0x%llx was discarded after the snapshot instant",
 				(unsigned long long)addr);
+	if (e->type == IMG_FRAME_UNMAPPED)
+		return img_fail(err, addr, -ENOENT, "0x%llx was not mapped at the snapshot instant",
+				(unsigned long long)addr);
 	k = frame_at(r, e->offset, IMG_FRAME_PAGES, &f, err);
-	if (k >= 0 && (f.addr != e->addr || f.count != e->npages))
+	if (k >= 0 && !entry_fits(r, e, &f))
 		k = img_fail(err, e->offset, -EBADMSG, "index does not match the frame");
 	if (k >= 0)
 		k = load_payload(r, &f, err);
 	if (k < 0)
 		return k;
-	memcpy(buf, r->cache + (addr - e->addr), len);
+	memcpy(buf, r->cache + (addr - f.addr), len);
 	return 0;
 }
 

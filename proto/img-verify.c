@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Front-to-back verification with read() only, so that it works on a stream as it arrives.
- * Beyond what the walker checks frame by frame, it checks the image as a whole: no page twice,
- * the index equal to the extents actually present, the trailer's counts and the digest.
+ * Beyond what the walker checks frame by frame, it checks the image as a whole: no page twice
+ * (in a pre-copy image: the extents resolved, later wins), the index equal to the effective
+ * extents, the trailer's counts, its pointer to a pre-copy image's second META, and the digest.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -37,11 +39,21 @@ static int entries_add(struct entries *e, const struct img_index_entry *x)
 
 struct verify {
 	struct img_walker walk;
-	struct entries seen;  /* extents found in the frames */
+	struct entries seen;  /* extents found in the frames, in seq order */
 	struct entries index; /* entries found in the INDEX frames */
+	/* The effective extents, once settled: seen sorted, or resolved (pre-copy) */
+	const struct img_index_entry *eff;
+	size_t neff;
+	struct img_index_entry *resolved; /* what eff points to in a pre-copy image */
+	bool settled;
 	struct img_summary *sum;
-	char *meta;
+	char *meta; /* the last META frame's text */
 };
+
+static bool rewrites(const struct verify *v)
+{
+	return v->walk.header.flags & IMG_HEADER_F_REWRITES;
+}
 
 static ssize_t fd_read(void *ctx, void *buf, size_t len)
 {
@@ -73,7 +85,9 @@ static int take_meta(struct verify *v, const struct img_frame *f)
 
 	if (r < 0)
 		return r;
+	free(v->meta); /* a pre-copy image's second META replaces the first */
 	v->meta = strndup((const char *)v->walk.payload, f->payload_len);
+	v->sum->metas++;
 	return v->meta ? 0 : -ENOMEM;
 }
 
@@ -101,13 +115,9 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 	case IMG_FRAME_META:
 		return take_meta(v, f);
 	case IMG_FRAME_PAGES:
-		s->data_pages += f->count;
-		return entries_add(&v->seen, &e);
 	case IMG_FRAME_ZERO:
-		s->zero_pages += f->count;
-		return entries_add(&v->seen, &e);
 	case IMG_FRAME_DISCARDED:
-		s->discarded_pages += f->count;
+	case IMG_FRAME_UNMAPPED: /* counted once settled: a later frame may cover them */
 		return entries_add(&v->seen, &e);
 	case IMG_FRAME_PROGRESS:
 		s->progress_marks++;
@@ -129,11 +139,58 @@ static int take_frame(struct verify *v, const struct img_frame *f)
 	}
 }
 
+/* Adds the pages of the effective extents to the summary's counts, by type. */
+static void count_pages(struct verify *v)
+{
+	struct img_summary *s = v->sum;
+
+	for (size_t i = 0; i < v->neff; i++) {
+		const struct img_index_entry *e = &v->eff[i];
+		uint64_t *n = e->type == IMG_FRAME_PAGES       ? &s->data_pages
+			      : e->type == IMG_FRAME_ZERO      ? &s->zero_pages
+			      : e->type == IMG_FRAME_DISCARDED ? &s->discarded_pages
+							       : &s->unmapped_pages;
+
+		*n += e->npages;
+	}
+	s->superseded_pages =
+	    img_index_pages(v->seen.v, v->seen.n) - img_index_pages(v->eff, v->neff);
+}
+
+/*
+ * The effective extents of the frames seen: a pre-copy image's resolved (later wins), any
+ * other's sorted (overlaps are for check_overlap() to find). Then the page counts.
+ */
+static int settle(struct verify *v)
+{
+	int r;
+
+	if (v->settled)
+		return 0;
+	if (rewrites(v)) {
+		r = img_resolve(v->seen.v, v->seen.n, v->walk.header.page_size, &v->resolved,
+				&v->neff);
+		if (r < 0)
+			return r;
+		v->eff = v->resolved;
+	} else {
+		img_index_sort(v->seen.v, v->seen.n);
+		v->eff = v->seen.v;
+		v->neff = v->seen.n;
+	}
+	count_pages(v);
+	v->settled = true;
+	return 0;
+}
+
+/* Outside a pre-copy image, no page is in two frames. */
 static int check_overlap(struct verify *v)
 {
+	int r = settle(v);
 	size_t i;
 
-	img_index_sort(v->seen.v, v->seen.n);
+	if (r < 0 || rewrites(v))
+		return r;
 	i = img_index_find_overlap(v->seen.v, v->seen.n, v->walk.header.page_size);
 	if (i == v->seen.n)
 		return 0;
@@ -141,19 +198,23 @@ static int check_overlap(struct verify *v)
 			"page 0x%llx appears in two frames", (unsigned long long)v->seen.v[i].addr);
 }
 
-/* Field by field: the structs have padding, which memcmp would compare. */
-static bool entries_equal(const struct entries *a, const struct entries *b)
+/* A pre-copy image's trailer points at its second META; any other's meta_offset is zero. */
+static int check_meta_offset(struct verify *v)
 {
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++) {
-		const struct img_index_entry *x = &a->v[i], *y = &b->v[i];
+	const struct img_trailer *t = &v->walk.trailer;
+	struct img_error *err = &v->sum->error;
 
-		if (x->addr != y->addr || x->npages != y->npages || x->offset != y->offset ||
-		    x->type != y->type)
-			return false;
-	}
-	return true;
+	if (!rewrites(v))
+		return t->meta_offset
+			   ? img_fail(err, v->walk.offset, -EBADMSG, "trailer reserved bytes set")
+			   : 0;
+	if (!v->walk.meta_offset)
+		return img_fail(err, v->walk.offset, -EBADMSG,
+				"a pre-copy image without the meta frame of its instant");
+	if (t->meta_offset != v->walk.meta_offset)
+		return img_fail(err, v->walk.offset, -EBADMSG,
+				"trailer does not point at the second meta frame");
+	return 0;
 }
 
 static int check_trailer(struct verify *v, int fd)
@@ -174,10 +235,12 @@ static int check_trailer(struct verify *v, int fd)
 		return r;
 	if (memcmp(digest, t->digest, sizeof(digest)))
 		return img_fail(err, v->walk.offset, -EBADMSG, "image digest mismatch");
-	r = check_overlap(v);
+	r = check_meta_offset(v);
+	if (r >= 0)
+		r = check_overlap(v);
 	if (r < 0)
 		return r;
-	if (!entries_equal(&v->index, &v->seen))
+	if (!img_index_equal(v->index.v, v->index.n, v->eff, v->neff))
 		return img_fail(err, t->index_offset, -EBADMSG, "index does not match the frames");
 	if (fd_read(&fd, &extra, 1) != 0)
 		return img_fail(err, t->image_size, -EBADMSG, "data after the trailer");
@@ -189,7 +252,7 @@ static int verify_run(struct verify *v, int fd)
 {
 	struct img_error *err = &v->sum->error;
 	struct img_frame f;
-	int r;
+	int r, k;
 
 	r = img_walk_start(&v->walk, fd_read, &fd, err);
 	if (r == -ENODATA)
@@ -205,6 +268,10 @@ static int verify_run(struct verify *v, int fd)
 			break;
 	}
 	v->sum->valid_bytes = v->walk.offset;
+	/* The page counts, whatever the outcome: info shows what a damaged image holds. */
+	k = settle(v);
+	if (k < 0)
+		return k;
 	if (r == IMG_WALK_TRAILER) {
 		r = check_trailer(v, fd);
 		if (r >= 0) {
@@ -217,6 +284,8 @@ static int verify_run(struct verify *v, int fd)
 		r = check_overlap(v);
 		if (r >= 0) {
 			*err = keep;
+			if (rewrites(v) && !v->walk.meta_offset)
+				snprintf(err->msg, sizeof(err->msg), "%s", IMG_NO_INSTANT_MSG);
 			return IMG_INCOMPLETE;
 		}
 	}
@@ -233,6 +302,7 @@ int img_verify_fd(int fd, struct img_summary *ret, char **ret_meta)
 	img_walk_done(&v.walk);
 	free(v.seen.v);
 	free(v.index.v);
+	free(v.resolved);
 	if (r >= 0) {
 		ret->status = r;
 		if (r == IMG_COMPLETE)

@@ -78,21 +78,45 @@ static int read_trailer(struct img_walker *w, const uint8_t *first, struct img_e
 	return IMG_WALK_TRAILER;
 }
 
-/* The order rules: META first and only first, DEVSTATE frames right after it, INDEX last. */
+/* META first; a second one only in a pre-copy image, once (FORMAT.md "Pre-copy images"). */
+static int check_meta(struct img_walker *w, const struct img_frame *f, struct img_error *err)
+{
+	if (w->seq == 0 && f->type != IMG_FRAME_META)
+		return img_fail(err, w->offset, -EBADMSG, "the first frame is not the meta frame");
+	if (w->seq == 0 || f->type != IMG_FRAME_META)
+		return 0;
+	if (!(w->header.flags & IMG_HEADER_F_REWRITES))
+		return img_fail(err, w->offset, -EBADMSG,
+				"a second meta frame (only a pre-copy image has one)");
+	if (w->metas > 1)
+		return img_fail(err, w->offset, -EBADMSG, "a third meta frame");
+	return 0;
+}
+
+/*
+ * The order rules: META first, DEVSTATE frames right after it (not after a second META),
+ * UNMAPPED only where the header allows it, INDEX last.
+ */
 static int check_order(struct img_walker *w, const struct img_frame *f, struct img_error *err)
 {
+	int r;
+
 	if (f->seq != w->seq)
 		return img_fail(err, w->offset, -EBADMSG,
 				"frame sequence %llu where %llu was expected",
 				(unsigned long long)f->seq, (unsigned long long)w->seq);
-	if ((w->seq == 0) != (f->type == IMG_FRAME_META))
-		return img_fail(err, w->offset, -EBADMSG,
-				w->seq ? "a second meta frame"
-				       : "the first frame is not the meta frame");
-	if (f->type == IMG_FRAME_DEVSTATE && w->last_type != IMG_FRAME_META &&
-	    w->last_type != IMG_FRAME_DEVSTATE)
+	r = check_meta(w, f, err);
+	if (r < 0)
+		return r;
+	if (f->type == IMG_FRAME_DEVSTATE &&
+	    (w->metas != 1 ||
+	     (w->last_type != IMG_FRAME_META && w->last_type != IMG_FRAME_DEVSTATE)))
 		return img_fail(err, w->offset, -EBADMSG, "devstate frame after a %s frame",
-				img_frame_type_name(w->last_type));
+				w->metas > 1 ? "second meta" : img_frame_type_name(w->last_type));
+	if (f->type == IMG_FRAME_UNMAPPED && !img_extent_allowed(f->type, w->header.flags))
+		return img_fail(err, w->offset, -EBADMSG,
+				"an unmapped frame in an image that is neither pre-copy nor "
+				"incremental");
 	if (w->in_index && f->type != IMG_FRAME_INDEX)
 		return img_fail(err, w->offset, -EBADMSG, "%s frame after the index",
 				img_frame_type_name(f->type));
@@ -169,6 +193,8 @@ int img_walk_next(struct img_walker *w, struct img_frame *ret_frame, struct img_
 		w->in_index = true;
 		w->index_offset = w->offset;
 	}
+	if (f.type == IMG_FRAME_META && w->metas++)
+		w->meta_offset = w->offset;
 	w->offset += sizeof(hdr) + f.payload_len;
 	w->seq++;
 	w->last_type = f.type;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sequential walk over an image: header, then frames, checking every checksum, the sequence
- * numbers and the order rules (META first, DEVSTATE frames right after it, INDEX frames last). Used by verification (read(),
- * works on pipes) and by the reader when an image has no trailer (pread()).
+ * numbers and the order rules (META first, DEVSTATE frames right after it, a pre-copy image's
+ * second META, UNMAPPED frames only where the header allows them, INDEX frames last). Used by
+ * verification (read(), works on pipes) and by the reader when an image has no trailer
+ * (pread()).
  */
 #pragma once
 
@@ -30,6 +32,8 @@ struct img_walker {
 	uint64_t seq;	     /* expected sequence number of the next frame */
 	bool in_index;	     /* an INDEX frame was seen: only INDEX or the trailer may follow */
 	uint16_t last_type;  /* the previous frame's type (DEVSTATE follows META or DEVSTATE) */
+	uint64_t metas;	     /* META frames so far (a pre-copy image has a second one) */
+	uint64_t meta_offset; /* the second META frame's offset, 0 until there is one */
 	uint64_t index_offset;
 	uint8_t *payload;    /* the current frame's payload */
 	size_t payload_cap;

@@ -3,6 +3,8 @@
  * The image writer. Producers (the copier and the fault handler) call it from several threads;
  * a payload's checksum is computed outside the lock, and only the sequence number, the offset,
  * the digest and the write itself are serialised, so frames leave in one well-formed order.
+ * That order is the seq order, which in a pre-copy image decides which frame of a page written
+ * twice holds it: the one that reached the lock last.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,12 +23,14 @@ struct img_writer {
 	struct img_digest *digest;
 	uint32_t page_size;
 	uint32_t max_frame_pages;
+	uint32_t flags; /* header flags */
 	uint64_t seq;
 	uint64_t offset;
 	int error; /* sticky: the first failure ends the image */
 	bool begun, finished;
 	bool devstate; /* the device state was written (it may be, once, right after META) */
-	struct img_index_entry *idx;
+	uint64_t meta_offset;	     /* a pre-copy image's second META, once written */
+	struct img_index_entry *idx; /* extent frames in seq order */
 	size_t nidx, idx_cap;
 	struct img_writer_stats stats;
 };
@@ -38,7 +42,8 @@ int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
 	long ps = opts && opts->page_size ? (long)opts->page_size : sysconf(_SC_PAGESIZE);
 	int r;
 
-	if (!sink || ps < 512 || (ps & (ps - 1)) || ps > (1 << 21))
+	if (!sink || ps < 512 || (ps & (ps - 1)) || ps > (1 << 21) ||
+	    (opts && (opts->flags & ~IMG_HEADER_KNOWN_FLAGS)))
 		return -EINVAL;
 	w = calloc(1, sizeof(*w));
 	if (!w)
@@ -51,6 +56,7 @@ int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
 	pthread_mutex_init(&w->lock, NULL);
 	w->sink = sink;
 	w->page_size = ps;
+	w->flags = opts ? opts->flags : 0;
 	w->max_frame_pages = opts && opts->max_frame_pages ? opts->max_frame_pages
 							   : DEFAULT_FRAME_BYTES / ps;
 	if ((uint64_t)w->max_frame_pages * ps > IMG_MAX_FRAME_PAYLOAD)
@@ -95,6 +101,8 @@ static void stats_add(struct img_writer *w, const struct img_frame *f)
 		w->stats.zero_pages += f->count;
 	else if (f->type == IMG_FRAME_DISCARDED)
 		w->stats.discarded_pages += f->count;
+	else if (f->type == IMG_FRAME_UNMAPPED)
+		w->stats.unmapped_pages += f->count;
 }
 
 /* Appends one frame. Called with the lock held; f->payload_crc already computed. */
@@ -156,7 +164,7 @@ static int emit(struct img_writer *w, struct img_frame *f, const struct iovec *p
 
 int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len)
 {
-	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, w->page_size, 0};
+	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, w->page_size, w->flags};
 	uint8_t hdr[IMG_HEADER_SIZE];
 	struct iovec payload = {(void *)meta_json, len};
 	struct img_frame f = {.type = IMG_FRAME_META, .payload_len = len};
@@ -256,6 +264,36 @@ int img_writer_discarded(struct img_writer *w, uint64_t addr, uint64_t npages)
 	return write_extent(w, IMG_FRAME_DISCARDED, addr, npages);
 }
 
+int img_writer_unmapped(struct img_writer *w, uint64_t addr, uint64_t npages)
+{
+	if (!(w->flags & IMG_HEADER_UNMAPS))
+		return -EINVAL;
+	return write_extent(w, IMG_FRAME_UNMAPPED, addr, npages);
+}
+
+int img_writer_meta(struct img_writer *w, const char *meta_json, size_t len)
+{
+	struct iovec iov = {(void *)meta_json, len};
+	struct img_frame f = {.type = IMG_FRAME_META, .payload_len = len};
+	int r;
+
+	if (len == 0 || len > IMG_MAX_META || !(w->flags & IMG_HEADER_F_REWRITES))
+		return -EINVAL;
+	f.payload_crc = iov_crc(&iov, 1);
+	pthread_mutex_lock(&w->lock);
+	if (!w->begun || w->finished || w->meta_offset) {
+		r = -EINVAL;
+	} else {
+		uint64_t off = w->offset;
+
+		r = emit_locked(w, &f, &iov, 1);
+		if (r >= 0)
+			w->meta_offset = off;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
+}
+
 int img_writer_progress(struct img_writer *w, const struct img_progress *p)
 {
 	uint8_t buf[IMG_PROGRESS_SIZE];
@@ -316,6 +354,37 @@ int img_writer_devstate(struct img_writer *w, const void *data, size_t len)
 	return r;
 }
 
+/*
+ * The index of a pre-copy image: the extents resolved, later wins (FORMAT.md "Pre-copy
+ * images"). Replaces w->idx; the pages covered again are counted as superseded.
+ */
+static int resolve_locked(struct img_writer *w)
+{
+	struct img_index_entry *eff;
+	size_t n;
+	int r = img_resolve(w->idx, w->nidx, w->page_size, &eff, &n);
+
+	if (r < 0)
+		return r;
+	w->stats.superseded_pages = img_index_pages(w->idx, w->nidx) - img_index_pages(eff, n);
+	free(w->idx);
+	w->idx = eff;
+	w->nidx = w->idx_cap = n;
+	return 0;
+}
+
+/* The index in address order: resolved (pre-copy), or sorted with no page twice. Lock held. */
+static int settle_index_locked(struct img_writer *w)
+{
+	if (w->flags & IMG_HEADER_F_REWRITES)
+		return resolve_locked(w);
+	img_index_sort(w->idx, w->nidx);
+	/* A page saved twice is a bug in the producer: refuse to seal such an image. */
+	if (img_index_find_overlap(w->idx, w->nidx, w->page_size) != w->nidx)
+		return -ENOTUNIQ;
+	return 0;
+}
+
 /* Writes the sorted index as one or more INDEX frames. Lock held. */
 static int write_index_locked(struct img_writer *w)
 {
@@ -354,11 +423,11 @@ static int finish_locked(struct img_writer *w)
 		return w->error;
 	if (!w->begun || w->finished)
 		return -EINVAL;
-	img_index_sort(w->idx, w->nidx);
-	/* A page saved twice is a bug in the producer: refuse to seal such an image. */
-	if (img_index_find_overlap(w->idx, w->nidx, w->page_size) != w->nidx)
-		return -ENOTUNIQ;
+	r = settle_index_locked(w);
+	if (r < 0)
+		return r;
 	t.index_offset = w->offset;
+	t.meta_offset = w->meta_offset;
 	r = write_index_locked(w);
 	if (r < 0)
 		return r;
@@ -384,6 +453,11 @@ int img_writer_finish(struct img_writer *w)
 	int r;
 
 	pthread_mutex_lock(&w->lock);
+	/* No instant without the second META; nothing is written, so it may still come. */
+	if ((w->flags & IMG_HEADER_F_REWRITES) && !w->meta_offset && !w->error) {
+		pthread_mutex_unlock(&w->lock);
+		return -EINVAL;
+	}
 	r = finish_locked(w);
 	if (r < 0 && !w->error)
 		w->error = r;

@@ -28,7 +28,10 @@ struct stream_check {
 	uint64_t frame_off; /* offset of the structure being collected */
 	struct img_frame frame;
 	uint32_t page_size;
-	uint64_t seq; /* next expected frame sequence number */
+	uint32_t flags;	      /* header flags (FORMAT.md: REWRITES allows a second META) */
+	uint64_t seq;	      /* next expected frame sequence number */
+	uint64_t metas;	      /* META frames so far */
+	uint64_t meta_offset; /* a pre-copy image's second META frame */
 	uint64_t payload_left;
 	uint32_t crc;
 	bool in_index;
@@ -75,16 +78,39 @@ static int fail(struct stream_check *c, struct img_error *err, uint64_t off, int
 	return r;
 }
 
+/* META first; a pre-copy image (1.2) has one more, later; UNMAPPED only where allowed. */
+static int meta_rules(struct stream_check *c, const struct img_frame *f, struct img_error *err)
+{
+	bool rewrites = c->flags & IMG_HEADER_F_REWRITES;
+
+	if (f->seq == 0 && f->type != IMG_FRAME_META)
+		return fail(c, err, c->frame_off, -EBADMSG, "META frame not first, or missing");
+	if (f->seq && f->type == IMG_FRAME_META && (!rewrites || c->metas > 1))
+		return fail(c, err, c->frame_off, -EBADMSG,
+			    rewrites ? "a third META frame"
+				     : "a second META frame (only a pre-copy image has one)");
+	if (f->type == IMG_FRAME_UNMAPPED &&
+	    !(c->flags & (IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL)))
+		return fail(
+		    c, err, c->frame_off, -EBADMSG,
+		    "an UNMAPPED frame in an image that is neither pre-copy nor incremental");
+	if (f->type == IMG_FRAME_META && c->metas++)
+		c->meta_offset = c->frame_off;
+	return 0;
+}
+
 static int frame_rules(struct stream_check *c, const struct img_frame *f, struct img_error *err)
 {
 	char m[160];
+	int r;
 
 	if (f->seq != c->seq)
 		return snprintf(m, sizeof(m), "frame sequence %llu, expected %llu",
 				(unsigned long long)f->seq, (unsigned long long)c->seq),
 		       fail(c, err, c->frame_off, -EBADMSG, m);
-	if ((f->seq == 0) != (f->type == IMG_FRAME_META))
-		return fail(c, err, c->frame_off, -EBADMSG, "META frame not first, or missing");
+	r = meta_rules(c, f, err);
+	if (r < 0)
+		return r;
 	if (c->in_index && f->type != IMG_FRAME_INDEX)
 		return fail(c, err, c->frame_off, -EBADMSG, "a frame after the index");
 	if (f->payload_len > IMG_MAX_FRAME_PAYLOAD)
@@ -92,7 +118,8 @@ static int frame_rules(struct stream_check *c, const struct img_frame *f, struct
 	if (f->type == IMG_FRAME_PAGES && (f->count == 0 || f->count > IMG_MAX_FRAME_PAYLOAD ||
 					   f->count * c->page_size != f->payload_len))
 		return fail(c, err, c->frame_off, -EBADMSG, "page frame length does not match");
-	if (f->type > IMG_FRAME_INDEX && !(f->flags & IMG_FRAME_F_OPTIONAL))
+	if (f->type > IMG_FRAME_INDEX && f->type != IMG_FRAME_UNMAPPED &&
+	    !(f->flags & IMG_FRAME_F_OPTIONAL))
 		return fail(c, err, c->frame_off, -EPROTONOSUPPORT, "unknown frame type");
 	if (f->type == IMG_FRAME_INDEX && !c->in_index) {
 		c->in_index = true;
@@ -109,6 +136,7 @@ static int end_header(struct stream_check *c, struct img_error *err)
 	if (r < 0)
 		return c->state = CHECK_FAILED, r;
 	c->page_size = h.page_size;
+	c->flags = h.flags;
 	EVP_DigestUpdate(c->sha, c->buf, IMG_HEADER_SIZE);
 	c->state = CHECK_FRAME;
 	c->need = IMG_FRAME_HEADER_SIZE;
@@ -155,6 +183,11 @@ static int end_trailer(struct stream_check *c, struct img_error *err)
 	    t.image_size != c->frame_off + IMG_TRAILER_SIZE)
 		return fail(c, err, c->frame_off, -EBADMSG,
 			    "trailer does not match the frames (index offset, count or size)");
+	/* 1.2: a pre-copy image's trailer points at its second META; other images' is zero. */
+	if (t.meta_offset != c->meta_offset ||
+	    ((c->flags & IMG_HEADER_F_REWRITES) && !t.meta_offset))
+		return fail(c, err, c->frame_off, -EBADMSG,
+			    "trailer does not point at the second META frame");
 	if (EVP_DigestFinal_ex(c->sha, digest, &n) != 1 || n != IMG_DIGEST_SIZE ||
 	    memcmp(digest, t.digest, IMG_DIGEST_SIZE))
 		return fail(c, err, c->frame_off, -EBADMSG, "digest mismatch");

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Incremental check of an image as its bytes arrive (push, any chunking): the header, every
- * frame header and payload CRC, the frame sequence and order, and the trailer with its digest
- * (proto/FORMAT.md). What needs the whole image (index against frames, overlaps) is left to
- * img_verify_fd() once the trailer has checked out.
+ * frame header and payload CRC, the frame sequence and order (a pre-copy image's second META,
+ * UNMAPPED frames where the header allows them), and the trailer with its digest and its
+ * pointer to the second META (proto/FORMAT.md). What needs the whole image (index against the
+ * frames, overlaps or their resolution) is left to img_verify_fd() once the trailer has
+ * checked out.
  */
 #pragma once
 

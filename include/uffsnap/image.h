@@ -19,7 +19,14 @@ extern "C" {
 #endif
 
 #define IMG_VERSION_MAJOR 1
-#define IMG_VERSION_MINOR 1
+#define IMG_VERSION_MINOR 2
+
+/*
+ * Header flags (since 1.2). A reader refuses an image with a flag it does not know: each
+ * changes what the frames mean, so ignoring one would misread the image.
+ */
+#define IMG_HEADER_F_REWRITES	 0x1 /* pre-copy: extents may rewrite pages; the last wins */
+#define IMG_HEADER_F_INCREMENTAL 0x2 /* reserved: a chain's child (only parent's changes) */
 
 /* Frame types, as written on disk (never derived from an enum's order). */
 enum img_frame_type {
@@ -31,6 +38,7 @@ enum img_frame_type {
 	IMG_FRAME_EVENT = 6,	 /* JSON note of something that happened during the snapshot */
 	IMG_FRAME_INDEX = 7,	 /* the index; always the last frame */
 	IMG_FRAME_DEVSTATE = 8,	 /* since 1.1: a piece of a guest's device state, after META */
+	IMG_FRAME_UNMAPPED = 9,	 /* since 1.2: count pages at addr not mapped at the instant */
 };
 
 /* Frame flag: a reader that does not know this frame's type may skip it. */
@@ -63,18 +71,23 @@ struct img_frame {
 	uint16_t type;
 	uint16_t flags;
 	uint64_t seq;	   /* 0 for META, then +1 per frame */
-	uint64_t addr;	   /* PAGES/ZERO/DISCARDED: first page's address */
-	uint64_t count;	   /* pages for PAGES/ZERO/DISCARDED, entries for INDEX, else 0 */
+	uint64_t addr;	   /* extent frames (PAGES .. UNMAPPED): first page's address */
+	uint64_t count;	   /* pages for extent frames, entries for INDEX, else 0 */
 	uint32_t payload_len;
 	uint32_t payload_crc;
 	uint64_t offset;   /* file offset of the frame header (filled in by readers) */
 };
 
+/*
+ * An effective extent. In a pre-copy image (IMG_HEADER_F_REWRITES) it may be part of its frame:
+ * [addr, addr + npages pages) lies inside the frame at offset, whose data for addr is at
+ * payload + (addr - frame's addr).
+ */
 struct img_index_entry {
 	uint64_t addr;
 	uint64_t npages;
 	uint64_t offset; /* file offset of the frame header */
-	uint16_t type;	 /* IMG_FRAME_PAGES, _ZERO or _DISCARDED */
+	uint16_t type;	 /* IMG_FRAME_PAGES, _ZERO, _DISCARDED or (1.2) _UNMAPPED */
 };
 
 struct img_progress {
@@ -88,6 +101,7 @@ struct img_trailer {
 	uint64_t frame_count;
 	uint64_t image_size; /* including the trailer */
 	uint8_t digest[IMG_DIGEST_SIZE];
+	uint64_t meta_offset; /* since 1.2, pre-copy images: the second META frame; else 0 */
 };
 
 /* CRC32C (Castagnoli); uses the SSE4.2 instruction when the CPU has it. */
@@ -105,6 +119,10 @@ void img_index_entry_decode(const uint8_t in[IMG_INDEX_ENTRY_SIZE], struct img_i
 void img_progress_encode(const struct img_progress *p, uint8_t out[IMG_PROGRESS_SIZE]);
 void img_progress_decode(const uint8_t in[IMG_PROGRESS_SIZE], struct img_progress *ret);
 void img_trailer_encode(const struct img_trailer *t, uint8_t out[IMG_TRAILER_SIZE]);
+/*
+ * Decodes meta_offset whatever the header flags: the caller, which knows them, requires it to
+ * be 0 in an image without IMG_HEADER_F_REWRITES (FORMAT.md "Trailer").
+ */
 int img_trailer_decode(const uint8_t in[IMG_TRAILER_SIZE], struct img_trailer *ret,
 		       struct img_error *err);
 const char *img_frame_type_name(uint16_t type);
@@ -139,13 +157,16 @@ void img_sink_free(struct img_sink *s);
 
 /*
  * Writer. Thread-safe: pages may be added from several threads in any address order. Each
- * page address must be added at most once (readers reject overlapping extents).
+ * page address must be added at most once (readers reject overlapping extents), unless the
+ * image is a pre-copy one (IMG_HEADER_F_REWRITES): then a page may be added again, and the
+ * frame that reached the writer last (the highest seq) holds its content at the instant.
  */
 struct img_writer;
 
 struct img_writer_opts {
 	uint32_t page_size;	/* 0: the system page size */
 	uint32_t max_frame_pages; /* split larger runs; 0: 1 MiB worth of pages */
+	uint32_t flags;		  /* header flags (IMG_HEADER_F_*); 0: a plain image */
 };
 
 int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
@@ -158,6 +179,17 @@ int img_writer_pagesv(struct img_writer *w, uint64_t addr, uint64_t npages,
 		      const struct iovec *iov, int iovcnt);
 int img_writer_zero(struct img_writer *w, uint64_t addr, uint64_t npages);
 int img_writer_discarded(struct img_writer *w, uint64_t addr, uint64_t npages);
+/*
+ * Since 1.2: pages not mapped at the image's instant (an earlier round saved them, then the
+ * target unmapped them). -EINVAL unless the image is a pre-copy (or incremental) one.
+ */
+int img_writer_unmapped(struct img_writer *w, uint64_t addr, uint64_t npages);
+/*
+ * Since 1.2, pre-copy images only: the metadata of the instant (layout, threads, time), known
+ * once the target is frozen, as a second META frame. Once, after img_writer_begin() and
+ * before img_writer_finish(); -EINVAL otherwise. Readers take it as the image's metadata.
+ */
+int img_writer_meta(struct img_writer *w, const char *meta_json, size_t len);
 int img_writer_progress(struct img_writer *w, const struct img_progress *p);
 int img_writer_event(struct img_writer *w, const char *json, size_t len);
 /*
@@ -168,16 +200,23 @@ int img_writer_event(struct img_writer *w, const char *json, size_t len);
 int img_writer_devstate(struct img_writer *w, const void *data, size_t len);
 /*
  * Write the INDEX frame(s) and the trailer, then flush the sink. After this, only free.
- * -ENOTUNIQ if some page was added twice (the image is then left without a trailer).
+ * -ENOTUNIQ if some page was added twice in an image without IMG_HEADER_F_REWRITES (the image
+ * is then left without a trailer). -EINVAL for a pre-copy image without its second META
+ * (img_writer_meta()): nothing is written, the META may still be given and finish retried. A
+ * pre-copy image's index lists the extents after resolution (the last frame of each page), and
+ * its trailer points at the second META.
  */
 int img_writer_finish(struct img_writer *w);
-/* Counters so far. */
+/* Counters so far: pages as written (a page written twice counts twice). */
 struct img_writer_stats {
 	uint64_t frames;
 	uint64_t data_pages;
 	uint64_t zero_pages;
 	uint64_t discarded_pages;
 	uint64_t bytes;
+	uint64_t unmapped_pages;   /* since 1.2 */
+	uint64_t superseded_pages; /* pages written and later covered by another frame; set by
+				      img_writer_finish() (resolving sooner would cost too much) */
 };
 void img_writer_get_stats(struct img_writer *w, struct img_writer_stats *ret);
 void img_writer_free(struct img_writer *w);
@@ -191,6 +230,11 @@ enum img_status {
 	IMG_CORRUPT = 2,    /* something does not check out; see the error */
 };
 
+/*
+ * The page counts are of the pages the image holds at its instant: in a pre-copy image, the
+ * effective extents after resolution (a page written in three rounds counts once, as what its
+ * last frame says); the pages covered again later are superseded_pages.
+ */
 struct img_summary {
 	enum img_status status;
 	struct img_header header;
@@ -204,29 +248,44 @@ struct img_summary {
 	struct img_error error; /* for INCOMPLETE and CORRUPT: where and what */
 	uint64_t devstate_frames; /* since 1.1: DEVSTATE frames and their payloads' total */
 	uint64_t devstate_bytes;
+	uint64_t unmapped_pages;   /* since 1.2: effective UNMAPPED pages */
+	uint64_t superseded_pages; /* since 1.2: pages written, then covered by a later frame */
+	uint64_t metas;		   /* since 1.2: META frames seen (a pre-copy image: 2) */
 };
 
 /*
  * Sequential verification from the start using read() only, so it works on pipes and sockets.
- * Checks every checksum, the frame sequence, overlapping extents, the index against the frames
- * seen and the digest. Returns 0 when it could classify the image (see ret->status), -errno on
- * an I/O error. If ret_meta is not NULL it receives the META JSON text (malloc'd, NUL-ended).
+ * Checks every checksum, the frame sequence, overlapping extents (in a pre-copy image: the
+ * index against the resolved frames), the index against the frames seen and the digest.
+ * Returns 0 when it could classify the image (see ret->status), -errno on an I/O error. If
+ * ret_meta is not NULL it receives the last META frame's JSON text (malloc'd, NUL-ended): the
+ * metadata of the image's instant. A pre-copy image cut before its second META is INCOMPLETE
+ * with an error saying it has no instant.
  */
 int img_verify_fd(int fd, struct img_summary *ret, char **ret_meta);
 
-/* Random access. Opening reads the header, META frame, trailer and index (pread only). */
+/*
+ * Random access. Opening reads the header, META frame, trailer and index (pread only). A
+ * pre-copy image cut before its second META is refused (-ENODATA): its pages are from
+ * different moments.
+ */
 struct img_reader;
 int img_reader_open(int fd, struct img_reader **ret, struct img_error *err);
 void img_reader_free(struct img_reader *r);
-const char *img_reader_meta(const struct img_reader *r); /* NUL-ended JSON */
+/* The metadata of the image's instant (the last META frame), NUL-ended JSON. */
+const char *img_reader_meta(const struct img_reader *r);
+/* The header's flags (IMG_HEADER_F_*). */
+uint32_t img_reader_flags(const struct img_reader *r);
 /* False when the image had no valid trailer and was indexed by walking its frames. */
 bool img_reader_complete(const struct img_reader *r);
 uint32_t img_reader_page_size(const struct img_reader *r);
+/* The effective extents, sorted by address, not overlapping (UNMAPPED ones included). */
 size_t img_reader_index(const struct img_reader *r, const struct img_index_entry **ret);
 /*
  * Copy the snapshot's bytes of [addr, addr + len) into buf. Zero extents read as zero bytes.
- * -ENOENT if part of the range is not in the image, -ESTALE if part was discarded after the
- * snapshot instant (err says where), -EBADMSG if a page frame fails its checksum.
+ * -ENOENT if part of the range is not in the image or was not mapped at the instant (an
+ * UNMAPPED extent), -ESTALE if part was discarded after the snapshot instant (err says where),
+ * -EBADMSG if a page frame fails its checksum.
  */
 int img_reader_read(struct img_reader *r, uint64_t addr, void *buf, size_t len,
 		    struct img_error *err);

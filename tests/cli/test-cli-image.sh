@@ -204,7 +204,7 @@ run "$U" image verify "$T/extra.img"; expect 1 "verify data after trailer"
 # --- a QEMU guest's image (format 1.1): info shows the guest, core refuses it --------------
 "$MK" guest "$T/guest.img" || { echo "mkimage guest failed" >&2; exit 1; }
 run "$U" image info "$T/guest.img"; expect 0 "info guest"
-out_has "info guest" "format:     1.1" "QEMU 7.2.22, machine pc-i440fx-7.2" \
+out_has "info guest" "format:     1.2" "QEMU 7.2.22, machine pc-i440fx-7.2" \
 	"backend:    ram0 (memory-backend-memfd), 64.0 KiB at 0x7f0000000000" \
 	"devstate:   4.9 KiB in 1 frame"
 run "$U" image info --json "$T/guest.img"; expect 0 "info --json guest"

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -156,17 +157,101 @@ static uint8_t *make_image(size_t *ret_len)
 	return buf;
 }
 
-static int feed(const uint8_t *p, size_t len, size_t chunk)
+/* err (may be NULL) receives the checker's message. */
+static int feed_err(const uint8_t *p, size_t len, size_t chunk, struct img_error *err)
 {
 	struct stream_check *c;
-	struct img_error err;
+	struct img_error e = {0};
 	int r = 0;
 
 	assert_int_equal(stream_check_new(&c), 0);
 	for (size_t off = 0; off < len && r == 0; off += chunk)
-		r = stream_check_feed(c, p + off, len - off < chunk ? len - off : chunk, &err);
+		r = stream_check_feed(c, p + off, len - off < chunk ? len - off : chunk, &e);
 	stream_check_free(c);
+	if (err)
+		*err = e;
 	return r;
+}
+
+static int feed(const uint8_t *p, size_t len, size_t chunk)
+{
+	return feed_err(p, len, chunk, NULL);
+}
+
+/*
+ * A pre-copy image (format 1.2): rounds that rewrite pages, an UNMAPPED extent, the second META
+ * after them and a last round; finished (its trailer points at that META) or not.
+ */
+static uint8_t *make_rewrites_image(size_t *ret_len, bool finish)
+{
+	int fd = memfd_create("img", MFD_CLOEXEC);
+	struct img_writer_opts o = {.page_size = 4096, .flags = IMG_HEADER_F_REWRITES};
+	struct img_sink *s;
+	struct img_writer *w;
+	static uint8_t pages[4 * 4096];
+	uint8_t *buf;
+	struct stat st;
+
+	memset(pages, 0x6d, sizeof(pages));
+	assert_int_equal(img_sink_fd_new(fd, &s), 0);
+	assert_int_equal(img_writer_new(&o, s, &w), 0);
+	assert_int_equal(img_writer_begin(w, "{}", 2), 0);
+	assert_int_equal(img_writer_pages(w, 0x10000, 4, pages), 0);
+	assert_int_equal(img_writer_zero(w, 0x20000, 8), 0);
+	assert_int_equal(img_writer_pages(w, 0x11000, 2, pages), 0);
+	assert_int_equal(img_writer_unmapped(w, 0x20000, 2), 0);
+	assert_int_equal(img_writer_meta(w, "{\"time\":{}}", 11), 0);
+	assert_int_equal(img_writer_pages(w, 0x12000, 1, pages), 0);
+	if (finish)
+		assert_int_equal(img_writer_finish(w), 0);
+	img_writer_free(w);
+	img_sink_free(s);
+	fstat(fd, &st);
+	buf = malloc(st.st_size);
+	assert_int_equal(pread(fd, buf, st.st_size, 0), st.st_size);
+	close(fd);
+	*ret_len = st.st_size;
+	return buf;
+}
+
+/* Clears the REWRITES header flag, the header's checksum kept right. */
+static void clear_rewrites(uint8_t *img)
+{
+	uint32_t crc;
+
+	img[20] &= (uint8_t)~IMG_HEADER_F_REWRITES;
+	crc = img_crc32c(0, img, 60);
+	for (int i = 0; i < 4; i++)
+		img[60 + i] = (uint8_t)(crc >> (8 * i));
+}
+
+static void test_check_rewrites(void **state)
+{
+	struct img_error err;
+	struct img_trailer t;
+	size_t len;
+	uint8_t *img = make_rewrites_image(&len, true), *tr = img + len - IMG_TRAILER_SIZE;
+
+	assert_int_equal(feed(img, len, len), 1);
+	assert_int_equal(feed(img, len, 1), 1);
+	assert_int_equal(feed(img, len, 7), 1);
+	for (size_t cut = 0; cut < len; cut += 53)
+		assert_int_equal(feed(img, cut, 13), 0); /* incomplete, not corrupt */
+	/* The trailer must point at the second META (its CRC redone, the digest still right). */
+	assert_int_equal(img_trailer_decode(tr, &t, NULL), 0);
+	assert_true(t.meta_offset > IMG_HEADER_SIZE);
+	t.meta_offset = IMG_HEADER_SIZE;
+	img_trailer_encode(&t, tr);
+	assert_true(feed_err(img, len, 4096, &err) < 0);
+	assert_non_null(strstr(err.msg, "second META"));
+	/* Without the flag, the second META and the UNMAPPED frame are corrupt. */
+	clear_rewrites(img);
+	assert_true(feed_err(img, len, 4096, &err) < 0);
+	assert_non_null(strstr(err.msg, "UNMAPPED"));
+	free(img);
+	img = make_rewrites_image(&len, false);
+	assert_int_equal(feed(img, len, 100), 0);
+	free(img);
 }
 
 static void test_check(void **state)
@@ -196,7 +281,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_rejects),
 	    cmocka_unit_test(test_keys),      cmocka_unit_test(test_proofs),
-	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_check),     cmocka_unit_test(test_check_rewrites),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "img-test-util.h"
+#include "img-internal.h" /* img_digest_*: the raw builder seals its images */
 
 uint64_t imgtest_rand(struct imgtest_rng *r)
 {
@@ -192,4 +193,100 @@ int imgtest_expect(const struct imgtest_extent *ext, size_t n, uint32_t page_siz
 		done += take;
 	}
 	return 0;
+}
+
+static void raw_append(struct imgtest_raw *r, const void *data, size_t len)
+{
+	if (r->len + len > r->cap) {
+		r->cap = 2 * (r->len + len);
+		r->p = realloc(r->p, r->cap);
+		if (!r->p)
+			abort();
+	}
+	memcpy(r->p + r->len, data, len);
+	r->len += len;
+}
+
+void imgtest_raw_begin(struct imgtest_raw *r, uint32_t page_size, uint32_t flags)
+{
+	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, page_size, flags};
+	uint8_t hdr[IMG_HEADER_SIZE];
+
+	memset(r, 0, sizeof(*r));
+	r->page_size = page_size;
+	if (img_digest_new(&r->digest) < 0)
+		abort();
+	img_header_encode(&h, hdr);
+	raw_append(r, hdr, sizeof(hdr));
+	img_digest_update(r->digest, hdr, sizeof(hdr));
+}
+
+uint64_t imgtest_raw_frame(struct imgtest_raw *r, uint16_t type, uint16_t flags, uint64_t addr,
+			   uint64_t count, const void *data, uint32_t len)
+{
+	uint8_t hdr[IMG_FRAME_HEADER_SIZE], *fill = NULL;
+	uint64_t off = r->len;
+	struct img_frame f;
+
+	if (type == IMG_FRAME_PAGES && !data) {
+		len = (uint32_t)(count * r->page_size);
+		fill = malloc(len);
+		if (!fill)
+			abort();
+		memset(fill, 0x5a, len);
+		data = fill;
+	}
+	f = (struct img_frame){.type = type,
+			       .flags = flags,
+			       .seq = r->seq++,
+			       .addr = addr,
+			       .count = count,
+			       .payload_len = len,
+			       .payload_crc = len ? img_crc32c(0, data, len) : 0};
+	img_frame_encode(&f, hdr);
+	raw_append(r, hdr, sizeof(hdr));
+	if (len)
+		raw_append(r, data, len);
+	img_digest_update(r->digest, hdr, sizeof(hdr));
+	if (type == IMG_FRAME_INDEX && !r->index_offset)
+		r->index_offset = off;
+	free(fill);
+	return off;
+}
+
+void imgtest_raw_index(struct imgtest_raw *r, const struct img_index_entry *e, size_t n)
+{
+	uint8_t *buf = calloc(n ? n : 1, IMG_INDEX_ENTRY_SIZE);
+
+	if (!buf)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		img_index_entry_encode(&e[i], buf + i * IMG_INDEX_ENTRY_SIZE);
+	imgtest_raw_frame(r, IMG_FRAME_INDEX, 0, 0, n, buf, (uint32_t)(n * IMG_INDEX_ENTRY_SIZE));
+	free(buf);
+}
+
+int imgtest_raw_cut(struct imgtest_raw *r)
+{
+	int fd = imgtest_memfd(r->p, r->len);
+
+	img_digest_free(r->digest);
+	free(r->p);
+	memset(r, 0, sizeof(*r));
+	return fd;
+}
+
+int imgtest_raw_finish(struct imgtest_raw *r, uint64_t meta_offset)
+{
+	struct img_trailer t = {.index_offset = r->index_offset,
+				.frame_count = r->seq,
+				.image_size = r->len + IMG_TRAILER_SIZE,
+				.meta_offset = meta_offset};
+	uint8_t buf[IMG_TRAILER_SIZE];
+
+	if (img_digest_final(r->digest, t.digest) < 0)
+		abort();
+	img_trailer_encode(&t, buf);
+	raw_append(r, buf, sizeof(buf));
+	return imgtest_raw_cut(r);
 }

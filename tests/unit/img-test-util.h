@@ -53,3 +53,28 @@ int imgtest_write_image(int fd, uint32_t page_size, uint64_t seed, const struct 
  */
 int imgtest_expect(const struct imgtest_extent *ext, size_t n, uint32_t page_size, uint64_t seed,
 		   uint64_t addr, uint8_t *buf, size_t len);
+
+/*
+ * Hand-built images, every checksum and the digest right, for the rules the writer never
+ * breaks (a second META without the flag, an index that does not match, ...). Frames get
+ * consecutive seq numbers; the caller gives the header flags and each frame.
+ */
+struct imgtest_raw {
+	uint8_t *p;
+	size_t len, cap;
+	uint32_t page_size;
+	uint64_t seq;
+	uint64_t index_offset; /* the first INDEX frame, once written */
+	struct img_digest *digest;
+};
+
+void imgtest_raw_begin(struct imgtest_raw *r, uint32_t page_size, uint32_t flags);
+/* Appends a frame (its payload: len bytes, or count pages of 0x5a for PAGES with data NULL);
+ * returns its offset. */
+uint64_t imgtest_raw_frame(struct imgtest_raw *r, uint16_t type, uint16_t flags, uint64_t addr,
+			   uint64_t count, const void *data, uint32_t len);
+void imgtest_raw_index(struct imgtest_raw *r, const struct img_index_entry *e, size_t n);
+/* The trailer (meta_offset as given), then a memfd of the image; r is freed. */
+int imgtest_raw_finish(struct imgtest_raw *r, uint64_t meta_offset);
+/* A memfd of the image so far, without a trailer; r is freed. */
+int imgtest_raw_cut(struct imgtest_raw *r);

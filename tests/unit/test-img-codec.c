@@ -123,9 +123,19 @@ static void test_header(void **state)
 	reseal(t, 60);
 	assert_int_equal(img_header_decode(t, &d, &err), -EPROTONOSUPPORT);
 	memcpy(t, b, sizeof(t));
-	t[20] = 1; /* unknown flag */
+	t[20] = IMG_HEADER_F_REWRITES; /* 1.2: a pre-copy image */
 	reseal(t, 60);
-	assert_true(img_header_decode(t, &d, &err) < 0);
+	assert_int_equal(img_header_decode(t, &d, &err), 0);
+	assert_int_equal(d.flags, IMG_HEADER_F_REWRITES);
+	/* Any flag this reader does not know: refused, saying so (a newer writer's image). */
+	for (int bit = 1; bit < 32; bit++) {
+		memcpy(t, b, sizeof(t));
+		put32(t + 20, IMG_HEADER_F_REWRITES | 1u << bit);
+		reseal(t, 60);
+		assert_int_equal(img_header_decode(t, &d, &err), -EPROTONOSUPPORT);
+		assert_non_null(strstr(err.msg, "this reader does not know"));
+		assert_non_null(strstr(err.msg, "newer uffsnap"));
+	}
 }
 
 static void test_header_page_size(void **state)
@@ -282,7 +292,13 @@ static void test_trailer(void **state)
 	assert_int_equal(d.frame_count, tr.frame_count);
 	assert_int_equal(d.image_size, tr.image_size);
 	assert_memory_equal(d.digest, tr.digest, IMG_DIGEST_SIZE);
-	for (int i = 64; i < 76; i++) { /* reserved */
+	assert_int_equal(d.meta_offset, 0);
+	tr.meta_offset = 0x0102030405060708ull; /* 1.2: bytes 64..71 */
+	img_trailer_encode(&tr, t);
+	assert_int_equal(t[64], 0x08);
+	assert_int_equal(img_trailer_decode(t, &d, &err), 0);
+	assert_true(d.meta_offset == tr.meta_offset);
+	for (int i = 72; i < 76; i++) { /* reserved */
 		memcpy(t, b, sizeof(t));
 		t[i] = 1;
 		reseal(t, 76);

@@ -119,7 +119,7 @@ static void test_devstate_roundtrip(void **state)
 	ds_write(&d, true);
 	s = ds_verify(d.fd);
 	assert_int_equal(s.status, IMG_COMPLETE);
-	assert_int_equal(s.header.version_minor, 1);
+	assert_int_equal(s.header.version_minor, IMG_VERSION_MINOR);
 	assert_int_equal(s.devstate_frames, 3);
 	assert_int_equal(s.devstate_bytes, DS_LEN);
 	assert_int_equal(s.data_pages, DS_PAGES);
@@ -308,6 +308,63 @@ static void test_devstate_v1_0_image(void **state)
 	close(fd);
 }
 
+/*
+ * An image written by the 1.1 writer (committed bytes, written at f2787d0 before 1.2 existed):
+ * META with a guest member, 100 bytes of device state, PAGES 0x10000 (3 pages), ZERO 0x13000
+ * (2), an EVENT, DISCARDED 0x20000 (1), a PROGRESS, PAGES 0x30000 (1); page and device state
+ * bytes are imgtest_fill(0x11, address), the device state's from address 0.
+ */
+static void test_devstate_v1_1_image(void **state)
+{
+	static const uint64_t data[] = {0x10000, 0x11000, 0x12000, 0x30000};
+	uint8_t page[DS_PAGE], want[DS_PAGE], ds[100];
+	const struct img_index_entry *idx;
+	struct img_summary s;
+	struct img_reader *r;
+	struct img_error err;
+	char *meta = NULL;
+	void *buf;
+	size_t len;
+	int fd = open(UFFSNAP_TEST_DATA "/img-1.1.img", O_RDONLY | O_CLOEXEC);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(img_verify_fd(fd, &s, &meta), 0);
+	assert_int_equal(s.status, IMG_COMPLETE);
+	assert_int_equal(s.header.version_minor, 1);
+	assert_int_equal(s.header.flags, 0);
+	assert_int_equal(s.data_pages, 4);
+	assert_int_equal(s.zero_pages, 2);
+	assert_int_equal(s.discarded_pages, 1);
+	assert_int_equal(s.unmapped_pages + s.superseded_pages, 0);
+	assert_int_equal(s.metas, 1);
+	assert_int_equal(s.devstate_bytes, 100);
+	assert_non_null(strstr(meta, "\"pid\":11"));
+	assert_int_equal(img_reader_open(fd, &r, &err), 0);
+	assert_true(img_reader_complete(r));
+	assert_string_equal(img_reader_meta(r), meta);
+	assert_int_equal(img_reader_index(r, &idx), 4);
+	for (size_t i = 0; i < sizeof(data) / sizeof(data[0]); i++) {
+		assert_int_equal(img_reader_read(r, data[i], page, DS_PAGE, &err), 0);
+		imgtest_fill(0x11, data[i], want, DS_PAGE);
+		assert_memory_equal(page, want, DS_PAGE);
+	}
+	memset(want, 0, DS_PAGE);
+	assert_int_equal(img_reader_read(r, 0x14000, page, DS_PAGE, &err), 0);
+	assert_memory_equal(page, want, DS_PAGE);
+	assert_int_equal(img_reader_read(r, 0x20000, page, 1, &err), -ESTALE);
+	assert_int_equal(img_reader_read(r, 0x15000, page, 1, &err), -ENOENT);
+	assert_int_equal(img_reader_devstate(r, &buf, &len), 0);
+	imgtest_fill(0x11, 0, ds, sizeof(ds));
+	assert_int_equal(len, sizeof(ds));
+	assert_memory_equal(buf, ds, sizeof(ds));
+	free(buf);
+	free(meta);
+	img_reader_free(r);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -318,6 +375,7 @@ int main(void)
 	    cmocka_unit_test(test_devstate_truncated),
 	    cmocka_unit_test(test_devstate_corrupt_payload),
 	    cmocka_unit_test(test_devstate_v1_0_image),
+	    cmocka_unit_test(test_devstate_v1_1_image),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
