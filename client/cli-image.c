@@ -92,6 +92,36 @@ void cli_image_close(struct cli_image *img)
 	img->owned = false;
 }
 
+/* One row per header flag (FORMAT.md "File header"). */
+static const struct {
+	uint32_t flag;
+	const char *name, *words;
+} cli_flags[] = {
+    {IMG_HEADER_F_REWRITES, "pre-copy", "pre-copy (pages rewritten by later rounds)"},
+};
+
+const char *cli_flags_describe(uint32_t flags, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(cli_flags) / sizeof(cli_flags[0]); i++)
+		if ((flags & cli_flags[i].flag) && used < len)
+			used += snprintf(buf + used, len - used, "%s%s", used ? "; " : "",
+					 cli_flags[i].words);
+	return buf;
+}
+
+json_t *cli_flags_json(uint32_t flags)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < sizeof(cli_flags) / sizeof(cli_flags[0]); i++)
+		if (flags & cli_flags[i].flag)
+			json_array_append_new(a, json_string(cli_flags[i].name));
+	return a;
+}
+
 const char *cli_status_name(enum img_status status)
 {
 	switch (status) {
@@ -143,11 +173,16 @@ int cli_image_reader_open(const struct cli_image *img, const char *purpose,
 		return -ESPIPE;
 	}
 	r = img_reader_open(img->fd, ret, &err);
-	if (r == -ENODATA)
+	if (r == -ENODATA && err.msg[0])
 		cli_file_error(img->name,
-			       "incomplete image (%s at offset %" PRIu64 "): %s needs its index; "
+			       "cannot use the image for %s: %s (at offset %" PRIu64
+			       "; see 'uffsnapctl image verify')",
+			       purpose, err.msg, err.offset);
+	else if (r == -ENODATA)
+		cli_file_error(img->name,
+			       "incomplete image: %s needs its index; "
 			       "see 'uffsnapctl image verify'",
-			       err.msg, err.offset, purpose);
+			       purpose);
 	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
 		cli_file_error(img->name,
 			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",

@@ -2,7 +2,9 @@
 /* Opening image files for uffsnapctl, and the one-line messages about them. */
 #pragma once
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "uffsnap/image.h"
@@ -24,6 +26,15 @@ void cli_image_close(struct cli_image *img);
 
 /* Prints "uffsnapctl: NAME: MESSAGE" as one line on stderr. */
 __attribute__((format(printf, 2, 3))) void cli_file_error(const char *name, const char *fmt, ...);
+
+/*
+ * The header flags in words, "; "-separated: "pre-copy (pages rewritten by later rounds)";
+ * "" for none.
+ */
+const char *cli_flags_describe(uint32_t flags, char *buf, size_t len);
+
+/* The header flags as short names for JSON ("pre-copy"), a new array. */
+json_t *cli_flags_json(uint32_t flags);
 
 /* "complete", "incomplete" or "corrupt". */
 const char *cli_status_name(enum img_status status);

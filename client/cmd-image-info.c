@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -40,9 +41,13 @@ static void info_print_target(const json_t *t)
 	printf("%s\n", exe ? exe : "");
 }
 
-/* The snapshot instant: the writer's ISO 8601 text if any, else formatted from realtime_ns. */
-static void info_print_time(const json_t *t)
+/*
+ * The snapshot instant: the writer's ISO 8601 text if any, else formatted from realtime_ns. A
+ * pre-copy image cut before its second META has only the first's: when the snapshot started.
+ */
+static void info_print_time(const json_t *t, const struct img_summary *s)
 {
+	bool started = (s->header.flags & IMG_HEADER_F_REWRITES) && s->metas < 2;
 	char ib[4 * 64], buf[64] = "";
 	const char *iso = cli_json_str_shown(t, "iso8601", ib, sizeof(ib));
 	uint64_t ns;
@@ -56,7 +61,7 @@ static void info_print_time(const json_t *t)
 		iso = buf;
 	}
 	if (iso)
-		printf("snapshot:   %s\n", iso);
+		printf("%-12s%s\n", started ? "started:" : "snapshot:", iso);
 }
 
 static void info_print_pair(const char *label, const json_t *obj, const char *k1, const char *k2)
@@ -110,19 +115,40 @@ static void info_print_guest(const struct info *in)
 	printf("\n");
 }
 
+/*
+ * What only a pre-copy or incremental image (1.2) has: pages unmapped at its instant, pages
+ * saved by a round and then saved again by a later one, and whether it reached its instant.
+ */
+static void info_print_rewrites(const struct img_summary *s)
+{
+	uint32_t ps = s->header.page_size;
+
+	if (!(s->header.flags & (IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL)) &&
+	    !s->unmapped_pages)
+		return;
+	info_print_pages("unmapped:", s->unmapped_pages, ps);
+	if (!(s->header.flags & IMG_HEADER_F_REWRITES))
+		return;
+	info_print_pages("superseded:", s->superseded_pages, ps);
+	printf("instant:    %s\n", s->metas > 1 ? "reached (metadata from the second META)"
+						: "not reached (cut before its second META)");
+}
+
 static void info_print_text(const struct info *in)
 {
 	const struct img_summary *s = &in->sum;
 	uint32_t ps = s->header.page_size;
 	long n;
-	char size[32];
+	char size[32], kind[256];
 
 	printf("image:      %s\n", in->name);
 	printf("state:      %s\n", in->state);
 	printf("format:     %u.%u, page size %" PRIu32 "\n", s->header.version_major,
 	       s->header.version_minor, ps);
+	if (s->header.flags)
+		printf("kind:       %s\n", cli_flags_describe(s->header.flags, kind, sizeof(kind)));
 	info_print_target(json_object_get(in->meta, "target"));
-	info_print_time(json_object_get(in->meta, "time"));
+	info_print_time(json_object_get(in->meta, "time"), s);
 	info_print_pair("kernel:", json_object_get(in->meta, "kernel"), "release", "machine");
 	info_print_pair("tool:", json_object_get(in->meta, "tool"), "name", "version");
 	info_print_guest(in);
@@ -131,6 +157,7 @@ static void info_print_text(const struct info *in)
 	info_print_pages("data:", s->data_pages, ps);
 	info_print_pages("zero:", s->zero_pages, ps);
 	info_print_pages("discarded:", s->discarded_pages, ps);
+	info_print_rewrites(s);
 	printf("frames:     %" PRIu64 " (%" PRIu64 " progress mark%s, %" PRIu64 " event%s)\n",
 	       s->frames, s->progress_marks, s->progress_marks == 1 ? "" : "s", s->events,
 	       s->events == 1 ? "" : "s");
@@ -171,12 +198,18 @@ static json_t *info_json(const struct info *in)
 	json_object_set_new(
 	    o, "version", json_sprintf("%u.%u", s->header.version_major, s->header.version_minor));
 	json_object_set_new(o, "page_size", json_integer(s->header.page_size));
+	json_object_set_new(o, "flags", cli_flags_json(s->header.flags));
 	for (size_t i = 0; i < sizeof(copied) / sizeof(copied[0]); i++)
 		if (json_object_get(in->meta, copied[i]))
 			json_object_set(o, copied[i], json_object_get(in->meta, copied[i]));
 	info_json_pages(o, "data", s->data_pages, s->header.page_size);
 	info_json_pages(o, "zero", s->zero_pages, s->header.page_size);
 	info_json_pages(o, "discarded", s->discarded_pages, s->header.page_size);
+	if (s->header.flags || s->unmapped_pages) {
+		info_json_pages(o, "unmapped", s->unmapped_pages, s->header.page_size);
+		info_json_pages(o, "superseded", s->superseded_pages, s->header.page_size);
+		json_object_set_new(o, "metas", cli_json_u64_new(s->metas));
+	}
 	json_object_set_new(o, "frames", cli_json_u64_new(s->frames));
 	json_object_set_new(o, "progress_marks", cli_json_u64_new(s->progress_marks));
 	json_object_set_new(o, "events", cli_json_u64_new(s->events));

@@ -130,6 +130,15 @@ static int read_check_range(const char *name, struct img_reader *r, uint64_t add
 				       cur);
 			return -ENOENT;
 		}
+		if (e->type == IMG_FRAME_UNMAPPED) {
+			cli_file_error(name,
+				       "address 0x%" PRIx64
+				       " was not mapped at the snapshot instant "
+				       "(pages 0x%" PRIx64 "-0x%" PRIx64 " were unmapped after an "
+				       "earlier round saved them)",
+				       cur, e->addr, eend);
+			return -ENOENT;
+		}
 		if (e->type == IMG_FRAME_DISCARDED) {
 			cli_file_error(name,
 				       "address 0x%" PRIx64 " was discarded after the snapshot "
@@ -223,31 +232,10 @@ static int read_verify(const struct cli_image *img)
 
 static int read_open_reader(const struct cli_image *img, struct img_reader **ret)
 {
-	struct img_error err = {0};
-	char e[128], where[48];
-	int r;
-
-	if (!img->seekable) {
-		cli_file_error(img->name, "not a regular file: reading a range needs random access "
-					  "(save the image to a file first)");
-		return -ESPIPE;
-	}
-	r = read_verify(img);
-	if (r < 0)
-		return r;
-	r = img_reader_open(img->fd, ret, &err);
-	if (r == -ENODATA)
-		cli_file_error(img->name,
-			       "incomplete image (%s at offset %" PRIu64 "): reading a "
-			       "range needs its index; see 'uffsnapctl image verify'",
-			       err.msg, err.offset);
-	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
-		cli_file_error(img->name,
-			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
-			       err.msg, read_where(&err, where, sizeof(where)));
-	else if (r < 0)
-		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
-	return r;
+	/* Checked first: verifying a pipe would consume what the reader needs. */
+	if (img->seekable && read_verify(img) < 0)
+		return -EBADMSG;
+	return cli_image_reader_open(img, "reading a range", ret);
 }
 
 /* Writes the range to stdout, or to a new --output file given its name when complete. */

@@ -15,9 +15,13 @@ static void verify_print_ok(const char *name, const struct img_summary *s)
 	char size[32];
 
 	printf("%s: ok, %" PRIu64 " frames, %" PRIu64 " data pages, %" PRIu64
-	       " zero pages, %" PRIu64 " discarded pages, %s\n",
-	       name, s->frames, s->data_pages, s->zero_pages, s->discarded_pages,
-	       cli_format_size(s->valid_bytes, size, sizeof(size)));
+	       " zero pages, %" PRIu64 " discarded pages, ",
+	       name, s->frames, s->data_pages, s->zero_pages, s->discarded_pages);
+	/* Pre-copy images (1.2): the pages counted are the instant's, after resolution. */
+	if (s->header.flags & IMG_HEADER_F_REWRITES)
+		printf("%" PRIu64 " unmapped pages, %" PRIu64 " superseded pages, ",
+		       s->unmapped_pages, s->superseded_pages);
+	printf("%s\n", cli_format_size(s->valid_bytes, size, sizeof(size)));
 }
 
 int cmd_image_verify(const struct cli_invocation *inv, int argc, char **argv)

@@ -9,15 +9,24 @@
  *   mkimage offset IMG ADDR     the file offset of the frame holding ADDR (to corrupt it)
  *   mkimage guest OUT           a QEMU guest's image (format 1.1): a `guest` member, 5000
  *                               bytes of device state, backend ram0 of 64 KiB at 0x7f0000000000
+ *   mkimage precopy OUT         a pre-copy image (format 1.2) whose instant holds the same
+ *                               bytes as `image`, 0x18000-0x1a000 unmapped (below)
+ *   mkimage precopy-cut OUT     the same, cut before its second META (no instant)
  *
  * Layout (4 KiB pages), written out of address order:
  *   0x10000  4 pages data      0x14000  2 pages zero      0x16000  2 pages data
  *   0x18000  hole (8 pages)    0x20000  1 page discarded  0x21000  1 page data
  *   0x7ffff7ff0000 3 pages data (a "stack")
  * plus one PROGRESS and one EVENT frame.
+ *
+ * The pre-copy image: a first round saves 0x10000-0x1a000 with stale bytes (mk_byte() ^ 0x55),
+ * a second round saves the layout above up to 0x18000 again and 0x18000-0x1a000 as UNMAPPED;
+ * then the second META (mk_meta: the first one has only the target and an earlier time), then
+ * the last round: 0x21000, the stack and the discarded page.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +44,8 @@ static const char mk_meta[] =
     "\"kernel\":{\"release\":\"6.18.0-test\",\"machine\":\"x86_64\"},"
     "\"time\":{\"realtime_ns\":1795000000123456789,"
     "\"iso8601\":\"2026-11-18T09:46:40.123456789Z\"},"
-    "\"threads\":[{\"tid\":4242,\"regs\":{\"rip\":\"0x401000\"}},{\"tid\":4243}],"
+    "\"threads\":[{\"tid\":4242,\"regs\":{\"rip\":\"0x401000\"}},{\"tid\":4243,\"regs\":{\"rip\":"
+    "\"0x401010\"}}],"
     "\"vmas\":["
     "{\"start\":\"0x10000\",\"end\":\"0x18000\",\"prot\":\"rw-p\",\"offset\":0,"
     "\"dev\":\"00:00\",\"inode\":0,\"path\":\"[heap]\",\"kind\":\"anon\",\"content\":\"tracked\"},"
@@ -129,10 +139,60 @@ static int mk_guest_frames(struct img_writer *w)
 	return r;
 }
 
-/* finish: 0 leaves the image without index and trailer, 1 finishes it, 2 a finished guest's. */
+static const char mk_start_meta[] =
+    "{\"format\":\"uffsnap\",\"version\":1,\"target\":{\"pid\":4242,\"comm\":\"testprog\"},"
+    "\"time\":{\"iso8601\":\"2026-11-18T09:46:39.000000000Z\"}}";
+
+/* Round 0 of the pre-copy image: 10 pages of stale bytes. */
+static int mk_stale(struct img_writer *w)
+{
+	uint8_t *buf = malloc(10 * MK_PAGE);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	mk_fill(0x10000, buf, 10 * MK_PAGE);
+	for (size_t i = 0; i < 10 * MK_PAGE; i++)
+		buf[i] ^= 0x55;
+	r = img_writer_pages(w, 0x10000, 10, buf);
+	free(buf);
+	return r;
+}
+
+/* The pre-copy image's frames; without its instant (cut) the rounds stop before the META. */
+static int mk_precopy_frames(struct img_writer *w, bool cut)
+{
+	int r = img_writer_begin(w, mk_start_meta, strlen(mk_start_meta));
+
+	if (r >= 0)
+		r = mk_stale(w);
+	if (r >= 0)
+		r = mk_data(w, 0x10000, 4);
+	if (r >= 0)
+		r = img_writer_zero(w, 0x14000, 2);
+	if (r >= 0)
+		r = mk_data(w, 0x16000, 2);
+	if (r >= 0)
+		r = img_writer_unmapped(w, 0x18000, 2);
+	if (r >= 0 && !cut)
+		r = img_writer_meta(w, mk_meta, strlen(mk_meta));
+	if (r >= 0)
+		r = mk_data(w, 0x21000, 1);
+	if (r >= 0)
+		r = mk_data(w, 0x7ffff7ff0000, 3);
+	if (r >= 0)
+		r = img_writer_discarded(w, 0x20000, 1);
+	return r;
+}
+
+/*
+ * finish: 0 leaves the image without index and trailer, 1 finishes it, 2 a finished guest's,
+ * 3 a finished pre-copy image, 4 a pre-copy image cut before its instant.
+ */
 static int mk_image(const char *path, int finish)
 {
-	struct img_writer_opts opts = {.page_size = MK_PAGE};
+	struct img_writer_opts opts = {.page_size = MK_PAGE,
+				       .flags = finish >= 3 ? IMG_HEADER_F_REWRITES : 0};
 	struct img_writer *w = NULL;
 	struct img_sink *sink = NULL;
 	int fd, r;
@@ -146,8 +206,10 @@ static int mk_image(const char *path, int finish)
 	if (r >= 0)
 		r = img_writer_new(&opts, sink, &w);
 	if (r >= 0)
-		r = finish == 2 ? mk_guest_frames(w) : mk_frames(w);
-	if (r >= 0 && finish)
+		r = finish == 2	  ? mk_guest_frames(w)
+		    : finish >= 3 ? mk_precopy_frames(w, finish == 4)
+				  : mk_frames(w);
+	if (r >= 0 && finish && finish != 4)
 		r = img_writer_finish(w);
 	img_writer_free(w);
 	img_sink_free(sink);
@@ -202,11 +264,16 @@ int main(int argc, char **argv)
 		return mk_image(argv[2], 0);
 	if (argc == 3 && !strcmp(argv[1], "guest"))
 		return mk_image(argv[2], 2);
+	if (argc == 3 && !strcmp(argv[1], "precopy"))
+		return mk_image(argv[2], 3);
+	if (argc == 3 && !strcmp(argv[1], "precopy-cut"))
+		return mk_image(argv[2], 4);
 	if (argc == 4 && !strcmp(argv[1], "expect"))
 		return mk_expect(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "offset"))
 		return mk_offset(argv[2], argv[3]);
 	fprintf(stderr,
-		"usage: mkimage image|partial|guest OUT | expect ADDR LEN | offset IMG ADDR\n");
+		"usage: mkimage image|partial|guest|precopy|precopy-cut OUT | expect ADDR LEN | "
+		"offset IMG ADDR\n");
 	return 2;
 }

@@ -229,6 +229,52 @@ out_has "restore --dry-run" "-machine pc-i440fx-7.2,memory-backend=ram0" \
 	"-incoming defer -qmp unix:$T/guest.restore/qmp.sock,server=on,wait=off"
 [ -e "$T/guest.restore" ] && fail "restore --dry-run created its directory"
 
+# --- a pre-copy image (format 1.2): pages rewritten by later rounds, the instant's META --------
+"$MK" precopy "$T/pre.img" || { echo "mkimage precopy failed" >&2; exit 1; }
+"$MK" precopy-cut "$T/pre-cut.img" || { echo "mkimage precopy-cut failed" >&2; exit 1; }
+run "$U" image info "$T/pre.img"; expect 0 "info pre-copy"
+out_has "info pre-copy" "format:     1.2" "kind:       pre-copy (pages rewritten by later rounds)" \
+	"2026-11-18T09:46:40" "data:       10 pages, 40.0 KiB" "zero:       2 pages" \
+	"discarded:  1 page," "unmapped:   2 pages, 8.0 KiB" "superseded: 10 pages, 40.0 KiB" \
+	"instant:    reached" "vmas:       4" "threads:    2"
+grep -q "09:46:39" "$T/out" && fail "info pre-copy: shows the first META's time"
+run "$U" image info --json "$T/pre.img"; expect 0 "info --json pre-copy"
+out_has "info --json pre-copy" '"pre-copy"' '"data_pages": 10' '"unmapped_pages": 2' \
+	'"superseded_pages": 10' '"metas": 2' '"version": "1.2"'
+run "$U" image info --json "$IMG"; out_has "info --json plain" '"flags": []'
+grep -q "superseded" "$T/out" && fail "info --json of a plain image: superseded pages"
+run "$U" image verify "$T/pre.img"; expect 0 "verify pre-copy"
+out_has "verify pre-copy" "10 data pages, 2 zero pages, 1 discarded pages, 2 unmapped pages, 10 superseded pages"
+run "$U" image maps "$T/pre.img"; expect 0 "maps pre-copy"
+[ "$(wc -l <"$T/out")" -eq 4 ] || fail "maps pre-copy: expected the second META's 4 VMAs"
+for r in "0x10000 0x4000" "0x13f00 0x1100" "0x15ff0 0x2010" "0x21000 4096" "0x7ffff7ff0000 0x3000"; do
+	# shellcheck disable=SC2086 # word splitting intended
+	set -- $r
+	"$MK" expect "$1" "$2" >"$T/expect"
+	run "$U" image read "$T/pre.img" --addr "$1" --length "$2"; expect 0 "read pre-copy $r"
+	cmp -s "$T/out" "$T/expect" || fail "read pre-copy $r: wrong bytes (an earlier round's?)"
+done
+run "$U" image read "$T/pre.img" --addr 0x18000 --length 16; expect 1 "read unmapped"
+one_line "read unmapped" "$T/pre.img" "0x18000" "not mapped at the snapshot instant"
+run "$U" image read "$T/pre.img" --addr 0x17000 --length 0x2000; expect 1 "read into unmapped"
+one_line "read into unmapped" "0x18000" "not mapped"
+# The same instant as $IMG: the same core, byte for byte.
+run "$U" image core "$IMG" --output "$T/plain.core"; expect 0 "core plain"
+run "$U" image core "$T/pre.img" --output "$T/pre.core"; expect 0 "core pre-copy"
+cmp -s "$T/plain.core" "$T/pre.core" || fail "core pre-copy: differs from the plain image's"
+# Cut before its second META: no instant, so nothing reads, one line saying so.
+run "$U" image verify "$T/pre-cut.img"; expect 1 "verify pre-copy cut"
+one_line "verify pre-copy cut" "incomplete" "cut before its instant"
+run "$U" image info "$T/pre-cut.img"; expect 1 "info pre-copy cut"
+out_has "info pre-copy cut" "instant:    not reached" "started:    2026-11-18T09:46:39"
+one_line "info pre-copy cut" "cut before its instant"
+run "$U" image read "$T/pre-cut.img" --addr 0x10000 --length 16; expect 1 "read pre-copy cut"
+one_line "read pre-copy cut" "$T/pre-cut.img" "cut before its instant"
+[ -s "$T/out" ] && fail "read pre-copy cut: wrote bytes"
+run "$U" image core "$T/pre-cut.img" --output "$T/cut.core"; expect 1 "core pre-copy cut"
+one_line "core pre-copy cut" "cut before its instant"
+[ -e "$T/cut.core" ] && fail "core pre-copy cut: a core file was written"
+
 if [ "$failures" -ne 0 ]; then
 	echo "$failures check(s) failed" >&2
 	exit 1
