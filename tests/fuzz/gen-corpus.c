@@ -6,7 +6,8 @@
  * several INDEX frames, overlapping or unsorted extents, huge extents, odd page sizes.
  * The output is committed in corpus/img/; rerun only when the format changes. The seeds that
  * existed before format 1.1 were kept as the 1.0 writer wrote them (a 1.1 reader reads 1.0);
- * only the devstate-* seeds were added from a 1.1 run.
+ * the devstate-* seeds were added from a 1.1 run, the rewrites-* seeds (pre-copy images, 1.2)
+ * from a 1.2 run: copy only the new ones into corpus/img/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,9 +123,9 @@ struct gen_raw {
 	uint64_t index_offset;
 };
 
-static void gen_raw_begin(struct gen_raw *r, uint32_t ps)
+static void gen_raw_begin_flags(struct gen_raw *r, uint32_t ps, uint32_t flags)
 {
-	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, ps, 0};
+	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, ps, flags};
 	uint8_t hdr[IMG_HEADER_SIZE];
 
 	memset(r, 0, sizeof(*r));
@@ -134,6 +135,11 @@ static void gen_raw_begin(struct gen_raw *r, uint32_t ps)
 	img_header_encode(&h, hdr);
 	gen_append(&r->b, hdr, sizeof(hdr));
 	EVP_DigestUpdate(r->sha, hdr, sizeof(hdr));
+}
+
+static void gen_raw_begin(struct gen_raw *r, uint32_t ps)
+{
+	gen_raw_begin_flags(r, ps, 0);
 }
 
 /* Appends a frame with correct checksums; returns its offset. */
@@ -168,9 +174,10 @@ static void gen_raw_index(struct gen_raw *r, const struct img_index_entry *e, si
 	gen_raw_frame(r, IMG_FRAME_INDEX, 0, 0, n, buf, (uint32_t)(n * IMG_INDEX_ENTRY_SIZE));
 }
 
-static void gen_raw_finish(struct gen_raw *r)
+static void gen_raw_finish_meta(struct gen_raw *r, uint64_t meta_offset)
 {
-	struct img_trailer t = {r->index_offset, r->seq, r->b.len + IMG_TRAILER_SIZE, {0}};
+	struct img_trailer t = {
+	    r->index_offset, r->seq, r->b.len + IMG_TRAILER_SIZE, {0}, meta_offset};
 	uint8_t buf[IMG_TRAILER_SIZE];
 	unsigned int dlen;
 
@@ -178,6 +185,11 @@ static void gen_raw_finish(struct gen_raw *r)
 	EVP_MD_CTX_free(r->sha);
 	img_trailer_encode(&t, buf);
 	gen_append(&r->b, buf, sizeof(buf));
+}
+
+static void gen_raw_finish(struct gen_raw *r)
+{
+	gen_raw_finish_meta(r, 0);
 }
 
 static void gen_raw_meta(struct gen_raw *r)
@@ -243,6 +255,104 @@ static void gen_crafted(struct gen_raw *r, int kind)
 		gen_raw_index(r, e, 3);
 	}
 	gen_raw_finish(r);
+}
+
+/* --- pre-copy images (1.2) ------------------------------------------------------------------ */
+
+#define GEN_META2 "{\"format\":\"uffsnap\",\"version\":1,\"time\":{\"iso8601\":\"instant\"}}"
+
+/*
+ * A pre-copy image from the writer: a round over 0x1000-0x1a00, a second round over its middle
+ * (data, zero, unmapped, discarded), the second META, a last round; finish or not, or cut
+ * before the second META (meta 0).
+ */
+static void gen_rewrites_image(struct gen_buf *out, uint32_t frame_pages, int meta, int finish)
+{
+	struct gen_mem_sink sink = {{&gen_mem_ops, 0}, out};
+	struct img_writer_opts opts = {
+	    .page_size = 512, .max_frame_pages = frame_pages, .flags = IMG_HEADER_F_REWRITES};
+	struct img_writer *w;
+	uint8_t data[13 * 512];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 13 + i / 512);
+	if (img_writer_new(&opts, &sink.base, &w) < 0 ||
+	    img_writer_begin(w, GEN_META, strlen(GEN_META)) < 0 ||
+	    img_writer_pages(w, 0x1000, 13, data) < 0 || img_writer_pages(w, 0x1400, 2, data) < 0 ||
+	    img_writer_zero(w, 0x1800, 2) < 0 || img_writer_unmapped(w, 0x1000, 1) < 0 ||
+	    img_writer_discarded(w, 0x1600, 1) < 0 ||
+	    (meta && img_writer_meta(w, GEN_META2, strlen(GEN_META2)) < 0) ||
+	    img_writer_pages(w, 0x1200, 2, data) < 0 || img_writer_unmapped(w, 0x3000, 2) < 0 ||
+	    (finish && img_writer_finish(w) < 0))
+		abort();
+	img_writer_free(w);
+}
+
+/*
+ * Hand-built pre-copy images, each breaking one rule: kind 0 a second META without the flag,
+ * 1 UNMAPPED without a flag that allows it, 2 meta_offset at the first META, 3 the index as
+ * written (overlapping) instead of resolved, 4 an entry reaching past its frame, 5 a header
+ * flag no reader knows, 6 DEVSTATE after the second META.
+ */
+static void gen_rewrites_crafted(struct gen_raw *r, int kind)
+{
+	uint32_t flags = kind == 0 || kind == 1 ? 0 : IMG_HEADER_F_REWRITES;
+	struct img_index_entry e[3];
+	uint8_t pages[4 * 512];
+	uint64_t meta2;
+
+	memset(pages, 0x3c, sizeof(pages));
+	gen_raw_begin_flags(r, 512, kind == 5 ? flags | 0x80000000u : flags);
+	gen_raw_meta(r);
+	e[0] = (struct img_index_entry){0x1000, 4, 0, IMG_FRAME_PAGES};
+	e[1] =
+	    (struct img_index_entry){0x1200, 1, 0, kind == 1 ? IMG_FRAME_UNMAPPED : IMG_FRAME_ZERO};
+	e[0].offset = gen_raw_frame(r, IMG_FRAME_PAGES, 0, 0x1000, 4, pages, sizeof(pages));
+	e[1].offset = gen_raw_frame(r, e[1].type, 0, 0x1200, 1, NULL, 0);
+	meta2 = gen_raw_frame(r, IMG_FRAME_META, 0, 0, 0, GEN_META2, strlen(GEN_META2));
+	if (kind == 6)
+		gen_raw_frame(r, IMG_FRAME_DEVSTATE, IMG_FRAME_F_OPTIONAL, 0, 0, "QEVM", 4);
+	/* resolved: [0x1000, 0x1200) and [0x1400, 0x1800) of frame 0, 0x1200 of frame 1 */
+	e[2] = e[0];
+	e[0].npages = 1;
+	e[2].addr = 0x1400;
+	e[2].npages = kind == 4 ? 4 : 2;
+	if (kind == 3)
+		e[0].npages = 4, e[2] = e[1], gen_raw_index(r, e, 2);
+	else
+		gen_raw_index(r, e, 3);
+	gen_raw_finish_meta(r, kind == 2 ? IMG_HEADER_SIZE : kind <= 1 ? 0 : meta2);
+}
+
+static void gen_rewrites(const char *dir)
+{
+	static const char *const crafted[] = {
+	    "rewrites-crafted-meta-no-flag.img",	"rewrites-crafted-unmapped-no-flag.img",
+	    "rewrites-crafted-meta-offset.img",		"rewrites-crafted-index-unresolved.img",
+	    "rewrites-crafted-entry-past-frame.img",	"rewrites-crafted-unknown-flag.img",
+	    "rewrites-crafted-devstate-after-meta.img",
+	};
+	struct gen_buf v = {0};
+
+	gen_rewrites_image(&v, 0, 1, 1);
+	gen_save(dir, "rewrites-valid.img", v.p, v.len);
+	v.len = 0;
+	gen_rewrites_image(&v, 1, 1, 1);
+	gen_save(dir, "rewrites-valid-split-frames.img", v.p, v.len);
+	v.len = 0;
+	gen_rewrites_image(&v, 0, 1, 0);
+	gen_save(dir, "rewrites-incomplete-after-instant.img", v.p, v.len);
+	v.len = 0;
+	gen_rewrites_image(&v, 0, 0, 0);
+	gen_save(dir, "rewrites-incomplete-before-instant.img", v.p, v.len);
+	for (size_t i = 0; i < sizeof(crafted) / sizeof(crafted[0]); i++) {
+		struct gen_raw r;
+
+		gen_rewrites_crafted(&r, (int)i);
+		gen_save(dir, crafted[i], r.b.p, r.b.len);
+		free(r.b.p);
+	}
+	free(v.p);
 }
 
 /* --- variants -------------------------------------------------------------------------------- */
@@ -312,5 +422,6 @@ int main(int argc, char **argv)
 		free(r.b.p);
 	}
 	free(v.p);
+	gen_rewrites(argv[1]);
 	return 0;
 }
