@@ -31,6 +31,7 @@
 #include "guest/guest.h"
 #include "qmp.h"
 #include "service/main.h"
+#include "oneshot-chain.h"
 #include "oneshot-core.h"
 #include "uffsnapd.h"
 
@@ -47,6 +48,11 @@ struct cli {
 	struct img_sink *sink;
 	struct out_file out; /* --output FILE: named only when complete */
 	bool json, quiet, strict, force, arm_held;
+	bool precopy, strict_downtime;
+	uint32_t downtime_ms, max_rounds;
+	bool incremental;	   /* a chain: one image per --every in --dir */
+	uint32_t every_s, count;
+	const char *dir;
 	uint32_t window_pages;
 	bool tty;
 	uint64_t last_progress_ns;
@@ -130,6 +136,14 @@ static const struct option long_opts[] = {
 	{"arm-held", no_argument, NULL, 'A'},
 	{"core", required_argument, NULL, 'C'},
 	{"qemu", required_argument, NULL, 'Q'},
+	{"precopy", no_argument, NULL, 'P'},
+	{"downtime", required_argument, NULL, 'D'},
+	{"strict-downtime", no_argument, NULL, 'T'},
+	{"max-rounds", required_argument, NULL, 'N'},
+	{"incremental", no_argument, NULL, 'I'},
+	{"every", required_argument, NULL, 'E'},
+	{"count", required_argument, NULL, 'c'},
+	{"dir", required_argument, NULL, 'd'},
 	{0},
 };
 
@@ -137,6 +151,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: uffsnapd --pid PID (--output FILE | --to HOST:PORT --key FILE) [options]\n"
+		"       uffsnapd --pid PID --incremental --every SECONDS [--count N] --dir DIR\n"
 		"       uffsnapd --qemu QMP_SOCKET (--output FILE | --to HOST:PORT --key FILE) [options]\n"
 		"       uffsnapd --service [options]   (see 'uffsnapd --service --help')\n"
 		"       uffsnapd --receive [options]   (see 'uffsnapd --receive --help')\n"
@@ -167,6 +182,24 @@ static void usage(FILE *f)
 		"      --arm-held      write-protect with every thread held (the target stops for\n"
 		"                      all of arming); default: arm while it runs, then hold it only\n"
 		"                      to protect again what changed meanwhile\n"
+		"      --precopy       never make a write wait: copy everything while the target\n"
+		"                      runs, then rounds of what it wrote meanwhile (the dirty\n"
+		"                      log), then hold it once while the last of it is copied;\n"
+		"                      the image is its memory at the end of that hold\n"
+		"      --downtime MS   pre-copy: hold at the end at most about this long (default\n"
+		"                      50): rounds go on until the last is predicted to fit\n"
+		"      --max-rounds N  pre-copy: give up converging after N rounds (default 10);\n"
+		"                      then what is left is saved with write protection, as\n"
+		"                      without --precopy, from the end of that hold on\n"
+		"      --strict-downtime  pre-copy: fail instead when it does not converge\n"
+		"      --incremental   a chain of pre-copy snapshots, one every --every SECONDS\n"
+		"                      (--count N of them, default: until interrupted) into DIR\n"
+		"                      (--dir), named uffsnap-PID-START-NNNN.img: the first holds\n"
+		"                      all the memory, each later one only the pages written since\n"
+		"                      the one before (the dirty log stays armed in between) and\n"
+		"                      names it as its parent; 'uffsnapctl image' reads any of them\n"
+		"                      through its parents. One that does not converge is copied\n"
+		"                      while held (at most 128 MiB) or fails, ending the chain\n"
 		"  -j, --json          print the summary as one JSON object on stdout\n"
 		"                      (on stderr with --output -)\n"
 		"  -q, --quiet         no progress, no summary; errors only\n"
@@ -178,6 +211,28 @@ static void usage(FILE *f)
 		"released first; FILE is left as it was, and on stdout the partial image is marked\n"
 		"incomplete), 2 usage error.\n"
 		"Inspect images with 'uffsnapctl image info|verify|maps|read'.\n");
+}
+
+/* --incremental: a chain of images in a directory, of a process. */
+static int check_chain_args(struct cli *c)
+{
+	struct stat st;
+
+	if (!c->incremental)
+		return args_usage_error("--every, --count and --dir go with --incremental");
+	if (!c->pid || c->qemu)
+		return args_usage_error("--incremental takes --pid PID (a process, not --qemu)");
+	if (!c->every_s || !c->dir)
+		return args_usage_error("--incremental needs --every SECONDS and --dir DIR");
+	if (c->output || c->to || c->core || c->arm_held || c->force)
+		return args_usage_error("--incremental writes its images into --dir: not with "
+					"--output, --to, --core, --arm-held or --force");
+	if (stat(c->dir, &st) < 0)
+		return args_usage_error("--dir %s: %s", c->dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return args_usage_error("--dir %s: not a directory", c->dir);
+	c->precopy = true;
+	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct cli *c)
@@ -193,6 +248,35 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'A':
 			c->arm_held = true;
+			break;
+		case 'P':
+			c->precopy = true;
+			break;
+		case 'T':
+			c->strict_downtime = true;
+			break;
+		case 'D':
+			if (args_parse_uint(optarg, 60000, &c->downtime_ms) < 0)
+				return args_usage_error("--downtime takes 1..60000 ms");
+			break;
+		case 'I':
+			c->incremental = true;
+			break;
+		case 'E':
+			if (args_parse_uint(optarg, 604800, &c->every_s) < 0)
+				return args_usage_error("--every takes 1..604800 seconds");
+			break;
+		case 'c':
+			if (args_parse_uint(optarg, 1000000000, &c->count) < 0)
+				return args_usage_error("--count takes 1..1000000000 images");
+			break;
+		case 'd':
+			c->dir = optarg;
+			break;
+		case 'N':
+			if (args_parse_uint(optarg, SNAP_MAX_ROUNDS - 1, &c->max_rounds) < 0)
+				return args_usage_error("--max-rounds takes 1..%u",
+							SNAP_MAX_ROUNDS - 1);
 			break;
 		case 'k':
 			c->key = optarg;
@@ -258,6 +342,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		return args_usage_error("unexpected argument '%s'", argv[optind]);
 	if (c->pid && c->qemu)
 		return args_usage_error("give --pid or --qemu, not both");
+	if (c->incremental || c->every_s || c->count || c->dir)
+		return check_chain_args(c);
 	if (!c->pid && !c->qemu)
 		return args_usage_error("--pid PID or --qemu QMP_SOCKET is required (see "
 					"--help)");
@@ -267,6 +353,12 @@ static int parse_args(int argc, char **argv, struct cli *c)
 					"restore')");
 	if (c->output && c->to)
 		return args_usage_error("give --output or --to, not both");
+	if (!c->precopy && (c->downtime_ms || c->max_rounds || c->strict_downtime))
+		return args_usage_error("--downtime, --max-rounds and --strict-downtime go with "
+					"--precopy");
+	if (c->precopy && (c->qemu || c->arm_held))
+		return args_usage_error("--precopy is for processes armed while they run: not "
+					"with --qemu or --arm-held");
 	if (!c->output && !c->to)
 		return args_usage_error("--output FILE or --to HOST:PORT is required "
 					"(see --help)");
@@ -466,9 +558,37 @@ static void *printer_main(void *arg)
 	return NULL;
 }
 
+static void print_precopy(FILE *f, const struct snap_stats *st)
+{
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < st->rounds; i++)
+		total += st->round[i].bytes;
+	fprintf(f,
+		"  target held        %.3f ms at the instant (predicted %.3f; %.1f MiB copied), "
+		"%.3f ms at the start (attach %.3f); %u threads\n"
+		"  pre-copy           %u rounds, %s; %.1f MiB copied in all; target writing %.1f "
+		"MiB/s at the end\n",
+		st->hold_final_ns / 1e6, st->downtime_predicted_ns / 1e6,
+		st->freeze_bytes / 1048576.0, st->hold_first_ns / 1e6, st->attach_ns / 1e6,
+		st->threads, st->rounds, st->converged ? "converged" : "did NOT converge",
+		total / 1048576.0, st->dirty_rate_bps / 1048576.0);
+	if (st->fell_back)
+		fprintf(f,
+			"  fell back          to write protection for the last %.1f MiB: saved "
+			"after the instant, a write to one of them waited for it\n",
+			st->fell_back_bytes / 1048576.0);
+	fprintf(f, "  rounds (MiB)      ");
+	for (unsigned i = 0; i < st->rounds && i < SNAP_MAX_ROUNDS; i++)
+		fprintf(f, " %.1f", st->round[i].bytes / 1048576.0);
+	fputc('\n', f);
+}
+
 static void print_holds(FILE *f, const struct snap_stats *st)
 {
-	if (st->hold_first_ns) /* armed while the target ran */
+	if (st->rounds)
+		print_precopy(f, st);
+	else if (st->hold_first_ns) /* armed while the target ran */
 		fprintf(f,
 			"  target held        %.3f ms at most: first hold %.3f (attach %.3f), final "
 			"hold %.3f (re-arming %.3f, %" PRIu64 " ranges; copying %.3f); arming while "
@@ -578,6 +698,25 @@ static void report(const struct cli *c, const struct snap_stats *st, int r, cons
 	}
 }
 
+static int run_chain(const struct cli *c, struct snap_opts *o, struct interrupt *in)
+{
+	struct chain_cli cc = {.pid = c->pid, .dir = c->dir, .every_s = c->every_s,
+			       .count = c->count, .json = c->json, .quiet = c->quiet,
+			       .cancel_efd = in->efd};
+
+	if (check_target(c->pid) < 0)
+		return 1;
+	o->cancel = &in->cancel;
+	o->precopy = true;
+	o->downtime_ms = c->downtime_ms;
+	o->max_rounds = c->max_rounds;
+	o->strict_downtime = c->strict_downtime;
+	o->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+	if (o->pidfd < 0)
+		o->pidfd = -EBADF;
+	return oneshot_chain(&cc, o);
+}
+
 int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
 	struct cli c = {.tty = isatty(STDERR_FILENO), .out = OUT_FILE_INIT, .core_image_fd = -EBADF};
@@ -606,6 +745,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));
 		return 1;
 	}
+	if (c.incremental)
+		return run_chain(&c, &o, &in);
 	if (c.qemu) { /* QEMU is asked everything before any output is touched */
 		char msg[256];
 
@@ -634,6 +775,10 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.cancel = &in.cancel;
 	o.strict = c.strict;
 	o.arm_held = c.arm_held;
+	o.precopy = c.precopy;
+	o.downtime_ms = c.downtime_ms;
+	o.max_rounds = c.max_rounds;
+	o.strict_downtime = c.strict_downtime;
 	o.window_pages = c.window_pages;
 	o.progress = progress;
 	o.progress_ctx = &c;

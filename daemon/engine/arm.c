@@ -316,7 +316,7 @@ int snap_copy_held(struct snap *s)
 
 int snap_first_hold(struct snap *s, struct holder **ret)
 {
-	uint64_t t0 = sys_now_ns(), features = 0;
+	uint64_t t0 = sys_now_ns();
 	int devfd = s->opts.devuffd_fd, k;
 
 	if (devfd < 0) {
@@ -338,10 +338,19 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 	s->uffd = s->held.uffd;
 	s->held.uffd = -EBADF;
 	s->stats.threads = s->held.nthreads;
-	k = uffd_api(s->uffd, UFFD_FEATURES_WANTED, &features);
+	/* Pre-copy: the kernel resolves write faults itself, and keeps the dirty log. */
+	return snap_uffd_api(s, s->uffd, s->opts.precopy);
+}
+
+int snap_uffd_api(struct snap *s, int uffd, bool async)
+{
+	uint64_t features = 0;
+	int k = uffd_api(uffd, UFFD_FEATURES_WANTED | (async ? UFFD_FEATURE_WP_ASYNC : 0),
+			 &features);
+
 	if (k < 0)
-		snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect?)",
-			  strerror(-k));
+		snap_fail(s, k, "UFFDIO_API: %s (kernel lacks userfaultfd write-protect%s?)",
+			  strerror(-k), async ? " or its asynchronous mode" : "");
 	return k;
 }
 

@@ -23,5 +23,7 @@ int snap_arm(struct snap *s);
 int snap_copy_held(struct snap *s);
 /* Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold. */
 int snap_first_hold(struct snap *s, struct holder **ret);
+/* UFFDIO_API with the features a snapshot needs (async: the dirty log's), failing it on error. */
+int snap_uffd_api(struct snap *s, int uffd, bool async);
 /* snap_copy_held(), timed into stats.copy_held_ns. */
 int snap_copy_held_timed(struct snap *s);

@@ -343,8 +343,11 @@ static int handle_event_pre_t(struct handler *h, const struct uffd_msg *m)
 
 	if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP)
 		return snap_dirty_add(s, m->arg.remove.start, m->arg.remove.end);
+	/* Both ends: the old range is unmapped (a new mapping there would not be armed), or
+	 * with MREMAP_DONTUNMAP left empty. */
 	if (m->event == UFFD_EVENT_REMAP)
-		return snap_dirty_add(s, m->arg.remap.to, m->arg.remap.to + m->arg.remap.len);
+		return snap_dirty_add(s, m->arg.remap.to, m->arg.remap.to + m->arg.remap.len) ?:
+		       snap_dirty_add(s, m->arg.remap.from, m->arg.remap.from + m->arg.remap.len);
 	return 0;
 }
 
@@ -556,6 +559,13 @@ void snap_handler_stop(struct snap *s)
 	eventfd_write(s->stopfd, 1);
 	pthread_join(s->handler, NULL);
 	s->handler_started = false;
+	/* A handler started again (pre-copy falling back) must not see this stop. After a
+	 * failure nothing starts one again, so its wake-up may go too. */
+	if (!snap_failed(s)) {
+		eventfd_t v;
+
+		eventfd_read(s->stopfd, &v); /* non-blocking: it was just written */
+	}
 }
 
 void snap_cleanup(struct snap *s)

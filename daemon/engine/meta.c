@@ -13,7 +13,10 @@
 
 int snap_writer_open(struct snap *s, struct img_sink *sink)
 {
-	struct img_writer_opts o = {.page_size = s->page_size};
+	/* Pre-copy rounds save a page again when it was written since (FORMAT.md: REWRITES). */
+	struct img_writer_opts o = {.page_size = s->page_size,
+				    .flags = (s->opts.precopy ? IMG_HEADER_F_REWRITES : 0) |
+					     (s->parent ? IMG_HEADER_F_INCREMENTAL : 0)};
 	int k = snap_gate_new(sink, &s->gate);
 
 	if (k >= 0)
@@ -67,34 +70,56 @@ static json_t *meta_json(struct snap *s)
 		json_decref(threads);
 		return NULL;
 	}
-	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:o}",
+	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:o, s:O*}",
 			 "format", "uffsnap", "version", 1, "tool", "name", "uffsnapd", "version",
 			 UFFSNAP_VERSION, "target", target_json(s->pid), "kernel", "release",
 			 u.release, "machine", u.machine, "time", time_json(), "page_size",
-			 (int)s->page_size, "threads", threads, "vmas", vmas);
+			 (int)s->page_size, "threads", threads, "vmas", vmas, "parent", s->parent);
 }
 
-int snap_begin_image(struct snap *s)
+/* The metadata of the target as held now, as JSON text (hooks' members included). */
+static int meta_text(struct snap *s, char **ret)
 {
 	const struct snap_hooks *h = s->opts.hooks;
 	json_t *meta = meta_json(s);
-	char *text = NULL;
 	/* A scoped snapshot (a guest's RAM) is no process's image: no core-file description,
 	 * which would only lengthen the guest's downtime. */
 	int k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
 
 	if (k >= 0 && h && h->meta)
 		k = h->meta(h->ctx, meta);
-	if (k >= 0 && !(text = json_dumps(meta, JSON_COMPACT)))
+	if (k >= 0 && !(*ret = json_dumps(meta, JSON_COMPACT)))
 		k = -ENOMEM;
+	json_decref(meta);
+	return k;
+}
+
+int snap_begin_image(struct snap *s)
+{
+	const struct snap_hooks *h = s->opts.hooks;
+	char *text = NULL;
+	int k = meta_text(s, &text);
+
 	if (k >= 0)
 		k = img_writer_begin(s->w, text, strlen(text));
 	if (k >= 0 && h && h->after_meta)
 		k = h->after_meta(h->ctx, s->w);
 	free(text);
-	json_decref(meta);
 	if (k < 0)
 		snap_fail(s, k, "cannot write the image: %s", strerror(-k));
+	return k;
+}
+
+int snap_final_meta(struct snap *s)
+{
+	char *text = NULL;
+	int k = meta_text(s, &text);
+
+	if (k >= 0)
+		k = img_writer_meta(s->w, text, strlen(text));
+	free(text);
+	if (k < 0)
+		snap_fail(s, k, "cannot write the image's metadata: %s", strerror(-k));
 	return k;
 }
 

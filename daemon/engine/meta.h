@@ -10,5 +10,7 @@ int snap_writer_open(struct snap *s, struct img_sink *sink);
  * members) and writes it, then what the hooks write after it.
  */
 int snap_begin_image(struct snap *s);
+/* Pre-copy: the instant's metadata, written as the image's last META (FORMAT.md, REWRITES). */
+int snap_final_meta(struct snap *s);
 /* The before_instant hook, if any (opts.hooks): a failure fails the snapshot. */
 int snap_before_instant(struct snap *s);

@@ -78,12 +78,31 @@ struct snap_opts {
 	 */
 	bool quiet_at_instant;
 	/*
+	 * Pre-copy (engine/precopy.c): copy everything while the target runs, then rounds of what
+	 * was written meanwhile (the dirty log), then hold every thread while the last dirty pages
+	 * are copied: the instant is the end of that hold. No write of the target ever waits for
+	 * us. Not with a scope or hooks.
+	 */
+	bool precopy;
+	uint32_t downtime_ms; /* the hold the last round must be predicted to fit (default 50) */
+	unsigned max_rounds;  /* rounds after the first before giving up (default 10) */
+	bool strict_downtime; /* fail instead of holding longer when it does not converge */
+	/*
 	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
 	 * the snapshot's thread at a named point, where a test changes the world under it:
 	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).
 	 */
 	void (*test_pause)(const char *point);
 };
+
+/* One pre-copy round: what it copied and how long that took. */
+struct snap_round {
+	uint64_t bytes; /* memory copied (zero pages included), after collecting what to copy */
+	uint64_t ns;	/* collecting and copying */
+};
+
+/* Rounds kept in the statistics (opts.max_rounds is at most this). */
+#define SNAP_MAX_ROUNDS 64
 
 struct snap_error {
 	char msg[512];
@@ -115,5 +134,14 @@ struct snap_stats {
 	uint64_t events_remap, events_remove, events_unmap;
 	unsigned threads;
 	unsigned vmas_tracked, vmas_copied;
+	/* Pre-copy only (rounds > 0): round[0] is the full copy. held_ns is the final hold. */
+	unsigned rounds;
+	struct snap_round round[SNAP_MAX_ROUNDS];
+	bool converged;		 /* the last round was predicted to fit the downtime budget */
+	bool fell_back;		 /* it did not: write protection saved the last set after T */
+	uint64_t fell_back_bytes; /* that set (tracked memory, write-protected at T) */
+	uint64_t freeze_bytes;	 /* tracked memory copied during the final hold */
+	uint64_t dirty_rate_bps; /* bytes the target wrote per second, over the last round */
+	uint64_t downtime_predicted_ns; /* the final hold, as predicted */
 };
 

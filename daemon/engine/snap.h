@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "engine/plan.h"
 #include "engine/gate.h"
 #include "engine/pages.h"
@@ -80,6 +82,9 @@ struct snap {
 	int error;	    /* first fatal error (atomic; main alone stores it plainly while no
 			     * other thread runs) */
 	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
+	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */
+	bool precopy_fell_back; /* pre-copy did not converge: write protection saves the rest
+				 * after T, as in any snapshot (engine/precopy.c). Main */
 	struct snap_error err; /* written once, by the thread that set error first */
 	uint64_t start_ns;     /* fixed */
 	/* Per counter: pages_copier, pages_fault, pages_zero are atomic adds (any thread);

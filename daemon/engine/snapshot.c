@@ -20,6 +20,7 @@
 #include "engine/faults.h"
 #include "engine/live.h"
 #include "engine/meta.h"
+#include "engine/precopy.h"
 #include "engine/snap.h"
 #include "engine/snapshot.h"
 #include "target/attach.h"
@@ -160,54 +161,167 @@ static void explain_open_failure(struct snap *s)
 			  strerror(-s->memfd));
 }
 
+static void snap_init(struct snap *s, pid_t pid, const struct snap_opts *opts)
+{
+	*s = (struct snap){.pid = pid, .opts = *opts, .memfd = -EBADF, .uffd = -EBADF,
+			   .stopfd = -EBADF, .pagemapfd = -EBADF,
+			   .page_size = sysconf(_SC_PAGESIZE)};
+	snap_defaults(&s->opts);
+	s->start_ns = sys_now_ns();
+	s->held.uffd = -EBADF;
+	pthread_mutex_init(&s->lock, NULL);
+}
+
+/* Opens what a snapshot reads the target through; false (and failed) if it cannot. */
+static bool snap_open(struct snap *s)
+{
+	s->memfd = open_proc(s->pid, "mem");
+	s->pagemapfd = open_proc(s->pid, "pagemap"); /* optional: without it, everything is read */
+	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->pid == getpid()) /* the holder, our child, would otherwise ptrace us */
+		snap_fail(s, -EDEADLK, "pid %d is uffsnapd itself: cannot snapshot ourselves",
+			  s->pid);
+	else if (s->stopfd < 0)
+		snap_fail(s, -errno, "cannot create an eventfd: %m");
+	else if (s->memfd < 0)
+		explain_open_failure(s);
+	return !snap_failed(s);
+}
+
+/* Finishes the image; the statistics and the error to the caller. */
+static int snap_finish(struct snap *s, struct snap_stats *ret_stats, struct snap_error *err)
+{
+	int k;
+
+	if (!snap_failed(s)) {
+		k = img_writer_finish(s->w);
+		if (k < 0)
+			snap_fail(s, k, "cannot finish the image: %s", strerror(-k));
+	}
+	explain_target_gone(s);
+	finish_stats(s);
+	*ret_stats = s->stats;
+	snprintf(err->msg, sizeof(err->msg), "%s", s->err.msg);
+	img_writer_free(s->w);
+	snap_gate_free(s->gate);
+	s->w = NULL;
+	s->gate = NULL;
+	return s->error;
+}
+
+static void snap_free(struct snap *s)
+{
+	img_writer_free(s->w);
+	snap_gate_free(s->gate);
+	vma_list_free(&s->vmas);
+	pages_free(&s->pages);
+	free(s->hot);
+	free(s->rings);
+	free(s->pinned);
+	free(s->dirty);
+	free(s->fault_ns);
+	json_decref(s->parent);
+	holder_info_clear(&s->held);
+	pthread_mutex_destroy(&s->lock);
+}
+
 int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink,
 		  struct snap_stats *ret_stats, struct snap_error *err)
 {
-	struct snap s = {.pid = pid, .opts = *opts, .memfd = -EBADF, .uffd = -EBADF,
-			 .stopfd = -EBADF, .page_size = sysconf(_SC_PAGESIZE)};
+	struct snap s;
 	int k;
 
-	snap_defaults(&s.opts);
+	snap_init(&s, pid, opts);
 	snap_test_pause(&s, "start");
-	s.start_ns = sys_now_ns();
-	s.held.uffd = -EBADF;
-	pthread_mutex_init(&s.lock, NULL);
-	s.memfd = open_proc(pid, "mem");
-	s.pagemapfd = open_proc(pid, "pagemap"); /* optional: without it, everything is read */
-	s.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (pid == getpid()) /* the holder, our child, would otherwise ptrace us */
-		snap_fail(&s, -EDEADLK, "pid %d is uffsnapd itself: cannot snapshot ourselves", pid);
-	else if (s.stopfd < 0)
-		snap_fail(&s, -errno, "cannot create an eventfd: %m");
-	else if (s.memfd < 0)
-		explain_open_failure(&s);
-	else if (snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0 && !snap_cancelled(&s))
-		s.opts.arm_held ? hold_and_arm(&s) : snap_hold_and_arm_live(&s);
-	if (!snap_failed(&s))
+	if (snap_open(&s) && snap_writer_open(&s, sink) >= 0 && snap_scan(&s) >= 0 &&
+	    !snap_cancelled(&s))
+		s.opts.precopy	  ? snap_precopy(&s)
+		: s.opts.arm_held ? hold_and_arm(&s)
+				  : snap_hold_and_arm_live(&s);
+	/* A pre-copy that converged copied everything by its instant. */
+	if (!snap_failed(&s) && (!s.opts.precopy || s.precopy_fell_back))
 		run_after_t(&s);
 	snap_cleanup(&s);
-	if (!snap_failed(&s)) {
-		k = img_writer_finish(s.w);
-		if (k < 0)
-			snap_fail(&s, k, "cannot finish the image: %s", strerror(-k));
-	}
-	explain_target_gone(&s);
-	finish_stats(&s);
-	*ret_stats = s.stats;
-	snprintf(err->msg, sizeof(err->msg), "%s", s.err.msg);
-	k = s.error;
-	img_writer_free(s.w);
-	snap_gate_free(s.gate);
-	vma_list_free(&s.vmas);
-	pages_free(&s.pages);
-	free(s.hot);
-	free(s.rings);
-	free(s.pinned);
-	free(s.dirty);
-	free(s.fault_ns);
-	holder_info_clear(&s.held);
-	pthread_mutex_destroy(&s.lock);
+	k = snap_finish(&s, ret_stats, err);
+	snap_free(&s);
 	return k;
+}
+
+struct snapshot_chain {
+	struct snap s;
+	struct precopy *pc;
+};
+
+int snapshot_chain_start(pid_t pid, const struct snap_opts *opts, struct snapshot_chain **ret,
+			 struct snap_error *err)
+{
+	struct snapshot_chain *c = calloc(1, sizeof(*c));
+	struct snap_opts o = *opts;
+	int k;
+
+	if (!c)
+		return snprintf(err->msg, sizeof(err->msg), "out of memory"), -ENOMEM;
+	o.precopy = true;
+	snap_init(&c->s, pid, &o);
+	if (snap_open(&c->s) && snap_scan(&c->s) >= 0 && !snap_cancelled(&c->s) &&
+	    precopy_new(&c->s, true, &c->pc) < 0)
+		snap_cleanup(&c->s);
+	k = c->s.error;
+	snprintf(err->msg, sizeof(err->msg), "%s", c->s.err.msg);
+	if (k < 0) {
+		snapshot_chain_end(c);
+		return k;
+	}
+	*ret = c;
+	return 0;
+}
+
+int snapshot_chain_take(struct snapshot_chain *c, struct img_sink *sink, const char *parent_json,
+			struct snap_stats *ret_stats, struct snap_error *err)
+{
+	struct snap *s = &c->s;
+
+	if (snap_failed(s)) /* an image before failed: the dirty log is gone */
+		return snprintf(err->msg, sizeof(err->msg), "%s", s->err.msg), s->error;
+	s->stats = (struct snap_stats){0};
+	s->nfault_ns = 0;
+	s->start_ns = sys_now_ns();
+	json_decref(s->parent);
+	s->parent = parent_json ? json_loads(parent_json, 0, NULL) : NULL;
+	if (parent_json && !json_is_object(s->parent))
+		snap_fail(s, -EINVAL, "the parent's description is not a JSON object");
+	else if (snap_writer_open(s, sink) >= 0)
+		precopy_next(c->pc);
+	return snap_finish(s, ret_stats, err);
+}
+
+void snapshot_chain_end(struct snapshot_chain *c)
+{
+	if (!c)
+		return;
+	precopy_free(c->pc); /* releases the target if a failure left it held */
+	snap_cleanup(&c->s);
+	snap_free(&c->s);
+	free(c);
+}
+
+/* "precopy": rounds (and the bytes and ns of each), convergence, the freeze. */
+static int precopy_json(const struct snap_stats *s, json_t *j)
+{
+	json_t *rounds = json_array(), *p;
+
+	for (unsigned i = 0; rounds && i < s->rounds && i < SNAP_MAX_ROUNDS; i++)
+		json_array_append_new(rounds, json_pack("{s:I, s:I}", "bytes",
+							(json_int_t)s->round[i].bytes, "ns",
+							(json_int_t)s->round[i].ns));
+	p = json_pack("{s:i, s:o*, s:b, s:I, s:b, s:I, s:I, s:I, s:I}", "rounds", (int)s->rounds,
+		      "round", rounds, "fell_back", s->fell_back, "fell_back_bytes",
+		      (json_int_t)s->fell_back_bytes, "converged",
+		      s->converged, "freeze_ns", (json_int_t)s->hold_final_ns, "freeze_bytes",
+		      (json_int_t)s->freeze_bytes, "downtime_predicted_ns",
+		      (json_int_t)s->downtime_predicted_ns, "dirty_rate_bps",
+		      (json_int_t)s->dirty_rate_bps);
+	return p ? json_object_set_new(j, "precopy", p) : -ENOMEM;
 }
 
 int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
@@ -230,11 +344,15 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 
 	if (!j)
 		return -ENOMEM;
-	if (s->hold_first_ns) { /* armed live */
+	if (s->hold_first_ns) { /* armed live, or pre-copy */
 		json_object_set_new(j, "hold_first_ns", json_integer((json_int_t)s->hold_first_ns));
 		json_object_set_new(j, "hold_final_ns", json_integer((json_int_t)s->hold_final_ns));
 		json_object_set_new(j, "rearm_ns", json_integer((json_int_t)s->rearm_ns));
 		json_object_set_new(j, "rearm_ranges", json_integer((json_int_t)s->rearm_ranges));
+	}
+	if (s->rounds && precopy_json(s, j) < 0) {
+		json_decref(j);
+		return -ENOMEM;
 	}
 	json_object_set_new(j, "pinned_bytes_held",
 			    json_integer((json_int_t)s->pinned_bytes_held));

@@ -28,6 +28,7 @@
 #define HOLDER_MSG_MAX (256u << 20)
 #define HOLDER_CMD_RELEASE 'R'
 #define HOLDER_CMD_HOLD 'H'
+#define HOLDER_CMD_UFFD 'U'
 
 struct holder {
 	pid_t child;
@@ -230,10 +231,29 @@ static int send_info(int sock, struct target *t, int fd)
 }
 
 /*
- * After the first hold: obeys "release" and "hold" (attach again, report registers) until the
+ * After the first hold: obeys "release", "hold" (attach again, report registers) and "uffd"
+ * (while held: create another userfaultfd) until the
  * daemon closes the socket, then lets the target go if it still holds it.
  */
-static int holder_serve(int sock, pid_t pid, int pidfd, struct target **t)
+/* While held: one more userfaultfd in the target, sent with "ok" (or an error). */
+static int serve_new_uffd(int sock, struct target *t, int devfd)
+{
+	int uffd = -EBADF, k = target_uffd_create(t, devfd, &uffd);
+
+	if (k < 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "cannot create another userfaultfd in pid %d: %s",
+			 target_pid(t), strerror(-k));
+		send_error(sock, k, msg);
+		return 0;
+	}
+	k = send_msg(sock, "ok", uffd);
+	close(uffd);
+	return k;
+}
+
+static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target **t)
 {
 	struct target_error terr = {0};
 	char *cmd = NULL;
@@ -248,6 +268,8 @@ static int holder_serve(int sock, pid_t pid, int pidfd, struct target **t)
 			target_free(*t);
 			*t = NULL;
 			send_msg(sock, k < 0 ? strerror(-k) : ok, -1);
+		} else if (cmd[0] == HOLDER_CMD_UFFD && *t) {
+			k = serve_new_uffd(sock, *t, devfd);
 		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
 			k = target_attach_pinned(pid, pidfd, t, &terr);
 			if (k < 0)
@@ -340,7 +362,7 @@ static int holder_child(int sock, pid_t pid, int pidfd, int devfd)
 	k = send_info(sock, t, uffd);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
 	if (k >= 0)
-		k = holder_serve(sock, pid, pidfd, &t);
+		k = holder_serve(sock, pid, pidfd, devfd, &t);
 	target_free(t); /* end of file: the daemon is gone, release all the same */
 	return k < 0;
 }
@@ -476,6 +498,31 @@ int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_
 	if (k < 0 && !msg[0])
 		snprintf(msg, msglen, "cannot hold the target again: %s", strerror(-k));
 	return k;
+}
+
+int holder_new_uffd(struct holder *h, int *ret_uffd, char *msg, size_t msglen)
+{
+	char cmd[2] = {HOLDER_CMD_UFFD, 0}, *reply = NULL;
+	struct holder_info none = {.uffd = -EBADF};
+	int fd = -EBADF, k = send_msg(h->sock, cmd, -1);
+	ssize_t n;
+
+	if (k < 0)
+		return snprintf(msg, msglen, "the holder process is gone"), k;
+	n = recv_msg(h->sock, &reply, &fd);
+	if (n <= 0)
+		k = -EPIPE, snprintf(msg, msglen, "the holder process is gone");
+	else if (strcmp(reply, "ok") || fd < 0)
+		k = parse_info(reply, &none, msg, msglen); /* the error it sent */
+	free(reply);
+	holder_info_clear(&none);
+	if (k >= 0 && fd < 0)
+		k = -EPROTO;
+	if (k < 0 && fd >= 0)
+		close(fd);
+	if (k >= 0)
+		*ret_uffd = fd;
+	return k < 0 ? k : 0;
 }
 
 void holder_free(struct holder *h)

@@ -49,6 +49,11 @@ int holder_release(struct holder *h, uint64_t *ret_at_ns, char *msg, size_t msgl
  * ret_info filled with their registers and stack addresses (no uffd). Then holder_release().
  */
 int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_t msglen);
+/*
+ * While the target is held: creates another userfaultfd bound to its mm (UFFDIO_API not yet
+ * called), e.g. a synchronous one beside an asynchronous one. Then holder_release().
+ */
+int holder_new_uffd(struct holder *h, int *ret_uffd, char *msg, size_t msglen);
 /* Releases the target if still held, reaps the holder. NULL is fine. */
 void holder_free(struct holder *h);
 void holder_info_clear(struct holder_info *i);

@@ -111,12 +111,27 @@ static void writer_slot_reset(struct bench_writer *w, int ph, uint64_t *last)
 	*last = bench_now_ns();
 }
 
+/*
+ * Spins until the store due at due, and returns when the next is. A writer that fell behind
+ * (it was stopped) starts afresh rather than catch up in a burst.
+ */
+static uint64_t pace(uint64_t due, uint64_t period)
+{
+	uint64_t now = bench_now_ns();
+
+	if (!due || now > due + 1000000)
+		return now + period;
+	while (now < due)
+		now = bench_now_ns();
+	return due + period;
+}
+
 static void *writer_main(void *arg)
 {
 	struct bench_writer *w = arg;
 	struct bench_writers *ws = w->ws;
 	size_t pages = ws->mem->size / BENCH_PAGE, next = 0;
-	uint64_t x = (uint64_t)(w->idx + 1) * 0x9e3779b97f4a7c15ull, last;
+	uint64_t x = (uint64_t)(w->idx + 1) * 0x9e3779b97f4a7c15ull, last, due = 0;
 	int seen = atomic_load(&ws->phase);
 	struct bench_slot *s = &w->slot[seen & 1];
 
@@ -133,6 +148,8 @@ static void *writer_main(void *arg)
 		}
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
 		pg = ws->pattern == BENCH_RANDOM ? x % pages : next++ % pages;
+		if (ws->rate)
+			due = pace(due, 1000000000ull / ws->rate);
 		t0 = bench_now_ns();
 		ws->mem->p[pg * BENCH_PAGE + (x >> 52) % BENCH_PAGE] = (uint8_t)x | 1;
 		t1 = bench_now_ns();

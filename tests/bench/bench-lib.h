@@ -62,6 +62,7 @@ struct bench_writers {
 	struct bench_mem *mem;
 	enum bench_pattern pattern;
 	int n;
+	uint64_t rate; /* stores per second per writer, paced by spinning; 0: as fast as it can */
 	atomic_int stop, phase;
 	uint64_t phase_t0, phase_steal0;
 	struct bench_writer w[BENCH_MAX_WRITERS];

@@ -33,6 +33,10 @@ FULL = {
     "mem": ([2 * GIB], [False, True], lambda s: 2 * s + 1024),
     "size": ([1 * GIB], [False, True], lambda s: s + 512),
     "redis": ([3 * GIB], [False], lambda s: 3 * s + 1024),
+    # pre-copy against fork() and the write-protect snapshot, at two dirty rates (stores/s of
+    # one writer into random pages: 8 MB/s and 200 MB/s of new dirty pages at most)
+    "precopy-2k": ([1 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: 2 * s + 1024),
+    "precopy-50k": ([1 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: 2 * s + 1024),
 }
 QUICK_SIZE = 256
 
@@ -91,6 +95,9 @@ class Runner:
                     os.path.join(self.work, "rx")]
         if name == "size":
             return [b("bench-size"), self.uffsnapd, str(size), t, self.work]
+        if name.startswith("precopy-"):
+            rate = name.split("-")[1].replace("k", "000")
+            return [b("bench-precopy"), self.uffsnapd, str(size), t, self.work, rate]
         if name == "redis":
             return [os.path.join(HERE, "bench-redis.sh"), self.uffsnapd, b("bench-size"),
                     str(size), self.work, port]

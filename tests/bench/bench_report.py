@@ -211,6 +211,38 @@ def size_table(results):
          "BGSAVE's RDB (/ non-zero)"], body)
 
 
+def precopy_table(results):
+    body = []
+    for name in ("precopy-2k", "precopy-50k"):
+        for b in rows(results, name):
+            m = b["median"].get
+            body.append([
+                "%d MiB" % b["size_mib"], "%d/s" % b["rate"], ms(m("quiet.max_gap_ns")),
+                "%s / %s" % (ms(m("fork.call_ns")), ms(m("fork.writers.max_gap_ns"))),
+                "%s / %s" % (ms(m("uffsnapd.stats.held_ns")),
+                             ms(m("uffsnapd.writers.max_gap_ns"))),
+                "%s / %s" % (ms(m("precopy.stats.precopy.freeze_ns")),
+                             ms(m("precopy.writers.max_gap_ns"))),
+                "%.0f, %d of %d" % (m("precopy.stats.precopy.rounds") or 0, sum(
+                    1 for r in b["runs"] if ((r.get("precopy") or {}).get("stats") or {}).get(
+                        "precopy", {}).get("converged")), len(b["runs"])),
+                ratio(m("precopy.writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
+                ratio(m("precopy.writers.max_gap_ns"), m("uffsnapd.writers.max_gap_ns")),
+                ratio(m("precopy.writers.stores_per_s"), m("fork.writers.stores_per_s"),
+                      lower_better=False),
+                "%.1f / %.1f / %.1f" % ((m("fork.child_ns") or 0) / 1e9,
+                                        (m("uffsnapd.stats.duration_ns") or 0) / 1e9,
+                                        (m("precopy.stats.duration_ns") or 0) / 1e9)])
+    if not body:
+        return ""
+    return "### Pre-copy (ms; lower is better)\n\n" + table(
+        ["size", "writer's stores", "no snapshot: gap", "fork(): call / gap",
+         "uffsnapd: held / gap", "--precopy: final hold / gap", "rounds, converged",
+         "pre-copy gap / fork() gap", "pre-copy gap / uffsnapd gap",
+         "stores/s: pre-copy / fork()", "duration (s): fork child / uffsnapd / pre-copy"],
+        body)
+
+
 def markdown(results):
     head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
             "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
@@ -218,7 +250,8 @@ def markdown(results):
                 results["date"], results["host"], results["kernel"], results["cpus"],
                 results["reps"], " (--quick: small sizes, not for publishing)"
                 if results["quick"] else ""))
-    tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table)
+    tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table,
+              precopy_table)
     parts = [head] + [t for t in (f(results) for f in tables) if t]
     if results["skipped"]:
         parts.append("### Skipped\n\n" + "".join(

@@ -26,23 +26,26 @@ int snap_paths_parse(int argc, char **argv, struct snap_paths *ret)
 
 pid_t snap_start(const struct snap_paths *p, pid_t pid, const char *image, const char *extra)
 {
-	char pidstr[16];
+	char pidstr[16], *copy = strdup(extra ? extra : ""), *save = NULL;
+	const char *argv[24] = {"uffsnapd", "--pid", pidstr, "--output", image, "--force", "--json"};
+	int n = 7;
 	pid_t d;
 
 	snprintf(pidstr, sizeof(pidstr), "%d", pid);
+	for (char *a = strtok_r(copy, " ", &save); a && n < 23; a = strtok_r(NULL, " ", &save))
+		argv[n++] = a; /* extra: options separated by spaces */
 	d = fork();
 	if (d == 0) {
-		int null = open("/dev/null", 1);
+		char json[4096];
+		int fd;
 
-		dup2(null, STDOUT_FILENO); /* the JSON summary */
-		if (extra)
-			execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force",
-			      "--json", extra, (char *)NULL);
-		else
-			execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force",
-			      "--json", (char *)NULL);
+		snprintf(json, sizeof(json), "%s.json", image); /* the JSON summary */
+		fd = open(json, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		dup2(fd >= 0 ? fd : open("/dev/null", O_WRONLY), STDOUT_FILENO);
+		execv(p->uffsnapd, (char **)argv);
 		_exit(127);
 	}
+	free(copy);
 	return d;
 }
 

@@ -14,7 +14,10 @@ struct snap_paths {
 /* Parses argv: UFFSNAPD WORKLOAD CHECK [rest]; returns the index of the first extra arg. */
 int snap_paths_parse(int argc, char **argv, struct snap_paths *ret);
 
-/* Starts uffsnapd --pid pid --output image --force --json [extra...]; returns its pid. */
+/*
+ * Starts uffsnapd --pid pid --output image --force --json [extra]; returns its pid. extra (may
+ * be NULL): more options, separated by spaces. The JSON summary goes to IMAGE.json.
+ */
 pid_t snap_start(const struct snap_paths *p, pid_t pid, const char *image, const char *extra);
 /* Waits for it; returns its exit code, or 128 + signal. */
 int snap_wait(pid_t daemon);

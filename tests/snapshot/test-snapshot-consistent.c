@@ -7,7 +7,15 @@
  * then require the target to be unharmed.
  *
  * usage: test-snapshot-consistent UFFSNAPD WORKLOAD CHECK KINDS [--events LIST] [--pages N]
- *                                 [--arm held|live] [--threads LIST] [-- WORKLOAD-ARGS...]
+ *                                 [--arm held|live|precopy|precopy-converge|precopy-rounds]
+ *                                 [--expect converged|fell-back] [--threads LIST]
+ *                                 [-- WORKLOAD-ARGS...]
+ * (--arm precopy: a pre-copy snapshot with the default budget (50 ms), which converges or
+ * falls back to write protection depending on the load; precopy-converge: one whose 60 s
+ * budget it always fits after the first round; precopy-rounds: one whose 1 ms budget it
+ * never fits (the first hold alone, attaching and creating the userfaultfd by injected system
+ * calls, takes longer), so that it copies every round it may and then falls back.)
+ * (--expect converged|fell-back: how a pre-copy must end, from its JSON summary.)
  * (--threads: comma list of store-thread counts, default 1,4,8.)
  * (--pages: data pages per thread, default 128; large enough, arming while the target runs
  * takes long and the events and stores meet it mid-way.)
@@ -20,13 +28,42 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "snap-harness.h"
 
 struct run_opts {
-	const char *events, *pages, *arm;
+	const char *events, *pages, *arm, *expect;
 	char **extra;
 	int nextra;
 };
+
+/*
+ * Which way a pre-copy snapshot ended, from its JSON summary: "converged" (the last round
+ * copied while held) or "fell-back" (write protection saved the rest).
+ */
+static int check_expect(const char *image, const char *expect)
+{
+	char path[64];
+	json_t *j, *pc;
+	bool fell;
+
+	snprintf(path, sizeof(path), "%s.json", image);
+	j = json_load_file(path, 0, NULL);
+	pc = json_object_get(j, "precopy");
+	fell = json_is_true(json_object_get(pc, "fell_back"));
+	if (!pc || fell != !strcmp(expect, "fell-back") ||
+	    json_is_true(json_object_get(pc, "converged")) != !strcmp(expect, "converged")) {
+		fprintf(stderr, "FAIL: expected a pre-copy that %s; its summary has %s\n", expect,
+			pc ? json_dumps(pc, JSON_COMPACT) : "no \"precopy\"");
+		json_decref(j);
+		return -1;
+	}
+	printf("pre-copy %s after %lld rounds\n", expect,
+	       (long long)json_integer_value(json_object_get(pc, "rounds")));
+	json_decref(j);
+	return 0;
+}
 
 static int one(const struct snap_paths *p, const char *kind, const char *threads,
 	       const struct run_opts *o)
@@ -66,6 +103,8 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 		fprintf(stderr, "FAIL: uffsnapd exited %d (kind %s, %s threads)\n", r, kind, threads);
 		goto out;
 	}
+	if (o->expect && check_expect(image, o->expect) < 0)
+		goto out;
 	r = wl_run_check(p->check, image, layout);
 	if (r != 0) {
 		fprintf(stderr, "FAIL: image is not one instant (kind %s, %s threads, events %s)\n",
@@ -79,6 +118,8 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 out:
 	wl_proc_free(w);
 	unlink(image);
+	unlink(layout);
+	snprintf(layout, sizeof(layout), "%s.json", image);
 	unlink(layout);
 	return rc;
 }
@@ -109,7 +150,14 @@ int main(int argc, char **argv)
 			free(threads);
 			threads = strdup(argv[++a]);
 		} else if (!strcmp(argv[a], "--arm") && a + 1 < argc) {
-			o.arm = strcmp(argv[++a], "held") ? NULL : "--arm-held";
+			a++;
+			o.arm = !strcmp(argv[a], "held")	       ? "--arm-held"
+				: !strcmp(argv[a], "precopy")	       ? "--precopy"
+				: !strcmp(argv[a], "precopy-converge") ? "--precopy --downtime 60000"
+				: !strcmp(argv[a], "precopy-rounds") ? "--precopy --downtime 1 --max-rounds 6"
+								       : NULL;
+		} else if (!strcmp(argv[a], "--expect") && a + 1 < argc) {
+			o.expect = argv[++a];
 		} else if (!strcmp(argv[a], "--")) {
 			o.extra = argv + a + 1;
 			o.nextra = argc - a - 1;

@@ -224,6 +224,8 @@ int main(int argc, char **argv)
 	wl_proc_free(w);
 	unlink(image);
 	unlink(errpath);
+	snprintf(errpath, sizeof(errpath), "%s.json", image);
+	unlink(errpath);
 	printf("%d passed, %d failed\n", failed ? 0 : 1, failed);
 	return failed;
 }

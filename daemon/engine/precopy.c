@@ -1,0 +1,725 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pre-copy snapshots (DESIGN.md "A second way to track writes"): the target is never waited
+ * on while its memory is copied, and is held once, at the end, for a bounded time.
+ *
+ * 1. First hold, short: attach, create an asynchronous userfaultfd (UFFD_FEATURE_WP_ASYNC),
+ *    plan the layout, register. Release. Write-protect everything, write the image's start,
+ *    copy everything (round 0).
+ * 2. Rounds, the target running: collect what was written since the last collection (the
+ *    dirty log, which protects it again), what a layout event touched (the fault handler
+ *    remembers it in s->dirty, as when arming live: engine/faults.c), and what was mapped
+ *    since (registered and protected now, then copied whole); copy that.
+ * 3. When what a round collected is predicted to be copied within the downtime budget, freeze:
+ *    hold every thread, collect once more, copy both sets and the untrackable memory, mark as
+ *    UNMAPPED what earlier rounds saved that is no longer saved, write the instant's metadata.
+ *    Release: that is the instant.
+ *
+ * Why it is exact: every page of the final layout is copied after its last protection (round
+ * 0 protects before it copies; each collection protects again before its set is copied; new
+ * mappings are protected before their first copy). Anything that changes a page after its
+ * protection puts it in a later set: a write through the page tables (the dirty log), a layout
+ * event (s->dirty), a new mapping (never armed). The last set is copied with every thread
+ * held. The image format lets a later frame supersede an earlier one (FORMAT.md, REWRITES),
+ * so each page reads as its last copy: the one of the instant.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sys/clock.h"
+#include "engine/arm.h"
+#include "engine/dirtylog.h"
+#include "engine/faults.h"
+#include "engine/meta.h"
+#include "engine/plan.h"
+#include "engine/precopy.h"
+#include "engine/snap.h"
+#include "engine/uffd-ops.h"
+#include "target/holder.h"
+
+#define DEFAULT_DOWNTIME_MS 50
+#define DEFAULT_MAX_ROUNDS  10
+/* Rounds in a row predicted to hold no shorter than the best so far: it will not converge. */
+#define STALL_ROUNDS 4
+#define COPY_CHUNK	 (1u << 20)
+/* What a chain's image that did not converge may still copy while the target is held. */
+#define CHAIN_HOLD_MAX_BYTES (SNAP_GATE_MAX_BYTES / 2)
+
+struct precopy {
+	struct snap *s;
+	struct span_set armed;	 /* tracked ranges protected and then copied whole */
+	struct span_set retry;	 /* ranges to treat as never armed at the next collection */
+	struct span_set covered; /* every range a round wrote pages of */
+	struct span_set pending; /* collected (so protected again), not yet copied */
+	uint8_t *buf, *present;
+	size_t buf_len;
+	uint64_t read_bytes, copy_ns; /* over every round: the copy rate (bytes read per ns) */
+	uint64_t collected_ns;	      /* when the last collection began */
+	struct holder *h;
+	uint64_t first_hold_ns; /* attaching, for the prediction of the final hold */
+	bool chain;		/* images follow: never fall back (the dirty log must live on) */
+	unsigned images;	/* images taken */
+	struct span_set saved;	/* what the last image saved: its child marks the rest UNMAPPED */
+};
+
+/* The spans of the tracked ranges now planned. */
+static int tracked_spans(const struct snap *s, struct span_set *out)
+{
+	int k = 0;
+
+	for (size_t i = 0; i < s->pages.n && k >= 0; i++)
+		k = spans_add(out, s->pages.r[i].start, s->pages.r[i].end);
+	return k;
+}
+
+/*
+ * While the target runs the layout may change under a registration: what the kernel will not
+ * register now is retried at the next collection, and decided for good at the freeze.
+ */
+static int register_running(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	int k = 0;
+
+	for (size_t i = 0; i < s->vmas.n && k >= 0; i++) {
+		struct vma *v = &s->vmas.v[i];
+		int r;
+
+		if (v->plan != VMA_PLAN_TRACK)
+			continue;
+		r = uffd_register_wp(s->uffd, v->start, v->end - v->start);
+		if (r == -EBUSY || r == -EPERM || r == -EOPNOTSUPP) {
+			v->plan = VMA_PLAN_COPY; /* as snap_register() does */
+			snprintf(v->note, sizeof(v->note), "%s", "write protection refused, copied");
+		} else if (r < 0) {
+			k = spans_add(&pc->retry, v->start, v->end);
+		}
+	}
+	if (k >= 0) {
+		pages_free(&s->pages);
+		k = pages_init(&s->pages, &s->vmas);
+	}
+	return k;
+}
+
+/* Reads the layout again if it changed, and registers what is new. */
+static int relayout(struct precopy *pc, bool held)
+{
+	struct snap *s = pc->s;
+	int k;
+
+	if (held) {
+		k = snap_plan(s);
+		return k < 0 ? k : snap_register(s);
+	}
+	if (vma_list_unchanged(s->pid, &s->vmas))
+		return 0;
+	k = snap_scan(s);
+	return k < 0 ? k : register_running(pc);
+}
+
+/* Granule-aligns [a, b) within range r. */
+static void align_in(const struct pages_range *r, uint64_t *a, uint64_t *b)
+{
+	*a = r->start + (*a - r->start) / r->granule * r->granule;
+	*b = r->start + (*b - r->start + r->granule - 1) / r->granule * r->granule;
+	if (*b > r->end)
+		*b = r->end;
+}
+
+/*
+ * The parts of the tracked ranges to copy whole: never armed, or touched by a layout event
+ * (events) or a failed step (pc->retry). Protected here, before they are copied.
+ */
+static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
+{
+	struct snap *s = pc->s;
+	struct span_set now = {0}, fresh = {0}, redo = {0};
+	int k = tracked_spans(s, &now);
+
+	spans_merge(&pc->armed);
+	if (k >= 0)
+		k = spans_subtract(&now, &pc->armed, &fresh);
+	for (size_t i = 0; k >= 0 && i < events->n; i++)
+		k = spans_add(&fresh, events->v[i].start, events->v[i].end);
+	for (size_t i = 0; k >= 0 && i < pc->retry.n; i++)
+		k = spans_add(&fresh, pc->retry.v[i].start, pc->retry.v[i].end);
+	spans_free(&pc->retry);
+	spans_merge(&fresh);
+	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		while (f < fresh.n && fresh.v[f].end <= r->start)
+			f++;
+		for (size_t j = f; k >= 0 && j < fresh.n && fresh.v[j].start < r->end; j++) {
+			uint64_t a = fresh.v[j].start > r->start ? fresh.v[j].start : r->start;
+			uint64_t b = fresh.v[j].end < r->end ? fresh.v[j].end : r->end;
+			int p;
+
+			align_in(r, &a, &b);
+			p = uffd_protect(s->uffd, a, b - a, 1);
+			if (p >= 0)
+				k = spans_add(&redo, a, b);
+			else if (!held) /* the layout moved: next time */
+				k = spans_add(&pc->retry, a, b);
+			else
+				k = (snap_fail(s, p, "cannot write-protect 0x%" PRIx64 "-0x%" PRIx64
+					       ": %s", a, b, strerror(-p)), p);
+		}
+	}
+	for (size_t i = 0; k >= 0 && i < redo.n; i++)
+		k = spans_add(&pc->pending, redo.v[i].start, redo.v[i].end);
+	spans_free(&pc->armed);
+	if (k >= 0)
+		k = spans_subtract(&now, &pc->retry, &pc->armed);
+	spans_free(&now);
+	spans_free(&fresh);
+	spans_free(&redo);
+	return k;
+}
+
+/* Collects what to copy next into pc->pending (protecting it again). */
+static int collect(struct precopy *pc, bool held)
+{
+	struct snap *s = pc->s;
+	struct span_set events = {0};
+	int k;
+
+	pthread_mutex_lock(&s->lock); /* the handler adds what events touch */
+	events = (struct span_set){s->dirty, s->ndirty, s->dirty_cap};
+	s->dirty = NULL;
+	s->ndirty = s->dirty_cap = 0;
+	pthread_mutex_unlock(&s->lock);
+	pc->collected_ns = sys_now_ns();
+	k = relayout(pc, held);
+	if (k >= 0)
+		k = arm_new(pc, &events, held);
+	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		k = dirtylog_collect(s->pagemapfd, r->start, r->end, &pc->pending);
+		if (k == -EPERM && !held) /* a new mapping in the range: next time */
+			k = spans_add(&pc->retry, r->start, r->end);
+	}
+	spans_free(&events);
+	spans_merge(&pc->pending);
+	if (k < 0 && !snap_failed(s))
+		snap_fail(s, k, "cannot read which pages pid %d wrote: %s", s->pid, strerror(-k));
+	return k;
+}
+
+/* Reads [a, b) one page at a time: a page that cannot be read is DISCARDED. */
+static int copy_by_page(struct snap *s, uint64_t a, uint64_t b, uint8_t *buf, bool held)
+{
+	int k = 0;
+
+	for (uint64_t x = a; x < b && k >= 0; x += s->page_size) {
+		k = snap_read_mem(s, x, buf, s->page_size);
+		if (k == -EFAULT || k == -EIO) {
+			/* Running: it went away, and an event will say so. Held: say it here. */
+			k = held ? img_writer_discarded(s->w, x, 1) : 0;
+			s->stats.pages_discarded += held;
+			continue;
+		}
+		if (k >= 0)
+			k = snap_emit(s, x, buf, s->page_size);
+	}
+	return k;
+}
+
+/* Copies [a, b) of tracked range r, granule-aligned: absent anonymous pages as ZERO. */
+static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t a, uint64_t b,
+		      bool held)
+{
+	struct snap *s = pc->s;
+	int k = 0;
+
+	if (r->granule > pc->buf_len) { /* a huge page larger than any seen so far */
+		uint8_t *buf = aligned_alloc(4096, r->granule);
+		uint8_t *present = malloc(r->granule / s->page_size);
+
+		if (!buf || !present) {
+			free(buf);
+			free(present);
+			return -ENOMEM;
+		}
+		free(pc->buf);
+		free(pc->present);
+		pc->buf = buf;
+		pc->present = present;
+		pc->buf_len = r->granule;
+	}
+	for (uint64_t x = a, len; x < b && k >= 0; x += len) {
+		size_t n, i = 0, j;
+
+		len = b - x < pc->buf_len ? b - x : pc->buf_len;
+		n = len / r->granule;
+		if (r->kind == VMA_ANON) /* shared memory has content where it is not mapped */
+			snap_scan_present(s, x, x + len, r->granule, pc->present);
+		else
+			memset(pc->present, 1, n);
+		while (k >= 0 && i < n) {
+			bool there = pc->present[i];
+			uint64_t from = x + i * r->granule, bytes;
+
+			for (j = i + 1; j < n && pc->present[j] == there; j++)
+				;
+			bytes = (j - i) * r->granule;
+			if (!there) {
+				k = img_writer_zero(s->w, from, bytes / s->page_size);
+				__atomic_add_fetch(&s->stats.pages_zero, bytes / s->page_size,
+						   __ATOMIC_RELAXED);
+			} else if ((k = snap_read_mem(s, from, pc->buf, bytes)) >= 0) {
+				pc->read_bytes += bytes;
+				k = snap_emit(s, from, pc->buf, bytes);
+			} else if (k == -EFAULT || k == -EIO) {
+				k = copy_by_page(s, from, from + bytes, pc->buf, held);
+			}
+			i = j;
+		}
+	}
+	return k;
+}
+
+/* Copies the spans of set that lie in tracked ranges; returns the bytes copied in *ret. */
+static int copy_set(struct precopy *pc, const struct span_set *set, bool held, uint64_t *ret)
+{
+	struct snap *s = pc->s;
+	uint64_t bytes = 0;
+	int k = 0;
+
+	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		while (f < set->n && set->v[f].end <= r->start)
+			f++;
+		for (size_t j = f; k >= 0 && j < set->n && set->v[j].start < r->end; j++) {
+			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
+			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
+
+			align_in(r, &a, &b);
+			k = copy_piece(pc, r, a, b, held);
+			if (k >= 0)
+				k = spans_add(&pc->covered, a, b);
+			bytes += b - a;
+			if (k >= 0 && (k = snap_cancelled(s)) >= 0 && s->opts.progress)
+				s->opts.progress(s->opts.progress_ctx, bytes / s->page_size,
+						 spans_bytes(set) / s->page_size);
+		}
+	}
+	spans_merge(&pc->covered);
+	if (k == -ESRCH)
+		snap_fail(s, k, "pid %d went away during the snapshot", s->pid);
+	else if (k < 0)
+		snap_fail(s, k, "cannot copy the memory of pid %d: %s", s->pid, strerror(-k));
+	*ret = bytes;
+	return k;
+}
+
+/* One round: copy what was collected, then collect what to copy next. */
+static int run_round(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	struct span_set set = pc->pending;
+	struct snap_round *rd = &s->stats.round[s->stats.rounds];
+	uint64_t t0 = pc->collected_ns, c0 = sys_now_ns();
+	int k;
+
+	pc->pending = (struct span_set){0};
+	k = copy_set(pc, &set, false, &rd->bytes);
+	spans_free(&set);
+	s->stats.pages_copier += rd->bytes / s->page_size;
+	pc->copy_ns += sys_now_ns() - c0;
+	if (k >= 0)
+		k = collect(pc, false);
+	rd->ns = sys_now_ns() - t0;
+	s->stats.rounds++;
+	if (k >= 0 && rd->ns)
+		s->stats.dirty_rate_bps = spans_bytes(&pc->pending) * 1000000000ull / rd->ns;
+	return k;
+}
+
+/*
+ * What copying pc->pending would read: absent anonymous pages are written as ZERO without
+ * reading (copy_piece()), so they cost next to nothing; shared memory is read whole.
+ */
+static uint64_t pending_cost(const struct precopy *pc)
+{
+	const struct snap *s = pc->s;
+	const struct span_set *set = &pc->pending;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0, f = 0; i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		while (f < set->n && set->v[f].end <= r->start)
+			f++;
+		for (size_t j = f; j < set->n && set->v[j].start < r->end; j++) {
+			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
+			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
+			int64_t n = r->kind == VMA_ANON ? dirtylog_present_bytes(s->pagemapfd, a, b)
+							: -1;
+
+			bytes += n >= 0 ? (uint64_t)n : b - a;
+		}
+	}
+	return bytes;
+}
+
+/* The final hold copying pc->pending, at the copy rate so far, plus the attach. */
+static uint64_t predict_ns(const struct precopy *pc)
+{
+	double rate = pc->copy_ns && pc->read_bytes ? (double)pc->read_bytes / pc->copy_ns : 1.0;
+
+	return pc->first_hold_ns + (uint64_t)(pending_cost(pc) / rate);
+}
+
+/* Rounds until the next is predicted to fit the budget; false if it never will. */
+static int rounds(struct precopy *pc, bool *converged)
+{
+	struct snap *s = pc->s;
+	uint64_t budget = (uint64_t)s->opts.downtime_ms * 1000000, best = UINT64_MAX;
+	unsigned stalled = 0;
+	int k = 0;
+
+	*converged = false;
+	while (k >= 0) {
+		uint64_t next = s->stats.downtime_predicted_ns = predict_ns(pc);
+
+		if (s->stats.rounds && next <= budget) {
+			*converged = true;
+			break;
+		}
+		if (s->stats.rounds > s->opts.max_rounds || stalled >= STALL_ROUNDS)
+			break;
+		stalled = next < best ? 0 : stalled + 1;
+		best = next < best ? next : best;
+		k = run_round(pc);
+	}
+	return k;
+}
+
+/*
+ * What earlier rounds saved and the instant does not: UNMAPPED, so that no stale page reads
+ * as the instant's. Saved at the instant: the tracked ranges and the VMAs copied while held.
+ */
+static int mark_unmapped(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	struct span_set saved = {0}, gone = {0};
+	int k = tracked_spans(s, &saved);
+
+	for (size_t i = 0; k >= 0 && i < s->vmas.n; i++)
+		if (s->vmas.v[i].plan == VMA_PLAN_COPY)
+			k = spans_add(&saved, s->vmas.v[i].start, s->vmas.v[i].end);
+	spans_merge(&saved);
+	if (k >= 0)
+		k = spans_subtract(&pc->covered, &saved, &gone);
+	for (size_t i = 0; k >= 0 && i < gone.n; i++)
+		k = img_writer_unmapped(s->w, gone.v[i].start,
+					(gone.v[i].end - gone.v[i].start) / s->page_size);
+	spans_free(&pc->saved);
+	pc->saved = saved; /* the next image's parent had these */
+	spans_free(&gone);
+	if (k < 0 && !snap_failed(s))
+		snap_fail(s, k, "cannot write the image: %s", strerror(-k));
+	return k;
+}
+
+static int holder_failed(struct snap *s, int k, const char *msg)
+{
+	if (k < 0)
+		snap_fail(s, k, "%s", msg);
+	return k;
+}
+
+/* Every granule of the tracked ranges outside set (sorted, merged) is saved already. */
+static void mark_saved_except(struct snap *s, const struct span_set *set)
+{
+	for (size_t i = 0, f = 0; i < s->pages.n; i++) {
+		struct pages_range *r = &s->pages.r[i];
+
+		memset(r->state, PAGE_SAVED, (r->end - r->start) / r->granule);
+		while (f < set->n && set->v[f].end <= r->start)
+			f++;
+		for (size_t j = f; j < set->n && set->v[j].start < r->end; j++) {
+			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
+			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
+
+			align_in(r, &a, &b);
+			memset(r->state + pages_index(r, a), PAGE_PROTECTED, (b - a) / r->granule);
+		}
+	}
+}
+
+/* Moves the tracked ranges to userfaultfd to and write-protects set within them. */
+static int move_ranges(struct snap *s, int to, const struct span_set *set)
+{
+	int k = 0;
+
+	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		k = uffd_unregister(s->uffd, r->start, r->end - r->start);
+		if (k >= 0)
+			k = uffd_register_wp(to, r->start, r->end - r->start);
+	}
+	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
+		const struct pages_range *r = &s->pages.r[i];
+
+		while (f < set->n && set->v[f].end <= r->start)
+			f++;
+		for (size_t j = f; k >= 0 && j < set->n && set->v[j].start < r->end; j++) {
+			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
+			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
+
+			align_in(r, &a, &b);
+			k = uffd_protect(to, a, b - a, 1);
+		}
+	}
+	if (k < 0)
+		snap_fail(s, k, "cannot move to write protection: %s", strerror(-k));
+	return k;
+}
+
+/*
+ * Did not converge: what is left is saved the way a write-protect snapshot saves it, from
+ * this instant on (engine/faults.c, engine/copier.c). Every page outside pc->pending was
+ * copied after its last protection and not written since: its copy is the instant's, and it
+ * is marked saved. The pending pages go to a synchronous userfaultfd, write-protected, so a
+ * write to one waits until it is saved; the hot ranges and pinned buffers among them are
+ * saved while held (snap_copy_held()). Closing the asynchronous userfaultfd drops its
+ * registration of whatever else it had (fs/userfaultfd.c: userfaultfd_release()), so no
+ * layout event waits on a userfaultfd nobody reads.
+ */
+static int fall_back(struct precopy *pc, struct holder *h)
+{
+	struct snap *s = pc->s;
+	char msg[sizeof(s->err.msg)] = "";
+	int sync = -EBADF, k;
+
+	snap_handler_stop(s); /* it reads the asynchronous userfaultfd */
+	k = holder_failed(s, holder_new_uffd(h, &sync, msg, sizeof(msg)), msg);
+	if (k >= 0)
+		k = snap_uffd_api(s, sync, false);
+	for (size_t i = 0; k >= 0 && i < s->nhot; i++)
+		k = spans_add(&pc->pending, s->hot[i].start, s->hot[i].end);
+	for (size_t i = 0; k >= 0 && i < s->npinned; i++)
+		k = spans_add(&pc->pending, s->pinned[i].start, s->pinned[i].end);
+	spans_merge(&pc->pending);
+	if (k >= 0)
+		k = move_ranges(s, sync, &pc->pending);
+	if (k < 0) {
+		if (sync >= 0)
+			close(sync);
+		return snap_failed(s) ? k : (snap_fail(s, k, "out of memory"), k);
+	}
+	mark_saved_except(s, &pc->pending);
+	close(s->uffd);
+	s->uffd = sync;
+	s->pre_t = false;
+	s->precopy_fell_back = s->stats.fell_back = true;
+	s->stats.fell_back_bytes = spans_bytes(&pc->pending);
+	return 0;
+}
+
+/* Step 3, every thread held: the last set, the untrackable, the instant's metadata. */
+static int freeze(struct precopy *pc, struct holder *h, bool copy_held)
+{
+	struct snap *s = pc->s;
+	int k = collect(pc, true); /* adds to what the last round collected */
+
+	snap_gate_hold(s->gate, true); /* until the release: see engine/gate.h */
+	if (k >= 0 && !copy_held) {
+		k = fall_back(pc, h);
+	} else if (k >= 0) {
+		free(s->hot); /* no write ever waits here: nothing hot to save */
+		s->hot = NULL;
+		s->nhot = 0;
+		k = copy_set(pc, &pc->pending, true, &s->stats.freeze_bytes);
+		s->stats.pages_held += s->stats.freeze_bytes / s->page_size;
+	}
+	if (k >= 0)
+		k = snap_copy_held_timed(s);
+	if (k >= 0)
+		k = mark_unmapped(pc);
+	if (k >= 0)
+		k = snap_final_meta(s);
+	return k;
+}
+
+/* Step 1 up to the first round: the first hold, protecting everything. */
+static int start(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	uint64_t t0 = sys_now_ns(), released = 0;
+	char msg[sizeof(s->err.msg)] = "";
+	int k = snap_first_hold(s, &pc->h);
+
+	if (k >= 0)
+		k = snap_plan(s);
+	if (k >= 0)
+		k = snap_register(s);
+	s->pre_t = true; /* the handler only remembers what layout events touch */
+	if (k >= 0)
+		k = holder_failed(s, holder_release(pc->h, &released, msg, sizeof(msg)), msg);
+	s->stats.hold_first_ns = pc->first_hold_ns = (released > t0 ? released : sys_now_ns()) - t0;
+	if (k >= 0)
+		k = snap_handler_start(s);
+	if (k >= 0 && snap_protect_all(s) >= 0) { /* round 0: everything */
+		k = tracked_spans(s, &pc->armed);
+		if (k >= 0)
+			k = tracked_spans(s, &pc->pending);
+	} else if (k >= 0) { /* a range went away meanwhile: range by range, as rounds do */
+		struct span_set none = {0};
+
+		k = arm_new(pc, &none, false);
+	}
+	pc->collected_ns = sys_now_ns();
+	return k;
+}
+
+static int hold_final(struct precopy *pc, bool copy_held)
+{
+	struct snap *s = pc->s;
+	char msg[sizeof(s->err.msg)] = "";
+	uint64_t t1 = sys_now_ns(), released = 0;
+	int k;
+
+	holder_info_clear(&s->held);
+	k = holder_failed(s, holder_hold(pc->h, &s->held, msg, sizeof(msg)), msg);
+	if (k >= 0) {
+		s->stats.threads = s->held.nthreads;
+		k = freeze(pc, pc->h, copy_held);
+	}
+	if (k < 0)
+		snap_cleanup(s); /* drop every protection before the threads run again */
+	else
+		k = holder_failed(s, holder_release(pc->h, &released, msg, sizeof(msg)), msg);
+	snap_gate_hold(s->gate, false);
+	s->stats.hold_final_ns = (released > t1 ? released : sys_now_ns()) - t1;
+	s->stats.held_ns = s->stats.hold_first_ns > s->stats.hold_final_ns
+				   ? s->stats.hold_first_ns
+				   : s->stats.hold_final_ns;
+	return k;
+}
+
+static int check_opts(struct snap *s)
+{
+	struct snap_opts *o = &s->opts;
+
+	if (!o->downtime_ms)
+		o->downtime_ms = DEFAULT_DOWNTIME_MS;
+	if (!o->max_rounds)
+		o->max_rounds = DEFAULT_MAX_ROUNDS;
+	if (o->max_rounds > SNAP_MAX_ROUNDS - 1)
+		o->max_rounds = SNAP_MAX_ROUNDS - 1;
+	if (o->scope || o->hooks || o->arm_held)
+		return snap_fail(s, -EINVAL, "pre-copy is for processes, armed while they run"),
+		       -EINVAL;
+	if (s->pagemapfd < 0)
+		return snap_fail(s, -EOPNOTSUPP, "pre-copy needs /proc/%d/pagemap", s->pid),
+		       -EOPNOTSUPP;
+	return 0;
+}
+
+/*
+ * Did not converge. --strict-downtime: fail. A single snapshot falls back to write
+ * protection at the freeze; a chain cannot (the dirty log must stay armed for the next
+ * image), so it copies the rest while held if that is at most CHAIN_HOLD_MAX_BYTES.
+ */
+static int not_converged(struct precopy *pc, bool *ret_copy_held)
+{
+	struct snap *s = pc->s;
+	uint64_t cost = pending_cost(pc);
+
+	*ret_copy_held = pc->chain;
+	if (!s->opts.strict_downtime && (!pc->chain || cost <= CHAIN_HOLD_MAX_BYTES))
+		return 0;
+	return snap_fail(s, -ETIME,
+			 "pre-copy did not converge in %u rounds: pid %d writes %" PRIu64
+			 " MiB/s, the last round had %" PRIu64 " MiB to copy, predicted to hold it %"
+			 PRIu64 " ms against a budget of %u ms%s",
+			 s->stats.rounds, s->pid, s->stats.dirty_rate_bps >> 20, cost >> 20,
+			 s->stats.downtime_predicted_ns / 1000000, s->opts.downtime_ms,
+			 s->opts.strict_downtime ? " (--strict-downtime)"
+						 : "; too much to copy while it is held"),
+	       -ETIME;
+}
+
+int precopy_new(struct snap *s, bool chain, struct precopy **ret)
+{
+	struct precopy *pc = calloc(1, sizeof(*pc));
+	int k = pc ? check_opts(s) : -ENOMEM;
+
+	if (!pc)
+		return snap_fail(s, k, "out of memory"), k;
+	*pc = (struct precopy){.s = s, .chain = chain, .buf_len = COPY_CHUNK};
+	pc->buf = aligned_alloc(4096, pc->buf_len);
+	pc->present = malloc(pc->buf_len / s->page_size);
+	if (k >= 0 && (!pc->buf || !pc->present))
+		k = (snap_fail(s, -ENOMEM, "out of memory"), -ENOMEM);
+	if (k >= 0)
+		k = start(pc);
+	*ret = pc;
+	return k;
+}
+
+int precopy_next(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	bool converged = false, copy_held = true;
+	int k = snap_begin_image(s);
+
+	if (k >= 0 && pc->images) { /* an increment: what changed since the last instant */
+		spans_free(&pc->covered);
+		pc->covered = pc->saved;
+		pc->saved = (struct span_set){0};
+		k = collect(pc, false);
+	}
+	if (k >= 0)
+		k = rounds(pc, &converged);
+	s->stats.converged = converged;
+	if (k >= 0 && !converged)
+		k = not_converged(pc, &copy_held);
+	if (k >= 0)
+		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
+	if (k >= 0)
+		k = hold_final(pc, converged || copy_held);
+	else
+		snap_cleanup(s);
+	pc->images++;
+	return k;
+}
+
+void precopy_free(struct precopy *pc)
+{
+	if (!pc)
+		return;
+	holder_free(pc->h); /* releases the target if it is still held */
+	spans_free(&pc->armed);
+	spans_free(&pc->retry);
+	spans_free(&pc->covered);
+	spans_free(&pc->pending);
+	spans_free(&pc->saved);
+	free(pc->buf);
+	free(pc->present);
+	free(pc);
+}
+
+int snap_precopy(struct snap *s)
+{
+	struct precopy *pc = NULL;
+	int k = precopy_new(s, false, &pc);
+
+	if (k >= 0)
+		k = precopy_next(pc);
+	else
+		snap_cleanup(s);
+	precopy_free(pc);
+	return k;
+}
