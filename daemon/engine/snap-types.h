@@ -80,7 +80,8 @@ struct snap_opts {
 	/*
 	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
 	 * the snapshot's thread at a named point, where a test changes the world under it:
-	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).
+	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming),
+	 * "instant" (just after the instant, before the background copy).
 	 */
 	void (*test_pause)(const char *point);
 };

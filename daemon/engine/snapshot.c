@@ -77,6 +77,7 @@ static int run_after_t(struct snap *s)
 		return k;
 	if (h && h->at_instant) /* the guest's faults are served from here on */
 		h->at_instant(h->ctx);
+	snap_test_pause(s, "instant");
 	k = copier_run(s);
 	if (k < 0 && k != -ECANCELED)
 		snap_fail(s, k, "copier: %s", strerror(-k));
