@@ -484,6 +484,18 @@ static void print_holds(FILE *f, const struct snap_stats *st)
 			st->copy_held_ns / 1e6, st->threads);
 }
 
+/* Writes write protection cannot see: the image names each in an EVENT "may-not-be-exact". */
+static void print_unseen(FILE *f, const struct snap_stats *st)
+{
+	if (!st->io_contexts && !st->io_rings_hidden)
+		return;
+	fprintf(f,
+		"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be in "
+		"flight), %" PRIu64 " rings that cannot be inspected\n"
+		"                     (the image's EVENTs say which)\n",
+		st->io_contexts, st->io_rings_hidden);
+}
+
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
 {
 	const struct guest_stats *g = &c->guest;
@@ -516,6 +528,7 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 			"  pinned buffers     %.1f KiB io_uring registered buffers copied while held, "
 			"%.1f KiB not exact (recorded as discarded)\n",
 			st->pinned_bytes_held / 1024.0, st->pinned_bytes_not_exact / 1024.0);
+	print_unseen(f, st);
 	if (st->fault_sink_waits)
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "

@@ -116,5 +116,8 @@ struct snap_stats {
 	uint64_t events_remap, events_remove, events_unmap;
 	unsigned threads;
 	unsigned vmas_tracked, vmas_copied;
+	/* Writes write protection cannot see (README): each an EVENT "may-not-be-exact". */
+	uint64_t io_contexts;	  /* io_uring rings, AIO contexts: O_DIRECT reads may be in flight */
+	uint64_t io_rings_hidden; /* rings that cannot be inspected (--strict fails instead) */
 };
 

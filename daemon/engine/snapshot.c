@@ -241,6 +241,8 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 			    json_integer((json_int_t)s->pinned_bytes_held));
 	json_object_set_new(j, "pinned_bytes_not_exact",
 			    json_integer((json_int_t)s->pinned_bytes_not_exact));
+	json_object_set_new(j, "io_contexts", json_integer((json_int_t)s->io_contexts));
+	json_object_set_new(j, "io_rings_hidden", json_integer((json_int_t)s->io_rings_hidden));
 	json_object_set_new(j, "fault_sink_waits", json_integer((json_int_t)s->fault_sink_waits));
 	json_object_set_new(j, "fault_sink_wait_max_ns",
 			    json_integer((json_int_t)s->fault_sink_wait_max_ns));
