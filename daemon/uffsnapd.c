@@ -487,13 +487,15 @@ static void print_holds(FILE *f, const struct snap_stats *st)
 /* Writes write protection cannot see: the image names each in an EVENT "may-not-be-exact". */
 static void print_unseen(FILE *f, const struct snap_stats *st)
 {
-	if (!st->io_contexts && !st->io_rings_hidden)
+	if (!st->io_contexts && !st->io_rings_hidden && !st->shared_writers && !st->fd_writers)
 		return;
 	fprintf(f,
 		"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be in "
-		"flight), %" PRIu64 " rings that cannot be inspected\n"
-		"                     (the image's EVENTs say which)\n",
-		st->io_contexts, st->io_rings_hidden);
+		"flight), %" PRIu64 " rings that cannot be inspected,\n"
+		"                     %" PRIu64 " other processes mapping shared memory writably, "
+		"%" PRIu64 " writable descriptors\n"
+		"                     to shared memory that changed (the image's EVENTs say where)\n",
+		st->io_contexts, st->io_rings_hidden, st->shared_writers, st->fd_writers);
 }
 
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)

@@ -20,6 +20,7 @@
 #include "engine/faults.h"
 #include "engine/live.h"
 #include "engine/meta.h"
+#include "engine/shared.h"
 #include "engine/snap.h"
 #include "engine/snapshot.h"
 #include "target/attach.h"
@@ -78,7 +79,11 @@ static int run_after_t(struct snap *s)
 	if (h && h->at_instant) /* the guest's faults are served from here on */
 		h->at_instant(h->ctx);
 	snap_test_pause(s, "instant");
-	k = copier_run(s);
+	k = shared_scan(s); /* other writers of shared memory: at the instant, and at the end */
+	if (k >= 0)
+		k = copier_run(s);
+	if (k >= 0)
+		k = shared_finish(s);
 	if (k < 0 && k != -ECANCELED)
 		snap_fail(s, k, "copier: %s", strerror(-k));
 	snap_handler_stop(s);
@@ -204,6 +209,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	free(s.hot);
 	free(s.rings);
 	free(s.pinned);
+	shared_free(&s);
 	free(s.dirty);
 	free(s.fault_ns);
 	holder_info_clear(&s.held);
@@ -243,6 +249,8 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 			    json_integer((json_int_t)s->pinned_bytes_not_exact));
 	json_object_set_new(j, "io_contexts", json_integer((json_int_t)s->io_contexts));
 	json_object_set_new(j, "io_rings_hidden", json_integer((json_int_t)s->io_rings_hidden));
+	json_object_set_new(j, "shared_writers", json_integer((json_int_t)s->shared_writers));
+	json_object_set_new(j, "fd_writers", json_integer((json_int_t)s->fd_writers));
 	json_object_set_new(j, "fault_sink_waits", json_integer((json_int_t)s->fault_sink_waits));
 	json_object_set_new(j, "fault_sink_wait_max_ns",
 			    json_integer((json_int_t)s->fault_sink_wait_max_ns));

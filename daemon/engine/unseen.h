@@ -3,8 +3,9 @@
  * Writes write protection cannot see (README "Writes write protection cannot see"): what the
  * engine finds of them is named in the image as an EVENT "may-not-be-exact" (proto/FORMAT.md
  * "Events"), the image's pages left as they are read. engine/rings.c finds the io_uring and
- * AIO contexts; io_uring registered buffers are copied while held (engine/pinned.c) and use
- * the EVENT "not-exact" beyond the bound.
+ * AIO contexts, engine/shared.c the other writers of shared memory; io_uring registered
+ * buffers are copied while held (engine/pinned.c) and use the EVENT "not-exact" beyond the
+ * bound.
  */
 #pragma once
 
