@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/shared.h"
+#include "engine/snap-types.h"
 
 #define WHY_MAPPED "shared with another process"
 #define WHY_FD	   "descriptor open for writing"
@@ -47,6 +48,18 @@ struct shared_state {
 	bool any_path; /* some object can have descriptors: scan them */
 };
 
+/*
+ * Does a file of that /proc/PID/maps path have a name any process may open? Not a deleted
+ * file (a memfd is "/memfd:NAME (deleted)"), shared anonymous memory ("/dev/zero (deleted)")
+ * or SysV memory ("/SYSV...").
+ */
+bool shared_named(const char *path);
+/*
+ * The addresses of the target's mapping m that show the part [offset, offset + len) of the
+ * same object another mapping shows; false if none.
+ */
+bool shared_overlap(const struct shared_map *m, uint64_t offset, uint64_t len,
+		    struct snap_span *ret);
 /* The object with that device and inode, or -1. */
 ssize_t shared_obj_find(const struct shared_state *st, unsigned major, unsigned minor,
 			uint64_t ino);

@@ -68,17 +68,13 @@ static int add_mapping(struct snap *s, size_t o, pid_t pid, const struct maps_li
 	int k = 0;
 
 	for (size_t i = 0; i < ob->nmaps && k >= 0; i++) {
-		const struct shared_map *m = &ob->maps[i];
-		uint64_t lo = l->offset > m->offset ? l->offset : m->offset;
-		uint64_t hi_l = l->offset + (l->end - l->start),
-			 hi_m = m->offset + (m->end - m->start);
-		uint64_t hi = hi_l < hi_m ? hi_l : hi_m;
 		struct shared_writer w = {.pid = pid, .fd = -1, .obj = o};
+		struct snap_span both;
 
-		if (lo >= hi)
+		if (!shared_overlap(&ob->maps[i], l->offset, l->end - l->start, &both))
 			continue;
-		w.start = m->start + (lo - m->offset);
-		w.end = m->start + (hi - m->offset);
+		w.start = both.start;
+		w.end = both.end;
 		k = shared_writer_add(st, &w);
 		if (k > 0) {
 			s->stats.shared_writers++;

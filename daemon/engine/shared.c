@@ -26,11 +26,25 @@ static bool fd_capable(const char *path)
 	return path && path[0] == '/' && strncmp(path, "/dev/zero", 9) && strncmp(path, "/SYSV", 5);
 }
 
-static bool deleted(const char *path)
+bool shared_named(const char *path)
 {
-	size_t n = strlen(path), d = sizeof(" (deleted)") - 1;
+	size_t n = path ? strlen(path) : 0, d = sizeof(" (deleted)") - 1;
 
-	return n >= d && !strcmp(path + n - d, " (deleted)");
+	return fd_capable(path) && !(n >= d && !strcmp(path + n - d, " (deleted)"));
+}
+
+bool shared_overlap(const struct shared_map *m, uint64_t offset, uint64_t len,
+		    struct snap_span *ret)
+{
+	uint64_t lo = offset > m->offset ? offset : m->offset;
+	uint64_t hi = offset + len < m->offset + (m->end - m->start)
+			  ? offset + len
+			  : m->offset + (m->end - m->start);
+
+	if (lo >= hi)
+		return false;
+	*ret = (struct snap_span){m->start + (lo - m->offset), m->start + (hi - m->offset)};
+	return true;
 }
 
 ssize_t shared_obj_find(const struct shared_state *st, unsigned ma, unsigned mi, uint64_t ino)
@@ -90,7 +104,7 @@ static int obj_new(struct shared_state *st, pid_t pid, const struct vma *v)
 	if (v->path && !(o->path = strdup(v->path)))
 		return -ENOMEM;
 	st->nobj++;
-	o->named = fd_capable(o->path) && !deleted(o->path);
+	o->named = shared_named(o->path);
 	st->any_path |= fd_capable(o->path);
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, v->start,
 		 v->end);
