@@ -7,7 +7,7 @@
  * - another process writing the same object through its own mapping (a second mapping of a
  *   memfd or /dev/shm file, MAP_SHARED|MAP_ANONYMOUS memory a child inherited, a vhost-user
  *   backend mapping a QEMU guest's RAM): found by the object's device and inode in every
- *   process's /proc/PID/maps, at the instant and at the end; each is an EVENT with the
+ *   process's /proc/PID/maps, just after the instant and at the end; each is an EVENT with the
  *   process's pid, name and the range both map, and --strict fails instead; nor
  * - a write through a descriptor (write, pwrite, fallocate, truncate, splice,
  *   copy_file_range: shmem copies into its page cache page, no page table involved). Each
@@ -17,9 +17,10 @@
  *   for writing (or which has a name any process may open) is named in an EVENT, but
  *   --strict does not fail: every write fault through a shared mapping of shmem moves the
  *   ctime too (mm/memory.c fault_dirty_shared_page(): file_update_time() when the VMA has no
- *   page_mkwrite; measured: the first write to each page after write protection is lifted),
- *   so the two cannot be told apart, and QEMU keeps its memfd open for writing. Measured on
- *   6.18: inotify cannot tell either, a memfd is a pseudo file (FMODE_NONOTIFY).
+ *   page_mkwrite; measured: it moves in a snapshot in which the target only writes pages of
+ *   its memfd that were dirty already), so the two cannot be told apart, and QEMU keeps its
+ *   memfd open for writing. Nor can inotify tell (measured on 6.18: no event for a pwrite()
+ *   to a memfd, a pseudo file: FMODE_NONOTIFY).
  */
 #pragma once
 
