@@ -267,8 +267,8 @@ void cli_svc_show_stats(FILE *f, const json_t *st)
 		fprintf(f,
 			"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be "
 			"in flight), %" PRIu64 " rings that cannot be inspected,\n"
-			"                     %" PRIu64 " other processes mapping shared memory "
-			"writably, %" PRIu64 " writable descriptors\n"
+			"                     %" PRIu64 " writable mappings of its shared memory by "
+			"others, %" PRIu64 " writable descriptors\n"
 			"                     to shared memory that changed (the image's EVENTs say "
 			"where)\n",
 			cli_u64(st, "io_contexts"), cli_u64(st, "io_rings_hidden"),

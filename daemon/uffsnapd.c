@@ -495,7 +495,7 @@ static void print_unseen(FILE *f, const struct snap_stats *st)
 	fprintf(f,
 		"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be in "
 		"flight), %" PRIu64 " rings that cannot be inspected,\n"
-		"                     %" PRIu64 " other processes mapping shared memory writably, "
+		"                     %" PRIu64 " writable mappings of its shared memory by others, "
 		"%" PRIu64 " writable descriptors\n"
 		"                     to shared memory that changed (the image's EVENTs say where)\n",
 		st->io_contexts, st->io_rings_hidden, st->shared_writers, st->fd_writers);

@@ -119,8 +119,8 @@ struct snap_stats {
 	/* Writes write protection cannot see (README): each an EVENT "may-not-be-exact". */
 	uint64_t io_contexts;	  /* io_uring rings, AIO contexts: O_DIRECT reads may be in flight */
 	uint64_t io_rings_hidden; /* rings that cannot be inspected (--strict fails instead) */
-	uint64_t shared_writers;  /* other processes that may write saved shared memory through
-				   * their own mappings (--strict fails instead) */
+	uint64_t shared_writers;  /* other processes' writable mappings of saved shared memory:
+				   * one per process and range (--strict fails instead) */
 	uint64_t fd_writers;	  /* descriptors open for writing to saved shared memory that
 				   * changed during the snapshot */
 };
