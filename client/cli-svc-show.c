@@ -262,6 +262,17 @@ void cli_svc_show_stats(FILE *f, const json_t *st)
 			"%.1f KiB not exact (recorded as discarded)\n",
 			cli_u64(st, "pinned_bytes_held") / 1024.0,
 			cli_u64(st, "pinned_bytes_not_exact") / 1024.0);
+	if (cli_u64(st, "io_contexts") || cli_u64(st, "io_rings_hidden") ||
+	    cli_u64(st, "shared_writers") || cli_u64(st, "fd_writers"))
+		fprintf(f,
+			"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be "
+			"in flight), %" PRIu64 " rings that cannot be inspected,\n"
+			"                     %" PRIu64 " writable mappings of its shared memory by "
+			"others, %" PRIu64 " writable descriptors\n"
+			"                     to shared memory that changed (the image's EVENTs say "
+			"where)\n",
+			cli_u64(st, "io_contexts"), cli_u64(st, "io_rings_hidden"),
+			cli_u64(st, "shared_writers"), cli_u64(st, "fd_writers"));
 	if (cli_u64(st, "fault_sink_waits"))
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "

@@ -49,8 +49,10 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "                  overwritten; yours: your uid and gid, mode 0600)\n"
 	    "  --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive', or a\n"
 	    "                  'receive' job) with uffsnapd's key (uffsnapd --service --key)\n"
-	    "  --strict        fail if the target discards memory not yet saved, instead of\n"
-	    "                  recording it as discarded after the instant\n"
+	    "  --strict        fail if the target discards memory not yet saved, or memory\n"
+	    "                  is written where write protection cannot see it (io_uring\n"
+	    "                  buffers it cannot copy, shared memory another process maps\n"
+	    "                  writable), instead of recording it in the image\n"
 	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
 	    "  --force         replace FILE if it exists\n"
 	    "  --no-wait       print the job's id and return at once (not with --output FILE)\n" CLI_SVC_OPTIONS_HELP

@@ -176,8 +176,11 @@ static void usage(FILE *f)
 		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
 		"  -f, --force         replace FILE if it exists (a failed snapshot never touches\n"
 		"                      it: the image gets FILE's name only once complete)\n"
-		"  -s, --strict        fail if the target discards memory not yet saved (munmap,\n"
-		"                      MADV_DONTNEED) instead of recording it as discarded\n"
+		"  -s, --strict        fail where the image would say it is not exact: the target\n"
+		"                      discards memory not yet saved (munmap, MADV_DONTNEED), or\n"
+		"                      memory is written where write protection cannot see it\n"
+		"                      (io_uring buffers beyond 64 MiB or of a ring with no\n"
+		"                      descriptor, shared memory another process maps writable)\n"
 		"  -w, --window PAGES  pages saved around each write fault (default 16, max 512)\n"
 		"      --arm-held      write-protect with every thread held (the target stops for\n"
 		"                      all of arming); default: arm while it runs, then hold it only\n"
@@ -604,6 +607,20 @@ static void print_holds(FILE *f, const struct snap_stats *st)
 			st->copy_held_ns / 1e6, st->threads);
 }
 
+/* Writes write protection cannot see: the image names each in an EVENT "may-not-be-exact". */
+static void print_unseen(FILE *f, const struct snap_stats *st)
+{
+	if (!st->io_contexts && !st->io_rings_hidden && !st->shared_writers && !st->fd_writers)
+		return;
+	fprintf(f,
+		"  may not be exact   %" PRIu64 " io_uring/AIO contexts (O_DIRECT reads may be in "
+		"flight), %" PRIu64 " rings that cannot be inspected,\n"
+		"                     %" PRIu64 " writable mappings of its shared memory by others, "
+		"%" PRIu64 " writable descriptors\n"
+		"                     to shared memory that changed (the image's EVENTs say where)\n",
+		st->io_contexts, st->io_rings_hidden, st->shared_writers, st->fd_writers);
+}
+
 static void print_summary(FILE *f, const struct cli *c, const struct snap_stats *st)
 {
 	const struct guest_stats *g = &c->guest;
@@ -636,6 +653,7 @@ static void print_summary(FILE *f, const struct cli *c, const struct snap_stats 
 			"  pinned buffers     %.1f KiB io_uring registered buffers copied while held, "
 			"%.1f KiB not exact (recorded as discarded)\n",
 			st->pinned_bytes_held / 1024.0, st->pinned_bytes_not_exact / 1024.0);
+	print_unseen(f, st);
 	if (st->fault_sink_waits)
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "

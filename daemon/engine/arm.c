@@ -12,6 +12,8 @@
 #include "engine/arm.h"
 #include "engine/pinned.h"
 #include "engine/plan.h"
+#include "engine/rings.h"
+#include "engine/shared.h"
 #include "engine/uffd-ops.h"
 #include "target/holder.h"
 
@@ -303,6 +305,10 @@ int snap_copy_held(struct snap *s)
 	free(buf);
 	if (r >= 0)
 		r = pinned_save_held(s);
+	if (r >= 0)
+		r = rings_note_held(s);
+	if (r >= 0)
+		r = shared_note_instant(s);
 	if (snap_failed(s))
 		return s->error; /* --strict */
 	if (r == -ENOBUFS)

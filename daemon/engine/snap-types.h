@@ -90,7 +90,8 @@ struct snap_opts {
 	/*
 	 * For tests only; NULL in uffsnapd (tests/snapshot/uffsnapd-test.c sets it). Called from
 	 * the snapshot's thread at a named point, where a test changes the world under it:
-	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming).
+	 * "start" (nothing opened or attached yet), "armed" (between the holds of live arming),
+	 * "instant" (just after the instant, before the background copy).
 	 */
 	void (*test_pause)(const char *point);
 };
@@ -143,5 +144,12 @@ struct snap_stats {
 	uint64_t freeze_bytes;	 /* tracked memory copied during the final hold */
 	uint64_t dirty_rate_bps; /* bytes the target wrote per second, over the last round */
 	uint64_t downtime_predicted_ns; /* the final hold, as predicted */
+	/* Writes write protection cannot see (README): each an EVENT "may-not-be-exact". */
+	uint64_t io_contexts;	  /* io_uring rings, AIO contexts: O_DIRECT reads may be in flight */
+	uint64_t io_rings_hidden; /* rings that cannot be inspected (--strict fails instead) */
+	uint64_t shared_writers;  /* other processes' writable mappings of saved shared memory:
+				   * one per process and range (--strict fails instead) */
+	uint64_t fd_writers;	  /* descriptors open for writing to saved shared memory that
+				   * changed during the snapshot */
 };
 

@@ -93,6 +93,8 @@ struct snap {
 	struct snap_stats stats;
 	uint64_t *fault_ns; /* fault service times, for percentiles. Handler; main after it */
 	size_t nfault_ns, fault_ns_cap;
+	/* The shared memory the image saves and who else may write it (engine/shared.h). Main. */
+	struct shared_state *shared;
 };
 
 static inline void snap_test_pause(const struct snap *s, const char *point)

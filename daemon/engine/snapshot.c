@@ -21,6 +21,7 @@
 #include "engine/live.h"
 #include "engine/meta.h"
 #include "engine/precopy.h"
+#include "engine/shared.h"
 #include "engine/snap.h"
 #include "engine/snapshot.h"
 #include "target/attach.h"
@@ -78,11 +79,32 @@ static int run_after_t(struct snap *s)
 		return k;
 	if (h && h->at_instant) /* the guest's faults are served from here on */
 		h->at_instant(h->ctx);
-	k = copier_run(s);
+	snap_test_pause(s, "instant");
+	k = shared_scan(s); /* other writers of shared memory: at the instant, and at the end */
+	if (k >= 0)
+		k = copier_run(s);
+	if (k >= 0)
+		k = shared_finish(s);
 	if (k < 0 && k != -ECANCELED)
 		snap_fail(s, k, "copier: %s", strerror(-k));
 	snap_handler_stop(s);
 	return snap_failed(s) ? s->error : 0;
+}
+
+/*
+ * A pre-copy that converged: who else maps the shared memory it saved, as run_after_t()
+ * asks after a write-protect snapshot's instant (engine/shared.h). Only the processes that
+ * map it at the instant are seen: one that wrote it during the rounds and went is not.
+ */
+static int after_precopy(struct snap *s)
+{
+	int k = shared_scan(s);
+
+	if (k >= 0)
+		k = shared_finish(s);
+	if (k < 0 && !snap_failed(s))
+		snap_fail(s, k, "cannot look for other writers of shared memory: %s", strerror(-k));
+	return k;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -218,6 +240,7 @@ static void snap_free(struct snap *s)
 	free(s->hot);
 	free(s->rings);
 	free(s->pinned);
+	shared_free(s);
 	free(s->dirty);
 	free(s->fault_ns);
 	json_decref(s->parent);
@@ -241,6 +264,8 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 	/* A pre-copy that converged copied everything by its instant. */
 	if (!snap_failed(&s) && (!s.opts.precopy || s.precopy_fell_back))
 		run_after_t(&s);
+	else if (!snap_failed(&s))
+		after_precopy(&s);
 	snap_cleanup(&s);
 	k = snap_finish(&s, ret_stats, err);
 	snap_free(&s);
@@ -290,8 +315,9 @@ int snapshot_chain_take(struct snapshot_chain *c, struct img_sink *sink, const c
 	s->parent = parent_json ? json_loads(parent_json, 0, NULL) : NULL;
 	if (parent_json && !json_is_object(s->parent))
 		snap_fail(s, -EINVAL, "the parent's description is not a JSON object");
-	else if (snap_writer_open(s, sink) >= 0)
-		precopy_next(c->pc);
+	else if (snap_writer_open(s, sink) >= 0 && precopy_next(c->pc) >= 0)
+		after_precopy(s);
+	shared_free(s); /* the next image looks again */
 	return snap_finish(s, ret_stats, err);
 }
 
@@ -358,6 +384,10 @@ int snapshot_stats_to_json(const struct snap_stats *s, json_t **ret)
 			    json_integer((json_int_t)s->pinned_bytes_held));
 	json_object_set_new(j, "pinned_bytes_not_exact",
 			    json_integer((json_int_t)s->pinned_bytes_not_exact));
+	json_object_set_new(j, "io_contexts", json_integer((json_int_t)s->io_contexts));
+	json_object_set_new(j, "io_rings_hidden", json_integer((json_int_t)s->io_rings_hidden));
+	json_object_set_new(j, "shared_writers", json_integer((json_int_t)s->shared_writers));
+	json_object_set_new(j, "fd_writers", json_integer((json_int_t)s->fd_writers));
 	json_object_set_new(j, "fault_sink_waits", json_integer((json_int_t)s->fault_sink_waits));
 	json_object_set_new(j, "fault_sink_wait_max_ns",
 			    json_integer((json_int_t)s->fault_sink_wait_max_ns));

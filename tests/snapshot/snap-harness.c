@@ -274,3 +274,96 @@ bool snap_image_complete(const char *path)
 	close(fd);
 	return r >= 0 && sum.status == IMG_COMPLETE;
 }
+
+pid_t snap_start_json(const char *uffsnapd, pid_t pid, const char *image, const char *json,
+		      const char *extra)
+{
+	char pidstr[16];
+	pid_t d;
+
+	snprintf(pidstr, sizeof(pidstr), "%d", pid);
+	d = fork();
+	if (d == 0) {
+		int out = open(json, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		dup2(out, STDOUT_FILENO);
+		execl(uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force", "--json",
+		      extra ? extra : "--json", (char *)NULL);
+		_exit(127);
+	}
+	return d;
+}
+
+uint64_t snap_json_stat(const char *json, const char *name)
+{
+	json_t *j = json_load_file(json, 0, NULL);
+	uint64_t n = json_integer_value(json_object_get(j, name));
+
+	json_decref(j);
+	return n;
+}
+
+/* proto/FORMAT.md: a 64-byte header, then frames of a 48-byte header and a payload. */
+#define IMG_HEADER 64
+#define FRAME_HEADER 48
+#define FRAME_EVENT 6
+#define FRAME_INDEX 7
+
+static uint32_t le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+json_t *snap_image_events(const char *path, const char *event)
+{
+	json_t *all = json_array();
+	uint8_t h[FRAME_HEADER];
+	FILE *f = fopen(path, "re");
+	long pos = IMG_HEADER;
+
+	while (f && all && fseek(f, pos, SEEK_SET) == 0 && fread(h, 1, sizeof(h), f) == sizeof(h) &&
+	       !memcmp(h, "UFRM", 4) && (h[4] | h[5] << 8) != FRAME_INDEX) {
+		uint32_t len = le32(h + 32);
+		char *text = (h[4] | h[5] << 8) == FRAME_EVENT ? malloc(len + 1) : NULL;
+		json_t *ev;
+
+		if (text && fread(text, 1, len, f) == len) {
+			ev = json_loadb(text, len, 0, NULL);
+			if (ev && (!event || !strcmp(json_string_value(json_object_get(ev, "event")) ?: "",
+						  event)))
+				json_array_append(all, ev);
+			json_decref(ev);
+		}
+		free(text);
+		pos += FRAME_HEADER + len;
+	}
+	if (f)
+		fclose(f);
+	return all;
+}
+
+size_t snap_events_count(const json_t *events, const char *why, pid_t pid)
+{
+	size_t i, n = 0;
+	json_t *ev;
+
+	json_array_foreach(events, i, ev) {
+		const char *w = json_string_value(json_object_get(ev, "why"));
+
+		if ((!why || (w && !strcmp(w, why))) &&
+		    (!pid || json_integer_value(json_object_get(ev, "pid")) == pid))
+			n++;
+	}
+	return n;
+}
+
+bool snap_wait_traced(pid_t tid)
+{
+	/* A hang guard, never a measurement: uffsnapd seizes every thread at its start. */
+	for (int i = 0; i < SNAP_PAUSE_WAIT_MS; i++) {
+		if (snap_tracer_of(tid) > 0)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}

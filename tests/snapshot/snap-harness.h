@@ -3,7 +3,10 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <jansson.h>
 
 #include "workload/wl-harness.h"
 
@@ -51,3 +54,15 @@ void snap_pause_clean(const char *dir, const char *point);
 bool snap_file_has(const char *path, const char *needle);
 /* Does the image at path verify as complete (`uffsnapctl image verify` would say ok)? */
 bool snap_image_complete(const char *path);
+
+/* Starts uffsnapd --pid pid --output image --force --json [extra], its summary into json. */
+pid_t snap_start_json(const char *uffsnapd, pid_t pid, const char *image, const char *json,
+		      const char *extra);
+/* A number of the --json summary in file json (0 if absent). */
+uint64_t snap_json_stat(const char *json, const char *name);
+/* The EVENT frames of the image at path whose "event" is event (NULL: all), as an array. */
+json_t *snap_image_events(const char *path, const char *event);
+/* How many of events have that "why" (NULL: any) and that "pid" (0: any). */
+size_t snap_events_count(const json_t *events, const char *why, pid_t pid);
+/* Waits until thread tid is traced (uffsnapd's holder seized it); false after a hang guard. */
+bool snap_wait_traced(pid_t tid);

@@ -16,10 +16,17 @@
  *   held: the image reads its pages beyond the bound as discarded (never as content), the
  *   summary counts them (pinned_bytes_not_exact); with --strict uffsnapd fails instead.
  *
+ * - nofd: the target registers its ring's descriptor (io_uring_register_ring_fd()) and closes
+ *   it: the ring runs on, but its registered buffers are listed only in the fdinfo of a
+ *   descriptor, and on 6.18 the ring's mapping cannot be opened again to get one
+ *   (/proc/PID/map_files of an anonymous inode: ENXIO). Every image must then name the ring
+ *   (EVENT "may-not-be-exact", "io_uring ring with no descriptor"; io_rings_hidden in the
+ *   summary), so that a wrong image is never unannounced; --strict fails instead.
+ *
  * The target retries io_uring_wait_cqe() on EINTR (uffsnapd's attach can make it return
  * that) and counts how often it did; the test prints the count.
  *
- * usage: test-snapshot-pinned UFFSNAPD WORKLOAD CHECK [runs]
+ * usage: test-snapshot-pinned UFFSNAPD WORKLOAD CHECK [runs | nofd]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +50,9 @@
 
 #define RUNS	20
 #define BIG_BUF (72ull << 20) /* more than uffsnapd's 64 MiB copied while held */
+#define WHY_NO_FD "io_uring ring with no descriptor"
+
+enum mode { EXACT, BOUND, NOFD };
 
 /* The target's ordinary memory (private: the child's own after fork). */
 struct state {
@@ -77,7 +87,8 @@ static int wait_cqe(struct io_uring *ring, struct io_uring_cqe **cqe, struct rep
 }
 
 /* Answers 'y' once the read is in flight, 's' if io_uring is unavailable, else 'n'. */
-static void target_main(int reply, struct state *st, uint64_t *buf, void *big, struct report *rep)
+static void target_main(int reply, struct state *st, uint64_t *buf, void *big, struct report *rep,
+			bool nofd)
 {
 	struct iovec iov[2] = {{buf, 4096}, {big, BIG_BUF}};
 	struct io_uring_cqe *cqe;
@@ -86,10 +97,13 @@ static void target_main(int reply, struct state *st, uint64_t *buf, void *big, s
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (io_uring_queue_init(4, &ring, 0) < 0 ||
-	    io_uring_register_buffers(&ring, iov, big ? 2 : 1) < 0) {
+	    io_uring_register_buffers(&ring, iov, big ? 2 : 1) < 0 ||
+	    (nofd && io_uring_register_ring_fd(&ring) != 1)) {
 		write(reply, "s", 1);
 		_exit(0);
 	}
+	if (nofd)
+		close(ring.ring_fd); /* liburing enters through the registered index from now on */
 	if (pipe(st->pipe) < 0 || pthread_create(&th, NULL, feeder, st)) {
 		write(reply, "n", 1);
 		_exit(1);
@@ -218,20 +232,43 @@ static uint64_t *own_vma(void)
 	return (uint64_t *)(p + 4096);
 }
 
-static int run(const struct snap_paths *p, int runs, bool with_big)
+/*
+ * nofd: the image must name the ring it cannot inspect, and the summary count it. 1 if not.
+ * Then a wrong image is a reported one: returns whether it was wrong, for the record.
+ */
+static int check_reported(const char *image, const char *json, int wrong, int *ret_wrong)
 {
+	json_t *ev = snap_image_events(image, "may-not-be-exact");
+	size_t n = snap_events_count(ev, WHY_NO_FD, 0);
+
+	json_decref(ev);
+	if (n != 1 || json_stat(json, "io_rings_hidden") != 1)
+		return fprintf(stderr, "FAIL: the ring with no descriptor is not named (%zu events, "
+				       "io_rings_hidden %" PRIu64 ")\n",
+			       n, json_stat(json, "io_rings_hidden")),
+		       1;
+	*ret_wrong += wrong;
+	return 0;
+}
+
+static int run(const struct snap_paths *p, int runs, enum mode mode)
+{
+	bool with_big = mode == BOUND;
 	struct state *st =
 	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint64_t *buf = own_vma();
 	struct report *rep =
 	    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint8_t *big = NULL;
-	char image[] = "/tmp/test-snapshot-pinned.img", json[] = "/tmp/test-snapshot-pinned.json";
-	int fds[2], failed = 0, k, rc = 1;
+	char image[64], json[64];
+	int fds[2], failed = 0, reported = 0, k, rc = 1;
 	uint64_t sent = 0;
 	pid_t pid;
 	char c = 0;
 
+	/* Per process: snapshot-pinned and snapshot-pinned-nofd may run at the same time. */
+	snprintf(image, sizeof(image), "/tmp/test-snapshot-pinned.%d.img", getpid());
+	snprintf(json, sizeof(json), "/tmp/test-snapshot-pinned.%d.json", getpid());
 	if (with_big) {
 		big =
 		    mmap(NULL, BIG_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -244,14 +281,15 @@ static int run(const struct snap_paths *p, int runs, bool with_big)
 	pid = fork();
 	if (pid == 0) {
 		close(fds[0]);
-		target_main(fds[1], st, buf, big, rep);
+		target_main(fds[1], st, buf, big, rep, mode == NOFD);
 	}
 	close(fds[1]);
 	if (read(fds[0], &c, 1) != 1 || c != 'y') {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		if (c == 's')
-			printf("SKIP: io_uring with registered buffers is unavailable\n");
+			printf("SKIP: io_uring with registered buffers%s is unavailable\n",
+			       mode == NOFD ? " and registered ring descriptors" : "");
 		return c == 's' ? 77 : (fprintf(stderr, "FAIL: the target did not start\n"), 1);
 	}
 	usleep(100000);
@@ -262,9 +300,9 @@ static int run(const struct snap_paths *p, int runs, bool with_big)
 			goto out;
 		}
 		k = check_image(image, st, buf, big, &sent);
-		if (k < 0)
+		if (k < 0 || (mode == NOFD && check_reported(image, json, k, &reported)))
 			goto out;
-		failed += k;
+		failed += mode == NOFD ? 0 : k;
 		printf("snapshot %d: %s, %" PRIu64 " sent; pinned held %" PRIu64
 		       " B, not exact %" PRIu64 " B; target: %" PRIu64 " completions, %" PRIu64
 		       " EINTR\n",
@@ -276,16 +314,16 @@ static int run(const struct snap_paths *p, int runs, bool with_big)
 			goto out;
 		}
 	}
-	if (with_big && snapshot(p, pid, image, json, true) != 1) {
-		fprintf(stderr,
-			"FAIL: uffsnapd --strict did not fail on a buffer beyond the bound\n");
+	if (mode != EXACT && snapshot(p, pid, image, json, true) != 1) {
+		fprintf(stderr, "FAIL: uffsnapd --strict did not fail on %s\n",
+			with_big ? "a buffer beyond the bound" : "a ring with no descriptor");
 		goto out;
 	}
 	if (snap_target_released(pid) < 0)
 		goto out;
-	printf("%d of %d images wrong; the target's io_uring_wait_cqe returned EINTR %" PRIu64
-	       " times\n",
-	       failed, runs, rep->eintr);
+	printf("%d of %d images wrong (%d more wrong and reported); the target's "
+	       "io_uring_wait_cqe returned EINTR %" PRIu64 " times\n",
+	       failed, runs, reported, rep->eintr);
 	rc = failed ? 1 : 0;
 out:
 	kill(pid, SIGKILL);
@@ -305,10 +343,14 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	if (i < argc && !strcmp(argv[i], "nofd")) {
+		printf("nofd: %d snapshots of a READ_FIXED in flight, the ring's fd closed\n", RUNS);
+		return run(&p, RUNS, NOFD);
+	}
 	printf("exact: %d snapshots of a READ_FIXED in flight\n", runs);
-	k = run(&p, runs, false);
+	k = run(&p, runs, EXACT);
 	if (k)
 		return k;
 	printf("bound: a %llu MiB registered buffer\n", BIG_BUF >> 20);
-	return run(&p, 3, true);
+	return run(&p, 3, BOUND);
 }
