@@ -98,6 +98,7 @@ static const struct {
 	const char *name, *words;
 } cli_flags[] = {
     {IMG_HEADER_F_REWRITES, "pre-copy", "pre-copy (pages rewritten by later rounds)"},
+    {IMG_HEADER_F_INCREMENTAL, "incremental", "incremental (what changed since its parent)"},
 };
 
 const char *cli_flags_describe(uint32_t flags, char *buf, size_t len)
@@ -190,6 +191,50 @@ int cli_image_reader_open(const struct cli_image *img, const char *purpose,
 	else if (r < 0)
 		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
 	return r;
+}
+
+int cli_chain_open(const struct cli_image *img, const char *parent, const char *purpose, bool quiet,
+		   struct img_chain **ret, struct img_error *err)
+{
+	char e[128], where[48];
+	bool corrupt;
+	int r;
+
+	*err = (struct img_error){0};
+	if (!img->seekable || !img->owned) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "not a regular file: %s needs random access (save the image to a file "
+			 "first)",
+			 purpose);
+		r = -ESPIPE;
+	} else {
+		r = img_chain_open(img->name, parent, ret, err);
+	}
+	if (r >= 0 || quiet)
+		return r;
+	/*
+	 * The library's messages name the image at fault. Where the image itself is damaged (no
+	 * parent involved), where it is and verify's pointer help; for a chain that does not link
+	 * up, they would not.
+	 */
+	corrupt = (r == -EBADMSG || r == -EPROTONOSUPPORT) && !strstr(err->msg, "parent");
+	if (!err->msg[0])
+		cli_file_error(img->name, "cannot read: %s", cli_strerror(r, e, sizeof(e)));
+	else if (corrupt)
+		cli_file_error(img->name,
+			       "cannot use the image: %s%s (see 'uffsnapctl image verify')",
+			       err->msg, cli_error_where(err, where, sizeof(where)));
+	else
+		cli_file_error(img->name, "cannot use the image for %s: %s", purpose, err->msg);
+	return r;
+}
+
+const char *cli_digest_hex(const uint8_t *digest, size_t n, char *buf)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(buf + 2 * i, 3, "%02x", digest[i]);
+	buf[2 * n] = '\0';
+	return buf;
 }
 
 int cli_output_open(const char *path, bool force, mode_t mode, struct out_file *o)

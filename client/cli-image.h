@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "uffsnap/chain.h"
 #include "uffsnap/image.h"
 #include "sys/out-file.h"
 
@@ -55,6 +56,23 @@ const char *cli_error_where(const struct img_error *err, char *buf, size_t len);
  */
 int cli_image_reader_open(const struct cli_image *img, const char *purpose,
 			  struct img_reader **ret);
+
+/*
+ * Opens img as a chain (uffsnap/chain.h): its parents if it is incremental (parent: --parent
+ * PATH, or NULL to look beside it), a chain of one otherwise. Needs a file. On failure prints
+ * one line naming the file and the problem (purpose says what for) and returns -errno; with
+ * quiet, prints nothing and leaves the message in err.
+ */
+int cli_chain_open(const struct cli_image *img, const char *parent, const char *purpose, bool quiet,
+		   struct img_chain **ret, struct img_error *err);
+
+/* The --parent option's line in a command's help. */
+#define CLI_PARENT_HELP                                                                            \
+	"  -p, --parent PATH   the parent of an incremental FILE (default: found beside it,\n"     \
+	"                      by the digest its metadata names); ignored for a full image\n"
+
+/* Lowercase hex of the first n bytes of a digest, into buf (2n + 1 bytes). */
+const char *cli_digest_hex(const uint8_t *digest, size_t n, char *buf);
 
 /*
  * stdout for NULL or "-"; else a temporary beside path (daemon/sys/out-file.h) that gets path's

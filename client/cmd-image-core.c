@@ -2,7 +2,8 @@
 /*
  * uffsnapctl image core FILE --output CORE: the image as an ELF core file that gdb, eu-stack and
  * readelf read as they read the kernel's (libuffsnap's img_core_write(), which uffsnapd --core
- * uses too). What the image lacks is a warning per item; the core is still written.
+ * uses too). What the image lacks is a warning per item; the core is still written. An
+ * incremental image's core is its chain's: the top's threads, the chain's memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 struct core_args {
 	const char *path;
 	const char *output; /* "-": stdout */
+	const char *parent; /* --parent: an incremental image's parent */
 	bool force;	    /* replace an existing CORE */
 };
 
@@ -29,15 +31,18 @@ static int core_parse(const struct cli_invocation *inv, int argc, char **argv,
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
 	    {"force", no_argument, NULL, 'f'},
+	    {"parent", required_argument, NULL, 'p'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
-	while ((c = cli_getopt(inv, argc, argv, "o:f", opts)) != -1) {
+	while ((c = cli_getopt(inv, argc, argv, "o:fp:", opts)) != -1) {
 		if (c == 'o')
 			a->output = optarg;
 		else if (c == 'f')
 			a->force = true;
+		else if (c == 'p')
+			a->parent = optarg;
 		else
 			return -EINVAL;
 	}
@@ -69,13 +74,12 @@ static void core_warn(const char *name, const struct img_core_report *rep)
 	}
 }
 
-static int core_write(const struct cli_image *img, struct img_reader *r, const char *output,
-		      int out)
+static int core_write(const struct cli_image *img, struct img_chain *r, const char *output, int out)
 {
 	struct img_core_report rep = {0};
 	struct img_error err = {0};
 	char e[128], where[48], sz[32], mem[32];
-	int k = img_core_write(r, out, &rep, &err);
+	int k = img_core_write_chain(r, out, &rep, &err);
 
 	if (k == -EPROTONOSUPPORT || k == -EBADMSG || k == -EFBIG)
 		cli_file_error(img->name, "cannot write a core: %s", err.msg);
@@ -95,9 +99,9 @@ static int core_write(const struct cli_image *img, struct img_reader *r, const c
 }
 
 /* A guest's image holds guest RAM and QEMU's threads: no process to write a core of. */
-static int core_refuse_guest(const struct cli_image *img, struct img_reader *r)
+static int core_refuse_guest(const struct cli_image *img, struct img_chain *r)
 {
-	json_t *meta = json_loads(img_reader_meta(r), 0, NULL);
+	json_t *meta = json_loads(img_chain_meta(r), 0, NULL);
 	bool guest = json_is_object(json_object_get(meta, "guest"));
 
 	json_decref(meta);
@@ -112,7 +116,8 @@ int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 {
 	struct cli_image img = {.fd = -EBADF};
 	struct core_args a = {0};
-	struct img_reader *r = NULL;
+	struct img_chain *r = NULL;
+	struct img_error err;
 	struct out_file o = OUT_FILE_INIT;
 	int out, ret = CLI_EXIT_FAILURE;
 
@@ -120,13 +125,14 @@ int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	if (cli_image_open(a.path, &img) < 0)
 		return CLI_EXIT_FAILURE;
-	if (cli_image_reader_open(&img, "writing a core", &r) < 0 || core_refuse_guest(&img, r) < 0)
+	if (cli_chain_open(&img, a.parent, "writing a core", false, &r, &err) < 0 ||
+	    core_refuse_guest(&img, r) < 0)
 		goto out;
 	out = cli_output_open(a.output, a.force, 0600, &o);
 	if (cli_output_close(a.output, &o, out < 0 ? out : core_write(&img, r, a.output, out)) >= 0)
 		ret = CLI_EXIT_OK;
 out:
-	img_reader_free(r);
+	img_chain_free(r);
 	cli_image_close(&img);
 	return ret;
 }

@@ -2,7 +2,8 @@
 /*
  * uffsnapctl image info FILE [--json]: what an image holds. It verifies the whole image
  * (sequentially, so a pipe works) because its state -- complete, incomplete, corrupt -- is
- * part of the answer; what the META JSON lacks is left out rather than guessed.
+ * part of the answer; what the META JSON lacks is left out rather than guessed. An incremental
+ * image's chain is part of it too (info-chain.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +16,7 @@
 #include "cli-image.h"
 #include "cli-meta.h"
 #include "cmd-image.h"
+#include "info-chain.h"
 
 struct info {
 	const char *name;
@@ -22,6 +24,7 @@ struct info {
 	json_t *meta;	      /* NULL if the image has no readable META */
 	char meta_error[256]; /* why meta is NULL although META text was found */
 	char state[sizeof(((struct img_error *)0)->msg) + 96];
+	struct info_chain chain;
 };
 
 static void info_print_target(const json_t *t)
@@ -158,6 +161,7 @@ static void info_print_text(const struct info *in)
 	info_print_pages("zero:", s->zero_pages, ps);
 	info_print_pages("discarded:", s->discarded_pages, ps);
 	info_print_rewrites(s);
+	info_chain_print(&in->chain, in->meta);
 	printf("frames:     %" PRIu64 " (%" PRIu64 " progress mark%s, %" PRIu64 " event%s)\n",
 	       s->frames, s->progress_marks, s->progress_marks == 1 ? "" : "s", s->events,
 	       s->events == 1 ? "" : "s");
@@ -183,7 +187,7 @@ static void info_json_pages(json_t *o, const char *name, uint64_t pages, uint32_
 
 static json_t *info_json(const struct info *in)
 {
-	static const char *const copied[] = {"target", "time", "kernel", "tool", "guest"};
+	static const char *const copied[] = {"target", "time", "kernel", "tool", "guest", "parent"};
 	const struct img_summary *s = &in->sum;
 	json_t *o = json_object();
 	long n;
@@ -221,6 +225,7 @@ static json_t *info_json(const struct info *in)
 		json_object_set_new(o, "vmas", json_integer(n));
 	if ((n = cli_json_array_len(in->meta, "threads")) >= 0)
 		json_object_set_new(o, "threads", json_integer(n));
+	info_chain_json(&in->chain, o);
 	json_object_set_new(o, "valid_bytes", cli_json_u64_new(s->valid_bytes));
 	return o;
 }
@@ -236,18 +241,22 @@ static int info_print_json(const struct info *in)
 }
 
 static int info_parse(const struct cli_invocation *inv, int argc, char **argv, int *ret_json,
-		      const char **ret_path)
+		      const char **ret_path, const char **ret_parent)
 {
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
+	    {"parent", required_argument, NULL, 'p'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
-	while ((c = cli_getopt(inv, argc, argv, "", opts)) != -1) {
-		if (c != 'j')
+	while ((c = cli_getopt(inv, argc, argv, "p:", opts)) != -1) {
+		if (c == 'p')
+			*ret_parent = optarg;
+		else if (c == 'j')
+			*ret_json = 1;
+		else
 			return -EINVAL;
-		*ret_json = 1;
 	}
 	*ret_path = cli_one_operand(inv, argc, argv, "FILE");
 	return *ret_path ? 0 : -EINVAL;
@@ -282,16 +291,18 @@ int cmd_image_info(const struct cli_invocation *inv, int argc, char **argv)
 {
 	struct cli_image img = {.fd = -EBADF};
 	struct info in = {0};
-	const char *path;
+	const char *path, *parent = NULL;
 	int json = 0, ret = CLI_EXIT_FAILURE;
 
-	if (info_parse(inv, argc, argv, &json, &path) < 0)
+	if (info_parse(inv, argc, argv, &json, &path, &parent) < 0)
 		return CLI_EXIT_USAGE;
 	if (cli_image_open(path, &img) < 0)
 		return CLI_EXIT_FAILURE;
 	in.name = img.name;
 	if (info_load(&in, img.fd) < 0)
 		goto out;
+	if (in.sum.status == IMG_COMPLETE)
+		info_chain_load(&in.chain, &img, parent, in.sum.header.flags);
 	if (json)
 		info_print_json(&in);
 	else
@@ -301,8 +312,13 @@ int cmd_image_info(const struct cli_invocation *inv, int argc, char **argv)
 		cli_file_error(in.name, "%s", in.state);
 		goto out;
 	}
+	if (in.chain.error[0]) {
+		cli_file_error(in.name, "cannot resolve its chain: %s", in.chain.error);
+		goto out;
+	}
 	ret = CLI_EXIT_OK;
 out:
+	info_chain_free(&in.chain);
 	json_decref(in.meta);
 	cli_image_close(&img);
 	return ret;

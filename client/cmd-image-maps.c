@@ -2,7 +2,8 @@
 /*
  * uffsnapctl image maps FILE: the VMA table of the META frame, one line per VMA as in
  * /proc/PID/maps (proc(5)), with the kind and content columns before the path so that the path,
- * which may contain spaces, stays last.
+ * which may contain spaces, stays last. An incremental image's META has the whole layout of its
+ * instant; its chain is opened all the same, so that a broken one is said (exit status 1).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -69,17 +70,35 @@ static int maps_print(const char *name, const char *text)
 	return 0;
 }
 
+/* The chain of an incremental image (a pipe's cannot be looked up: not an error here). */
+static int maps_check_chain(const struct cli_image *img, const char *parent)
+{
+	struct img_chain *c = NULL;
+	struct img_error err;
+	int r;
+
+	if (!img->seekable || !img->owned)
+		return 0;
+	r = cli_chain_open(img, parent, "its chain", false, &c, &err);
+	img_chain_free(c);
+	return r;
+}
+
 int cmd_image_maps(const struct cli_invocation *inv, int argc, char **argv)
 {
-	static const struct option opts[] = {{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"parent", required_argument, NULL, 'p'},
+					     {NULL, 0, NULL, 0}};
 	struct cli_image img = {.fd = -EBADF};
 	struct img_summary s = {0};
 	char *text = NULL, state[sizeof(s.error.msg) + 96];
-	const char *path;
-	int ret = CLI_EXIT_FAILURE;
+	const char *path, *parent = NULL;
+	int c, ret = CLI_EXIT_FAILURE;
 
-	if (cli_getopt(inv, argc, argv, "", opts) != -1)
-		return CLI_EXIT_USAGE;
+	while ((c = cli_getopt(inv, argc, argv, "p:", opts)) != -1) {
+		if (c != 'p')
+			return CLI_EXIT_USAGE;
+		parent = optarg;
+	}
 	path = cli_one_operand(inv, argc, argv, "FILE");
 	if (!path)
 		return CLI_EXIT_USAGE;
@@ -99,6 +118,8 @@ int cmd_image_maps(const struct cli_invocation *inv, int argc, char **argv)
 		cli_file_error(img.name, "%s", state);
 		goto out;
 	}
+	if ((s.header.flags & IMG_HEADER_F_INCREMENTAL) && maps_check_chain(&img, parent) < 0)
+		goto out;
 	ret = CLI_EXIT_OK;
 out:
 	free(text);

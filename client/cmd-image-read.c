@@ -2,7 +2,9 @@
 /*
  * uffsnapctl image read FILE --addr ADDR --length N [--output OUT]: the snapshot's bytes of a
  * range. The whole range is checked against the index before anything is written, so a range
- * that is partly missing or discarded fails without leaving partial output behind.
+ * that is partly missing or discarded fails without leaving partial output behind. An
+ * incremental image is read through its chain (its parents); any image is opened as a chain,
+ * a full one being a chain of one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 struct read_args {
 	const char *path;
 	const char *output; /* NULL or "-": stdout */
+	const char *parent; /* --parent: an incremental image's parent */
 	uint64_t addr;
 	uint64_t length;
 	int have_addr, have_length;
@@ -66,15 +69,13 @@ static int read_check_args(const struct cli_invocation *inv, const struct read_a
 static int read_parse(const struct cli_invocation *inv, int argc, char **argv, struct read_args *a)
 {
 	static const struct option opts[] = {
-	    {"addr", required_argument, NULL, 'a'},
-	    {"length", required_argument, NULL, 'l'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, 'f'},
-	    {NULL, 0, NULL, 0},
+	    {"addr", required_argument, NULL, 'a'},   {"length", required_argument, NULL, 'l'},
+	    {"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
+	    {"parent", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
 	};
 	int c, r = 0;
 
-	while (r >= 0 && (c = cli_getopt(inv, argc, argv, "a:l:o:f", opts)) != -1) {
+	while (r >= 0 && (c = cli_getopt(inv, argc, argv, "a:l:o:fp:", opts)) != -1) {
 		if (c == 'a')
 			r = read_number(inv, "--addr", optarg, &a->addr), a->have_addr = 1;
 		else if (c == 'l')
@@ -83,6 +84,8 @@ static int read_parse(const struct cli_invocation *inv, int argc, char **argv, s
 			a->output = optarg;
 		else if (c == 'f')
 			a->force = true;
+		else if (c == 'p')
+			a->parent = optarg;
 		else
 			r = -EINVAL;
 	}
@@ -94,9 +97,9 @@ static int read_parse(const struct cli_invocation *inv, int argc, char **argv, s
 	return read_check_args(inv, a);
 }
 
-/* The last index entry starting at or below addr (entries are sorted by address). */
-static const struct img_index_entry *read_find(const struct img_index_entry *e, size_t n,
-					       uint64_t addr)
+/* The last extent starting at or below addr (extents are sorted by address). */
+static const struct img_chain_extent *read_find(const struct img_chain_extent *e, size_t n,
+						uint64_t addr)
 {
 	size_t lo = 0, hi = n;
 
@@ -111,34 +114,40 @@ static const struct img_index_entry *read_find(const struct img_index_entry *e, 
 	return lo ? &e[lo - 1] : NULL;
 }
 
-/* Fails, naming the first address, if any part of [addr, end) is a hole or discarded. */
-static int read_check_range(const char *name, struct img_reader *r, uint64_t addr, uint64_t end)
+/* Says why the image has nothing at addr: not mapped at the instant (UNMAPPED), or not in it. */
+static int read_hole(const char *name, struct img_chain *c, uint64_t addr)
 {
-	const struct img_index_entry *idx, *e;
-	uint64_t ps = img_reader_page_size(r), eend;
-	size_t n = img_reader_index(r, &idx);
+	struct img_error err = {0};
+	uint8_t b;
+
+	img_chain_read(c, addr, &b, 1, &err);
+	if (strstr(err.msg, "not mapped"))
+		cli_file_error(name,
+			       "address 0x%" PRIx64 " was not mapped at the snapshot instant (an "
+			       "earlier round or a parent image had it, then it was unmapped)",
+			       addr);
+	else
+		cli_file_error(name,
+			       "address 0x%" PRIx64 " is not in the image%s (it was not mapped, "
+			       "or not copied, at the snapshot instant)",
+			       addr, img_chain_depth(c) > 1 ? " nor in its parents" : "");
+	return -ENOENT;
+}
+
+/* Fails, naming the first address, if any part of [addr, end) is a hole or discarded. */
+static int read_check_range(const char *name, struct img_chain *c, uint64_t addr, uint64_t end)
+{
+	const struct img_chain_extent *ext, *e;
+	uint64_t ps = img_chain_page_size(c), eend;
+	size_t n = img_chain_extents(c, &ext);
 
 	for (uint64_t cur = addr; cur < end; cur = eend) {
-		e = read_find(idx, n, cur);
+		e = read_find(ext, n, cur);
 		if (!e || __builtin_mul_overflow(e->npages, ps, &eend) ||
 		    __builtin_add_overflow(e->addr, eend, &eend))
 			eend = e ? UINT64_MAX : 0;
-		if (eend <= cur) {
-			cli_file_error(name,
-				       "address 0x%" PRIx64 " is not in the image (it was not "
-				       "mapped, or not copied, at the snapshot instant)",
-				       cur);
-			return -ENOENT;
-		}
-		if (e->type == IMG_FRAME_UNMAPPED) {
-			cli_file_error(name,
-				       "address 0x%" PRIx64
-				       " was not mapped at the snapshot instant "
-				       "(pages 0x%" PRIx64 "-0x%" PRIx64 " were unmapped after an "
-				       "earlier round saved them)",
-				       cur, e->addr, eend);
-			return -ENOENT;
-		}
+		if (eend <= cur)
+			return read_hole(name, c, cur);
 		if (e->type == IMG_FRAME_DISCARDED) {
 			cli_file_error(name,
 				       "address 0x%" PRIx64 " was discarded after the snapshot "
@@ -183,7 +192,7 @@ static bool read_to_stdout(const struct read_args *a)
 }
 
 /* Copies the range, chunk by chunk, from the image to out. */
-static int read_copy(const char *name, struct img_reader *r, const struct read_args *a, int out)
+static int read_copy(const char *name, struct img_chain *r, const struct read_args *a, int out)
 {
 	struct img_error err = {0};
 	uint8_t *buf = malloc(READ_CHUNK);
@@ -193,7 +202,7 @@ static int read_copy(const char *name, struct img_reader *r, const struct read_a
 	for (uint64_t done = 0; k >= 0 && done < a->length; done += READ_CHUNK) {
 		size_t n = a->length - done < READ_CHUNK ? a->length - done : READ_CHUNK;
 
-		k = img_reader_read(r, a->addr + done, buf, n, &err);
+		k = img_chain_read(r, a->addr + done, buf, n, &err);
 		if (k < 0) {
 			cli_file_error(name, "cannot read 0x%" PRIx64 ": %s%s", a->addr + done,
 				       err.msg[0] ? err.msg : cli_strerror(k, e, sizeof(e)),
@@ -230,16 +239,18 @@ static int read_verify(const struct cli_image *img)
 	return r;
 }
 
-static int read_open_reader(const struct cli_image *img, struct img_reader **ret)
+static int read_open(const struct cli_image *img, const char *parent, struct img_chain **ret)
 {
+	struct img_error err;
+
 	/* Checked first: verifying a pipe would consume what the reader needs. */
 	if (img->seekable && read_verify(img) < 0)
 		return -EBADMSG;
-	return cli_image_reader_open(img, "reading a range", ret);
+	return cli_chain_open(img, parent, "reading a range", false, ret, &err);
 }
 
 /* Writes the range to stdout, or to a new --output file given its name when complete. */
-static int read_output(const char *name, struct img_reader *r, const struct read_args *a)
+static int read_output(const char *name, struct img_chain *r, const struct read_args *a)
 {
 	struct out_file o = OUT_FILE_INIT;
 	int fd;
@@ -257,7 +268,7 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 {
 	struct cli_image img = {.fd = -EBADF};
 	struct read_args a = {0};
-	struct img_reader *r = NULL;
+	struct img_chain *r = NULL;
 	int ret = CLI_EXIT_FAILURE;
 
 	if (read_parse(inv, argc, argv, &a) < 0)
@@ -269,16 +280,16 @@ int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv)
 		return cli_usage_error(inv, "--force goes with --output FILE");
 	if (cli_image_open(a.path, &img) < 0)
 		return CLI_EXIT_FAILURE;
-	if (read_open_reader(&img, &r) < 0 ||
+	if (read_open(&img, a.parent, &r) < 0 ||
 	    read_check_range(img.name, r, a.addr, a.addr + a.length) < 0)
 		goto out;
-	if (!img_reader_complete(r))
+	if (!img_chain_link(r, 0)->complete)
 		cli_file_error(img.name, "warning: the image is incomplete (no valid trailer); "
 					 "reading the frames it holds");
 	if (read_output(img.name, r, &a) >= 0)
 		ret = CLI_EXIT_OK;
 out:
-	img_reader_free(r);
+	img_chain_free(r);
 	cli_image_close(&img);
 	return ret;
 }

@@ -12,3 +12,4 @@ int cmd_image_verify(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_image_maps(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_image_read(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_image_core(const struct cli_invocation *inv, int argc, char **argv);
+int cmd_image_flatten(const struct cli_invocation *inv, int argc, char **argv);

@@ -402,6 +402,14 @@ int cmd_qemu_restore(const struct cli_invocation *inv, int argc, char **argv)
 	rs.name = img.name;
 	if (cli_image_reader_open(&img, "restoring a guest", &rs.reader) < 0)
 		goto out;
+	/* Its own pages are only what changed since its parent: the rest would be missing. */
+	if (img_reader_flags(rs.reader) & IMG_HEADER_F_INCREMENTAL) {
+		cli_file_error(rs.name,
+			       "an incremental image: restore a full one, e.g. made with "
+			       "`uffsnapctl image flatten %s --output FULL`",
+			       rs.name);
+		goto out;
+	}
 	r = restore_load_image(&rs, a.allow_holes);
 	if (r >= 0 && a.qmp)
 		r = restore_into(&rs, a.qmp, t0);

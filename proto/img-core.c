@@ -23,6 +23,7 @@
 #include "img-core-int.h"
 #include "img-endian.h"
 #include "img-internal.h"
+#include "uffsnap/chain.h"
 
 #define EHDR_SIZE  64
 #define PHDR_SIZE  56
@@ -40,8 +41,12 @@ struct core_out {
 	uint64_t pos;  /* bytes of the core so far */
 };
 
+/* Where the memory comes from: one image (a reader), or a chain of them. */
+typedef int (*core_read_fn)(void *src, uint64_t addr, void *buf, size_t len, struct img_error *err);
+
 struct core_ctx {
-	struct img_reader *r;
+	core_read_fn read;
+	void *src;
 	const struct img_index_entry *idx;
 	size_t nidx;
 	uint32_t ps;
@@ -260,7 +265,7 @@ static int write_segment(struct core_ctx *c, struct core_out *o, const struct co
 		for (; k >= 0 && a < b; a += COPY_CHUNK < b - a ? COPY_CHUNK : b - a) {
 			size_t n = COPY_CHUNK < b - a ? COPY_CHUNK : b - a;
 
-			k = img_reader_read(c->r, a, buf, n, err);
+			k = c->read(c->src, a, buf, n, err);
 			if (k >= 0)
 				k = out_write(o, buf, n);
 		}
@@ -294,28 +299,68 @@ static int write_core(struct core_ctx *c, int fd, struct img_error *err)
 	return k;
 }
 
-int img_core_write(struct img_reader *r, int fd, struct img_core_report *ret,
-		   struct img_error *err)
+/* The core of c's source (read, idx, ps set), whose metadata is meta. */
+static int core_run(struct core_ctx *c, const char *meta, bool complete, int fd,
+		    struct img_core_report *ret, struct img_error *err)
 {
 	struct img_core_report rep = {0};
-	struct core_ctx c = {.r = r, .ps = img_reader_page_size(r), .rep = &rep};
-	int k = core_model_load(img_reader_meta(r), c.ps, &c.m, err);
+	int k = core_model_load(meta, c->ps, &c->m, err);
 
-	c.nidx = img_reader_index(r, &c.idx);
-	for (size_t i = 0; k >= 0 && i < c.m.nvmas; i++)
-		k = vma_segments(&c, &c.m.vmas[i]);
+	c->rep = &rep;
+	for (size_t i = 0; k >= 0 && i < c->m.nvmas; i++)
+		k = vma_segments(c, &c->m.vmas[i]);
 	if (k == -EFBIG)
 		k = img_fail(err, 0, -EFBIG, "the core would need more than %d program headers",
 			     MAX_PHDRS);
 	if (k >= 0)
-		k = write_core(&c, fd, err);
-	rep.missing |= c.m.missing | (img_reader_complete(r) ? 0 : IMG_CORE_INCOMPLETE);
-	rep.threads = (uint32_t)c.m.nthreads;
-	rep.segments = c.nsegs;
-	core_model_free(&c.m);
-	free(c.segs);
+		k = write_core(c, fd, err);
+	rep.missing |= c->m.missing | (complete ? 0 : IMG_CORE_INCOMPLETE);
+	rep.threads = (uint32_t)c->m.nthreads;
+	rep.segments = c->nsegs;
+	core_model_free(&c->m);
+	free(c->segs);
 	if (ret)
 		*ret = rep;
+	return k;
+}
+
+static int reader_read(void *src, uint64_t addr, void *buf, size_t len, struct img_error *err)
+{
+	return img_reader_read(src, addr, buf, len, err);
+}
+
+int img_core_write(struct img_reader *r, int fd, struct img_core_report *ret, struct img_error *err)
+{
+	struct core_ctx c = {.read = reader_read, .src = r, .ps = img_reader_page_size(r)};
+
+	c.nidx = img_reader_index(r, &c.idx);
+	return core_run(&c, img_reader_meta(r), img_reader_complete(r), fd, ret, err);
+}
+
+static int chain_read(void *src, uint64_t addr, void *buf, size_t len, struct img_error *err)
+{
+	return img_chain_read(src, addr, buf, len, err);
+}
+
+int img_core_write_chain(struct img_chain *ch, int fd, struct img_core_report *ret,
+			 struct img_error *err)
+{
+	struct core_ctx c = {.read = chain_read, .src = ch, .ps = img_chain_page_size(ch)};
+	const struct img_chain_extent *e;
+	struct img_index_entry *idx;
+	size_t n = img_chain_extents(ch, &e);
+	int k;
+
+	/* The chain's extents as an index: where in the chain they are is the reader's business. */
+	idx = malloc((n ? n : 1) * sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		idx[i] = (struct img_index_entry){e[i].addr, e[i].npages, 0, e[i].type};
+	c.idx = idx;
+	c.nidx = n;
+	k = core_run(&c, img_chain_meta(ch), img_chain_link(ch, 0)->complete, fd, ret, err);
+	free(idx);
 	return k;
 }
 

@@ -17,7 +17,7 @@
 /* Known frame flag bits; any other set bit makes a frame header invalid. */
 #define IMG_FRAME_KNOWN_FLAGS IMG_FRAME_F_OPTIONAL
 /* Header flags this reader knows (img_header_decode() refuses any other). */
-#define IMG_HEADER_KNOWN_FLAGS IMG_HEADER_F_REWRITES
+#define IMG_HEADER_KNOWN_FLAGS (IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL)
 /* Header flags under which UNMAPPED extents may appear. */
 #define IMG_HEADER_UNMAPS (IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL)
 

@@ -23,6 +23,7 @@ struct img_reader {
 	uint64_t meta_end; /* where the frame after the first META starts */
 	struct img_index_entry *idx;
 	size_t nidx;
+	uint8_t digest[IMG_DIGEST_SIZE]; /* the trailer's, when complete */
 	/* One-frame cache: the last page frame read, checksum verified. */
 	uint64_t cache_offset;
 	uint8_t *cache;
@@ -186,6 +187,7 @@ static int open_with_trailer(struct img_reader *r, struct img_error *err)
 	    t.index_offset > r->size - IMG_TRAILER_SIZE)
 		return img_fail(err, r->size - IMG_TRAILER_SIZE, -EBADMSG,
 				"trailer does not match the file");
+	memcpy(r->digest, t.digest, sizeof(r->digest));
 	k = trailer_meta(r, &t, err);
 	if (k >= 0)
 		k = load_index(r, &t, err);
@@ -356,6 +358,14 @@ const char *img_reader_meta(const struct img_reader *r)
 uint32_t img_reader_flags(const struct img_reader *r)
 {
 	return r->header.flags;
+}
+
+int img_reader_digest(const struct img_reader *r, uint8_t ret[IMG_DIGEST_SIZE])
+{
+	if (!r->complete)
+		return -ENODATA;
+	memcpy(ret, r->digest, IMG_DIGEST_SIZE);
+	return 0;
 }
 
 uint32_t img_reader_page_size(const struct img_reader *r)

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "uffsnap/chain.h"
 #include "uffsnap/image.h"
 
 #ifdef __cplusplus
@@ -49,6 +50,9 @@ const char *img_core_missing_name(uint32_t bit);
  */
 int img_core_write(struct img_reader *r, int fd, struct img_core_report *ret,
 		   struct img_error *err);
+/* The same for a chain (uffsnap/chain.h): the memory of its instant, the top's metadata. */
+int img_core_write_chain(struct img_chain *c, int fd, struct img_core_report *ret,
+			 struct img_error *err);
 
 #ifdef __cplusplus
 }

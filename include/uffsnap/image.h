@@ -26,7 +26,7 @@ extern "C" {
  * changes what the frames mean, so ignoring one would misread the image.
  */
 #define IMG_HEADER_F_REWRITES	 0x1 /* pre-copy: extents may rewrite pages; the last wins */
-#define IMG_HEADER_F_INCREMENTAL 0x2 /* reserved: a chain's child (only parent's changes) */
+#define IMG_HEADER_F_INCREMENTAL 0x2 /* a chain's child: what changed since its parent */
 
 /* Frame types, as written on disk (never derived from an enum's order). */
 enum img_frame_type {
@@ -181,7 +181,8 @@ int img_writer_zero(struct img_writer *w, uint64_t addr, uint64_t npages);
 int img_writer_discarded(struct img_writer *w, uint64_t addr, uint64_t npages);
 /*
  * Since 1.2: pages not mapped at the image's instant (an earlier round saved them, then the
- * target unmapped them). -EINVAL unless the image is a pre-copy (or incremental) one.
+ * target unmapped them; or the parent of an incremental image had them). -EINVAL unless the
+ * image is a pre-copy or incremental one.
  */
 int img_writer_unmapped(struct img_writer *w, uint64_t addr, uint64_t npages);
 /*
@@ -276,6 +277,11 @@ void img_reader_free(struct img_reader *r);
 const char *img_reader_meta(const struct img_reader *r);
 /* The header's flags (IMG_HEADER_F_*). */
 uint32_t img_reader_flags(const struct img_reader *r);
+/*
+ * The trailer's digest, which names the image (an incremental image names its parent by it).
+ * -ENODATA for an image without a valid trailer.
+ */
+int img_reader_digest(const struct img_reader *r, uint8_t ret[IMG_DIGEST_SIZE]);
 /* False when the image had no valid trailer and was indexed by walking its frames. */
 bool img_reader_complete(const struct img_reader *r);
 uint32_t img_reader_page_size(const struct img_reader *r);

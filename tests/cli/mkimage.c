@@ -12,6 +12,10 @@
  *   mkimage precopy OUT         a pre-copy image (format 1.2) whose instant holds the same
  *                               bytes as `image`, 0x18000-0x1a000 unmapped (below)
  *   mkimage precopy-cut OUT     the same, cut before its second META (no instant)
+ *   mkimage chain DIR           an incremental chain (format 1.2) whose top's instant holds
+ *                               the same bytes as `precopy`: DIR/base.img (full), mid.img,
+ *                               top.img (pre-copied); and cut.img, an incomplete child of
+ *                               mid.img (below)
  *
  * Layout (4 KiB pages), written out of address order:
  *   0x10000  4 pages data      0x14000  2 pages zero      0x16000  2 pages data
@@ -23,6 +27,13 @@
  * a second round saves the layout above up to 0x18000 again and 0x18000-0x1a000 as UNMAPPED;
  * then the second META (mk_meta: the first one has only the target and an earlier time), then
  * the last round: 0x21000, the stack and the discarded page.
+ *
+ * The chain: base.img has 0x10000-0x1a000 stale, 0x21000, the stack as zero; mid.img (child of
+ * base) 0x10000 (4 pages), zero 0x14000 (2, over base's data), the stack; top.img (child of
+ * mid, pre-copied) a stale round over 0x10000-0x1a000, mid's frames again, UNMAPPED 0x18000 (2,
+ * which base had), discarded 0x20000, the second META, then 0x16000 (2). Each META is mk_meta
+ * at its own time (base 09:40, mid 09:43, top mk_meta's) with the parent member. cut.img:
+ * 0x21000, no trailer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -185,6 +196,132 @@ static int mk_precopy_frames(struct img_writer *w, bool cut)
 	return r;
 }
 
+/* mk_meta at another instant (iso replaces its time), naming parent (a path) if not NULL. */
+static char *mk_chain_meta(const char *iso, const char *parent)
+{
+	static const char at[] = "2026-11-18T09:46:40.123456789Z";
+	char member[400] = "", hex[2 * IMG_DIGEST_SIZE + 1], *out = NULL;
+	const char *t = strstr(mk_meta, at);
+	uint8_t d[IMG_DIGEST_SIZE];
+	struct img_reader *r = NULL;
+	int fd = parent ? open(parent, O_RDONLY | O_CLOEXEC) : -1;
+
+	if (parent && (fd < 0 || img_reader_open(fd, &r, NULL) < 0 || img_reader_digest(r, d) < 0))
+		goto out;
+	for (int i = 0; parent && i < IMG_DIGEST_SIZE; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	if (parent) /* the time is the parent's: what mk_chain() gave it */
+		snprintf(member, sizeof(member),
+			 ",\"parent\":{\"digest\":\"%s\",\"time\":\"%s\",\"file\":\"%s\"}", hex,
+			 strstr(parent, "base") ? "2026-11-18T09:40:00Z" : "2026-11-18T09:43:00Z",
+			 strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent);
+	if (asprintf(&out, "%.*s%s%.*s%s}", (int)(t - mk_meta), mk_meta, iso,
+		     (int)(strlen(t + strlen(at)) - 1), t + strlen(at), member) < 0)
+		out = NULL;
+out:
+	img_reader_free(r);
+	if (fd >= 0)
+		close(fd);
+	return out;
+}
+
+/* Writes path: flags, META meta, then the frames fn writes; finished unless cut. */
+static int mk_file(const char *path, uint32_t flags, const char *meta,
+		   int (*fn)(struct img_writer *w, const char *meta), bool cut)
+{
+	struct img_writer_opts opts = {.page_size = MK_PAGE, .flags = flags};
+	struct img_writer *w = NULL;
+	struct img_sink *sink = NULL;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), r;
+
+	if (fd < 0 || !meta)
+		return fd < 0 ? -errno : -ENOMEM;
+	r = img_sink_fd_new(fd, &sink);
+	if (r >= 0)
+		r = img_writer_new(&opts, sink, &w);
+	if (r >= 0)
+		r = img_writer_begin(w, meta, strlen(meta));
+	if (r >= 0)
+		r = fn(w, meta);
+	if (r >= 0 && !cut)
+		r = img_writer_finish(w);
+	img_writer_free(w);
+	img_sink_free(sink);
+	close(fd);
+	return r;
+}
+
+static int mk_base(struct img_writer *w, const char *meta)
+{
+	int r = mk_stale(w);
+
+	if (r >= 0)
+		r = mk_data(w, 0x21000, 1);
+	return r >= 0 ? img_writer_zero(w, 0x7ffff7ff0000, 3) : r;
+}
+
+static int mk_mid(struct img_writer *w, const char *meta)
+{
+	int r = mk_data(w, 0x10000, 4);
+
+	if (r >= 0)
+		r = img_writer_zero(w, 0x14000, 2);
+	return r >= 0 ? mk_data(w, 0x7ffff7ff0000, 3) : r;
+}
+
+static int mk_top(struct img_writer *w, const char *meta)
+{
+	int r = mk_stale(w); /* 10 stale pages from 0x10000, most rewritten below */
+
+	if (r >= 0)
+		r = mk_mid(w, meta); /* the same as the parent's, saved again: harmless */
+	if (r >= 0)
+		r = img_writer_unmapped(w, 0x18000, 2);
+	if (r >= 0)
+		r = img_writer_discarded(w, 0x20000, 1);
+	if (r >= 0)
+		r = img_writer_meta(w, meta, strlen(meta));
+	if (r >= 0)
+		r = mk_data(w, 0x16000, 2);
+	return r;
+}
+
+static int mk_cut(struct img_writer *w, const char *meta)
+{
+	return mk_data(w, 0x21000, 1);
+}
+
+/* The chain in dir (see the top of this file). */
+static int mk_chain(const char *dir)
+{
+	static const struct {
+		const char *name, *parent, *iso;
+		uint32_t flags;
+		int (*fn)(struct img_writer *w, const char *meta);
+	} links[] = {
+	    {"base.img", NULL, "2026-11-18T09:40:00Z", 0, mk_base},
+	    {"mid.img", "base.img", "2026-11-18T09:43:00Z", IMG_HEADER_F_INCREMENTAL, mk_mid},
+	    {"top.img", "mid.img", "2026-11-18T09:46:40.123456789Z",
+	     IMG_HEADER_F_INCREMENTAL | IMG_HEADER_F_REWRITES, mk_top},
+	    {"cut.img", "mid.img", "2026-11-18T09:50:00Z", IMG_HEADER_F_INCREMENTAL, mk_cut},
+	};
+	int r = 0;
+
+	for (size_t i = 0; r >= 0 && i < sizeof(links) / sizeof(links[0]); i++) {
+		char path[4096], parent[4096], *meta;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, links[i].name);
+		snprintf(parent, sizeof(parent), "%s/%s", dir,
+			 links[i].parent ? links[i].parent : "");
+		meta = mk_chain_meta(links[i].iso, links[i].parent ? parent : NULL);
+		r = mk_file(path, links[i].flags, meta, links[i].fn, i == 3);
+		free(meta);
+		if (r < 0)
+			fprintf(stderr, "mkimage: writing %s: %s\n", path, strerror(-r));
+	}
+	return r < 0;
+}
+
 /*
  * finish: 0 leaves the image without index and trailer, 1 finishes it, 2 a finished guest's,
  * 3 a finished pre-copy image, 4 a pre-copy image cut before its instant.
@@ -268,12 +405,13 @@ int main(int argc, char **argv)
 		return mk_image(argv[2], 3);
 	if (argc == 3 && !strcmp(argv[1], "precopy-cut"))
 		return mk_image(argv[2], 4);
+	if (argc == 3 && !strcmp(argv[1], "chain"))
+		return mk_chain(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "expect"))
 		return mk_expect(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "offset"))
 		return mk_offset(argv[2], argv[3]);
-	fprintf(stderr,
-		"usage: mkimage image|partial|guest|precopy|precopy-cut OUT | expect ADDR LEN | "
-		"offset IMG ADDR\n");
+	fprintf(stderr, "usage: mkimage image|partial|guest|precopy|precopy-cut OUT | chain DIR | "
+			"expect ADDR LEN | offset IMG ADDR\n");
 	return 2;
 }

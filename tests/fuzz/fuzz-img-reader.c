@@ -4,7 +4,9 @@
  * verifier and the random-access reader on it, and cross-checks them: an image the verifier
  * calls COMPLETE must open for random access with the same (last) META, every page in its
  * index must read back (a discarded or, 1.2, unmapped one never does), and so must its device
- * state (DEVSTATE frames).
+ * state (DEVSTATE frames). Such an image (unless incremental: its parents are not there) must
+ * also open as a chain of one that reads the same bytes, and flatten into a complete image
+ * with the same pages.
  * Checksums stop almost every mutation at the first CRC, so each input is also run a second
  * time with every CRC and the digest recomputed ("repaired"): that lets the fuzzer reach the
  * structural rules behind the checksums (sequence, order, index, extents, sizes).
@@ -21,6 +23,7 @@
 
 #include <openssl/evp.h>
 
+#include "uffsnap/chain.h"
 #include "uffsnap/image.h"
 
 /* Offsets of the checksummed fields (FORMAT.md). */
@@ -102,6 +105,75 @@ static void fuzz_devstate(struct img_reader *r, const struct img_summary *s, int
 	free(ds);
 }
 
+/* The chain's extents read the same from the chain and from the flattened image. */
+static void fuzz_flat_reads(struct img_chain *c, int flat, uint8_t *a, uint8_t *b)
+{
+	const struct img_chain_extent *e;
+	size_t n = img_chain_extents(c, &e);
+	uint64_t ps = img_chain_page_size(c);
+	struct img_reader *r;
+	struct img_error err;
+	int k = img_reader_open(flat, &r, &err);
+
+	if (k < 0)
+		fuzz_bug("a flattened image does not open", 0, k, &err);
+	for (size_t i = 0; i < n && i < 4096; i++) {
+		uint64_t len = e[i].npages > FUZZ_READ_MAX / ps ? FUZZ_READ_MAX : e[i].npages * ps;
+		int x = img_chain_read(c, e[i].addr, a, len, &err);
+		int y = img_reader_read(r, e[i].addr, b, len, &err);
+
+		if (x != y || (x == 0 && memcmp(a, b, len)))
+			fuzz_bug("the flattened image reads otherwise", e[i].addr, y, &err);
+	}
+	img_reader_free(r);
+}
+
+/* Flattened: a complete image, of the same effective pages, reading the same. */
+static void fuzz_flatten(struct img_chain *c, const struct img_summary *s, uint8_t *a, uint8_t *b)
+{
+	struct img_summary fs;
+	struct img_sink *sink = NULL;
+	struct img_error err;
+	int flat = fuzz_memfd(NULL, 0), k;
+
+	if (flat < 0 || img_sink_fd_new(flat, &sink) < 0)
+		abort();
+	k = img_chain_flatten(c, sink, NULL, &err);
+	img_sink_free(sink);
+	if (k < 0)
+		fuzz_bug("a verified image does not flatten", 0, k, &err);
+	if (lseek(flat, 0, SEEK_SET) != 0 || img_verify_fd(flat, &fs, NULL) < 0 ||
+	    fs.status != IMG_COMPLETE || fs.header.flags || fs.data_pages != s->data_pages ||
+	    fs.zero_pages != s->zero_pages || fs.discarded_pages != s->discarded_pages)
+		fuzz_bug("a flattened image does not verify as its source", 0, 0, &fs.error);
+	fuzz_flat_reads(c, flat, a, b);
+	close(flat);
+}
+
+/* A complete full image as a chain of one (an incremental one's parents are not here). */
+static void fuzz_chain(int fd, const struct img_summary *s)
+{
+	struct img_chain *c = NULL;
+	struct img_error err;
+	uint8_t *a, *b;
+	char path[64];
+	int k;
+
+	if (s->status != IMG_COMPLETE || (s->header.flags & IMG_HEADER_F_INCREMENTAL))
+		return;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	k = img_chain_open(path, NULL, &c, &err);
+	if (k < 0)
+		fuzz_bug("a verified image does not open as a chain", 0, k, &err);
+	a = malloc(FUZZ_READ_MAX);
+	b = malloc(FUZZ_READ_MAX);
+	if (a && b)
+		fuzz_flatten(c, s, a, b);
+	free(a);
+	free(b);
+	img_chain_free(c);
+}
+
 static void fuzz_reader(int fd, const struct img_summary *s, char *meta)
 {
 	struct img_reader *r = NULL;
@@ -123,6 +195,7 @@ static void fuzz_reader(int fd, const struct img_summary *s, char *meta)
 		fuzz_reads(r, buf, complete);
 	free(buf);
 	img_reader_free(r);
+	fuzz_chain(fd, s);
 }
 
 static void fuzz_put32(uint8_t *p, uint32_t v)

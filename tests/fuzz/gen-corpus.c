@@ -6,8 +6,9 @@
  * several INDEX frames, overlapping or unsorted extents, huge extents, odd page sizes.
  * The output is committed in corpus/img/; rerun only when the format changes. The seeds that
  * existed before format 1.1 were kept as the 1.0 writer wrote them (a 1.1 reader reads 1.0);
- * the devstate-* seeds were added from a 1.1 run, the rewrites-* seeds (pre-copy images, 1.2)
- * from a 1.2 run: copy only the new ones into corpus/img/.
+ * the devstate-* seeds were added from a 1.1 run, the rewrites-* and incremental-* seeds
+ * (pre-copy images and chain children, 1.2) from 1.2 runs: copy only the new ones into
+ * corpus/img/.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -355,6 +356,69 @@ static void gen_rewrites(const char *dir)
 	free(v.p);
 }
 
+/* --- incremental images (1.2) --------------------------------------------------------------- */
+
+#define GEN_CHILD_META                                                                             \
+	"{\"format\":\"uffsnap\",\"version\":1,\"parent\":{\"digest\":"                            \
+	"\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","                    \
+	"\"time\":\"2026-11-18T09:40:00Z\",\"file\":\"parent.img\"}}"
+
+/* A chain's child: changed pages, an UNMAPPED range its parent had; pre-copied or not. */
+static void gen_incremental_image(struct gen_buf *out, uint32_t flags, int finish)
+{
+	struct gen_mem_sink sink = {{&gen_mem_ops, 0}, out};
+	struct img_writer_opts opts = {.page_size = 512, .flags = IMG_HEADER_F_INCREMENTAL | flags};
+	struct img_writer *w;
+	uint8_t data[4 * 512];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 5 + 1);
+	if (img_writer_new(&opts, &sink.base, &w) < 0 ||
+	    img_writer_begin(w, GEN_CHILD_META, strlen(GEN_CHILD_META)) < 0 ||
+	    img_writer_pages(w, 0x1000, 4, data) < 0 || img_writer_unmapped(w, 0x2000, 3) < 0 ||
+	    img_writer_zero(w, 0x3000, 1) < 0 ||
+	    ((flags & IMG_HEADER_F_REWRITES) &&
+	     (img_writer_pages(w, 0x1200, 1, data) < 0 ||
+	      img_writer_meta(w, GEN_CHILD_META, strlen(GEN_CHILD_META)) < 0)) ||
+	    (finish && img_writer_finish(w) < 0))
+		abort();
+	img_writer_free(w);
+}
+
+/* A child whose extents overlap without REWRITES: corrupt as in any image. */
+static void gen_incremental_crafted(struct gen_raw *r)
+{
+	struct img_index_entry e[2];
+
+	gen_raw_begin_flags(r, 512, IMG_HEADER_F_INCREMENTAL);
+	gen_raw_frame(r, IMG_FRAME_META, 0, 0, 0, GEN_CHILD_META, strlen(GEN_CHILD_META));
+	e[0] = (struct img_index_entry){0x1000, 2, 0, IMG_FRAME_UNMAPPED};
+	e[1] = (struct img_index_entry){0x1200, 1, 0, IMG_FRAME_ZERO};
+	e[0].offset = gen_raw_frame(r, IMG_FRAME_UNMAPPED, 0, 0x1000, 2, NULL, 0);
+	e[1].offset = gen_raw_frame(r, IMG_FRAME_ZERO, 0, 0x1200, 1, NULL, 0);
+	gen_raw_index(r, e, 2);
+	gen_raw_finish(r);
+}
+
+static void gen_incremental(const char *dir)
+{
+	struct gen_buf v = {0};
+	struct gen_raw r;
+
+	gen_incremental_image(&v, 0, 1);
+	gen_save(dir, "incremental-valid.img", v.p, v.len);
+	v.len = 0;
+	gen_incremental_image(&v, IMG_HEADER_F_REWRITES, 1);
+	gen_save(dir, "incremental-precopy-valid.img", v.p, v.len);
+	v.len = 0;
+	gen_incremental_image(&v, 0, 0);
+	gen_save(dir, "incremental-incomplete.img", v.p, v.len);
+	gen_incremental_crafted(&r);
+	gen_save(dir, "incremental-crafted-overlap.img", r.b.p, r.b.len);
+	free(r.b.p);
+	free(v.p);
+}
+
 /* --- variants -------------------------------------------------------------------------------- */
 
 static void gen_variants(const char *dir, const struct gen_buf *v)
@@ -423,5 +487,6 @@ int main(int argc, char **argv)
 	}
 	free(v.p);
 	gen_rewrites(argv[1]);
+	gen_incremental(argv[1]);
 	return 0;
 }

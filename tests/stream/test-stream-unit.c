@@ -254,6 +254,35 @@ static void test_check_rewrites(void **state)
 	free(img);
 }
 
+/* A chain's child (format 1.2): UNMAPPED extents, one META, a trailer without meta_offset. */
+static void test_check_incremental(void **state)
+{
+	static const char meta[] = "{\"parent\":{\"digest\":\"00\"}}";
+	struct img_writer_opts o = {.page_size = 4096, .flags = IMG_HEADER_F_INCREMENTAL};
+	int fd = memfd_create("img", MFD_CLOEXEC);
+	static uint8_t page[4096];
+	struct img_writer *w;
+	struct img_sink *s;
+	struct stat st;
+	uint8_t *buf;
+
+	assert_int_equal(img_sink_fd_new(fd, &s), 0);
+	assert_int_equal(img_writer_new(&o, s, &w), 0);
+	assert_int_equal(img_writer_begin(w, meta, strlen(meta)), 0);
+	assert_int_equal(img_writer_pages(w, 0x10000, 1, page), 0);
+	assert_int_equal(img_writer_unmapped(w, 0x20000, 4), 0);
+	assert_int_equal(img_writer_finish(w), 0);
+	img_writer_free(w);
+	img_sink_free(s);
+	fstat(fd, &st);
+	buf = malloc(st.st_size);
+	assert_int_equal(pread(fd, buf, st.st_size, 0), st.st_size);
+	assert_int_equal(feed(buf, st.st_size, 1), 1);
+	assert_int_equal(feed(buf, st.st_size, 999), 1);
+	free(buf);
+	close(fd);
+}
+
 static void test_check(void **state)
 {
 	size_t len;
@@ -279,9 +308,13 @@ static void test_check(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_rejects),
-	    cmocka_unit_test(test_keys),      cmocka_unit_test(test_proofs),
-	    cmocka_unit_test(test_check),     cmocka_unit_test(test_check_rewrites),
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_rejects),
+	    cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_proofs),
+	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_check_rewrites),
+	    cmocka_unit_test(test_check_incremental),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,8 +127,13 @@ static void test_header(void **state)
 	reseal(t, 60);
 	assert_int_equal(img_header_decode(t, &d, &err), 0);
 	assert_int_equal(d.flags, IMG_HEADER_F_REWRITES);
+	memcpy(t, b, sizeof(t));
+	t[20] = IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL; /* 1.2: a pre-copied increment */
+	reseal(t, 60);
+	assert_int_equal(img_header_decode(t, &d, &err), 0);
+	assert_int_equal(d.flags, IMG_HEADER_F_REWRITES | IMG_HEADER_F_INCREMENTAL);
 	/* Any flag this reader does not know: refused, saying so (a newer writer's image). */
-	for (int bit = 1; bit < 32; bit++) {
+	for (int bit = 2; bit < 32; bit++) {
 		memcpy(t, b, sizeof(t));
 		put32(t + 20, IMG_HEADER_F_REWRITES | 1u << bit);
 		reseal(t, 60);
