@@ -81,8 +81,8 @@ size_t img_index_find_overlap(const struct img_index_entry *e, size_t n, uint32_
  * sorted by address, the effective extents: for every page, the last in[] entry covering it;
  * each output entry is a maximal run of pages won by in[] entries of the same offset and type
  * (for an image, the same frame), with that offset and type. *ret is malloc'd (NULL when
- * *ret_n is 0); in[] is left as it is. Every in[] extent must be valid (count >= 1, not
- * wrapping). O(n log n) time, O(n) memory.
+ * *ret_n is 0); both are left untouched on failure (-ENOMEM), in[] always. Every in[]
+ * extent must be valid (count >= 1, not wrapping). O(n log n) time, O(n) memory.
  */
 int img_resolve(const struct img_index_entry *in, size_t n, uint32_t page_size,
 		struct img_index_entry **ret, size_t *ret_n);

@@ -132,10 +132,11 @@ int img_resolve(const struct img_index_entry *in, size_t n, uint32_t page_size,
 	uint64_t *ends = NULL;
 	int r = -ENOMEM;
 
-	*ret = NULL;
-	*ret_n = 0;
-	if (n == 0)
+	if (n == 0) {
+		*ret = NULL;
+		*ret_n = 0;
 		return 0;
+	}
 	by_start = malloc(n * sizeof(*by_start));
 	ends = malloc(n * sizeof(*ends));
 	s.heap = malloc(n * sizeof(*s.heap));
