@@ -5,8 +5,13 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Sleeps ms milliseconds (for polling loops; never a measurement). */
 static inline void test_sleep_ms(unsigned ms)
@@ -14,6 +19,23 @@ static inline void test_sleep_ms(unsigned ms)
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
+}
+
+/*
+ * Does a server listen on the Unix socket at path? Its file appears at bind(), before
+ * listen(): until then a connect() is refused (a QEMU starting its QMP server under load).
+ */
+static inline bool test_unix_listening(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
 }
 
 #define CHECK(cond, ...)                                                                           \

@@ -57,7 +57,7 @@ static int qemu_start(struct qemu *q, const char *name, const char *const *extra
 		_exit(127);
 	}
 	for (int i = 0; i < WAIT_MAX_MS / 10; i++) {
-		if (access(q->sock, F_OK) == 0)
+		if (test_unix_listening(q->sock)) /* a QMP connection is accepted */
 			return 0;
 		if (waitpid(q->pid, NULL, WNOHANG) == q->pid)
 			return -ESRCH;

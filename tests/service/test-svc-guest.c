@@ -78,7 +78,7 @@ static int guest_start(struct guest *g, const char *dir, const char *name, bool 
 		_exit(127);
 	}
 	for (int i = 0; i < QMP_WAIT_MS / 10; i++) {
-		if (access(g->sock, F_OK) == 0)
+		if (test_unix_listening(g->sock)) /* a QMP connection is accepted */
 			return 0;
 		if (waitpid(g->pid, NULL, WNOHANG) == g->pid)
 			return -ESRCH;
