@@ -131,6 +131,53 @@ static void align_in(const struct pages_range *r, uint64_t *a, uint64_t *b)
 		*b = r->end;
 }
 
+typedef int (*piece_fn)(void *ctx, struct pages_range *r, uint64_t a, uint64_t b);
+
+/*
+ * Calls fn for each part of set (sorted, merged) that lies in a tracked range, granule-aligned
+ * within it, until fn fails.
+ */
+static int each_piece(struct snap *s, const struct span_set *set, piece_fn fn, void *ctx)
+{
+	int k = 0;
+
+	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
+		struct pages_range *r = &s->pages.r[i];
+
+		while (f < set->n && set->v[f].end <= r->start)
+			f++;
+		for (size_t j = f; k >= 0 && j < set->n && set->v[j].start < r->end; j++) {
+			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
+			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
+
+			align_in(r, &a, &b);
+			k = fn(ctx, r, a, b);
+		}
+	}
+	return k;
+}
+
+struct arm_ctx {
+	struct precopy *pc;
+	struct span_set redo;
+	bool held;
+};
+
+static int arm_piece(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
+{
+	struct arm_ctx *c = ctx;
+	struct snap *s = c->pc->s;
+	int p = uffd_protect(s->uffd, a, b - a, 1);
+
+	(void)r;
+	if (p >= 0)
+		return spans_add(&c->redo, a, b);
+	if (!c->held) /* the layout moved: next time */
+		return spans_add(&c->pc->retry, a, b);
+	return snap_fail(s, p, "cannot write-protect 0x%" PRIx64 "-0x%" PRIx64 ": %s", a, b,
+			 strerror(-p)), p;
+}
+
 /*
  * The parts of the tracked ranges to copy whole: never armed, or touched by a layout event
  * (events) or a failed step (pc->retry). Protected here, before they are copied.
@@ -138,7 +185,8 @@ static void align_in(const struct pages_range *r, uint64_t *a, uint64_t *b)
 static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
 {
 	struct snap *s = pc->s;
-	struct span_set now = {0}, fresh = {0}, redo = {0};
+	struct span_set now = {0}, fresh = {0};
+	struct arm_ctx c = {.pc = pc, .held = held};
 	int k = tracked_spans(s, &now);
 
 	spans_merge(&pc->armed);
@@ -150,35 +198,16 @@ static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
 		k = spans_add(&fresh, pc->retry.v[i].start, pc->retry.v[i].end);
 	spans_free(&pc->retry);
 	spans_merge(&fresh);
-	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
-		const struct pages_range *r = &s->pages.r[i];
-
-		while (f < fresh.n && fresh.v[f].end <= r->start)
-			f++;
-		for (size_t j = f; k >= 0 && j < fresh.n && fresh.v[j].start < r->end; j++) {
-			uint64_t a = fresh.v[j].start > r->start ? fresh.v[j].start : r->start;
-			uint64_t b = fresh.v[j].end < r->end ? fresh.v[j].end : r->end;
-			int p;
-
-			align_in(r, &a, &b);
-			p = uffd_protect(s->uffd, a, b - a, 1);
-			if (p >= 0)
-				k = spans_add(&redo, a, b);
-			else if (!held) /* the layout moved: next time */
-				k = spans_add(&pc->retry, a, b);
-			else
-				k = (snap_fail(s, p, "cannot write-protect 0x%" PRIx64 "-0x%" PRIx64
-					       ": %s", a, b, strerror(-p)), p);
-		}
-	}
-	for (size_t i = 0; k >= 0 && i < redo.n; i++)
-		k = spans_add(&pc->pending, redo.v[i].start, redo.v[i].end);
+	if (k >= 0)
+		k = each_piece(s, &fresh, arm_piece, &c);
+	for (size_t i = 0; k >= 0 && i < c.redo.n; i++)
+		k = spans_add(&pc->pending, c.redo.v[i].start, c.redo.v[i].end);
 	spans_free(&pc->armed);
 	if (k >= 0)
 		k = spans_subtract(&now, &pc->retry, &pc->armed);
 	spans_free(&now);
 	spans_free(&fresh);
-	spans_free(&redo);
+	spans_free(&c.redo);
 	return k;
 }
 
@@ -285,38 +314,40 @@ static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t 
 	return k;
 }
 
+struct copy_ctx {
+	struct precopy *pc;
+	bool held;
+	uint64_t bytes, total;
+};
+
+static int copy_one(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
+{
+	struct copy_ctx *c = ctx;
+	struct snap *s = c->pc->s;
+	int k = copy_piece(c->pc, r, a, b, c->held);
+
+	if (k >= 0)
+		k = spans_add(&c->pc->covered, a, b);
+	c->bytes += b - a;
+	if (k >= 0 && (k = snap_cancelled(s)) >= 0 && s->opts.progress)
+		s->opts.progress(s->opts.progress_ctx, c->bytes / s->page_size,
+				 c->total / s->page_size);
+	return k;
+}
+
 /* Copies the spans of set that lie in tracked ranges; returns the bytes copied in *ret. */
 static int copy_set(struct precopy *pc, const struct span_set *set, bool held, uint64_t *ret)
 {
 	struct snap *s = pc->s;
-	uint64_t bytes = 0;
-	int k = 0;
+	struct copy_ctx c = {.pc = pc, .held = held, .total = spans_bytes(set)};
+	int k = each_piece(s, set, copy_one, &c);
 
-	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
-		const struct pages_range *r = &s->pages.r[i];
-
-		while (f < set->n && set->v[f].end <= r->start)
-			f++;
-		for (size_t j = f; k >= 0 && j < set->n && set->v[j].start < r->end; j++) {
-			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
-			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
-
-			align_in(r, &a, &b);
-			k = copy_piece(pc, r, a, b, held);
-			if (k >= 0)
-				k = spans_add(&pc->covered, a, b);
-			bytes += b - a;
-			if (k >= 0 && (k = snap_cancelled(s)) >= 0 && s->opts.progress)
-				s->opts.progress(s->opts.progress_ctx, bytes / s->page_size,
-						 spans_bytes(set) / s->page_size);
-		}
-	}
 	spans_merge(&pc->covered);
 	if (k == -ESRCH)
 		snap_fail(s, k, "pid %d went away during the snapshot", s->pid);
 	else if (k < 0)
 		snap_fail(s, k, "cannot copy the memory of pid %d: %s", s->pid, strerror(-k));
-	*ret = bytes;
+	*ret = c.bytes;
 	return k;
 }
 
@@ -347,31 +378,25 @@ static int run_round(struct precopy *pc)
  * What copying pc->pending would read: absent anonymous pages are written as ZERO without
  * reading (copy_piece()), so they cost next to nothing; shared memory is read whole.
  */
-static uint64_t pending_cost(const struct precopy *pc)
+static int cost_piece(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
 {
-	const struct snap *s = pc->s;
-	const struct span_set *set = &pc->pending;
-	uint64_t bytes = 0;
+	struct copy_ctx *c = ctx;
+	int64_t n = r->kind == VMA_ANON ? dirtylog_present_bytes(c->pc->s->pagemapfd, a, b) : -1;
 
-	for (size_t i = 0, f = 0; i < s->pages.n; i++) {
-		const struct pages_range *r = &s->pages.r[i];
+	c->bytes += n >= 0 ? (uint64_t)n : b - a;
+	return 0;
+}
 
-		while (f < set->n && set->v[f].end <= r->start)
-			f++;
-		for (size_t j = f; j < set->n && set->v[j].start < r->end; j++) {
-			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
-			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
-			int64_t n = r->kind == VMA_ANON ? dirtylog_present_bytes(s->pagemapfd, a, b)
-							: -1;
+static uint64_t pending_cost(struct precopy *pc)
+{
+	struct copy_ctx c = {.pc = pc};
 
-			bytes += n >= 0 ? (uint64_t)n : b - a;
-		}
-	}
-	return bytes;
+	each_piece(pc->s, &pc->pending, cost_piece, &c);
+	return c.bytes;
 }
 
 /* The final hold copying pc->pending, at the copy rate so far, plus the attach. */
-static uint64_t predict_ns(const struct precopy *pc)
+static uint64_t predict_ns(struct precopy *pc)
 {
 	double rate = pc->copy_ns && pc->read_bytes ? (double)pc->read_bytes / pc->copy_ns : 1.0;
 
@@ -437,23 +462,28 @@ static int holder_failed(struct snap *s, int k, const char *msg)
 	return k;
 }
 
+static int mark_protected(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
+{
+	(void)ctx;
+	memset(r->state + pages_index(r, a), PAGE_PROTECTED, (b - a) / r->granule);
+	return 0;
+}
+
 /* Every granule of the tracked ranges outside set (sorted, merged) is saved already. */
 static void mark_saved_except(struct snap *s, const struct span_set *set)
 {
-	for (size_t i = 0, f = 0; i < s->pages.n; i++) {
+	for (size_t i = 0; i < s->pages.n; i++) {
 		struct pages_range *r = &s->pages.r[i];
 
 		memset(r->state, PAGE_SAVED, (r->end - r->start) / r->granule);
-		while (f < set->n && set->v[f].end <= r->start)
-			f++;
-		for (size_t j = f; j < set->n && set->v[j].start < r->end; j++) {
-			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
-			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
-
-			align_in(r, &a, &b);
-			memset(r->state + pages_index(r, a), PAGE_PROTECTED, (b - a) / r->granule);
-		}
 	}
+	each_piece(s, set, mark_protected, NULL);
+}
+
+static int protect_piece(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
+{
+	(void)r;
+	return uffd_protect(*(int *)ctx, a, b - a, 1);
 }
 
 /* Moves the tracked ranges to userfaultfd to and write-protects set within them. */
@@ -468,19 +498,8 @@ static int move_ranges(struct snap *s, int to, const struct span_set *set)
 		if (k >= 0)
 			k = uffd_register_wp(to, r->start, r->end - r->start);
 	}
-	for (size_t i = 0, f = 0; k >= 0 && i < s->pages.n; i++) {
-		const struct pages_range *r = &s->pages.r[i];
-
-		while (f < set->n && set->v[f].end <= r->start)
-			f++;
-		for (size_t j = f; k >= 0 && j < set->n && set->v[j].start < r->end; j++) {
-			uint64_t a = set->v[j].start > r->start ? set->v[j].start : r->start;
-			uint64_t b = set->v[j].end < r->end ? set->v[j].end : r->end;
-
-			align_in(r, &a, &b);
-			k = uffd_protect(to, a, b - a, 1);
-		}
-	}
+	if (k >= 0)
+		k = each_piece(s, set, protect_piece, &to);
 	if (k < 0)
 		snap_fail(s, k, "cannot move to write protection: %s", strerror(-k));
 	return k;
