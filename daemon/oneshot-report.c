@@ -21,7 +21,11 @@ static void print_precopy(FILE *f, const struct snap_stats *st)
 		"MiB/s at the end\n",
 		st->hold_final_ns / 1e6, st->downtime_predicted_ns / 1e6,
 		st->freeze_bytes / 1048576.0, st->hold_first_ns / 1e6, st->attach_ns / 1e6,
-		st->threads, st->rounds, st->converged ? "converged" : "did NOT converge",
+		st->threads, st->rounds,
+		st->converged	? "converged"
+		: st->fell_back ? "did NOT converge"
+				: "did not fit the budget, but what was left to copy was small: the "
+				  "hold was mostly attaching",
 		total / 1048576.0, st->dirty_rate_bps / 1048576.0);
 	if (st->fell_back)
 		fprintf(f,

@@ -395,28 +395,36 @@ static uint64_t pending_cost(struct precopy *pc)
 	return c.bytes;
 }
 
-/* The final hold copying pc->pending, at the copy rate so far, plus the attach. */
-static uint64_t predict_ns(struct precopy *pc)
+/* Copying pc->pending while held, at the copy rate so far. */
+static uint64_t predict_copy_ns(struct precopy *pc)
 {
 	double rate = pc->copy_ns && pc->read_bytes ? (double)pc->read_bytes / pc->copy_ns : 1.0;
 
-	return pc->first_hold_ns + (uint64_t)(pending_cost(pc) / rate);
+	return (uint64_t)(pending_cost(pc) / rate);
 }
 
-/* Rounds until the next is predicted to fit the budget; false if it never will. */
-static int rounds(struct precopy *pc, bool *converged)
+/*
+ * Rounds until the final hold (attaching, as the first hold did, and copying what is left) is
+ * predicted to fit the budget: converged. Rounds also end when what is left to copy would take
+ * at most a tenth of the budget, the hold being mostly the attach (a loaded machine, many
+ * threads): more rounds would not shorten it, and falling back would not either; *copy_held
+ * says so. Else they end, not converged, after max_rounds or STALL_ROUNDS without progress.
+ */
+static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 {
 	struct snap *s = pc->s;
 	uint64_t budget = (uint64_t)s->opts.downtime_ms * 1000000, best = UINT64_MAX;
 	unsigned stalled = 0;
 	int k = 0;
 
-	*converged = false;
+	*converged = *copy_held = false;
 	while (k >= 0) {
-		uint64_t next = s->stats.downtime_predicted_ns = predict_ns(pc);
+		uint64_t copy = predict_copy_ns(pc), next = pc->first_hold_ns + copy;
 
-		if (s->stats.rounds && next <= budget) {
-			*converged = true;
+		s->stats.downtime_predicted_ns = next;
+		if (s->stats.rounds && (next <= budget || copy <= budget / 10)) {
+			*converged = next <= budget;
+			*copy_held = true;
 			break;
 		}
 		if (s->stats.rounds > s->opts.max_rounds || stalled >= STALL_ROUNDS)
@@ -691,7 +699,7 @@ int precopy_new(struct snap *s, bool chain, struct precopy **ret)
 int precopy_next(struct precopy *pc)
 {
 	struct snap *s = pc->s;
-	bool converged = false, copy_held = true;
+	bool converged = false, copy_held = false;
 	int k = snap_begin_image(s);
 
 	if (k >= 0 && pc->images) { /* an increment: what changed since the last instant */
@@ -701,14 +709,14 @@ int precopy_next(struct precopy *pc)
 		k = collect(pc, false);
 	}
 	if (k >= 0)
-		k = rounds(pc, &converged);
+		k = rounds(pc, &converged, &copy_held);
 	s->stats.converged = converged;
-	if (k >= 0 && !converged)
+	if (k >= 0 && (!copy_held || (!converged && s->opts.strict_downtime)))
 		k = not_converged(pc, &copy_held);
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
 	if (k >= 0)
-		k = hold_final(pc, converged || copy_held);
+		k = hold_final(pc, copy_held);
 	else
 		snap_cleanup(s);
 	pc->images++;
