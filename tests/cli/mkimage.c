@@ -37,6 +37,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -200,7 +201,7 @@ static int mk_precopy_frames(struct img_writer *w, bool cut)
 static char *mk_chain_meta(const char *iso, const char *parent)
 {
 	static const char at[] = "2026-11-18T09:46:40.123456789Z";
-	char member[400] = "", hex[2 * IMG_DIGEST_SIZE + 1], *out = NULL;
+	char member[200 + PATH_MAX] = "", hex[2 * IMG_DIGEST_SIZE + 1], *out = NULL;
 	const char *t = strstr(mk_meta, at);
 	uint8_t d[IMG_DIGEST_SIZE];
 	struct img_reader *r = NULL;
