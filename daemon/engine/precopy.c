@@ -241,16 +241,21 @@ static int collect(struct precopy *pc, bool held)
 	return k;
 }
 
-/* Reads [a, b) one page at a time: a page that cannot be read is DISCARDED. */
-static int copy_by_page(struct snap *s, uint64_t a, uint64_t b, uint8_t *buf, bool held)
+/*
+ * Reads [a, b) one page at a time. A page that cannot be read while the target runs is copied
+ * again from the next collection on (it went away, or is coming back); at the freeze it is
+ * DISCARDED.
+ */
+static int copy_by_page(struct precopy *pc, uint64_t a, uint64_t b, uint8_t *buf, bool held)
 {
+	struct snap *s = pc->s;
 	int k = 0;
 
 	for (uint64_t x = a; x < b && k >= 0; x += s->page_size) {
 		k = snap_read_mem(s, x, buf, s->page_size);
 		if (k == -EFAULT || k == -EIO) {
-			/* Running: it went away, and an event will say so. Held: say it here. */
-			k = held ? img_writer_discarded(s->w, x, 1) : 0;
+			k = held ? img_writer_discarded(s->w, x, 1)
+				 : spans_add(&pc->retry, x, x + s->page_size);
 			s->stats.pages_discarded += held;
 			continue;
 		}
@@ -306,7 +311,7 @@ static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t 
 				pc->read_bytes += bytes;
 				k = snap_emit(s, from, pc->buf, bytes);
 			} else if (k == -EFAULT || k == -EIO) {
-				k = copy_by_page(s, from, from + bytes, pc->buf, held);
+				k = copy_by_page(pc, from, from + bytes, pc->buf, held);
 			}
 			i = j;
 		}
