@@ -54,6 +54,22 @@
 #define NBUF	 5
 
 enum { B_URING, B_AIO, B_LOOP, B_PIPE, B_SYNC };
+
+#ifdef __SANITIZE_THREAD__
+/*
+ * Under ThreadSanitizer (./dev test's TSan pass) the targets, forks of this program taken
+ * while fuse-slow.c's server thread runs, start threads of their own, which TSan refuses by
+ * default ("starting new threads after multi-threaded fork is not supported"). The children
+ * never touch the server thread's state (its lock, its buffers), which is what that default
+ * guards against.
+ */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "die_after_fork=0";
+}
+#endif
+
 static const char *const names[NBUF] = {"io_uring O_DIRECT", "AIO O_DIRECT",
 					"io_uring O_DIRECT, loop device", "io_uring, pipe",
 					"pread O_DIRECT"};
