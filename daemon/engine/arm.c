@@ -10,6 +10,8 @@
 #include "sys/clock.h"
 #include "sys/linux-compat.h"
 #include "engine/arm.h"
+#include "engine/dirtylog.h"
+#include "engine/heldcopy.h"
 #include "engine/pinned.h"
 #include "engine/plan.h"
 #include "engine/rings.h"
@@ -217,6 +219,54 @@ int snap_arm(struct snap *s)
 	return r;
 }
 
+/* Writes [a, a + len) of a VMA copied while held: buf, or zero pages if buf is NULL. */
+static int write_copied(struct snap *s, uint64_t a, const uint8_t *buf, size_t len)
+{
+	int r;
+
+	if (!buf) {
+		r = img_writer_zero(s->w, a, len / s->page_size);
+		/* the emitter of the fault handler counts here too */
+		if (r >= 0)
+			__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size,
+					   __ATOMIC_RELAXED);
+		return r;
+	}
+	r = snap_emit(s, a, buf, len);
+	if (r >= 0)
+		s->stats.pages_held += len / s->page_size;
+	return r;
+}
+
+/*
+ * As write_copied(), keeping the bytes for a chain's next image (s->held_rec); in a chain's
+ * increment, only the pages that differ from the image before's (engine/heldcopy.h) or that
+ * this image's rounds wrote (their copy is older than the instant).
+ */
+static int save_copied(struct snap *s, uint64_t a, const uint8_t *buf, size_t len)
+{
+	size_t ps = s->page_size, run = 0;
+	int r = s->held_rec ? held_copies_add(s->held_rec, a, buf, len) : 0;
+
+	if (r < 0 || !s->held_prev)
+		return r < 0 ? r : write_copied(s, a, buf, len);
+	for (size_t off = 0; off <= len && r >= 0; off += ps) {
+		bool same = off < len && !(s->held_wrote && spans_has(s->held_wrote, a + off)) &&
+			    held_copies_same(s->held_prev, a + off, buf ? buf + off : NULL, ps);
+
+		if (off < len && !same) {
+			run += ps;
+			continue;
+		}
+		if (run)
+			r = write_copied(s, a + off - run, buf ? buf + off - run : NULL, run);
+		run = 0;
+		if (same)
+			s->stats.pages_unchanged++;
+	}
+	return r;
+}
+
 /* Copies one VMA in chunks. Unreadable parts (guard pages, PROT_NONE holes) are skipped. */
 static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t chunk)
 {
@@ -230,12 +280,9 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 		if (v->kind == VMA_ANON && chunk / s->page_size <= sizeof(present)) {
 			snap_scan_present(s, a, a + len, s->page_size, present);
 			if (!memchr(present, 1, len / s->page_size)) {
-				r = img_writer_zero(s->w, a, len / s->page_size);
+				r = save_copied(s, a, NULL, len);
 				if (r < 0)
 					return r;
-				/* the emitter of the fault handler counts here too */
-				__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size,
-						   __ATOMIC_RELAXED);
 				continue;
 			}
 		}
@@ -250,10 +297,9 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 		}
 		if (r < 0)
 			return r;
-		r = snap_emit(s, a, buf, len);
+		r = save_copied(s, a, buf, len);
 		if (r < 0)
 			return r;
-		s->stats.pages_held += len / s->page_size;
 	}
 	return 0;
 }

@@ -51,6 +51,21 @@ void spans_free(struct span_set *s)
 	*s = (struct span_set){0};
 }
 
+bool spans_has(const struct span_set *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) { /* the first span ending after addr */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->v[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->n && s->v[lo].start <= addr;
+}
+
 int spans_subtract(const struct span_set *a, const struct span_set *b, struct span_set *out)
 {
 	size_t j = 0;

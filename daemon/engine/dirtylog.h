@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,8 @@ int spans_add(struct span_set *s, uint64_t start, uint64_t end);
 void spans_merge(struct span_set *s);
 uint64_t spans_bytes(const struct span_set *s);
 void spans_free(struct span_set *s);
+/* Whether addr lies in a span of s (sorted and merged). */
+bool spans_has(const struct span_set *s, uint64_t addr);
 /* Appends to out every span of a minus b (both sorted and merged). */
 int spans_subtract(const struct span_set *a, const struct span_set *b, struct span_set *out);
 

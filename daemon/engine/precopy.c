@@ -34,6 +34,7 @@
 #include "engine/arm.h"
 #include "engine/dirtylog.h"
 #include "engine/faults.h"
+#include "engine/heldcopy.h"
 #include "engine/meta.h"
 #include "engine/plan.h"
 #include "engine/precopy.h"
@@ -64,6 +65,10 @@ struct precopy {
 	bool chain;		/* images follow: never fall back (the dirty log must live on) */
 	unsigned images;	/* images taken */
 	struct span_set saved;	/* what the last image saved: its child marks the rest UNMAPPED */
+	struct span_set wrote;	/* every range this image's rounds wrote pages of */
+	/* A chain: what the last image and this one copied while held (engine/heldcopy.h),
+	 * this one's in held[images % 2] */
+	struct held_copies held[2];
 };
 
 /* The spans of the tracked ranges now planned. */
@@ -333,6 +338,8 @@ static int copy_one(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
 
 	if (k >= 0)
 		k = spans_add(&c->pc->covered, a, b);
+	if (k >= 0)
+		k = spans_add(&c->pc->wrote, a, b);
 	c->bytes += b - a;
 	if (k >= 0 && (k = snap_cancelled(s)) >= 0 && s->opts.progress)
 		s->opts.progress(s->opts.progress_ctx, c->bytes / s->page_size,
@@ -559,6 +566,31 @@ static int fall_back(struct precopy *pc, struct holder *h)
 	return 0;
 }
 
+/*
+ * The VMAs that cannot be tracked, copied while held; in a chain, kept for the next image,
+ * and in an increment only what changed since the image before (engine/heldcopy.h).
+ */
+static int save_held(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	struct held_copies *rec = &pc->held[pc->images % 2], *prev = &pc->held[(pc->images + 1) % 2];
+	int k;
+
+	if (pc->chain) {
+		spans_merge(&pc->wrote);
+		held_copies_free(rec);
+		s->held_rec = rec;
+		s->held_prev = pc->images ? prev : NULL;
+		s->held_wrote = &pc->wrote;
+	}
+	k = snap_copy_held_timed(s);
+	s->held_rec = NULL;
+	s->held_prev = NULL;
+	s->held_wrote = NULL;
+	held_copies_free(prev); /* the next image compares with this one's */
+	return k;
+}
+
 /* Step 3, every thread held: the last set, the untrackable, the instant's metadata. */
 static int freeze(struct precopy *pc, struct holder *h, bool copy_held)
 {
@@ -576,7 +608,7 @@ static int freeze(struct precopy *pc, struct holder *h, bool copy_held)
 		s->stats.pages_held += s->stats.freeze_bytes / s->page_size;
 	}
 	if (k >= 0)
-		k = snap_copy_held_timed(s);
+		k = save_held(pc);
 	if (k >= 0)
 		k = mark_unmapped(pc);
 	if (k >= 0)
@@ -707,6 +739,7 @@ int precopy_next(struct precopy *pc)
 	bool converged = false, copy_held = false;
 	int k = snap_begin_image(s);
 
+	spans_free(&pc->wrote);
 	if (k >= 0 && pc->images) { /* an increment: what changed since the last instant */
 		spans_free(&pc->covered);
 		pc->covered = pc->saved;
@@ -738,6 +771,9 @@ void precopy_free(struct precopy *pc)
 	spans_free(&pc->covered);
 	spans_free(&pc->pending);
 	spans_free(&pc->saved);
+	spans_free(&pc->wrote);
+	held_copies_free(&pc->held[0]);
+	held_copies_free(&pc->held[1]);
 	free(pc->buf);
 	free(pc->present);
 	free(pc);

@@ -124,6 +124,8 @@ struct snap_stats {
 	uint64_t pages_fault;	   /* base pages saved by the fault handler */
 	uint64_t pages_held;	   /* base pages copied while held */
 	uint64_t pages_zero;	   /* base pages recorded as zero */
+	uint64_t pages_unchanged;  /* a chain's increment: pages copied while held, left out
+				    * because the image before holds the same bytes */
 	uint64_t pages_discarded;  /* base pages discarded after T */
 	uint64_t pinned_bytes_held;	/* io_uring registered buffers copied while held (exact) */
 	uint64_t pinned_bytes_not_exact; /* registered buffers beyond the bound: DISCARDED */

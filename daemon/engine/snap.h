@@ -28,6 +28,9 @@
 #include "target/holder.h"
 #include "uffsnap/image.h"
 
+struct held_copies;
+struct span_set;
+
 /* Layout events remembered with their ranges (see struct snap.events). */
 #define SNAP_EVENT_RING 64
 
@@ -83,6 +86,15 @@ struct snap {
 			     * other thread runs) */
 	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
 	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */
+	/*
+	 * A chain's image (engine/precopy.c sets them around snap_copy_held(); else NULL):
+	 * held_rec keeps what the VMAs copied while held hold now; an increment writes only the
+	 * pages of them that differ from held_prev (the image before's), or that its own rounds
+	 * wrote (held_wrote: a round's copy there would read as the instant's). Main.
+	 */
+	struct held_copies *held_rec;
+	const struct held_copies *held_prev;
+	const struct span_set *held_wrote;
 	bool precopy_fell_back; /* pre-copy did not converge: write protection saves the rest
 				 * after T, as in any snapshot (engine/precopy.c). Main */
 	struct snap_error err; /* written once, by the thread that set error first */

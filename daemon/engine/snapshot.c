@@ -340,13 +340,13 @@ static int precopy_json(const struct snap_stats *s, json_t *j)
 		json_array_append_new(rounds, json_pack("{s:I, s:I}", "bytes",
 							(json_int_t)s->round[i].bytes, "ns",
 							(json_int_t)s->round[i].ns));
-	p = json_pack("{s:i, s:o*, s:b, s:I, s:b, s:I, s:I, s:I, s:I}", "rounds", (int)s->rounds,
+	p = json_pack("{s:i, s:o*, s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:I}", "rounds", (int)s->rounds,
 		      "round", rounds, "fell_back", s->fell_back, "fell_back_bytes",
 		      (json_int_t)s->fell_back_bytes, "converged",
 		      s->converged, "freeze_ns", (json_int_t)s->hold_final_ns, "freeze_bytes",
 		      (json_int_t)s->freeze_bytes, "downtime_predicted_ns",
 		      (json_int_t)s->downtime_predicted_ns, "dirty_rate_bps",
-		      (json_int_t)s->dirty_rate_bps);
+		      (json_int_t)s->dirty_rate_bps, "pages_unchanged", (json_int_t)s->pages_unchanged);
 	return p ? json_object_set_new(j, "precopy", p) : -ENOMEM;
 }
 
