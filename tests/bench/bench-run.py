@@ -37,6 +37,8 @@ FULL = {
     # one writer into random pages: 8 MB/s and 200 MB/s of new dirty pages at most)
     "precopy-2k": ([1 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: 2 * s + 1024),
     "precopy-50k": ([1 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: 2 * s + 1024),
+    # incremental chains: each increment against the pages dirtied since the image before
+    "chain": ([1 * GIB], [False], lambda s: 2 * s + 1024),
 }
 QUICK_SIZE = 256
 
@@ -98,6 +100,9 @@ class Runner:
         if name.startswith("precopy-"):
             rate = name.split("-")[1].replace("k", "000")
             return [b("bench-precopy"), self.uffsnapd, str(size), t, self.work, rate]
+        if name == "chain":  # seconds between images: well above the full image's time
+            return [b("bench-chain"), self.uffsnapd, str(size), self.work,
+                    "4" if self.quick else "15"]
         if name == "redis":
             return [os.path.join(HERE, "bench-redis.sh"), self.uffsnapd, b("bench-size"),
                     str(size), self.work, port]

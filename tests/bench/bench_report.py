@@ -22,6 +22,10 @@ def mib(n, unit=1):
     return "%.0f" % (n * unit / 1048576) if n is not None else "-"
 
 
+def mib2(n):
+    return "%.2f" % (n / 1048576) if n is not None else "-"
+
+
 def ratio(u, base, lower_better=True, word=True):
     if u is None or not base:
         return "-"
@@ -243,6 +247,30 @@ def precopy_table(results):
         body)
 
 
+def chain_table(results):
+    body = []
+    for b in rows(results, "chain"):
+        m = b["median"].get
+        full = m("full.file_bytes") or 0
+        for frac in ("0.1", "1", "10", "50"):
+            k = "inc_%spct." % frac
+            if m(k + "dirtied_bytes") is None:
+                continue
+            raced = sum(1 for r in b["runs"] if r.get("inc_%spct" % frac, {}).get("raced"))
+            body.append([
+                "%d MiB" % b["size_mib"], "%s%%" % frac, mib2(m(k + "dirtied_bytes")),
+                mib2(m(k + "file_bytes")), "%.3f" % m(k + "file_per_dirtied", 0),
+                "%.4f" % ((m(k + "file_bytes") or 0) / full if full else 0),
+                ms(m(k + "held_ns")), "%s (%s)" % (mib(full), ms(m("full.held_ns"))),
+                "%d of %d" % (raced, len(b["runs"]))])
+    if not body:
+        return ""
+    return ("### Incremental chains (MiB; held in ms)\n\n" + table(
+        ["size", "pages dirtied between two images", "bytes dirtied", "increment",
+         "increment / dirtied", "increment / full image", "held", "full image (held)",
+         "runs raced (left out)"], body))
+
+
 def markdown(results):
     head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
             "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
@@ -251,7 +279,7 @@ def markdown(results):
                 results["reps"], " (--quick: small sizes, not for publishing)"
                 if results["quick"] else ""))
     tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table,
-              precopy_table)
+              precopy_table, chain_table)
     parts = [head] + [t for t in (f(results) for f in tables) if t]
     if results["skipped"]:
         parts.append("### Skipped\n\n" + "".join(
