@@ -61,7 +61,9 @@ struct precopy {
 	uint64_t read_bytes, copy_ns; /* over every round: the copy rate (bytes read per ns) */
 	uint64_t collected_ns;	      /* when the last collection began */
 	struct holder *h;
-	uint64_t first_hold_ns; /* attaching, for the prediction of the final hold */
+	uint64_t first_hold_ns; /* attaching, for the prediction of the final hold (a chain's
+				 * later images have no first hold of their own in s->stats) */
+	uint64_t pending_cost;	/* bytes pc->pending would copy, as last predicted */
 	bool chain;		/* images follow: never fall back (the dirty log must live on) */
 	unsigned images;	/* images taken */
 	struct span_set saved;	/* what the last image saved: its child marks the rest UNMAPPED */
@@ -412,7 +414,8 @@ static uint64_t predict_copy_ns(struct precopy *pc)
 {
 	double rate = pc->copy_ns && pc->read_bytes ? (double)pc->read_bytes / pc->copy_ns : 1.0;
 
-	return (uint64_t)(pending_cost(pc) / rate);
+	pc->pending_cost = pending_cost(pc);
+	return (uint64_t)(pc->pending_cost / rate);
 }
 
 /*
@@ -561,7 +564,7 @@ static int fall_back(struct precopy *pc, struct holder *h)
 	close(s->uffd);
 	s->uffd = sync;
 	s->pre_t = false;
-	s->precopy_fell_back = s->stats.fell_back = true;
+	s->stats.fell_back = true;
 	s->stats.fell_back_bytes = spans_bytes(&pc->pending);
 	return 0;
 }
@@ -699,7 +702,7 @@ static int check_opts(struct snap *s)
 static int not_converged(struct precopy *pc, bool *ret_copy_held)
 {
 	struct snap *s = pc->s;
-	uint64_t cost = pending_cost(pc);
+	uint64_t cost = pc->pending_cost; /* as rounds() last predicted */
 
 	*ret_copy_held = pc->chain;
 	if (!s->opts.strict_downtime && (!pc->chain || cost <= CHAIN_HOLD_MAX_BYTES))

@@ -95,8 +95,6 @@ struct snap {
 	struct held_copies *held_rec;
 	const struct held_copies *held_prev;
 	const struct span_set *held_wrote;
-	bool precopy_fell_back; /* pre-copy did not converge: write protection saves the rest
-				 * after T, as in any snapshot (engine/precopy.c). Main */
 	struct snap_error err; /* written once, by the thread that set error first */
 	uint64_t start_ns;     /* fixed */
 	/* Per counter: pages_copier, pages_fault, pages_zero are atomic adds (any thread);

@@ -262,7 +262,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 		: s.opts.arm_held ? hold_and_arm(&s)
 				  : snap_hold_and_arm_live(&s);
 	/* A pre-copy that converged copied everything by its instant. */
-	if (!snap_failed(&s) && (!s.opts.precopy || s.precopy_fell_back))
+	if (!snap_failed(&s) && (!s.opts.precopy || s.stats.fell_back))
 		run_after_t(&s);
 	else if (!snap_failed(&s))
 		after_precopy(&s);
