@@ -9,10 +9,12 @@
  * little, against the bytes the target dirtied, is for the benchmark: bench-precopy). The
  * target must be unharmed. Per memory kind, under every event.
  *
- * usage: test-snapshot-chain UFFSNAPD WORKLOAD CHECK UFFSNAPCTL KINDS
+ * usage: test-snapshot-chain UFFSNAPD WORKLOAD CHECK UFFSNAPCTL KINDS [--held]
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +28,24 @@
 #define IMAGES 3
 
 static const char *uffsnapctl;
+/*
+ * --held: every image but the first is made not to converge (--downtime 1 --max-rounds 1), so
+ * what its rounds left is copied while the target is held, as a chain does instead of falling
+ * back; at least one such image must say so.
+ */
+static bool held;
 
-static int run(const char *const argv[])
+/* Runs argv; its stdout into the file out if not NULL. */
+static int run_to(const char *const argv[], const char *out)
 {
 	pid_t p = fork();
 	int st;
 
 	if (p == 0) {
+		int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+
+		if (out && (fd < 0 || dup2(fd, STDOUT_FILENO) < 0))
+			_exit(126);
 		execv(argv[0], (char **)argv);
 		_exit(127);
 	}
@@ -40,6 +53,26 @@ static int run(const char *const argv[])
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run(const char *const argv[])
+{
+	return run_to(argv, NULL);
+}
+
+/* Whether an image after the first did not converge (uffsnapd --json lines in path). */
+static bool one_held(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[16384];
+	bool found = false;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strstr(line, "\"index\":0,") && strstr(line, "\"converged\":false"))
+			found = true;
+	if (f)
+		fclose(f);
+	return found;
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -130,7 +163,7 @@ static int one(const struct snap_paths *p, const char *kind)
 {
 	const char *args[] = {"--threads", "2", "--kind", kind, "--pages", "256", "--events", "all",
 			      NULL};
-	char dir[] = "/tmp/uffsnap-chain-XXXXXX", layout[64], count[8], cmd[128];
+	char dir[] = "/tmp/uffsnap-chain-XXXXXX", layout[64], count[8], cmd[128], json[64];
 	struct wl_proc *w = NULL;
 	char pid[16];
 	int rc = -1;
@@ -141,13 +174,17 @@ static int one(const struct snap_paths *p, const char *kind)
 	wl_write_file(layout, w->layout_json);
 	snprintf(pid, sizeof(pid), "%d", w->pid);
 	snprintf(count, sizeof(count), "%d", IMAGES);
+	snprintf(json, sizeof(json), "%s.json", dir);
 	{
-		const char *chain[] = {p->uffsnapd, "--pid", pid,   "--incremental", "--every",
-				       "1",	    "--count", count, "--dir",	       dir,
-				       "--quiet",   NULL};
+		const char *chain[] = {p->uffsnapd, "--pid",   pid,   "--incremental",
+				       "--every",   "1",       "--count", count,
+				       "--dir",	    dir,       "--json",  held ? "--downtime" : NULL,
+				       "1",	    "--max-rounds", "1", NULL};
 
-		CHECK(run(chain) == 0, "uffsnapd --incremental failed (kind %s)", kind);
+		CHECK(run_to(chain, json) == 0, "uffsnapd --incremental failed (kind %s)", kind);
 	}
+	CHECK(!held || one_held(json), "kind %s: every increment converged: nothing was copied "
+	      "while held (--held)", kind);
 	CHECK(check_images(p, dir, layout) == 0, "kind %s", kind);
 	CHECK(check_needs_parent(dir) == 0, "kind %s", kind);
 	CHECK(snap_target_unharmed(w) == 0, "kind %s: the target was harmed", kind);
@@ -156,6 +193,7 @@ static int one(const struct snap_paths *p, const char *kind)
 fail:
 	wl_proc_free(w);
 	unlink(layout);
+	unlink(json);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);
@@ -172,8 +210,11 @@ int main(int argc, char **argv)
 		printf("SKIP: needs root (ptrace any process, /dev/userfaultfd)\n");
 		return 77;
 	}
-	if (i + 2 != argc) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK UFFSNAPCTL KINDS\n", argv[0]);
+	if (i + 3 == argc && !strcmp(argv[i + 2], "--held"))
+		held = true;
+	else if (i + 2 != argc) {
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK UFFSNAPCTL KINDS [--held]\n",
+			argv[0]);
 		return 2;
 	}
 	uffsnapctl = argv[i];
