@@ -89,9 +89,11 @@ static const char *job_error_class(const struct svc_job *j)
 
 static json_t *job_error_json(const struct svc_job *j)
 {
+	const char *desc = j->ops->cancelled ? j->ops->cancelled(j) : NULL;
+
 	if (j->state == SVC_JOB_CANCELLED)
 		return json_pack("{s:s, s:s}", "class", CTL_E_GENERIC, "desc",
-				 "cancelled; the image is incomplete");
+				 desc ? desc : "cancelled; the image is incomplete");
 	return json_pack("{s:s, s:s}", "class", job_error_class(j), "desc",
 			 j->err.msg[0] ? j->err.msg : strerror(-j->result));
 }

@@ -53,6 +53,8 @@ struct svc_job_ops {
 	void (*completed)(struct svc *svc, struct svc_job *j, double secs);
 	/* Optional: does this running job link a file of that name in the snapshot directory? */
 	bool (*writes)(const struct svc_job *j, const char *name);
+	/* Optional: the "desc" of a cancelled job's error, if not the generic one (NULL). */
+	const char *(*cancelled)(const struct svc_job *j);
 	/* Optional: frees the kind's own fields (the job itself is freed by svc_job_free()). */
 	void (*free)(struct svc_job *j);
 };
