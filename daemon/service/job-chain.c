@@ -40,7 +40,11 @@ static void chain_queue(struct chain_step *s, unsigned i, const char *name,
 	pthread_mutex_lock(&j->lock);
 	if (!s->c->pending)
 		s->c->pending = json_array();
-	json_array_append_new(s->c->pending, data);
+	json_array_append_new(s->c->pending,
+			      json_pack("{s:s, s:o*}", "event", "CHAIN_IMAGE", "data", data));
+	s->c->images = i + 1;
+	free(s->c->last);
+	s->c->last = strdup(name);
 	pthread_mutex_unlock(&j->lock);
 	eventfd_write(j->svc->jobsfd, 1);
 }
@@ -115,29 +119,15 @@ int svc_chain_run(struct svc_job *j, struct svc_chain *c, const struct snap_opts
 	return r;
 }
 
-void svc_chain_events(struct svc *svc, struct svc_job *j, struct svc_chain *c)
+json_t *svc_chain_json(struct svc_job *j, const struct svc_chain *c)
 {
-	json_t *pending, *data;
-	size_t i;
+	json_t *o;
 
 	pthread_mutex_lock(&j->lock);
-	pending = c->pending;
-	c->pending = NULL;
+	o = json_pack("{s:i, s:i, s:i, s:s?}", "every", (int)c->every_s, "count", (int)c->count,
+		      "images", (int)c->images, "last", c->last);
 	pthread_mutex_unlock(&j->lock);
-	json_array_foreach(pending, i, data)
-	{
-		c->images = (unsigned)json_integer_value(json_object_get(data, "index")) + 1;
-		free(c->last);
-		c->last = strdup(json_string_value(json_object_get(data, "file")));
-		svc_job_event(svc, j, "CHAIN_IMAGE", json_incref(data));
-	}
-	json_decref(pending);
-}
-
-json_t *svc_chain_json(const struct svc_chain *c)
-{
-	return json_pack("{s:i, s:i, s:i, s:s?}", "every", (int)c->every_s, "count", (int)c->count,
-			 "images", (int)c->images, "last", c->last);
+	return o;
 }
 
 bool svc_chain_writes(const struct svc_chain *c, const char *name)

@@ -15,10 +15,10 @@ struct svc_chain {
 	uint32_t every_s; /* seconds from one image's start to the next one's */
 	uint32_t count;	  /* images to take; 0: until cancelled */
 	unsigned image;	  /* atomic: the image in progress (JOB_PROGRESS "image") */
-	/* The main thread's: as of the CHAIN_IMAGE events sent. */
+	/* Under the job's lock: the images named so far, the newest one's name, and their
+	 * CHAIN_IMAGE events for the main thread (svc_job_send_queued()). */
 	unsigned images;
 	char *last;
-	/* Under the job's lock: CHAIN_IMAGE data the job thread queued. */
 	json_t *pending;
 };
 
@@ -29,10 +29,8 @@ struct svc_chain {
  */
 int svc_chain_run(struct svc_job *j, struct svc_chain *c, const struct snap_opts *opts,
 		  struct snap_stats *ret_stats);
-/* Main thread: sends the CHAIN_IMAGE events the job thread queued. */
-void svc_chain_events(struct svc *svc, struct svc_job *j, struct svc_chain *c);
-/* The "chain" member of query-job. */
-json_t *svc_chain_json(const struct svc_chain *c);
+/* The "chain" member of query-job of job j. */
+json_t *svc_chain_json(struct svc_job *j, const struct svc_chain *c);
 /* Does the chain write a file of that name (PREFIX-NNNN.img, any index)? */
 bool svc_chain_writes(const struct svc_chain *c, const char *name);
 void svc_chain_free(struct svc_chain *c);

@@ -85,7 +85,7 @@ static void snap_describe(struct svc_job *j, json_t *o)
 	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&s->stats, &stats) >= 0)
 		json_object_set_new(o, "stats", stats);
 	if (s->chain.prefix)
-		json_object_set_new(o, "chain", svc_chain_json(&s->chain));
+		json_object_set_new(o, "chain", svc_chain_json(j, &s->chain));
 	if (s->qemu)
 		json_object_set_new(o, "qemu", json_string(s->qemu));
 	/* the thread wrote it before it ended; pid 0: it never spoke to QEMU */
@@ -311,7 +311,7 @@ static void snap_ended(struct svc *svc, struct svc_job *j, char *what, size_t le
 	struct svc_snap_job *s = snap(j);
 
 	if (s->chain.prefix) /* the last images' events before the job's end */
-		svc_chain_events(svc, j, &s->chain);
+		svc_job_send_queued(svc, j, &s->chain.pending);
 	if (s->out_fd >= 0)
 		close(s->out_fd);
 	s->out_fd = -EBADF;
@@ -361,7 +361,7 @@ static bool snap_writes(const struct svc_job *j, const char *name)
 static void snap_poll(struct svc *svc, struct svc_job *j)
 {
 	if (snap(j)->chain.prefix)
-		svc_chain_events(svc, j, &snap(j)->chain);
+		svc_job_send_queued(svc, j, &snap(j)->chain.pending);
 }
 
 static const char *snap_cancelled(const struct svc_job *j)

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "snap-harness.h"
@@ -26,21 +25,6 @@
 #define IMAGES 3
 
 static const char *uffsnapctl;
-
-static int run(const char *const argv[])
-{
-	pid_t p = fork();
-	int st;
-
-	if (p == 0) {
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
-	while (waitpid(p, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static int by_name(const struct dirent **a, const struct dirent **b)
 {
@@ -57,20 +41,10 @@ static long file_size(const char *path)
 /* One image, flattened through its parents, is one instant; its links verify. */
 static int check_image(const struct snap_paths *p, const char *img, const char *layout)
 {
-	char flat[700];
-	const char *verify[] = {uffsnapctl, "image", "verify", img, NULL};
-	const char *flatten[] = {uffsnapctl, "image", "flatten", img, "--output", flat, NULL};
-	long size = file_size(img);
-
-	snprintf(flat, sizeof(flat), "%s.flat", img);
-	CHECK(run(verify) == 0, "%s: its chain does not verify", img);
-	CHECK(run(flatten) == 0, "%s cannot be flattened", img);
-	CHECK(wl_run_check(p->check, flat, layout) == 0, "%s is not one instant", img);
-	printf("ok %s: %ld bytes, one instant through its parents\n", img, size);
-	unlink(flat);
+	CHECK(snap_chain_image_ok(uffsnapctl, p->check, img, layout) == 0, "%s", img);
+	printf("ok %s: %ld bytes, one instant through its parents\n", img, file_size(img));
 	return 0;
 fail:
-	unlink(flat);
 	return -1;
 }
 
@@ -118,7 +92,7 @@ static int check_needs_parent(const char *dir)
 							  * for parents there, by digest */
 	snprintf(flat, sizeof(flat), "%s.flat", last);
 	CHECK(*last && rename(first, moved) == 0, "cannot move the full image away");
-	CHECK(run(flatten) != 0, "%s was flattened without its chain's full image", last);
+	CHECK(snap_run(flatten) != 0, "%s was flattened without its chain's full image", last);
 	CHECK(rename(moved, first) == 0, "cannot move the full image back");
 	rc = 0;
 fail:
@@ -146,7 +120,7 @@ static int one(const struct snap_paths *p, const char *kind)
 				       "1",	    "--count", count, "--dir",	       dir,
 				       "--quiet",   NULL};
 
-		CHECK(run(chain) == 0, "uffsnapd --incremental failed (kind %s)", kind);
+		CHECK(snap_run(chain) == 0, "uffsnapd --incremental failed (kind %s)", kind);
 	}
 	CHECK(check_images(p, dir, layout) == 0, "kind %s", kind);
 	CHECK(check_needs_parent(dir) == 0, "kind %s", kind);
