@@ -139,8 +139,7 @@ static int snap_check_precopy(struct snap_cmd *s)
 						   "NAME (the images' name prefix)");
 	if (s->incremental && s->qemu)
 		return cli_usage_error(s->svc.inv, "--incremental is for --pid PID, not --qemu");
-	if (!s->precopy && !s->incremental &&
-	    (s->downtime || s->max_rounds || s->strict_downtime))
+	if (!s->precopy && !s->incremental && (s->downtime || s->max_rounds || s->strict_downtime))
 		return cli_usage_error(s->svc.inv, "--downtime, --max-rounds and --strict-downtime "
 						   "go with --precopy or --incremental");
 	if (s->precopy && s->qemu)
@@ -371,7 +370,8 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 			return CLI_EXIT_FAILURE;
 		if (!s->svc.json && s->incremental)
 			printf("job %" JSON_INTEGER_FORMAT ": chain of pid %" JSON_INTEGER_FORMAT
-			       " complete: %" JSON_INTEGER_FORMAT " images %s-NNNN.img in uffsnapd's "
+			       " complete: %" JSON_INTEGER_FORMAT
+			       " images %s-NNNN.img in uffsnapd's "
 			       "snapshot directory; the last:\n",
 			       s->job, s->pid, json_integer_value(json_object_get(d, "images")),
 			       s->file);

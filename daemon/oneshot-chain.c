@@ -93,7 +93,8 @@ int oneshot_chain(const struct chain_cli *cc, const struct snap_opts *opts)
 		char path[PATH_MAX], msg[PATH_MAX + 512] = "";
 		struct snap_stats st = {0};
 
-		if (i && chain_image_wait(cc->cancel_efd, t0 + (uint64_t)i * cc->every_s * 1000000000ull))
+		if (i && chain_image_wait(cc->cancel_efd,
+					  t0 + (uint64_t)i * cc->every_s * 1000000000ull))
 			break; /* interrupted between two images: every image is complete */
 		k = take_one(&r, i, path, &st, msg, sizeof(msg));
 		report(&r, i, path, &st, k, msg);

@@ -61,8 +61,7 @@ int chain_image_verify(int fd, const char *name, char *msg, size_t len)
 }
 
 int chain_image_write(struct snapshot_chain *c, int fd, int cancel_fd, const char *name,
-		      const char *parent_json, struct snap_stats *ret_stats, char *msg,
-		      size_t len)
+		      const char *parent_json, struct snap_stats *ret_stats, char *msg, size_t len)
 {
 	struct snap_error err = {{0}};
 	struct img_sink *sink = NULL;
@@ -120,10 +119,11 @@ int chain_image_parent(int fd, const char *name, char *ret, size_t len)
 	if (k >= 0)
 		meta = json_loads(img_reader_meta(rd), 0, NULL);
 	if (k >= 0)
-		p = json_pack("{s:s, s:s, s:s}", "digest", hex, "time",
-			      json_string_value(json_object_get(json_object_get(meta, "time"),
-								"iso8601")) ?: "",
-			      "file", name);
+		p = json_pack(
+		    "{s:s, s:s, s:s}", "digest", hex, "time",
+		    json_string_value(json_object_get(json_object_get(meta, "time"), "iso8601"))
+			?: "",
+		    "file", name);
 	if (k >= 0)
 		s = json_dumps(p, JSON_COMPACT);
 	if (k >= 0 && (!s || strlen(s) >= len))

@@ -28,8 +28,7 @@ int chain_image_verify(int fd, const char *name, char *msg, size_t len);
  * snapshot_chain_take() (NULL for the first image).
  */
 int chain_image_write(struct snapshot_chain *c, int fd, int cancel_fd, const char *name,
-		      const char *parent_json, struct snap_stats *ret_stats, char *msg,
-		      size_t len);
+		      const char *parent_json, struct snap_stats *ret_stats, char *msg, size_t len);
 /*
  * The parent of the next image (FORMAT.md "Chains"): the complete image in fd, named name, as
  * a JSON object (its trailer's digest, its time, name) in ret (CHAIN_IMAGE_PARENT_MAX bytes).

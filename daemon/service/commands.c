@@ -55,17 +55,19 @@ static int snapshot_check_precopy(json_t *args, struct ctl_error *err)
 				"'incremental' writes its images into the snapshot directory: it "
 				"takes 'file' (the images' name prefix), not 'fd' or 'to'");
 	if (incr && has(args, "qemu"))
-		return ctl_fail(err, CTL_E_PARAM, "'incremental' is for processes ('pid'), not 'qemu'");
+		return ctl_fail(err, CTL_E_PARAM,
+				"'incremental' is for processes ('pid'), not 'qemu'");
 	if (!incr && !is_true(args, "precopy") &&
 	    (has(args, "downtime") || has(args, "max-rounds") || has(args, "strict-downtime")))
 		return ctl_fail(err, CTL_E_PARAM,
 				"'downtime', 'max-rounds' and 'strict-downtime' go with 'precopy' "
 				"or 'incremental'");
 	if (is_true(args, "precopy") && has(args, "qemu"))
-		return ctl_fail(err, CTL_E_PARAM,
-				"'precopy' is for processes ('pid'), not 'qemu': a guest's snapshot "
-				"stops its vCPUs to save its device state with QEMU's help, which "
-				"the pre-copy engine does not do");
+		return ctl_fail(
+		    err, CTL_E_PARAM,
+		    "'precopy' is for processes ('pid'), not 'qemu': a guest's snapshot "
+		    "stops its vCPUs to save its device state with QEMU's help, which "
+		    "the pre-copy engine does not do");
 	return 0;
 }
 

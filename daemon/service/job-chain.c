@@ -68,8 +68,8 @@ static int chain_one(struct chain_step *s, unsigned i, struct snap_stats *st)
 				"cannot create '%s' in the snapshot directory: %s", name,
 				strerror(-fd)),
 		       fd;
-	r = chain_image_write(s->chain, fd, j->stop_fd, name, i ? s->parent : NULL, st,
-			      j->err.msg, sizeof(j->err.msg));
+	r = chain_image_write(s->chain, fd, j->stop_fd, name, i ? s->parent : NULL, st, j->err.msg,
+			      sizeof(j->err.msg));
 	if (r >= 0)
 		r = svc_output_name(j, fd, name);
 	if (r >= 0 && (r = chain_image_parent(fd, name, s->parent, sizeof(s->parent))) < 0)
@@ -110,7 +110,8 @@ int svc_chain_run(struct svc_job *j, struct svc_chain *c, const struct snap_opts
 	int r = snapshot_chain_start(j->pid, opts, &s.chain, &j->err);
 
 	for (unsigned i = 0; r >= 0 && (!c->count || i < c->count); i++) {
-		if (i && chain_image_wait(j->stop_fd, t0 + (uint64_t)i * c->every_s * 1000000000ull))
+		if (i &&
+		    chain_image_wait(j->stop_fd, t0 + (uint64_t)i * c->every_s * 1000000000ull))
 			r = chain_stopped(&s, i);
 		else
 			r = chain_one(&s, i, ret_stats);

@@ -332,8 +332,8 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 			j->id, j->pid, s->guest.downtime_ns / 1e6, s->guest.devstate_bytes,
 			s->guest.devstate_ns / 1e6);
 	if (s->chain.prefix)
-		svc_log("job %" PRIu64 ": chain of pid %d complete: %u images, the last '%s'", j->id,
-			j->pid, s->chain.images, s->chain.last ? s->chain.last : "");
+		svc_log("job %" PRIu64 ": chain of pid %d complete: %u images, the last '%s'",
+			j->id, j->pid, s->chain.images, s->chain.last ? s->chain.last : "");
 	svc_log("job %" PRIu64 ": pid %d complete in %.3f s, %" PRIu64 " bytes, held %.3f ms%s%s",
 		j->id, j->pid, secs, s->stats.bytes, s->stats.held_ns / 1e6,
 		s->to ? ", verified by the receiver at " : "", s->to ? s->to : "");
@@ -422,8 +422,7 @@ struct svc_snap_job *svc_snap_job_new(uid_t owner)
 	return s;
 }
 
-int svc_snap_job_chain(struct svc_snap_job *s, const char *prefix, uint32_t every_s,
-		       uint32_t count)
+int svc_snap_job_chain(struct svc_snap_job *s, const char *prefix, uint32_t every_s, uint32_t count)
 {
 	s->chain.prefix = strdup(prefix);
 	s->chain.every_s = every_s;

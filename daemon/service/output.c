@@ -113,10 +113,10 @@ int svc_output_name(struct svc_job *j, int out, const char *name)
 	 * fs.protected_hardlinks, a file we own: so it is given away only once named.
 	 */
 	if (linkat(out, "", j->svc->dirfd, name, AT_EMPTY_PATH) < 0)
-		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg),
-				     "cannot name the image '%s' in the snapshot directory: %s",
-				     name, r == -EEXIST ? "a file of that name appeared meanwhile"
-							: strerror(-r));
+		r = -errno,
+		snprintf(j->err.msg, sizeof(j->err.msg),
+			 "cannot name the image '%s' in the snapshot directory: %s", name,
+			 r == -EEXIST ? "a file of that name appeared meanwhile" : strerror(-r));
 	/* the client's own image (CAP_CHOWN): readable by the user who asked, no one else */
 	if (r >= 0 && fchown(out, j->owner, j->owner_gid) < 0) {
 		r = -errno;

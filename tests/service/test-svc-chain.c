@@ -188,7 +188,7 @@ static json_t *query_job(struct svc_conn *c, long long id)
 
 static int chain_complete(const struct svc_paths *p, struct svc_daemon *d, const char *kind)
 {
-	const char *args[] = {"--threads", "2",	   "--kind", kind, "--pages",
+	const char *args[] = {"--threads", "2",	       "--kind", kind, "--pages",
 			      "256",	   "--events", "all",	 NULL};
 	char lay[256], prefix[64], prev[300] = "", path[512];
 	gid_t gid = nobody_gid();
@@ -410,10 +410,10 @@ static int args(const struct svc_paths *p, struct svc_daemon *d)
 	NO("every with incremental false", "{s:s, s:b, s:i}", "file", "a", "incremental", 0,
 	   "every", 1);
 	NO("incremental with fd", "{s:s, s:b, s:i}", "fd", "x", "incremental", 1, "every", 1);
-	NO("incremental with to", "{s:s, s:b, s:i}", "to", "127.0.0.1:1", "incremental", 1,
-	   "every", 1);
-	NO("incremental with qemu", "{s:s, s:s, s:b, s:i}", "qemu", "q", "file", "a",
-	   "incremental", 1, "every", 1);
+	NO("incremental with to", "{s:s, s:b, s:i}", "to", "127.0.0.1:1", "incremental", 1, "every",
+	   1);
+	NO("incremental with qemu", "{s:s, s:s, s:b, s:i}", "qemu", "q", "file", "a", "incremental",
+	   1, "every", 1);
 	NO("every 0", "{s:s, s:b, s:i}", "file", "a", "incremental", 1, "every", 0);
 	NO("every 86401", "{s:s, s:b, s:i}", "file", "a", "incremental", 1, "every", 86401);
 	NO("count -1", "{s:s, s:b, s:i, s:i}", "file", "a", "incremental", 1, "every", 1, "count",
@@ -439,8 +439,8 @@ static int args(const struct svc_paths *p, struct svc_daemon *d)
 	/* A running chain's names, on another target: its prefix, and a later image's name. */
 	id = start_chain(c, w2->pid, "busy", 3600, 0);
 	CHECK(id > 0, "a chain job started");
-	NO("a running chain's prefix", "{s:s, s:b, s:i}", "file", "busy", "incremental", 1,
-	   "every", 1);
+	NO("a running chain's prefix", "{s:s, s:b, s:i}", "file", "busy", "incremental", 1, "every",
+	   1);
 	NO("a running chain's later image", "{s:s}", "file", "busy-0007.img");
 #undef NO
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);
@@ -465,8 +465,8 @@ fail:
 
 static int precopy(const struct svc_paths *p, struct svc_daemon *d)
 {
-	static const char *const wargs[] = {"--threads", "2", "--pages", "1024", "--events", "all",
-					    NULL};
+	static const char *const wargs[] = {"--threads", "2",	"--pages", "1024",
+					    "--events",	 "all", NULL};
 	char lay[256], img[256];
 	struct wl_proc *w = NULL;
 	struct svc_conn *c = NULL;
