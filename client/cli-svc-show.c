@@ -123,6 +123,20 @@ static void cli_show_receive(const json_t *job)
 	}
 }
 
+/* A chain job's "chain" member. */
+static void cli_show_chain(const json_t *c)
+{
+	char count[32] = "until cancelled";
+
+	if (!json_is_object(c))
+		return;
+	if (cli_u64(c, "count"))
+		snprintf(count, sizeof(count), "%" PRIu64 " images", cli_u64(c, "count"));
+	printf("%-10san image every %" PRIu64 " s, %s; %" PRIu64 " written, the last %s\n",
+	       "chain:", cli_u64(c, "every"), count, cli_u64(c, "images"),
+	       cli_json_str(c, "last") ?: "(none yet)");
+}
+
 void cli_svc_show_job(const json_t *job)
 {
 	const char *state = cli_json_str(job, "state");
@@ -151,6 +165,7 @@ void cli_svc_show_job(const json_t *job)
 	if (json_object_get(job, "total"))
 		printf("%-10s%d%% (%" PRIu64 " of %" PRIu64 " pages)\n",
 		       "progress:", cli_percent(done, total), done, total);
+	cli_show_chain(json_object_get(job, "chain"));
 	cli_show_stream(json_object_get(job, "stream"));
 	cli_show_forks(json_object_get(job, "forks"));
 	cli_show_error_member("error:", json_object_get(job, "error"));
@@ -237,6 +252,34 @@ void cli_svc_show_guest(FILE *f, const json_t *g)
 		cli_u64(g, "devstate_bytes"));
 }
 
+/* A pre-copy snapshot's rounds and final hold (the "precopy" object of its statistics). */
+static void cli_show_precopy(FILE *f, const json_t *pc)
+{
+	if (!json_is_object(pc))
+		return;
+	fprintf(f,
+		"  pre-copy           %" PRIu64 " rounds, %s; final hold %.3f ms (predicted "
+		"%.3f), %.1f MiB copied in it\n",
+		cli_u64(pc, "rounds"),
+		json_is_true(json_object_get(pc, "converged")) ? "converged"
+		: json_is_true(json_object_get(pc, "fell_back"))
+		    ? "did not converge (write protection saved the rest)"
+		    : "did not converge (the rest copied while held)",
+		cli_u64(pc, "freeze_ns") / 1e6, cli_u64(pc, "downtime_predicted_ns") / 1e6,
+		cli_u64(pc, "freeze_bytes") / 1048576.0);
+}
+
+void cli_svc_show_chain_image(FILE *f, int64_t job, const json_t *d)
+{
+	const char *parent = cli_json_str(d, "parent");
+
+	fprintf(f, "job %" PRId64 ": image %" PRIu64 " %s: %.1f MiB, %s%s\n", job,
+		cli_u64(d, "index"), cli_json_str(d, "file") ?: "?",
+		cli_u64(d, "bytes") / 1048576.0, parent ? "changes since " : "full",
+		parent ? parent : "");
+	fflush(f);
+}
+
 void cli_svc_show_stats(FILE *f, const json_t *st)
 {
 	fprintf(
@@ -273,6 +316,7 @@ void cli_svc_show_stats(FILE *f, const json_t *st)
 			"where)\n",
 			cli_u64(st, "io_contexts"), cli_u64(st, "io_rings_hidden"),
 			cli_u64(st, "shared_writers"), cli_u64(st, "fd_writers"));
+	cli_show_precopy(f, json_object_get(st, "precopy"));
 	if (cli_u64(st, "fault_sink_waits"))
 		fprintf(f,
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "
@@ -306,6 +350,13 @@ static void cli_show_event_detail(const char *name, const json_t *d)
 	else if (!strcmp(name, "IMAGE_FAILED"))
 		printf("image %s from %s failed: %s", cli_json_str(d, "file") ?: "?",
 		       cli_json_str(d, "peer") ?: "?", desc ? desc : "?");
+	else if (!strcmp(name, "CHAIN_IMAGE"))
+		printf("image %" PRIu64 " %s, %" PRIu64 " bytes, %s%s", cli_u64(d, "index"),
+		       cli_json_str(d, "file") ?: "?", cli_u64(d, "bytes"),
+		       cli_json_str(d, "parent") ? "parent " : "full",
+		       cli_json_str(d, "parent") ?: "");
+	else if (!strcmp(name, "JOB_COMPLETED") && json_object_get(d, "images"))
+		printf("completed, %" PRIu64 " images", cli_u64(d, "images"));
 	else if (!strcmp(name, "JOB_COMPLETED"))
 		printf("completed, %" PRIu64 " bytes",
 		       cli_u64(json_object_get(d, "stats"), "bytes"));

@@ -30,6 +30,8 @@ void cli_svc_show_event(const json_t *ev);
 
 /* A guest job's "guest" object (CONTROL.md): QEMU, downtime, device state; nothing if absent. */
 void cli_svc_show_guest(FILE *f, const json_t *guest);
+/* A CHAIN_IMAGE event's data as one line: "job 3: image 1 db-0001.img: ..., changes since ...". */
+void cli_svc_show_chain_image(FILE *f, int64_t job, const json_t *data);
 /* The statistics of a completed job, as uffsnapd prints them after a one-shot snapshot. */
 void cli_svc_show_stats(FILE *f, const json_t *stats);
 

@@ -70,7 +70,9 @@ static int show_cancel(struct cli_svc *s, const json_t *ret, json_int_t id)
 		       "' shows when it has ended)\n",
 		       id, id);
 	else if (!strcmp(name, "JOB_CANCELLED"))
-		printf("job %" JSON_INTEGER_FORMAT ": cancelled; its image is incomplete\n", id);
+		printf("job %" JSON_INTEGER_FORMAT ": cancelled; the image in progress is "
+		       "incomplete (a chain's complete images stay)\n",
+		       id);
 	else
 		printf("job %" JSON_INTEGER_FORMAT ": ended before the cancel took effect (%s)\n",
 		       id, name);

@@ -2,6 +2,8 @@
 /*
  * uffsnapctl snapshot (--pid PID | --qemu QMP_SOCKET) (--output FILE | --file NAME | --to
  * HOST:PORT): asks uffsnapd for a snapshot job and, unless --no-wait, follows it to its end.
+ * --precopy asks for a pre-copy snapshot; --incremental --every S for a chain of images
+ * NAME-NNNN.img in the snapshot directory, one line per image as each is named.
  * With --output the client creates FILE itself and passes the descriptor (the daemon never
  * opens a path for a client: CONTROL.md, Authorization); with --file the daemon creates NAME
  * in its snapshot directory; with --to the daemon streams the image to a receiver with its own
@@ -26,8 +28,12 @@
 #include "cmd-svc.h"
 #include "sys/out-file.h"
 
-/* The daemon's limits for --window (CONTROL.md, snapshot). */
-#define SNAP_WINDOW_MAX 512
+/* The daemon's limits (CONTROL.md, snapshot). */
+#define SNAP_WINDOW_MAX	    512
+#define SNAP_DOWNTIME_MAX   60000
+#define SNAP_MAX_ROUNDS_MAX 63
+#define SNAP_EVERY_MAX	    86400
+#define SNAP_COUNT_MAX	    1000000
 /* Images hold another process's memory: readable by their owner only. */
 #define SNAP_FILE_MODE 0600
 
@@ -37,6 +43,10 @@
 struct snap_cmd {
 	struct cli_svc svc;
 	json_int_t pid, window; /* window 0: the daemon's default */
+	/* --precopy and its budget (0: the daemon's defaults); --incremental: a chain */
+	bool precopy, strict_downtime, incremental;
+	json_int_t downtime, max_rounds, every, count;
+	json_int_t images; /* a chain's CHAIN_IMAGE events seen */
 	const char *output, *file, *to;
 	const char *qemu; /* a guest's QMP socket, instead of pid */
 	bool strict, force, no_wait;
@@ -71,6 +81,23 @@ static int snap_option(struct snap_cmd *s, int c)
 		return snap_number(s, "pid", optarg, INT32_MAX, &s->pid);
 	case 'w':
 		return snap_number(s, "--window", optarg, SNAP_WINDOW_MAX, &s->window);
+	case 'P':
+		s->precopy = true;
+		return 0;
+	case 'D':
+		return snap_number(s, "--downtime", optarg, SNAP_DOWNTIME_MAX, &s->downtime);
+	case 'R':
+		return snap_number(s, "--max-rounds", optarg, SNAP_MAX_ROUNDS_MAX, &s->max_rounds);
+	case 'T':
+		s->strict_downtime = true;
+		return 0;
+	case 'I':
+		s->incremental = true;
+		return 0;
+	case 'E':
+		return snap_number(s, "--every", optarg, SNAP_EVERY_MAX, &s->every);
+	case 'C':
+		return snap_number(s, "--count", optarg, SNAP_COUNT_MAX, &s->count);
 	case 'q':
 		s->qemu = optarg;
 		return 0;
@@ -102,6 +129,24 @@ static bool snap_to_stdout(const struct snap_cmd *s)
 	return s->output && !strcmp(s->output, "-");
 }
 
+/* What goes only with --precopy or --incremental (the daemon checks it too). */
+static int snap_check_precopy(struct snap_cmd *s)
+{
+	if (!s->incremental && (s->every || s->count))
+		return cli_usage_error(s->svc.inv, "--every and --count go with --incremental");
+	if (s->incremental && (!s->every || !s->file))
+		return cli_usage_error(s->svc.inv, "--incremental needs --every SECONDS and --file "
+						   "NAME (the images' name prefix)");
+	if (s->incremental && s->qemu)
+		return cli_usage_error(s->svc.inv, "--incremental is for --pid PID, not --qemu");
+	if (!s->precopy && !s->incremental && (s->downtime || s->max_rounds || s->strict_downtime))
+		return cli_usage_error(s->svc.inv, "--downtime, --max-rounds and --strict-downtime "
+						   "go with --precopy or --incremental");
+	if (s->precopy && s->qemu)
+		return cli_usage_error(s->svc.inv, "--precopy is for --pid PID, not --qemu");
+	return 0;
+}
+
 static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 {
 	static const struct option opts[] = {{"pid", required_argument, NULL, 'p'},
@@ -113,6 +158,13 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 					     {"window", required_argument, NULL, 'w'},
 					     {"force", no_argument, NULL, 'F'},
 					     {"no-wait", no_argument, NULL, 'n'},
+					     {"precopy", no_argument, NULL, 'P'},
+					     {"downtime", required_argument, NULL, 'D'},
+					     {"max-rounds", required_argument, NULL, 'R'},
+					     {"strict-downtime", no_argument, NULL, 'T'},
+					     {"incremental", no_argument, NULL, 'I'},
+					     {"every", required_argument, NULL, 'E'},
+					     {"count", required_argument, NULL, 'C'},
 					     CLI_SVC_LONGOPTS,
 					     {NULL, 0, NULL, 0}};
 	int c, r;
@@ -135,6 +187,9 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 	if (s->force && (!s->output || snap_to_stdout(s)))
 		return cli_usage_error(s->svc.inv, "--force applies to --output FILE (a --file name "
 						   "is never overwritten)");
+	r = snap_check_precopy(s);
+	if (r)
+		return r;
 	if (s->no_wait && s->output && !snap_to_stdout(s))
 		return cli_usage_error(s->svc.inv, "--no-wait cannot go with --output FILE: the "
 						   "image gets its name when the job completes");
@@ -229,6 +284,20 @@ static json_t *snap_arguments(const struct snap_cmd *s)
 		json_object_set_new(a, "strict", json_true());
 	if (a && s->window)
 		json_object_set_new(a, "window", json_integer(s->window));
+	if (a && s->precopy)
+		json_object_set_new(a, "precopy", json_true());
+	if (a && s->downtime)
+		json_object_set_new(a, "downtime", json_integer(s->downtime));
+	if (a && s->max_rounds)
+		json_object_set_new(a, "max-rounds", json_integer(s->max_rounds));
+	if (a && s->strict_downtime)
+		json_object_set_new(a, "strict-downtime", json_true());
+	if (a && s->incremental)
+		json_object_set_new(a, "incremental", json_true());
+	if (a && s->every)
+		json_object_set_new(a, "every", json_integer(s->every));
+	if (a && s->count)
+		json_object_set_new(a, "count", json_integer(s->count));
 	return a;
 }
 
@@ -278,6 +347,12 @@ static void snap_left_behind(const struct snap_cmd *s)
 	else if (s->output && !s->out.in_place)
 		fprintf(stderr, "%s: %s was not written (left as it was)\n", s->svc.inv->path,
 			s->output);
+	else if (s->incremental)
+		fprintf(stderr,
+			"%s: the %" JSON_INTEGER_FORMAT " complete images of the chain stay in "
+			"uffsnapd's snapshot directory (%s-NNNN.img); the one in progress, if "
+			"any, was not kept\n",
+			s->svc.inv->path, s->images, s->file);
 	else if (!s->output)
 		fprintf(stderr, "%s: no image %s was kept in uffsnapd's snapshot directory\n",
 			s->svc.inv->path, s->file);
@@ -293,7 +368,14 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 	if (!strcmp(name, "JOB_COMPLETED")) {
 		if (snap_commit_output(s) != CLI_EXIT_OK)
 			return CLI_EXIT_FAILURE;
-		if (!s->svc.json) {
+		if (!s->svc.json && s->incremental)
+			printf("job %" JSON_INTEGER_FORMAT ": chain of pid %" JSON_INTEGER_FORMAT
+			       " complete: %" JSON_INTEGER_FORMAT
+			       " images %s-NNNN.img in uffsnapd's "
+			       "snapshot directory; the last:\n",
+			       s->job, s->pid, json_integer_value(json_object_get(d, "images")),
+			       s->file);
+		if (!s->svc.json && !s->incremental) {
 			printf("job %" JSON_INTEGER_FORMAT ": snapshot of %s %" JSON_INTEGER_FORMAT
 			       " complete: %s%s\n",
 			       s->job, s->qemu ? "the QEMU guest of pid" : "pid", s->pid, where,
@@ -301,6 +383,8 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 			       : s->to ? " (verified and stored by the receiver)"
 				       : "");
 			cli_svc_show_guest(stdout, json_object_get(d, "guest"));
+		}
+		if (!s->svc.json) {
 			cli_svc_show_stats(stdout, json_object_get(d, "stats"));
 			if (st)
 				printf(
@@ -313,6 +397,10 @@ static int snap_ended(struct snap_cmd *s, const char *name, const json_t *d)
 				    json_integer_value(json_object_get(st, "mem_peak")) / 1048576.0,
 				    json_integer_value(json_object_get(st, "spooled")) / 1048576.0);
 		}
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(name, "JOB_CANCELLED") && s->incremental && s->cancelling) {
+		snap_left_behind(s); /* a chain until Ctrl-C: its images are what was asked for */
 		return CLI_EXIT_OK;
 	}
 	if (!strcmp(name, "JOB_FAILED"))
@@ -334,8 +422,16 @@ static int snap_event(struct snap_cmd *s, const char *name, const json_t *d)
 		return snap_ended(s, name, d);
 	if (!strcmp(name, "JOB_CREATED") && s->qemu)
 		s->pid = json_integer_value(json_object_get(d, "pid")); /* QEMU's */
+	if (!strcmp(name, "CHAIN_IMAGE"))
+		s->images++;
 	if (s->svc.json)
 		return SNAP_CONTINUE;
+	if (!strcmp(name, "CHAIN_IMAGE")) {
+		cli_progress_end(&s->progress);
+		s->progress.last_step = -1; /* the next image's progress starts again */
+		cli_svc_show_chain_image(stdout, s->job, d);
+		return SNAP_CONTINUE;
+	}
 	if (!strcmp(name, "JOB_PROGRESS") && cli_json_u64(d, "done", &done) >= 0 &&
 	    cli_json_u64(d, "total", &total) >= 0) {
 		s->progress.stream = cli_json_u64(d, "acked", &s->progress.acked) >= 0 &&
@@ -444,6 +540,12 @@ static int snap_run(struct snap_cmd *s)
 			s->output ? s->output
 			: s->file ? s->file
 				  : s->to);
+	else if (!s->svc.json && s->incremental)
+		fprintf(stderr,
+			"job %" JSON_INTEGER_FORMAT ": chain of pid %" JSON_INTEGER_FORMAT
+			", an image every %" JSON_INTEGER_FORMAT " s%s into %s-NNNN.img (Ctrl-C "
+			"ends it)\n",
+			s->job, s->pid, s->every, s->count ? "" : " until Ctrl-C", s->file);
 	else if (!s->svc.json)
 		fprintf(stderr,
 			"job %" JSON_INTEGER_FORMAT ": snapshot of pid %" JSON_INTEGER_FORMAT

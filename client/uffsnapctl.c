@@ -33,7 +33,10 @@ static const struct cli_command uffsnapctl_commands[] = {
 	.help = "snapshot a running process or QEMU guest through uffsnapd and follow the job to "
 		"its end",
 	.usage = "(--pid PID | --qemu QMP_SOCKET) (--output FILE | --file NAME | --to HOST:PORT) "
-		 "[--strict] [--window N] [--force] [--no-wait]",
+		 "[--strict] [--window N] [--precopy [--downtime MS] [--max-rounds N] "
+		 "[--strict-downtime]] [--force] [--no-wait]\n"
+		 "       uffsnapctl snapshot --pid PID --file NAME --incremental --every S "
+		 "[--count N] [--downtime MS] [--max-rounds N] [--strict-downtime]",
 	.options =
 	    "  --pid PID       the process to snapshot (one you could ptrace yourself)\n"
 	    "  --qemu QMP_SOCKET\n"
@@ -54,12 +57,25 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "                  buffers it cannot copy, shared memory another process maps\n"
 	    "                  writable), instead of recording it in the image\n"
 	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
+	    "  --precopy       pre-copy (uffsnapd --precopy): copy while the target runs, then\n"
+	    "                  what it wrote meanwhile, and hold it only for the last round;\n"
+	    "                  no write of the target ever waits (a process, not --qemu)\n"
+	    "  --downtime MS   pre-copy: the final hold's budget, 1..60000 (default 50)\n"
+	    "  --max-rounds N  pre-copy: rounds before giving up converging, 1..63 (default 10)\n"
+	    "  --strict-downtime  pre-copy: fail instead when it does not converge\n"
+	    "  --incremental   a chain (pre-copy): an image every --every S seconds, 1..86400,\n"
+	    "                  NAME-0000.img (full), NAME-0001.img (what changed since), ...\n"
+	    "                  in the snapshot directory, each named once complete and verified;\n"
+	    "                  --count N images, 1..1000000 (default: until Ctrl-C)\n"
 	    "  --force         replace FILE if it exists\n"
 	    "  --no-wait       print the job's id and return at once (not with --output FILE)\n" CLI_SVC_OPTIONS_HELP
 	    "\nWithout --no-wait it waits for the job to end, showing progress on stderr, prints\n"
 	    "the summary and exits 0 when the image is complete, 1 when the job failed or was\n"
 	    "cancelled (FILE, or the --file NAME, is then left as it was: nothing is created).\n"
-	    "Ctrl-C cancels the job.\n",
+	    "Ctrl-C cancels the job. A chain prints a line per image as it is named; it exits\n"
+	    "0 after --count images, or when Ctrl-C ended it (the images complete by then\n"
+	    "stay; the one in progress leaves nothing), 1 when it failed (the complete images\n"
+	    "stay too).\n",
     },
     {
 	.name = "receive",

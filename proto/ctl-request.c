@@ -366,6 +366,6 @@ void ctl_commands_help(const struct ctl_command *table, char *buf, size_t len)
 	for (const struct ctl_command *c = table; c->name && n < len; c++) {
 		n += snprintf(buf + n, len - n, "  %-12s %s\n", c->name, c->help);
 		for (const struct ctl_arg *a = c->args; a && a->name && n < len; a++)
-			n += snprintf(buf + n, len - n, "      %-10s %s\n", a->name, a->help);
+			n += snprintf(buf + n, len - n, "      %-15s %s\n", a->name, a->help);
 	}
 }

@@ -29,6 +29,48 @@ static struct svc_client *client(void *ctx)
 	return ctx;
 }
 
+static bool has(json_t *args, const char *name)
+{
+	return json_object_get(args, name) != NULL;
+}
+
+static bool is_true(json_t *args, const char *name)
+{
+	return json_is_true(json_object_get(args, name));
+}
+
+/* "precopy" and "incremental", and what goes only with them (CONTROL.md "snapshot"). */
+static int snapshot_check_precopy(json_t *args, struct ctl_error *err)
+{
+	bool incr = is_true(args, "incremental");
+
+	if (!incr && (has(args, "every") || has(args, "count")))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'every' and 'count' go with 'incremental': true (a chain)");
+	if (incr && !has(args, "every"))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'incremental' needs 'every' (seconds from one image to the next)");
+	if (incr && !has(args, "file"))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'incremental' writes its images into the snapshot directory: it "
+				"takes 'file' (the images' name prefix), not 'fd' or 'to'");
+	if (incr && has(args, "qemu"))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'incremental' is for processes ('pid'), not 'qemu'");
+	if (!incr && !is_true(args, "precopy") &&
+	    (has(args, "downtime") || has(args, "max-rounds") || has(args, "strict-downtime")))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'downtime', 'max-rounds' and 'strict-downtime' go with 'precopy' "
+				"or 'incremental'");
+	if (is_true(args, "precopy") && has(args, "qemu"))
+		return ctl_fail(
+		    err, CTL_E_PARAM,
+		    "'precopy' is for processes ('pid'), not 'qemu': a guest's snapshot "
+		    "stops its vCPUs to save its device state with QEMU's help, which "
+		    "the pre-copy engine does not do");
+	return 0;
+}
+
 static int snapshot_check(json_t *args, struct ctl_error *err)
 {
 	int n = !!json_object_get(args, "fd") + !!json_object_get(args, "file") +
@@ -51,7 +93,7 @@ static int snapshot_check(json_t *args, struct ctl_error *err)
 				"'qemu' and 'fd' name the same fd '%s': pass the QMP connection "
 				"and the output as two fds",
 				qemu);
-	return 0;
+	return snapshot_check_precopy(args, err);
 }
 
 static int need_key(const struct svc *svc, const char *what, struct ctl_error *err)
@@ -110,6 +152,18 @@ static int snapshot_admit(struct svc_client *c, pid_t pid, int *ret_pidfd,
 	return svc_job_admit(c, err);
 }
 
+/* "incremental": images FILE-0000.img, ... (names checked here, files made by the job). */
+static int snapshot_chain(struct svc_client *c, struct svc_snap_job *j,
+			  const struct ctl_request *req, struct ctl_error *err)
+{
+	int r = svc_output_chain_check(c->svc, j->file, err);
+
+	if (r >= 0 && svc_snap_job_chain(j, j->file, (uint32_t)ctl_arg_int(req, "every", 0),
+					 (uint32_t)ctl_arg_int(req, "count", 0)) < 0)
+		r = ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	return r;
+}
+
 /* The output: a named fd of this connection (taken over), a new file, or a receiver. */
 static int snapshot_output(struct svc_client *c, struct svc_snap_job *j,
 			   const struct ctl_request *req, struct ctl_error *err)
@@ -140,6 +194,8 @@ static int snapshot_output(struct svc_client *c, struct svc_snap_job *j,
 	j->file = strdup(file);
 	if (!j->file)
 		return ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	if (ctl_arg_bool(req, "incremental", false)) /* a file per image, made by the job */
+		return snapshot_chain(c, j, req, err);
 	j->out_fd = svc_output_create(c->svc, file, err);
 	return j->out_fd < 0 ? j->out_fd : 0;
 }
@@ -234,6 +290,10 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	j->job.pidfd = pidfd; /* the job frees it */
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
+	j->precopy = ctl_arg_bool(req, "precopy", false);
+	j->downtime_ms = (uint32_t)ctl_arg_int(req, "downtime", 0);
+	j->max_rounds = (uint32_t)ctl_arg_int(req, "max-rounds", 0);
+	j->strict_downtime = ctl_arg_bool(req, "strict-downtime", false);
 	r = snapshot_output(c, j, req, err);
 	if (r >= 0 && qemu)
 		r = snapshot_qemu_take(c, j, qemu, err);
@@ -464,6 +524,14 @@ static const struct ctl_arg snapshot_args[] = {
     {"to", CTL_ARG_HOSTPORT, false, 0, 0, "stream the image to this receiver (HOST:PORT)"},
     {"strict", CTL_ARG_BOOL, false, 0, 0, "fail if memory not yet saved is discarded"},
     {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
+    {"precopy", CTL_ARG_BOOL, false, 0, 0, "pre-copy: no write of the target ever waits"},
+    {"downtime", CTL_ARG_INT, false, 1, 60000, "pre-copy: the final hold's budget, ms (50)"},
+    {"max-rounds", CTL_ARG_INT, false, 1, SNAP_MAX_ROUNDS - 1,
+     "pre-copy: rounds before giving up converging (10)"},
+    {"strict-downtime", CTL_ARG_BOOL, false, 0, 0, "pre-copy: fail if it does not converge"},
+    {"incremental", CTL_ARG_BOOL, false, 0, 0, "a chain of images FILE-NNNN.img"},
+    {"every", CTL_ARG_INT, false, 1, 86400, "chain: seconds from one image to the next"},
+    {"count", CTL_ARG_INT, false, 0, 1000000, "chain: images to take (0: until cancel)"},
     {NULL},
 };
 static const struct ctl_arg receive_args[] = {

@@ -84,6 +84,8 @@ static void snap_describe(struct svc_job *j, json_t *o)
 	}
 	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&s->stats, &stats) >= 0)
 		json_object_set_new(o, "stats", stats);
+	if (s->chain.prefix)
+		json_object_set_new(o, "chain", svc_chain_json(j, &s->chain));
 	if (s->qemu)
 		json_object_set_new(o, "qemu", json_string(s->qemu));
 	/* the thread wrote it before it ended; pid 0: it never spoke to QEMU */
@@ -211,6 +213,10 @@ static void *snap_main(void *arg)
 	struct snap_opts o = {
 	    .strict = s->strict,
 	    .window_pages = s->window,
+	    .precopy = s->precopy,
+	    .downtime_ms = s->downtime_ms,
+	    .max_rounds = s->max_rounds,
+	    .strict_downtime = s->strict_downtime,
 	    .devuffd_fd = j->svc->devuffd,
 	    .progress = snap_progress_cb,
 	    .progress_ctx = s,
@@ -219,8 +225,14 @@ static void *snap_main(void *arg)
 	    .test_pause = j->svc->o.test_pause,
 	};
 	struct img_sink *sink = NULL;
-	int r = snap_sink(s, &sink);
+	int r;
 
+	if (s->chain.prefix) { /* its own file per image */
+		j->result = svc_chain_run(j, &s->chain, &o, &s->stats);
+		svc_job_thread_done(j);
+		return NULL;
+	}
+	r = snap_sink(s, &sink);
 	if (r >= 0 && s->qemu)
 		r = snap_guest(s, &o, sink);
 	else if (r >= 0) /* it sees a cancel that came while the stream connected */
@@ -238,7 +250,12 @@ static void snap_log_start(const struct svc_job *j)
 	const struct svc_snap_job *s = snap(j);
 	const char *what = s->qemu ? "the QEMU guest of " : "";
 
-	if (s->to)
+	if (s->chain.prefix)
+		svc_log("job %" PRIu64 ": chain of pid %d for uid %u to files '%s-NNNN.img' every "
+			"%u s (%u images%s) started",
+			j->id, j->pid, j->owner, s->chain.prefix, s->chain.every_s, s->chain.count,
+			s->chain.count ? "" : ": until cancelled");
+	else if (s->to)
 		svc_log("job %" PRIu64 ": snapshot of %spid %d for uid %u to the receiver at %s "
 			"started",
 			j->id, what, j->pid, j->owner, s->to);
@@ -254,7 +271,7 @@ static void snap_stop(struct svc_job *j, int why)
 {
 	struct svc_snap_job *s = snap(j);
 
-	if (why == -ECANCELED)
+	if (why == -ECANCELED || s->chain.prefix) /* a chain waiting for its next image too */
 		eventfd_write(j->stop_fd, 1);
 	pthread_mutex_lock(&j->lock);
 	if (s->sink && why == -ECANCELED)
@@ -269,15 +286,19 @@ static void snap_progress(struct svc *svc, struct svc_job *j)
 	uint64_t done = __atomic_load_n(&s->done, __ATOMIC_RELAXED);
 	struct stream_counters c = {0};
 	json_t *data;
+	unsigned image = __atomic_load_n(&s->chain.image, __ATOMIC_RELAXED);
 
 	if (s->to)
 		c = snap_stream(s);
-	if (done == s->sent_done && c.acked == s->sent_acked)
+	if (done == s->sent_done && c.acked == s->sent_acked && image == s->sent_image)
 		return;
 	s->sent_done = done;
 	s->sent_acked = c.acked;
+	s->sent_image = image;
 	data = json_pack("{s:I, s:I, s:I}", "id", (json_int_t)j->id, "done", (json_int_t)done,
 			 "total", (json_int_t)__atomic_load_n(&s->total, __ATOMIC_RELAXED));
+	if (data && s->chain.prefix)
+		json_object_set_new(data, "image", json_integer(image));
 	if (data && s->to) {
 		json_object_set_new(data, "sent", json_integer((json_int_t)c.sent));
 		json_object_set_new(data, "acked", json_integer((json_int_t)c.acked));
@@ -289,6 +310,8 @@ static void snap_ended(struct svc *svc, struct svc_job *j, char *what, size_t le
 {
 	struct svc_snap_job *s = snap(j);
 
+	if (s->chain.prefix) /* the last images' events before the job's end */
+		svc_job_send_queued(svc, j, &s->chain.pending);
 	if (s->out_fd >= 0)
 		close(s->out_fd);
 	s->out_fd = -EBADF;
@@ -308,6 +331,9 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 			"%" PRIu64 " bytes in %.3f ms",
 			j->id, j->pid, s->guest.downtime_ns / 1e6, s->guest.devstate_bytes,
 			s->guest.devstate_ns / 1e6);
+	if (s->chain.prefix)
+		svc_log("job %" PRIu64 ": chain of pid %d complete: %u images, the last '%s'",
+			j->id, j->pid, s->chain.images, s->chain.last ? s->chain.last : "");
 	svc_log("job %" PRIu64 ": pid %d complete in %.3f s, %" PRIu64 " bytes, held %.3f ms%s%s",
 		j->id, j->pid, secs, s->stats.bytes, s->stats.held_ns / 1e6,
 		s->to ? ", verified by the receiver at " : "", s->to ? s->to : "");
@@ -317,12 +343,32 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 		json_object_set_new(data, "stream", stream_json(&s->stream));
 	if (data && s->qemu)
 		json_object_set_new(data, "guest", guest_stats_json(&s->guest));
+	if (data && s->chain.prefix)
+		json_object_set_new(data, "images", json_integer(s->chain.images));
 	svc_job_event(svc, j, "JOB_COMPLETED", data);
 }
 
 static bool snap_writes(const struct svc_job *j, const char *name)
 {
-	return snap(j)->file && !strcmp(snap(j)->file, name);
+	const struct svc_snap_job *s = snap(j);
+
+	if (s->chain.prefix)
+		return svc_chain_writes(&s->chain, name);
+	return s->file && !strcmp(s->file, name);
+}
+
+/* Main thread, on every jobs wake-up: a chain's images named meanwhile. */
+static void snap_poll(struct svc *svc, struct svc_job *j)
+{
+	if (snap(j)->chain.prefix)
+		svc_job_send_queued(svc, j, &snap(j)->chain.pending);
+}
+
+static const char *snap_cancelled(const struct svc_job *j)
+{
+	return snap(j)->chain.prefix ? "cancelled; the chain's complete images stay, the image "
+				       "in progress was not written"
+				     : NULL;
 }
 
 static void snap_free(struct svc_job *j)
@@ -337,6 +383,7 @@ static void snap_free(struct svc_job *j)
 	free(s->file);
 	free(s->fdname);
 	free(s->to);
+	svc_chain_free(&s->chain);
 }
 
 static const struct svc_job_ops snap_ops = {
@@ -347,10 +394,12 @@ static const struct svc_job_ops snap_ops = {
     .created = snap_created,
     .describe = snap_describe,
     .stop = snap_stop,
+    .poll = snap_poll,
     .progress = snap_progress,
     .ended = snap_ended,
     .completed = snap_completed,
     .writes = snap_writes,
+    .cancelled = snap_cancelled,
     .free = snap_free,
 };
 
@@ -371,4 +420,13 @@ struct svc_snap_job *svc_snap_job_new(uid_t owner)
 		return NULL;
 	}
 	return s;
+}
+
+int svc_snap_job_chain(struct svc_snap_job *s, const char *prefix, uint32_t every_s, uint32_t count)
+{
+	s->chain.prefix = strdup(prefix);
+	s->chain.every_s = every_s;
+	s->chain.count = count;
+	s->precopy = true;
+	return s->chain.prefix ? 0 : -ENOMEM;
 }

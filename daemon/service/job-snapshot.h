@@ -6,7 +6,7 @@
 #pragma once
 
 #include "guest/guest.h"
-#include "service/job.h"
+#include "service/job-chain.h"
 
 struct svc_snap_job {
 	struct svc_job job;
@@ -17,9 +17,14 @@ struct svc_snap_job {
 	char *qemu;	     /* its fd name, for query-job; NULL: a process, not a guest */
 	bool strict;
 	uint32_t window;
+	/* "precopy" (always, for a chain) and its budget; 0: the engine's defaults */
+	bool precopy, strict_downtime;
+	uint32_t downtime_ms, max_rounds;
+	struct svc_chain chain;	 /* "incremental": chain.prefix is file */
 	uint64_t done, total;	 /* atomic: progress in pages */
 	uint64_t sent_done;	 /* last JOB_PROGRESS sent */
 	uint64_t sent_acked;	 /* "to": acked in the last JOB_PROGRESS */
+	unsigned sent_image;	 /* a chain's: image in the last JOB_PROGRESS */
 	struct snap_stats stats; /* written by the job thread before finished */
 	struct guest_stats guest; /* a guest's, likewise */
 	/* Under the job's lock. */
@@ -29,3 +34,6 @@ struct svc_snap_job {
 
 /* A new snapshot job (see svc_job_new()); its fields are then set by the command. */
 struct svc_snap_job *svc_snap_job_new(uid_t owner);
+/* Makes the new job a chain of images PREFIX-NNNN.img (its "file"): 0 or -ENOMEM. */
+int svc_snap_job_chain(struct svc_snap_job *s, const char *prefix, uint32_t every_s,
+		       uint32_t count);

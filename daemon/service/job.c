@@ -44,6 +44,23 @@ void svc_job_event(struct svc *svc, const struct svc_job *j, const char *event, 
 	free(line);
 }
 
+void svc_job_send_queued(struct svc *svc, struct svc_job *j, json_t **pending)
+{
+	json_t *queued, *ev;
+	size_t i;
+
+	pthread_mutex_lock(&j->lock);
+	queued = *pending;
+	*pending = NULL;
+	pthread_mutex_unlock(&j->lock);
+	json_array_foreach(queued, i, ev)
+	{
+		svc_job_event(svc, j, json_string_value(json_object_get(ev, "event")),
+			      json_incref(json_object_get(ev, "data")));
+	}
+	json_decref(queued);
+}
+
 struct svc_job *svc_job_find(struct svc *svc, uint64_t id)
 {
 	for (struct svc_job *j = svc->jobs; j; j = j->next)
@@ -89,9 +106,11 @@ static const char *job_error_class(const struct svc_job *j)
 
 static json_t *job_error_json(const struct svc_job *j)
 {
+	const char *desc = j->ops->cancelled ? j->ops->cancelled(j) : NULL;
+
 	if (j->state == SVC_JOB_CANCELLED)
 		return json_pack("{s:s, s:s}", "class", CTL_E_GENERIC, "desc",
-				 "cancelled; the image is incomplete");
+				 desc ? desc : "cancelled; the image is incomplete");
 	return json_pack("{s:s, s:s}", "class", job_error_class(j), "desc",
 			 j->err.msg[0] ? j->err.msg : strerror(-j->result));
 }

@@ -53,6 +53,8 @@ struct svc_job_ops {
 	void (*completed)(struct svc *svc, struct svc_job *j, double secs);
 	/* Optional: does this running job link a file of that name in the snapshot directory? */
 	bool (*writes)(const struct svc_job *j, const char *name);
+	/* Optional: the "desc" of a cancelled job's error, if not the generic one (NULL). */
+	const char *(*cancelled)(const struct svc_job *j);
 	/* Optional: frees the kind's own fields (the job itself is freed by svc_job_free()). */
 	void (*free)(struct svc_job *j);
 };
@@ -87,6 +89,11 @@ struct svc_job {
 bool svc_job_visible(const struct svc_job *j, const struct svc_peer *p);
 /* Sends an event to every client that may see job j; takes data over. */
 void svc_job_event(struct svc *svc, const struct svc_job *j, const char *event, json_t *data);
+/*
+ * Sends the events a job's thread queued in *pending (under the job's lock: an array of
+ * {"event": NAME, "data": {...}}), in order, and empties it. Main thread.
+ */
+void svc_job_send_queued(struct svc *svc, struct svc_job *j, json_t **pending);
 struct svc_job *svc_job_find(struct svc *svc, uint64_t id);
 struct svc_job *svc_job_running_on(struct svc *svc, pid_t pid);
 /* Running jobs of uid now. */

@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "engine/chain-image.h"
 #include "sys/linux-compat.h"
 #include "service/output.h"
 #include "uffsnap/image.h"
@@ -74,44 +75,48 @@ int svc_output_create(struct svc *svc, const char *name, struct ctl_error *err)
 	return fd;
 }
 
-/* Reads the image back through a new open file (our fd is write-only), as verify would. */
-static int output_verify(struct svc_job *j, int out, const char *name)
+int svc_output_unnamed(struct svc *svc)
 {
-	struct img_summary sum;
-	char proc[64];
-	int fd, r;
-
-	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", out);
-	fd = open(proc, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return snprintf(j->err.msg, sizeof(j->err.msg),
-				"cannot reopen '%s' to verify it: %m", name),
-		       -errno;
-	r = img_verify_fd(fd, &sum, NULL);
-	close(fd);
-	if (r >= 0 && sum.status != IMG_COMPLETE)
-		r = -EBADMSG;
-	if (r < 0)
-		snprintf(j->err.msg, sizeof(j->err.msg), "the image '%s' does not verify: %s", name,
-			 r == -EBADMSG ? sum.error.msg : strerror(-r));
-	return r;
+	return create_unnamed(svc->dirfd);
 }
 
-int svc_output_finish(struct svc_job *j, int out, const char *name)
+int svc_output_chain_check(struct svc *svc, const char *prefix, struct ctl_error *err)
 {
-	int r = output_verify(j, out, name);
+	char first[CTL_NAME_MAX + 2];
+	int r;
 
-	if (r >= 0 && fsync(out) < 0)
-		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s", name,
-				     strerror(-r));
+	if (strlen(prefix) + strlen(SVC_CHAIN_SUFFIX0) > CTL_NAME_MAX)
+		return ctl_fail(err, CTL_E_PARAM,
+				"'file' is the chain's name prefix: with '" SVC_CHAIN_SUFFIX0
+				"' it must stay within %d bytes",
+				CTL_NAME_MAX);
+	snprintf(first, sizeof(first), "%s" SVC_CHAIN_SUFFIX0, prefix);
+	r = name_free(svc, first);
+	if (r == -EEXIST)
+		return ctl_fail(err, CTL_E_PARAM,
+				"'%s' already exists in the snapshot directory %s (or a running "
+				"job writes it): images are never overwritten; choose another "
+				"prefix",
+				first, svc->o.snapdir);
+	if (r < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot look for '%s' in %s: %s", first,
+				svc->o.snapdir, strerror(-r));
+	return 0;
+}
+
+int svc_output_name(struct svc_job *j, int out, const char *name)
+{
+	int r = 0;
+
 	/*
 	 * fs/namei.c: linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH (kept) and, with
 	 * fs.protected_hardlinks, a file we own: so it is given away only once named.
 	 */
-	if (r >= 0 && linkat(out, "", j->svc->dirfd, name, AT_EMPTY_PATH) < 0)
-		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg),
-				     "cannot name the image '%s' in the snapshot directory: %s",
-				     name, strerror(-r));
+	if (linkat(out, "", j->svc->dirfd, name, AT_EMPTY_PATH) < 0)
+		r = -errno,
+		snprintf(j->err.msg, sizeof(j->err.msg),
+			 "cannot name the image '%s' in the snapshot directory: %s", name,
+			 r == -EEXIST ? "a file of that name appeared meanwhile" : strerror(-r));
 	/* the client's own image (CAP_CHOWN): readable by the user who asked, no one else */
 	if (r >= 0 && fchown(out, j->owner, j->owner_gid) < 0) {
 		r = -errno;
@@ -120,6 +125,16 @@ int svc_output_finish(struct svc_job *j, int out, const char *name)
 		unlinkat(j->svc->dirfd, name, 0);
 	}
 	return r;
+}
+
+int svc_output_finish(struct svc_job *j, int out, const char *name)
+{
+	int r = chain_image_verify(out, name, j->err.msg, sizeof(j->err.msg));
+
+	if (r >= 0 && fsync(out) < 0)
+		r = -errno, snprintf(j->err.msg, sizeof(j->err.msg), "cannot write '%s': %s", name,
+				     strerror(-r));
+	return r >= 0 ? svc_output_name(j, out, name) : r;
 }
 
 /* Asking for no feature makes UFFDIO_API report every feature it has (fs/userfaultfd.c). */

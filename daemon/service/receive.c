@@ -132,20 +132,7 @@ static void *recv_main(void *arg)
 /* Sends the events the thread queued. */
 static void recv_events(struct svc *svc, struct svc_job *j)
 {
-	struct svc_recv_job *rj = recv_job(j);
-	json_t *pending, *ev;
-	size_t i;
-
-	pthread_mutex_lock(&j->lock);
-	pending = rj->pending;
-	rj->pending = NULL;
-	pthread_mutex_unlock(&j->lock);
-	json_array_foreach(pending, i, ev)
-	{
-		svc_job_event(svc, j, json_string_value(json_object_get(ev, "event")),
-			      json_incref(json_object_get(ev, "data")));
-	}
-	json_decref(pending);
+	svc_job_send_queued(svc, j, &recv_job(j)->pending);
 }
 
 static json_t *stream_json(const struct svc_recv_stream *s)

@@ -122,6 +122,28 @@ run "snapshot --file again" 1 "exist" -- "$C" --socket "$S" snapshot --pid $wpid
 run "snapshot --json" 0 '"JOB_COMPLETED"' -- "$C" --socket "$S" --json snapshot --pid $wpid --file two.img
 head -1 "$tmp/out" | grep -qE '^\{"id": *[0-9]+\}$' && ok "--json: the reply first" || bad "--json first line: $(head -1 "$tmp/out")"
 grep -vqE '^\{' "$tmp/out" && bad "--json: a line that is not JSON: $(cat "$tmp/out")" || ok "--json: one JSON object per line"
+# --- pre-copy and chains (tests/service/test-svc-chain.c checks them in depth)
+run "snapshot --precopy" 0 "pre-copy +[0-9]+ rounds" -- "$C" --socket "$S" snapshot --pid $wpid \
+	--file pre.img --precopy --downtime 100 --max-rounds 5
+check_image "snapshot --precopy" "$tmp/dir/pre.img" "$L"
+run "usage: --downtime without --precopy" 2 "go with --precopy or --incremental" \
+	-- "$C" --socket "$S" snapshot --pid $wpid --file p2.img --downtime 10
+run "usage: --every without --incremental" 2 "go with --incremental" \
+	-- "$C" --socket "$S" snapshot --pid $wpid --file p2.img --every 1
+run "usage: --incremental without --every" 2 "needs --every" \
+	-- "$C" --socket "$S" snapshot --pid $wpid --file ch --incremental
+run "snapshot --incremental" 0 "chain of pid $wpid complete: 2 images" -- "$C" --socket "$S" \
+	snapshot --pid $wpid --file ch --incremental --every 1 --count 2
+grep -qE "^job [0-9]+: image 0 ch-0000.img: .*full" "$tmp/out" &&
+	grep -qE "^job [0-9]+: image 1 ch-0001.img: .*changes since ch-0000.img" "$tmp/out" &&
+	ok "a line per image" || bad "chain lines: $(cat "$tmp/out")"
+if "$C" image flatten "$tmp/dir/ch-0001.img" --output "$tmp/ch.flat" >"$tmp/v" 2>&1; then
+	check_image "snapshot --incremental, flattened" "$tmp/ch.flat" "$L"
+else
+	bad "flatten ch-0001.img: $(cat "$tmp/v")"
+fi
+run "snapshot --incremental --json" 0 '"CHAIN_IMAGE"' -- "$C" --socket "$S" --json \
+	snapshot --pid $wpid --file chj --incremental --every 1 --count 1
 run "snapshot --no-wait" 0 '^\{"id"' -- "$C" --socket "$S" --json snapshot --pid $wpid --file three.img --no-wait
 id=$(json_field "$(head -1 "$tmp/out")" id)
 wait_state "$id" completed && ok "job $id completes" || bad "job $id never completed"

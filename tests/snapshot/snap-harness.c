@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,4 +367,51 @@ bool snap_wait_traced(pid_t tid)
 		usleep(1000);
 	}
 	return false;
+}
+
+int snap_run(const char *const argv[])
+{
+	return snap_run_to(argv, NULL);
+}
+
+int snap_run_to(const char *const argv[], const char *out)
+{
+	pid_t p = fork();
+	int st;
+
+	if (p < 0)
+		return -1;
+	if (p == 0) {
+		int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+
+		if (out && (fd < 0 || dup2(fd, STDOUT_FILENO) < 0))
+			_exit(126);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	while (waitpid(p, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int snap_chain_image_ok(const char *uffsnapctl, const char *check, const char *img,
+			const char *layout)
+{
+	char flat[PATH_MAX];
+	const char *verify[] = {uffsnapctl, "image", "verify", img, NULL};
+	const char *flatten[] = {uffsnapctl, "image", "flatten", img, "--output", flat, NULL};
+	int rc = -1;
+
+	snprintf(flat, sizeof(flat), "%s.flat", img);
+	if (snap_run(verify) != 0)
+		printf("%s: its chain does not verify\n", img);
+	else if (snap_run(flatten) != 0)
+		printf("%s cannot be flattened\n", img);
+	else if (wl_run_check(check, flat, layout) != 0)
+		printf("%s is not one instant\n", img);
+	else
+		rc = 0;
+	unlink(flat);
+	return rc;
 }

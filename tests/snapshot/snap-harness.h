@@ -50,6 +50,17 @@ int snap_pause_wait(const char *dir, const char *point);
 void snap_pause_go(const char *dir);
 void snap_pause_clean(const char *dir, const char *point);
 
+/* Runs argv (argv[0] a path) and waits: its exit status, or 128 + signal, or -1. */
+int snap_run(const char *const argv[]);
+/* As snap_run(), its stdout into the file out (created or truncated). */
+int snap_run_to(const char *const argv[], const char *out);
+/*
+ * An image of a chain, read through its parents: `uffsnapctl image verify` checks every link,
+ * and flattened (`uffsnapctl image flatten`, to IMG.flat, removed after) the checker finds it
+ * one instant of the workload whose layout is at layout. Prints what is wrong; 0 or -1.
+ */
+int snap_chain_image_ok(const char *uffsnapctl, const char *check, const char *img,
+			const char *layout);
 /* Does the file at path contain needle (in its first 8 KiB)? */
 bool snap_file_has(const char *path, const char *needle);
 /* Does the image at path verify as complete (`uffsnapctl image verify` would say ok)? */

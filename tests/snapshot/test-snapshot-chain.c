@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "snap-harness.h"
@@ -34,31 +33,6 @@ static const char *uffsnapctl;
  * back; at least one such image must say so.
  */
 static bool held;
-
-/* Runs argv; its stdout into the file out if not NULL. */
-static int run_to(const char *const argv[], const char *out)
-{
-	pid_t p = fork();
-	int st;
-
-	if (p == 0) {
-		int fd = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-
-		if (out && (fd < 0 || dup2(fd, STDOUT_FILENO) < 0))
-			_exit(126);
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
-	while (waitpid(p, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static int run(const char *const argv[])
-{
-	return run_to(argv, NULL);
-}
 
 /* Whether an image after the first did not converge (uffsnapd --json lines in path). */
 static bool one_held(const char *path)
@@ -90,20 +64,10 @@ static long file_size(const char *path)
 /* One image, flattened through its parents, is one instant; its links verify. */
 static int check_image(const struct snap_paths *p, const char *img, const char *layout)
 {
-	char flat[700];
-	const char *verify[] = {uffsnapctl, "image", "verify", img, NULL};
-	const char *flatten[] = {uffsnapctl, "image", "flatten", img, "--output", flat, NULL};
-	long size = file_size(img);
-
-	snprintf(flat, sizeof(flat), "%s.flat", img);
-	CHECK(run(verify) == 0, "%s: its chain does not verify", img);
-	CHECK(run(flatten) == 0, "%s cannot be flattened", img);
-	CHECK(wl_run_check(p->check, flat, layout) == 0, "%s is not one instant", img);
-	printf("ok %s: %ld bytes, one instant through its parents\n", img, size);
-	unlink(flat);
+	CHECK(snap_chain_image_ok(uffsnapctl, p->check, img, layout) == 0, "%s", img);
+	printf("ok %s: %ld bytes, one instant through its parents\n", img, file_size(img));
 	return 0;
 fail:
-	unlink(flat);
 	return -1;
 }
 
@@ -151,7 +115,7 @@ static int check_needs_parent(const char *dir)
 							  * for parents there, by digest */
 	snprintf(flat, sizeof(flat), "%s.flat", last);
 	CHECK(*last && rename(first, moved) == 0, "cannot move the full image away");
-	CHECK(run(flatten) != 0, "%s was flattened without its chain's full image", last);
+	CHECK(snap_run(flatten) != 0, "%s was flattened without its chain's full image", last);
 	CHECK(rename(moved, first) == 0, "cannot move the full image back");
 	rc = 0;
 fail:
@@ -181,7 +145,7 @@ static int one(const struct snap_paths *p, const char *kind)
 				       "--dir",	    dir,       "--json",  held ? "--downtime" : NULL,
 				       "1",	    "--max-rounds", "1", NULL};
 
-		CHECK(run_to(chain, json) == 0, "uffsnapd --incremental failed (kind %s)", kind);
+		CHECK(snap_run_to(chain, json) == 0, "uffsnapd --incremental failed (kind %s)", kind);
 	}
 	CHECK(!held || one_held(json), "kind %s: every increment converged: nothing was copied "
 	      "while held (--held)", kind);
