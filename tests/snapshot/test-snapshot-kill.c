@@ -14,7 +14,11 @@
  * three waits for the first hold and one for the final hold, so that the holds are hit for
  * certain, not by chance; the rest are random moments.
  *
- * usage: test-snapshot-kill UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS   (SIGNAL: KILL, INT, ...)
+ * With --precopy, the snapshots are pre-copy ones: between the holds the rounds run (the phase
+ * "running armed"), the target registered with an asynchronous userfaultfd.
+ *
+ * usage: test-snapshot-kill UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS [--precopy]
+ *        (SIGNAL: KILL, INT, ...)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +32,8 @@
 
 #include "snap-harness.h"
 #include "test-proc.h"
+
+static bool precopy;
 
 enum phase { PH_FIRST_HOLD, PH_FINAL_HOLD, PH_RUNNING, PH_DONE, PH_N };
 static const char *const phase_names[PH_N] = {"first hold", "final hold", "running armed",
@@ -50,7 +56,7 @@ static pid_t start_group(const struct snap_paths *p, pid_t pid, const char *imag
 		dup2(null, STDOUT_FILENO);
 		dup2(err, STDERR_FILENO);
 		execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force", "--json",
-		      (char *)NULL);
+		      precopy ? "--precopy" : NULL, (char *)NULL);
 		_exit(127);
 	}
 	if (d > 0)
@@ -195,8 +201,11 @@ int main(int argc, char **argv)
 	int fd = mkstemp(image);
 
 	close(fd);
-	if (i + 1 >= argc || (sig = parse_signal(argv[i])) < 0 || (rounds = atoi(argv[i + 1])) < 3) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS (>= 3)\n", argv[0]);
+	precopy = i + 3 == argc && !strcmp(argv[i + 2], "--precopy");
+	if (i + 1 >= argc || (i + 2 != argc && !precopy) || (sig = parse_signal(argv[i])) < 0 ||
+	    (rounds = atoi(argv[i + 1])) < 3) {
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS (>= 3) [--precopy]\n",
+			argv[0]);
 		return 2;
 	}
 	if (getuid() != 0) {

@@ -6,9 +6,11 @@
 # test-snapshot-output.sh), so stdout is the way to see what was written.
 # Deterministic: uffsnapd is paused (SIGSTOP) once it is past the snapshot instant (the image
 # has grown beyond its metadata) and before it has finished, then the target is killed.
-# usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL
+# With a 4th argument, --precopy: a pre-copy snapshot, the target killed during its rounds
+# (the image has grown by the first round's copy, before any instant).
+# usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL [--precopy]
 set -u
-D=$1 W=$2 C=$3
+D=$1 W=$2 C=$3 MODE=${4:-}
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
 tmp=$(mktemp -d)
 trap 'kill -9 $wpid $dpid 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -17,9 +19,9 @@ for attempt in 1 2 3 4 5; do
 	"$W" --threads 4 --pages 32768 >"$tmp/wl" &
 	wpid=$!
 	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
-	"$D" --pid $wpid --output - >"$tmp/img" 2>"$tmp/err" &
+	"$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
-	# Past T: the copier has written more than the metadata (hang guard only).
+	# Past T (pre-copy: into its first round): more than the metadata written (hang guard only).
 	for _ in $(seq 3000); do
 		[ "$(stat -c %s "$tmp/img" 2>/dev/null || echo 0)" -gt 4194304 ] && break
 		kill -0 $dpid 2>/dev/null || break
