@@ -22,6 +22,11 @@
  * event (s->dirty), a new mapping (never armed). The last set is copied with every thread
  * held. The image format lets a later frame supersede an earlier one (FORMAT.md, REWRITES),
  * so each page reads as its last copy: the one of the instant.
+ *
+ * A scoped pre-copy (a QEMU guest's RAM, snap_opts.scope) whose caller stops every writer of
+ * that memory in its before_instant hook (quiet_at_instant: a migration at QEMU's
+ * pre-switchover, its vCPUs stopped) needs no freeze: step 3 then runs without holding a
+ * thread (quiet_final()), and the caller's own pause is the downtime.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +43,7 @@
 #include "engine/meta.h"
 #include "engine/plan.h"
 #include "engine/precopy.h"
+#include "engine/precopy-internal.h"
 #include "engine/snap.h"
 #include "engine/uffd-ops.h"
 #include "target/holder.h"
@@ -49,29 +55,6 @@
 #define COPY_CHUNK	 (1u << 20)
 /* What a chain's image that did not converge may still copy while the target is held. */
 #define CHAIN_HOLD_MAX_BYTES (SNAP_GATE_MAX_BYTES / 2)
-
-struct precopy {
-	struct snap *s;
-	struct span_set armed;	 /* tracked ranges protected and then copied whole */
-	struct span_set retry;	 /* ranges to treat as never armed at the next collection */
-	struct span_set covered; /* every range a round wrote pages of */
-	struct span_set pending; /* collected (so protected again), not yet copied */
-	uint8_t *buf, *present;
-	size_t buf_len;
-	uint64_t read_bytes, copy_ns; /* over every round: the copy rate (bytes read per ns) */
-	uint64_t collected_ns;	      /* when the last collection began */
-	struct holder *h;
-	uint64_t first_hold_ns; /* attaching, for the prediction of the final hold (a chain's
-				 * later images have no first hold of their own in s->stats) */
-	uint64_t pending_cost;	/* bytes pc->pending would copy, as last predicted */
-	bool chain;		/* images follow: never fall back (the dirty log must live on) */
-	unsigned images;	/* images taken */
-	struct span_set saved;	/* what the last image saved: its child marks the rest UNMAPPED */
-	struct span_set wrote;	/* every range this image's rounds wrote pages of */
-	/* A chain: what the last image and this one copied while held (engine/heldcopy.h),
-	 * this one's in held[images % 2] */
-	struct held_copies held[2];
-};
 
 /* The spans of the tracked ranges now planned. */
 static int tracked_spans(const struct snap *s, struct span_set *out)
@@ -99,7 +82,13 @@ static int register_running(struct precopy *pc)
 		if (v->plan != VMA_PLAN_TRACK)
 			continue;
 		r = uffd_register_wp(s->uffd, v->start, v->end - v->start);
-		if (r == -EBUSY || r == -EPERM || r == -EOPNOTSUPP) {
+		if (s->opts.scope && (r == -EBUSY || r == -EPERM || r == -EOPNOTSUPP)) {
+			/* a guest's RAM is never copied while held (snap_opts.scope) */
+			k = r;
+			snap_fail(s, r, "cannot register 0x%llx-0x%llx: %s",
+				  (unsigned long long)v->start, (unsigned long long)v->end,
+				  strerror(-r));
+		} else if (r == -EBUSY || r == -EPERM || r == -EOPNOTSUPP) {
 			v->plan = VMA_PLAN_COPY; /* as snap_register() does */
 			snprintf(v->note, sizeof(v->note), "%s", "write protection refused, copied");
 		} else if (r < 0) {
@@ -138,13 +127,7 @@ static void align_in(const struct pages_range *r, uint64_t *a, uint64_t *b)
 		*b = r->end;
 }
 
-typedef int (*piece_fn)(void *ctx, struct pages_range *r, uint64_t a, uint64_t b);
-
-/*
- * Calls fn for each part of set (sorted, merged) that lies in a tracked range, granule-aligned
- * within it, until fn fails.
- */
-static int each_piece(struct snap *s, const struct span_set *set, piece_fn fn, void *ctx)
+int precopy_each_piece(struct snap *s, const struct span_set *set, piece_fn fn, void *ctx)
 {
 	int k = 0;
 
@@ -206,7 +189,7 @@ static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
 	spans_free(&pc->retry);
 	spans_merge(&fresh);
 	if (k >= 0)
-		k = each_piece(s, &fresh, arm_piece, &c);
+		k = precopy_each_piece(s, &fresh, arm_piece, &c);
 	for (size_t i = 0; k >= 0 && i < c.redo.n; i++)
 		k = spans_add(&pc->pending, c.redo.v[i].start, c.redo.v[i].end);
 	spans_free(&pc->armed);
@@ -354,7 +337,7 @@ static int copy_set(struct precopy *pc, const struct span_set *set, bool held, u
 {
 	struct snap *s = pc->s;
 	struct copy_ctx c = {.pc = pc, .held = held, .total = spans_bytes(set)};
-	int k = each_piece(s, set, copy_one, &c);
+	int k = precopy_each_piece(s, set, copy_one, &c);
 
 	spans_merge(&pc->covered);
 	if (k == -ESRCH)
@@ -405,7 +388,7 @@ static uint64_t pending_cost(struct precopy *pc)
 {
 	struct copy_ctx c = {.pc = pc};
 
-	each_piece(pc->s, &pc->pending, cost_piece, &c);
+	precopy_each_piece(pc->s, &pc->pending, cost_piece, &c);
 	return c.bytes;
 }
 
@@ -416,6 +399,12 @@ static uint64_t predict_copy_ns(struct precopy *pc)
 
 	pc->pending_cost = pending_cost(pc);
 	return (uint64_t)(pc->pending_cost / rate);
+}
+
+/* The caller stops every writer of the scoped memory at the instant: no final hold. */
+static bool quiet(const struct snap *s)
+{
+	return s->opts.quiet_at_instant && s->opts.scope;
 }
 
 /*
@@ -434,7 +423,8 @@ static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 
 	*converged = *copy_held = false;
 	while (k >= 0) {
-		uint64_t copy = predict_copy_ns(pc), next = pc->first_hold_ns + copy;
+		uint64_t copy = predict_copy_ns(pc),
+			 next = copy + (quiet(s) ? 0 : pc->first_hold_ns);
 
 		s->stats.downtime_predicted_ns = next;
 		if (s->stats.rounds && (next <= budget || copy <= budget / 10)) {
@@ -447,6 +437,8 @@ static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 		stalled = next < best ? 0 : stalled + 1;
 		best = next < best ? next : best;
 		k = run_round(pc);
+		if (k >= 0 && s->stats.rounds == 1)
+			snap_test_pause(s, "round");
 	}
 	return k;
 }
@@ -485,90 +477,6 @@ static int holder_failed(struct snap *s, int k, const char *msg)
 	return k;
 }
 
-static int mark_protected(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
-{
-	(void)ctx;
-	memset(r->state + pages_index(r, a), PAGE_PROTECTED, (b - a) / r->granule);
-	return 0;
-}
-
-/* Every granule of the tracked ranges outside set (sorted, merged) is saved already. */
-static void mark_saved_except(struct snap *s, const struct span_set *set)
-{
-	for (size_t i = 0; i < s->pages.n; i++) {
-		struct pages_range *r = &s->pages.r[i];
-
-		memset(r->state, PAGE_SAVED, (r->end - r->start) / r->granule);
-	}
-	each_piece(s, set, mark_protected, NULL);
-}
-
-static int protect_piece(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
-{
-	(void)r;
-	return uffd_protect(*(int *)ctx, a, b - a, 1);
-}
-
-/* Moves the tracked ranges to userfaultfd to and write-protects set within them. */
-static int move_ranges(struct snap *s, int to, const struct span_set *set)
-{
-	int k = 0;
-
-	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
-		const struct pages_range *r = &s->pages.r[i];
-
-		k = uffd_unregister(s->uffd, r->start, r->end - r->start);
-		if (k >= 0)
-			k = uffd_register_wp(to, r->start, r->end - r->start);
-	}
-	if (k >= 0)
-		k = each_piece(s, set, protect_piece, &to);
-	if (k < 0)
-		snap_fail(s, k, "cannot move to write protection: %s", strerror(-k));
-	return k;
-}
-
-/*
- * Did not converge: what is left is saved the way a write-protect snapshot saves it, from
- * this instant on (engine/faults.c, engine/copier.c). Every page outside pc->pending was
- * copied after its last protection and not written since: its copy is the instant's, and it
- * is marked saved. The pending pages go to a synchronous userfaultfd, write-protected, so a
- * write to one waits until it is saved; the hot ranges and pinned buffers among them are
- * saved while held (snap_copy_held()). Closing the asynchronous userfaultfd drops its
- * registration of whatever else it had (fs/userfaultfd.c: userfaultfd_release()), so no
- * layout event waits on a userfaultfd nobody reads.
- */
-static int fall_back(struct precopy *pc, struct holder *h)
-{
-	struct snap *s = pc->s;
-	char msg[sizeof(s->err.msg)] = "";
-	int sync = -EBADF, k;
-
-	snap_handler_stop(s); /* it reads the asynchronous userfaultfd */
-	k = holder_failed(s, holder_new_uffd(h, &sync, msg, sizeof(msg)), msg);
-	if (k >= 0)
-		k = snap_uffd_api(s, sync, false);
-	for (size_t i = 0; k >= 0 && i < s->nhot; i++)
-		k = spans_add(&pc->pending, s->hot[i].start, s->hot[i].end);
-	for (size_t i = 0; k >= 0 && i < s->npinned; i++)
-		k = spans_add(&pc->pending, s->pinned[i].start, s->pinned[i].end);
-	spans_merge(&pc->pending);
-	if (k >= 0)
-		k = move_ranges(s, sync, &pc->pending);
-	if (k < 0) {
-		if (sync >= 0)
-			close(sync);
-		return snap_failed(s) ? k : (snap_fail(s, k, "out of memory"), k);
-	}
-	mark_saved_except(s, &pc->pending);
-	close(s->uffd);
-	s->uffd = sync;
-	s->pre_t = false;
-	s->stats.fell_back = true;
-	s->stats.fell_back_bytes = spans_bytes(&pc->pending);
-	return 0;
-}
-
 /*
  * The VMAs that cannot be tracked, copied while held; in a chain, kept for the next image,
  * and in an increment only what changed since the image before (engine/heldcopy.h).
@@ -594,6 +502,32 @@ static int save_held(struct precopy *pc)
 	return k;
 }
 
+/* The last set, nothing writing it now (threads held, or the caller's quiet instant). */
+static int copy_last(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	int k;
+
+	free(s->hot); /* no write ever waits here: nothing hot to save */
+	s->hot = NULL;
+	s->nhot = 0;
+	k = copy_set(pc, &pc->pending, true, &s->stats.freeze_bytes);
+	s->stats.pages_held += s->stats.freeze_bytes / s->page_size;
+	return k;
+}
+
+/* After the last set: the untrackable, what is no longer mapped, the instant's metadata. */
+static int seal(struct precopy *pc)
+{
+	int k = save_held(pc);
+
+	if (k >= 0)
+		k = mark_unmapped(pc);
+	if (k >= 0)
+		k = snap_final_meta(pc->s);
+	return k;
+}
+
 /* Step 3, every thread held: the last set, the untrackable, the instant's metadata. */
 static int freeze(struct precopy *pc, struct holder *h, bool copy_held)
 {
@@ -601,22 +535,11 @@ static int freeze(struct precopy *pc, struct holder *h, bool copy_held)
 	int k = collect(pc, true); /* adds to what the last round collected */
 
 	snap_gate_hold(s->gate, true); /* until the release: see engine/gate.h */
-	if (k >= 0 && !copy_held) {
-		k = fall_back(pc, h);
-	} else if (k >= 0) {
-		free(s->hot); /* no write ever waits here: nothing hot to save */
-		s->hot = NULL;
-		s->nhot = 0;
-		k = copy_set(pc, &pc->pending, true, &s->stats.freeze_bytes);
-		s->stats.pages_held += s->stats.freeze_bytes / s->page_size;
-	}
-	if (k >= 0)
-		k = save_held(pc);
-	if (k >= 0)
-		k = mark_unmapped(pc);
-	if (k >= 0)
-		k = snap_final_meta(s);
-	return k;
+	if (k >= 0 && !copy_held)
+		k = precopy_fall_back(pc, h);
+	else if (k >= 0)
+		k = copy_last(pc);
+	return k >= 0 ? seal(pc) : k;
 }
 
 /* Step 1 up to the first round: the first hold, protecting everything. */
@@ -647,6 +570,36 @@ static int start(struct precopy *pc)
 		k = arm_new(pc, &none, false);
 	}
 	pc->collected_ns = sys_now_ns();
+	return k;
+}
+
+/*
+ * The final round of a scoped pre-copy whose caller stops every writer of that memory in
+ * before_instant (a QEMU guest whose vCPUs are stopped): what the rounds left, the last
+ * collection and the instant's metadata, without holding a thread. Exact for the same reason
+ * as the freeze: every page written before the writers stopped is in the last collection,
+ * and nothing writes the scoped memory from then until at_instant. Never falls back (write
+ * protection would serve faults after the instant, but the caller may move the guest away).
+ */
+static int quiet_final(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	const struct snap_hooks *h = s->opts.hooks;
+	int k = snap_before_instant(s);
+
+	if (k >= 0)
+		k = collect(pc, true);
+	if (k >= 0)
+		k = copy_last(pc);
+	if (k >= 0)
+		k = seal(pc);
+	if (k < 0) {
+		snap_cleanup(s);
+		return k;
+	}
+	s->after_t = true;
+	if (h && h->at_instant)
+		h->at_instant(h->ctx);
 	return k;
 }
 
@@ -685,8 +638,12 @@ static int check_opts(struct snap *s)
 		o->max_rounds = DEFAULT_MAX_ROUNDS;
 	if (o->max_rounds > SNAP_MAX_ROUNDS - 1)
 		o->max_rounds = SNAP_MAX_ROUNDS - 1;
-	if (o->scope || o->hooks || o->arm_held)
-		return snap_fail(s, -EINVAL, "pre-copy is for processes, armed while they run"),
+	/* A pre-copy image's device state would have to follow its second META, which
+	 * FORMAT.md does not allow: a scoped pre-copy (a guest's migration) has none. */
+	if (o->arm_held || (o->hooks && o->hooks->after_meta))
+		return snap_fail(s, -EINVAL,
+				 "pre-copy arms while the target runs, and its image "
+				 "holds no device state"),
 		       -EINVAL;
 	if (s->pagemapfd < 0)
 		return snap_fail(s, -EOPNOTSUPP, "pre-copy needs /proc/%d/pagemap", s->pid),
@@ -695,7 +652,8 @@ static int check_opts(struct snap *s)
 }
 
 /*
- * Did not converge. --strict-downtime: fail. A single snapshot falls back to write
+ * Did not converge. --strict-downtime: fail. A quiet snapshot copies the rest while its
+ * caller keeps the memory still. A single snapshot falls back to write
  * protection at the freeze; a chain cannot (the dirty log must stay armed for the next
  * image), so it copies the rest while held if that is at most CHAIN_HOLD_MAX_BYTES.
  */
@@ -704,7 +662,7 @@ static int not_converged(struct precopy *pc, bool *ret_copy_held)
 	struct snap *s = pc->s;
 	uint64_t cost = pc->pending_cost; /* as rounds() last predicted */
 
-	*ret_copy_held = pc->chain;
+	*ret_copy_held = pc->chain || quiet(s);
 	if (!s->opts.strict_downtime && (!pc->chain || cost <= CHAIN_HOLD_MAX_BYTES))
 		return 0;
 	return snap_fail(s, -ETIME,
@@ -756,7 +714,9 @@ int precopy_next(struct precopy *pc)
 		k = not_converged(pc, &copy_held);
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
-	if (k >= 0)
+	if (k >= 0 && quiet(s))
+		k = quiet_final(pc);
+	else if (k >= 0)
 		k = hold_final(pc, copy_held);
 	else
 		snap_cleanup(s);

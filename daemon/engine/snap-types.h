@@ -74,14 +74,17 @@ struct snap_opts {
 	/*
 	 * The caller guarantees that nothing writes the scoped memory from before_instant on until
 	 * at_instant (a QEMU guest whose vCPUs it stopped, its devices quiesced): arming live, the
-	 * final hold is then not needed and skipped. Only with a scope and arming live.
+	 * final hold is then not needed and skipped. Only with a scope and arming live (or
+	 * pre-copy: its last round is then copied with no thread held).
 	 */
 	bool quiet_at_instant;
 	/*
 	 * Pre-copy (engine/precopy.c): copy everything while the target runs, then rounds of what
 	 * was written meanwhile (the dirty log), then hold every thread while the last dirty pages
 	 * are copied: the instant is the end of that hold. No write of the target ever waits for
-	 * us. Not with a scope or hooks.
+	 * us. With a scope and quiet_at_instant (a QEMU guest, stopped in before_instant), the
+	 * last round is copied without holding any thread, and never falls back to write
+	 * protection; hooks->after_meta must be NULL (a pre-copy image holds no device state).
 	 */
 	bool precopy;
 	uint32_t downtime_ms; /* the hold the last round must be predicted to fit (default 50) */
