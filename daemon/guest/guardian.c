@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The guardian (guardian.h). It blocks reading a pipe whose write end only we hold: each byte
- * is a state ('S' the guest is stopped by us, 'R' it runs, 'D' done), or 'U' followed by a
- * newline-ended QMP command to send when undoing; end of file without 'D' means we died. QEMU serves the QMP connection, not a process: the guardian's dup of our
- * socket is the same connection, already past qmp_capabilities, so it can speak on it at once.
- * Replies meant for us may still be in the socket; it reads and drops everything until its own.
+ * is a state ('S' the guest is stopped by us, 'C' a migration's switch-over may be under way,
+ * 'R' it runs or is not ours to resume, 'D' done), or 'U' followed by a
+ * newline-ended QMP command to send when undoing; end of file without 'D' means we died. QEMU
+ * serves the QMP connection, not a process: the guardian's dup of our socket is the same
+ * connection, already past qmp_capabilities, so it can speak on it at once. Replies meant for us
+ * may still be in the socket; it reads and drops everything until its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +79,42 @@ static void resume_guest(int qmp)
 	}
 }
 
+/*
+ * Whether QEMU still waits before its switch-over: our migrate-continue, if we sent it, came
+ * before this query on the same connection, so QEMU has acted on it. Only then is resuming
+ * the source safe; after it, the guest may run at the destination.
+ */
+static bool before_switchover(int fd)
+{
+	char buf[16384];
+	size_t have = 0;
+
+	say(fd, "{\"execute\":\"query-migrate\",\"id\":\"guardian-q\"}\n");
+	for (int quiet = 0; quiet < 50 && have < sizeof(buf) - 1;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char *line, *end;
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0) {
+			quiet++;
+			continue;
+		}
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0)
+			return false;
+		have += n;
+		buf[have] = 0;
+		line = strstr(buf, "\"guardian-q\"");
+		if (!line || !(end = strchr(line, '\n')))
+			continue;
+		*end = 0;
+		while (line > buf && line[-1] != '\n') /* back to the reply's own line */
+			line--;
+		return strstr(line, "pre-switchover") != NULL;
+	}
+	return false;
+}
+
 static void guardian_child(int rfd, int qmp)
 {
 	char state = 'R', c, undo[4096] = "";
@@ -106,7 +144,7 @@ static void guardian_child(int rfd, int qmp)
 		if (c == 'D')
 			_exit(0);
 	}
-	if (state == 'S')
+	if (state == 'S' || (state == 'C' && before_switchover(qmp)))
 		resume_guest(qmp);
 	if (nundo && !in_undo) {
 		undo[nundo] = 0;
@@ -177,6 +215,11 @@ void guardian_undo(struct guardian *g, const char *qmp_line)
 void guardian_stopping(struct guardian *g)
 {
 	tell(g, 'S');
+}
+
+void guardian_switching(struct guardian *g)
+{
+	tell(g, 'C');
 }
 
 void guardian_resumed(struct guardian *g)

@@ -16,7 +16,13 @@ int guardian_start(int qmp_fd, struct guardian **ret);
 void guardian_undo(struct guardian *g, const char *qmp_line);
 /* Before `stop`: from now on our death resumes the guest. */
 void guardian_stopping(struct guardian *g);
-/* The guest runs again (or was never stopped): our death changes nothing. */
+/*
+ * Before a migration's `migrate-continue`: from now on our death resumes the guest only if
+ * QEMU still waits before its switch-over (status pre-switchover); once it went on, the guest
+ * may run at the destination and must never run here too.
+ */
+void guardian_switching(struct guardian *g);
+/* The guest runs again (or was never stopped, or migrated away): our death changes nothing. */
 void guardian_resumed(struct guardian *g);
 /* We are done with the guest: the guardian exits without touching it. */
 void guardian_free(struct guardian *g);
