@@ -4,3 +4,5 @@
 
 /* Runs the receiver until SIGTERM; returns the process exit status. */
 int recv_main(int argc, char **argv);
+/* SIGTERM/SIGINT/SIGHUP as a readable fd for a receiver's loop; the signals are blocked. */
+int recv_stop_signalfd(void);

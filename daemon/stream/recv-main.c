@@ -27,10 +27,7 @@ struct recv_cli {
 };
 
 /* The options, their help, in one table: --help is generated from it. */
-static const struct recv_opt {
-	struct option opt;
-	const char *arg, *help;
-} recv_opt_table[] = {
+static const struct args_opt recv_opt_table[] = {
     {{"receive", no_argument, NULL, 'R'}, NULL, "receiver mode (this text)"},
     {{"listen", required_argument, NULL, 'l'},
      "ADDR:PORT",
@@ -64,19 +61,14 @@ static const struct recv_opt {
 
 static void recv_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: uffsnapd --receive --listen ADDR:PORT --dir DIR --key FILE [options]\n\n"
-		"Receive snapshots streamed by 'uffsnapd --pid PID --to HOST:PORT --key FILE'\n"
-		"from any number of senders at once; each is authenticated with the shared key,\n"
-		"checked as it arrives and kept as an image in DIR (proto/STREAM.md).\n\n");
-	for (size_t i = 0; i < NOPTS; i++) {
-		char left[64];
-
-		snprintf(left, sizeof(left), "--%s%s%s", recv_opt_table[i].opt.name,
-			 recv_opt_table[i].arg ? " " : "",
-			 recv_opt_table[i].arg ? recv_opt_table[i].arg : "");
-		fprintf(f, "  %-28s %s\n", left, recv_opt_table[i].help);
-	}
+	fprintf(
+	    f,
+	    "usage: uffsnapd --receive --listen ADDR:PORT --dir DIR --key FILE [options]\n\n"
+	    "Receive snapshots streamed by 'uffsnapd --pid PID --to HOST:PORT --key FILE'\n"
+	    "from any number of senders at once; each is authenticated with the shared key,\n"
+	    "checked as it arrives and kept as an image in DIR (proto/STREAM.md).\n"
+	    "(With --qemu SOCKET: a migration receiver, see --receive --qemu SOCKET --help.)\n\n");
+	args_table_help(f, recv_opt_table, NOPTS);
 	fprintf(
 	    f, "\nRuns until SIGTERM, SIGINT or SIGHUP; interrupted images stay as .partial (incomplete).\n"
 	       "Exit status: 0 stopped by a signal, 1 cannot run, 2 usage error.\n");
@@ -85,9 +77,14 @@ static void recv_usage(FILE *f)
 /* The largest value of the numeric options: a day, in seconds (and as --max-conns). */
 #define RECV_MAX_VALUE 86400
 
-static int recv_parse_opt(struct recv_cli *c, int o)
+static int recv_parse_opt(void *ctx, int o)
 {
+	struct recv_cli *c = ctx;
+
 	switch (o) {
+	case 'h':
+		recv_usage(stdout);
+		return ARGS_DONE;
 	case 'R':
 		return 0;
 	case 'l':
@@ -118,25 +115,12 @@ static int recv_parse_opt(struct recv_cli *c, int o)
 
 static int recv_parse(int argc, char **argv, struct recv_cli *c)
 {
-	struct option longs[NOPTS + 1];
 	char msg[160];
-	int o, idx = -1;
+	int r =
+	    args_table_parse(argc, argv, recv_opt_table, NOPTS, recv_parse_opt, c, "--receive ");
 
-	for (size_t i = 0; i < NOPTS; i++)
-		longs[i] = recv_opt_table[i].opt;
-	memset(&longs[NOPTS], 0, sizeof(longs[0]));
-	while ((o = getopt_long(argc, argv, "", longs, &idx)) != -1) {
-		if (o == 'h')
-			return recv_usage(stdout), ARGS_DONE;
-		if (o == '?' || recv_parse_opt(c, o) < 0) {
-			if (o != '?' && idx >= 0)
-				args_usage_error("invalid value '%s' for --%s", optarg,
-						 longs[idx].name);
-			return args_try_help("--receive ");
-		}
-	}
-	if (optind < argc)
-		return args_usage_error("unexpected argument '%s'", argv[optind]);
+	if (r)
+		return r;
 	if (!c->listen || !c->dir || !c->key_file)
 		return args_usage_error("--receive needs --listen, --dir and --key "
 					"(see --receive --help)");
@@ -161,8 +145,7 @@ static void recv_print(void *ctx, enum recv_log_level level, const char *msg)
 		msg);
 }
 
-/* SIGTERM/SIGINT/SIGHUP as a readable fd for the event loop; the signals are blocked. */
-static int stop_signalfd(void)
+int recv_stop_signalfd(void)
 {
 	sigset_t set;
 
@@ -188,7 +171,7 @@ static int recv_open(struct recv_cli *c, struct stream_key *key, int *lfd, int *
 	*lfd = stream_listen(c->listen, msg, sizeof(msg));
 	if (*lfd < 0)
 		return fprintf(stderr, "uffsnapd: %s\n", msg), -1;
-	*sfd = stop_signalfd();
+	*sfd = recv_stop_signalfd();
 	if (*sfd < 0)
 		return fprintf(stderr, "uffsnapd: cannot watch signals: %m\n"), -1;
 	stream_sockname(*lfd, where, sizeof(where));

@@ -267,6 +267,16 @@ static void on_auth(struct recv_loop *l, struct rconn *c, const struct stream_ms
 		return recv_conn_fail(l, c, STREAM_ERR_AUTH,
 				      "authentication failed: the sender's key is not ours");
 	}
+	if (c->hello.flags & STREAM_HELLO_F_MIGRATE) {
+		recv_log(l, RECV_LOG_WARN,
+			 "refused %s (name '%s'): a migration, and this receiver "
+			 "stores images",
+			 c->peer, c->hello.name);
+		return recv_conn_fail(
+		    l, c, STREAM_ERR_MISMATCH,
+		    "a migration needs 'uffsnapd --receive --qemu DEST_QMP' here, "
+		    "not a receiver that stores images");
+	}
 	recv_sess_attach(l, c);
 }
 

@@ -19,6 +19,7 @@
 #include <liburing.h>
 
 #include "sys/clock.h"
+#include "stream/msgio.h"
 #include "stream/sink-internal.h"
 
 #define SEND_MAX	 (1u << 20)
@@ -71,49 +72,6 @@ static int connect_one(const struct addrinfo *ai, unsigned timeout_s)
 	return fd;
 }
 
-static void sock_timeouts(int fd, unsigned secs)
-{
-	struct timeval tv = {.tv_sec = secs};
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-static int io_exact(int fd, uint8_t *p, size_t n, bool out)
-{
-	while (n) {
-		ssize_t r = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		if (r == 0)
-			return -ECONNRESET;
-		p += r;
-		n -= r;
-	}
-	return 0;
-}
-
-static int recv_msg(int fd, struct stream_msg *m)
-{
-	uint8_t buf[STREAM_MSG_MAX_SIZE];
-	size_t body, used;
-	int r = io_exact(fd, buf, STREAM_MSG_HEADER_SIZE, false);
-
-	if (r < 0)
-		return r;
-	body = buf[6] | buf[7] << 8;
-	if (body > STREAM_MSG_MAX_SIZE - STREAM_MSG_HEADER_SIZE)
-		return -EBADMSG;
-	r = io_exact(fd, buf + STREAM_MSG_HEADER_SIZE, body, false);
-	if (r < 0)
-		return r;
-	r = stream_msg_decode(buf, STREAM_MSG_HEADER_SIZE + body, m, &used);
-	return r == -EAGAIN ? -EBADMSG : r;
-}
-
 /* An ERROR from the receiver: the reason, and whether retrying can help (-EBUSY) or not. */
 static int refused(const struct ssink *k, const struct stream_errmsg *e, char *msg, size_t len)
 {
@@ -125,7 +83,7 @@ static int refused(const struct ssink *k, const struct stream_errmsg *e, char *m
 static int expect(int fd, uint16_t type, struct stream_msg *m, const struct ssink *k, char *msg,
 		  size_t len)
 {
-	int r = recv_msg(fd, m);
+	int r = stream_msg_recv(fd, m);
 
 	if (r == -EPROTONOSUPPORT)
 		return snprintf(msg, len, "the receiver at %s speaks another protocol version",
@@ -153,14 +111,15 @@ static int handshake(struct ssink *k, int fd, bool resume, uint64_t *ret_offset,
 	size_t n;
 	int r;
 
-	h.flags = resume ? STREAM_HELLO_F_RESUME : 0;
+	h.flags =
+	    (resume ? STREAM_HELLO_F_RESUME : 0) | (k->o.migrate ? STREAM_HELLO_F_MIGRATE : 0);
 	memcpy(h.session, k->session, sizeof(h.session));
 	snprintf(h.name, sizeof(h.name), "%s", k->name);
 	r = stream_random(h.nonce, sizeof(h.nonce));
 	if (r < 0)
 		return snprintf(msg, len, "no random bytes: %s", strerror(-r)), r;
 	n = stream_hello_encode(&h, out);
-	r = io_exact(fd, out, n, true);
+	r = stream_io_exact(fd, out, n, true);
 	if (r >= 0)
 		r = expect(fd, STREAM_MSG_CHALLENGE, &m, k, msg, len);
 	if (r < 0)
@@ -179,7 +138,7 @@ static int handshake(struct ssink *k, int fd, bool resume, uint64_t *ret_offset,
 		       -EACCES;
 	r = stream_proof(&k->key, 'S', out + STREAM_MSG_HEADER_SIZE, m.challenge.nonce, a.proof);
 	if (r >= 0)
-		r = io_exact(fd, out, stream_auth_encode(&a, out), true);
+		r = stream_io_exact(fd, out, stream_auth_encode(&a, out), true);
 	if (r >= 0)
 		r = expect(fd, STREAM_MSG_ACCEPT, &m, k, msg, len);
 	if (r < 0)
@@ -202,7 +161,7 @@ static int connect_once(struct ssink *k, bool resume, uint64_t *ret_offset, char
 	if (fd < 0)
 		return snprintf(msg, len, "cannot connect to %s: %s", k->host_port, strerror(-fd)),
 		       fd;
-	sock_timeouts(fd, k->o.connect_timeout_s);
+	stream_sock_timeouts(fd, k->o.connect_timeout_s);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	/* unacknowledged data for this long fails the socket (net/ipv4/tcp_timer.c) */
@@ -212,7 +171,7 @@ static int connect_once(struct ssink *k, bool resume, uint64_t *ret_offset, char
 		close(fd);
 		return r;
 	}
-	sock_timeouts(fd, 0);
+	stream_sock_timeouts(fd, 0);
 	k->fd = fd;
 	return 0;
 }
@@ -306,6 +265,9 @@ static int on_msg(struct send_ctx *x, const struct stream_msg *m)
 		sink_fail_locked(k, -ECONNABORTED, "the receiver at %s stopped the stream: %s (%s)",
 				 k->host_port, m->error.msg, stream_error_code_name(m->error.code));
 		r = -1;
+	} else if (m->type == STREAM_MSG_INCOMING && k->o.migrate) {
+		memcpy(k->incoming, m->incoming.uri, sizeof(k->incoming));
+		pthread_cond_broadcast(&k->cond);
 	} else if (m->type != STREAM_MSG_ACK || m->ack.offset > k->sent ||
 		   m->ack.offset < k->acked) {
 		sink_fail_locked(k, -EPROTO, "the receiver at %s sent a bad acknowledgement",

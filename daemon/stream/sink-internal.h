@@ -38,11 +38,13 @@ struct ssink {
 	bool thread_idle; /* the thread waits on wake_fd for more data */
 	bool finishing;	  /* flush() was called: the whole image is in */
 	bool stop, complete;
+	char incoming[STREAM_URI_SIZE]; /* a migration: the destination QEMU's URI, once known */
 	int error; /* first fatal error (negative errno); then err says why */
 	struct stream_error err;
 	struct stream_counters c;
 
 	int wake_fd; /* eventfd: more data, or stop */
+	int fail_fd; /* eventfd: readable once the stream failed (stream_sink_fail_fd()) */
 	int fd;	     /* the connection, owned by the thread after new() */
 	uint64_t start_ns;
 	pthread_t thread;

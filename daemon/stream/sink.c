@@ -30,6 +30,8 @@ void sink_fail_locked(struct ssink *k, int error, const char *fmt, ...)
 	vsnprintf(k->err.msg, sizeof(k->err.msg), fmt, ap);
 	va_end(ap);
 	pthread_cond_broadcast(&k->cond);
+	if (k->fail_fd >= 0)
+		eventfd_write(k->fail_fd, 1);
 }
 
 static void chunk_free(struct ssink *k, struct sink_chunk *ch)
@@ -209,6 +211,8 @@ static void sink_free(struct img_sink *s)
 		close(k->spool_fd);
 	if (k->wake_fd >= 0)
 		close(k->wake_fd);
+	if (k->fail_fd >= 0)
+		close(k->fail_fd);
 	if (k->addrs)
 		freeaddrinfo(k->addrs);
 	stream_key_wipe(&k->key);
@@ -273,7 +277,8 @@ static int sink_open(struct ssink *k, const char *host_port, const char *spool_d
 				"cannot create a spool file in '%s': %s", spool_dir, strerror(-r)),
 		       r;
 	k->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (k->wake_fd < 0)
+	k->fail_fd = eventfd(0, EFD_CLOEXEC);
+	if (k->wake_fd < 0 || k->fail_fd < 0)
 		return r = -errno,
 		       snprintf(err->msg, sizeof(err->msg), "eventfd: %s", strerror(-r)), r;
 	return stream_random(k->session, sizeof(k->session));
@@ -291,7 +296,7 @@ int stream_sink_new_key(const char *host_port, const struct stream_key *key,
 	if (!k)
 		return -ENOMEM;
 	k->base.ops = &stream_sink_ops;
-	k->fd = k->spool_fd = k->wake_fd = -EBADF;
+	k->fd = k->spool_fd = k->wake_fd = k->fail_fd = -EBADF;
 	pthread_mutex_init(&k->lock, NULL);
 	pthread_cond_init(&k->cond, NULL);
 	k->start_ns = sys_now_ns();
@@ -355,6 +360,26 @@ void stream_sink_counters(struct img_sink *s, struct stream_counters *ret)
 	ret->complete = k->complete;
 	pthread_mutex_unlock(&k->lock);
 	ret->elapsed_ns = sys_now_ns() - k->start_ns;
+}
+
+int stream_sink_fail_fd(struct img_sink *s)
+{
+	return ((struct ssink *)s)->fail_fd;
+}
+
+int stream_sink_incoming(struct img_sink *s, char *uri, size_t len)
+{
+	struct ssink *k = (struct ssink *)s;
+	int r;
+
+	pthread_mutex_lock(&k->lock);
+	while (!k->incoming[0] && !k->error && !k->complete)
+		pthread_cond_wait(&k->cond, &k->lock);
+	r = k->incoming[0] ? 0 : k->error ? k->error : -EPROTO;
+	if (r >= 0)
+		snprintf(uri, len, "%s", k->incoming);
+	pthread_mutex_unlock(&k->lock);
+	return r;
 }
 
 void stream_sink_error(struct img_sink *s, struct stream_error *ret)

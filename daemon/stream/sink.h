@@ -24,6 +24,7 @@ struct stream_opts {
 	unsigned liveness_timeout_s; /* nothing from the receiver this long: reconnect (0: 10) */
 	unsigned connect_timeout_s;  /* one connection attempt and handshake (0: 10) */
 	const char *name;	     /* our name on the receiver; NULL: the host name */
+	bool migrate; /* a guest's RAM for a migration receiver (STREAM.md "Migrations") */
 };
 
 struct stream_error {
@@ -60,5 +61,13 @@ int stream_sink_new_key(const char *host_port, const struct stream_key *key,
 void stream_sink_abort(struct img_sink *s, const char *why);
 /* Only for sinks made by stream_sink_new(). */
 void stream_sink_counters(struct img_sink *s, struct stream_counters *ret);
+/*
+ * A migration (opts->migrate): waits until the receiver said where the destination QEMU
+ * listens (INCOMING; it does once it checked the image's first META) and copies that URI into
+ * uri. -errno if the stream fails first (its error says why).
+ */
+int stream_sink_incoming(struct img_sink *s, char *uri, size_t len);
+/* An fd that becomes readable once the stream failed (to end other waits then); the sink's. */
+int stream_sink_fail_fd(struct img_sink *s);
 /* Why writev/flush failed (empty if they did not). */
 void stream_sink_error(struct img_sink *s, struct stream_error *ret);

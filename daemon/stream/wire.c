@@ -14,6 +14,7 @@ _Static_assert(STREAM_CHALLENGE_SIZE == 8 + STREAM_NONCE_SIZE + STREAM_MAC_SIZE 
 	       "CHALLENGE layout");
 _Static_assert(STREAM_AUTH_SIZE == STREAM_MAC_SIZE, "AUTH layout");
 _Static_assert(STREAM_ERROR_SIZE == 8 + sizeof(((struct stream_errmsg *)0)->msg), "ERROR layout");
+_Static_assert(STREAM_INCOMING_SIZE == 8 + STREAM_URI_SIZE, "INCOMING layout");
 _Static_assert(STREAM_MSG_MAX_SIZE >= STREAM_MSG_HEADER_SIZE + STREAM_HELLO_SIZE, "max size");
 
 static const uint8_t stream_magic[4] = {0x55, 0x53, 0x54, 0x52}; /* "USTR" */
@@ -63,9 +64,13 @@ static int zero(const uint8_t *p, size_t n)
 static size_t body_size(uint16_t type)
 {
 	static const size_t sizes[] = {
-	    [STREAM_MSG_HELLO] = STREAM_HELLO_SIZE, [STREAM_MSG_CHALLENGE] = STREAM_CHALLENGE_SIZE,
-	    [STREAM_MSG_AUTH] = STREAM_AUTH_SIZE,   [STREAM_MSG_ACCEPT] = STREAM_ACCEPT_SIZE,
-	    [STREAM_MSG_ACK] = STREAM_ACK_SIZE,	    [STREAM_MSG_ERROR] = STREAM_ERROR_SIZE,
+	    [STREAM_MSG_HELLO] = STREAM_HELLO_SIZE,
+	    [STREAM_MSG_CHALLENGE] = STREAM_CHALLENGE_SIZE,
+	    [STREAM_MSG_AUTH] = STREAM_AUTH_SIZE,
+	    [STREAM_MSG_ACCEPT] = STREAM_ACCEPT_SIZE,
+	    [STREAM_MSG_ACK] = STREAM_ACK_SIZE,
+	    [STREAM_MSG_ERROR] = STREAM_ERROR_SIZE,
+	    [STREAM_MSG_INCOMING] = STREAM_INCOMING_SIZE,
 	};
 
 	return type < sizeof(sizes) / sizeof(sizes[0]) ? sizes[type] : 0;
@@ -97,6 +102,18 @@ int stream_name_valid(const char *name)
 		      c == '.' || c == '_' || c == '-'))
 			return 0;
 	}
+	return 1;
+}
+
+int stream_uri_valid(const char *uri)
+{
+	size_t n = strnlen(uri, STREAM_URI_SIZE);
+
+	if (n == 0 || n >= STREAM_URI_SIZE)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (uri[i] <= 0x20 || uri[i] > 0x7e)
+			return 0;
 	return 1;
 }
 
@@ -163,6 +180,15 @@ size_t stream_error_encode(uint32_t code, const char *msg, uint8_t *out)
 	return finish(STREAM_MSG_ERROR, out);
 }
 
+size_t stream_incoming_encode(const struct stream_incoming *in, uint8_t *out)
+{
+	uint8_t *b = out + STREAM_MSG_HEADER_SIZE;
+
+	memset(b, 0, STREAM_INCOMING_SIZE);
+	memcpy(b + 8, in->uri, strnlen(in->uri, STREAM_URI_SIZE - 1));
+	return finish(STREAM_MSG_INCOMING, out);
+}
+
 static int decode_hello(const uint8_t *b, struct stream_hello *h)
 {
 	h->major = get16(b);
@@ -170,7 +196,7 @@ static int decode_hello(const uint8_t *b, struct stream_hello *h)
 	h->flags = get32(b + 4);
 	if (h->major != STREAM_PROTO_MAJOR)
 		return -EPROTONOSUPPORT;
-	if ((h->flags & ~STREAM_HELLO_F_RESUME) || !zero(b + 120, 8) ||
+	if ((h->flags & ~(STREAM_HELLO_F_RESUME | STREAM_HELLO_F_MIGRATE)) || !zero(b + 120, 8) ||
 	    zero(b + 8, STREAM_SESSION_SIZE))
 		return -EBADMSG;
 	memcpy(h->session, b + 8, STREAM_SESSION_SIZE);
@@ -217,6 +243,20 @@ static int decode_error(const uint8_t *b, struct stream_errmsg *e)
 	return 0;
 }
 
+/* flags and reserved zero; the URI NUL-padded, printable. */
+static int decode_incoming(const uint8_t *b, struct stream_incoming *in)
+{
+	size_t n;
+
+	if (!zero(b, 8))
+		return -EBADMSG;
+	memcpy(in->uri, b + 8, STREAM_URI_SIZE);
+	n = strnlen(in->uri, STREAM_URI_SIZE);
+	if (!stream_uri_valid(in->uri) || !zero(b + 8 + n, STREAM_URI_SIZE - n))
+		return -EBADMSG;
+	return 0;
+}
+
 static int decode_body(uint16_t type, const uint8_t *b, struct stream_msg *m)
 {
 	switch (type) {
@@ -235,6 +275,8 @@ static int decode_body(uint16_t type, const uint8_t *b, struct stream_msg *m)
 		return decode_offset(b, STREAM_ACK_F_COMPLETE, &m->ack.offset, &m->ack.flags);
 	case STREAM_MSG_ERROR:
 		return decode_error(b, &m->error);
+	case STREAM_MSG_INCOMING:
+		return decode_incoming(b, &m->incoming);
 	}
 	return -EBADMSG;
 }
@@ -276,6 +318,7 @@ const char *stream_error_code_name(uint32_t code)
 	    [STREAM_ERR_CORRUPT] = "image corrupt",
 	    [STREAM_ERR_IO] = "receiver I/O error",
 	    [STREAM_ERR_BUSY] = "receiver busy",
+	    [STREAM_ERR_MISMATCH] = "not the stream this receiver takes",
 	};
 
 	return code < sizeof(names) / sizeof(names[0]) && names[code] ? names[code]

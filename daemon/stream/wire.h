@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define STREAM_PROTO_MAJOR 1
-#define STREAM_PROTO_MINOR 0
+#define STREAM_PROTO_MINOR 1 /* 1.1: migrations (HELLO flag MIGRATE, INCOMING) */
 
 #define STREAM_MSG_HEADER_SIZE 16
 #define STREAM_MSG_MAX_SIZE    (STREAM_MSG_HEADER_SIZE + 128)
@@ -23,6 +23,7 @@ enum stream_msg_type {
 	STREAM_MSG_ACCEPT = 4,
 	STREAM_MSG_ACK = 5,
 	STREAM_MSG_ERROR = 6,
+	STREAM_MSG_INCOMING = 7, /* since 1.1 */
 };
 
 /* Body sizes, as on the wire. */
@@ -32,6 +33,8 @@ enum stream_msg_type {
 #define STREAM_ACCEPT_SIZE    16
 #define STREAM_ACK_SIZE	      16
 #define STREAM_ERROR_SIZE     128
+#define STREAM_INCOMING_SIZE  128
+#define STREAM_URI_SIZE	      120 /* on the wire: up to 119 bytes and a NUL */
 
 #define STREAM_NONCE_SIZE   32
 #define STREAM_MAC_SIZE	    32
@@ -39,6 +42,7 @@ enum stream_msg_type {
 #define STREAM_NAME_SIZE    64 /* on the wire: up to 63 bytes and a NUL */
 
 #define STREAM_HELLO_F_RESUME	1u
+#define STREAM_HELLO_F_MIGRATE	2u /* since 1.1: the image is a guest's RAM on its way to a QEMU */
 #define STREAM_ACCEPT_F_RESUMED 1u
 #define STREAM_ACK_F_COMPLETE	1u
 
@@ -51,6 +55,8 @@ enum stream_error_code {
 	STREAM_ERR_CORRUPT = 5,
 	STREAM_ERR_IO = 6,
 	STREAM_ERR_BUSY = 7,
+	STREAM_ERR_MISMATCH = 8, /* since 1.1: a migration and a receiver that stores images (or the
+				  * reverse), or a guest the destination QEMU does not match */
 };
 
 struct stream_hello {
@@ -86,6 +92,10 @@ struct stream_errmsg {
 	char msg[120]; /* NUL-terminated */
 };
 
+struct stream_incoming {
+	char uri[STREAM_URI_SIZE]; /* NUL-terminated: where the destination QEMU listens */
+};
+
 /* One decoded message of any type. */
 struct stream_msg {
 	uint16_t type;
@@ -96,6 +106,7 @@ struct stream_msg {
 		struct stream_accept accept;
 		struct stream_ack ack;
 		struct stream_errmsg error;
+		struct stream_incoming incoming;
 	};
 	/* The raw HELLO body, which the proofs cover (STREAM.md "Authentication"). */
 	uint8_t hello_raw[STREAM_HELLO_SIZE];
@@ -108,6 +119,8 @@ size_t stream_auth_encode(const struct stream_auth *a, uint8_t *out);
 size_t stream_accept_encode(const struct stream_accept *a, uint8_t *out);
 size_t stream_ack_encode(const struct stream_ack *a, uint8_t *out);
 size_t stream_error_encode(uint32_t code, const char *msg, uint8_t *out);
+/* uri: 1..119 printable ASCII bytes (stream_uri_valid()). */
+size_t stream_incoming_encode(const struct stream_incoming *in, uint8_t *out);
 
 /*
  * Decodes the message at the start of buf[0..len). On success *ret_used is its length. -EAGAIN:
@@ -117,4 +130,6 @@ int stream_msg_decode(const uint8_t *buf, size_t len, struct stream_msg *ret, si
 
 /* True if name is 1..63 bytes of [A-Za-z0-9._-]. */
 int stream_name_valid(const char *name);
+/* True if uri is 1..119 bytes of printable ASCII (no space). */
+int stream_uri_valid(const char *uri);
 const char *stream_error_code_name(uint32_t code);

@@ -6,6 +6,10 @@
  */
 #pragma once
 
+#include <getopt.h>
+#include <stddef.h>
+#include <stdio.h>
+
 /*
  * What a mode's parser returns: 0, run; ARGS_EXIT_USAGE, the exit status of a wrong command
  * line (in every mode); ARGS_DONE, it printed what was asked (--help, --version): exit 0.
@@ -28,3 +32,19 @@ int args_try_help(const char *mode);
  * (strtoul() would turn "-1" into ULONG_MAX); ret is untouched then.
  */
 int args_parse_uint(const char *s, unsigned max, unsigned *ret);
+
+/* A mode's options with their help, in one table (--help is generated from it). */
+struct args_opt {
+	struct option opt;
+	const char *arg, *help; /* arg: the value's name, NULL for a flag */
+};
+
+/* The table's lines for --help: "  --NAME ARG   HELP". */
+void args_table_help(FILE *f, const struct args_opt *t, size_t n);
+/*
+ * getopt_long() over the table: fn(ctx, val) for each option ('h' prints nothing itself: fn
+ * decides; a negative return is an invalid value). Returns 0, ARGS_DONE (fn returned it), or
+ * ARGS_EXIT_USAGE (printed, with the hint "Try 'uffsnapd MODE--help'").
+ */
+int args_table_parse(int argc, char **argv, const struct args_opt *t, size_t n,
+		     int (*fn)(void *ctx, int o), void *ctx, const char *mode);
