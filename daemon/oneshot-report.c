@@ -8,12 +8,20 @@
 #include "oneshot-report.h"
 #include "stream/sink.h"
 
-static void print_precopy(FILE *f, const struct snap_stats *st)
+/* What every pre-copy round copied together. */
+static uint64_t rounds_bytes(const struct snap_stats *st)
 {
 	uint64_t total = 0;
 
-	for (unsigned i = 0; i < st->rounds; i++)
+	for (unsigned i = 0; i < st->rounds && i < SNAP_MAX_ROUNDS; i++)
 		total += st->round[i].bytes;
+	return total;
+}
+
+static void print_precopy(FILE *f, const struct snap_stats *st)
+{
+	uint64_t total = rounds_bytes(st);
+
 	fprintf(f,
 		"  target held        %.3f ms at the instant (predicted %.3f; %.1f MiB copied), "
 		"%.3f ms at the start (attach %.3f); %u threads\n"
@@ -72,10 +80,40 @@ static void print_unseen(FILE *f, const struct snap_stats *st)
 		st->io_contexts, st->io_rings_hidden, st->shared_writers, st->fd_writers);
 }
 
+static void print_migration(FILE *f, const struct oneshot_report *c, const struct snap_stats *st)
+{
+	const struct migrate_stats *m = c->migration;
+	uint64_t total = rounds_bytes(st);
+
+	fprintf(
+	    f,
+	    "uffsnapd: the guest (pid %d, QEMU %s, %s, %.1f MiB RAM) migrated to %s (QEMU at "
+	    "%s)\n"
+	    "  source stopped     %.3f ms until its migration completed (QEMU says %" PRId64
+	    " ms);\n"
+	    "                     of which the last round %.3f ms (%.1f MiB), the device state "
+	    "%.3f ms;\n"
+	    "                     the receiver reports the downtime to the guest running there\n"
+	    "  pre-copy           %u rounds, %s; %.1f MiB copied in all, guest writing %.1f "
+	    "MiB/s at the end\n",
+	    m->guest.pid, m->guest.qemu_version, m->guest.machine, m->guest.ram_bytes / 1048576.0,
+	    c->where, m->uri, (m->done_realtime_ns - m->stop_realtime_ns) / 1e6,
+	    m->qemu_downtime_ms, m->final_ns / 1e6, st->freeze_bytes / 1048576.0,
+	    m->switchover_ns / 1e6, st->rounds,
+	    st->converged ? "converged"
+			  : "did NOT converge (the rest was copied "
+			    "while the guest was stopped)",
+	    total / 1048576.0, st->dirty_rate_bps / 1048576.0);
+}
+
 static void print_summary(FILE *f, const struct oneshot_report *c, const struct snap_stats *st)
 {
 	const struct guest_stats *g = c->guest;
 
+	if (c->migration) {
+		print_migration(f, c, st);
+		return;
+	}
 	if (g)
 		fprintf(f,
 			"uffsnapd: snapshot of the QEMU guest (pid %d, QEMU %s, %s) complete: %s\n"
@@ -150,6 +188,9 @@ void oneshot_report(const struct oneshot_report *c, const struct snap_stats *st,
 			json_object_set_new(j, "pid", json_integer(c->pid));
 			if (c->guest)
 				json_object_set_new(j, "guest", guest_stats_json(c->guest));
+			if (c->migration)
+				json_object_set_new(j, "migration",
+						    migrate_stats_json(c->migration));
 			json_object_set_new(j, "output", json_string(c->where));
 			if (c->stream)
 				json_object_set_new(j, "stream", stream_json(&sc));

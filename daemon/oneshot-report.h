@@ -7,12 +7,14 @@
 
 #include "engine/snapshot.h"
 #include "guest/guest.h"
+#include "migrate/source.h"
 #include "uffsnap/image.h"
 
 struct oneshot_report {
 	pid_t pid;
 	const char *where;		 /* the output file, or the receiver */
 	const struct guest_stats *guest; /* a QEMU guest's snapshot, or NULL */
+	const struct migrate_stats *migration; /* or a migration's (--migrate) */
 	struct img_sink *stream;	 /* with --to: the stream, for its counters; or NULL */
 	bool json, quiet;
 	bool to_stdout; /* the image went to stdout: the summary goes to stderr */

@@ -29,6 +29,8 @@
 #include "stream/main.h"
 #include "stream/sink.h"
 #include "guest/guest.h"
+#include "migrate/main.h"
+#include "migrate/source.h"
 #include "qmp.h"
 #include "service/main.h"
 #include "oneshot-chain.h"
@@ -41,6 +43,8 @@ struct cli {
 	const char *qemu;	   /* or a QEMU guest's QMP socket */
 	struct qmp *qmp;	   /* connected to it */
 	struct guest_stats guest;
+	bool migrate;		   /* --migrate: the guest moves to the receiver's QEMU */
+	struct migrate_stats mig;
 	const char *output;	   /* a file, or "-" */
 	const char *core;	   /* or an ELF core file (then output names it too) */
 	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
@@ -145,6 +149,7 @@ static const struct option long_opts[] = {
 	{"every", required_argument, NULL, 'E'},
 	{"count", required_argument, NULL, 'c'},
 	{"dir", required_argument, NULL, 'd'},
+	{"migrate", no_argument, NULL, 'G'},
 	{0},
 };
 
@@ -154,6 +159,7 @@ static void usage(FILE *f)
 		"usage: uffsnapd --pid PID (--output FILE | --to HOST:PORT --key FILE) [options]\n"
 		"       uffsnapd --pid PID --incremental --every SECONDS [--count N] --dir DIR\n"
 		"       uffsnapd --qemu QMP_SOCKET (--output FILE | --to HOST:PORT --key FILE) [options]\n"
+		"       uffsnapd --qemu QMP_SOCKET --migrate --to HOST:PORT --key FILE [--downtime MS]\n"
 		"       uffsnapd --service [options]   (see 'uffsnapd --service --help')\n"
 		"       uffsnapd --receive [options]   (see 'uffsnapd --receive --help')\n"
 		"\n"
@@ -166,6 +172,12 @@ static void usage(FILE *f)
 		"                      shared memory backend) and device state, for 'uffsnapctl\n"
 		"                      qemu restore'; the guest is stopped only while QEMU saves\n"
 		"                      its device state and arming ends (tens of ms)\n"
+		"      --migrate       with --qemu and --to: live-migrate the guest to the QEMU\n"
+		"                      behind that receiver ('uffsnapd --receive --qemu'): its\n"
+		"                      RAM in pre-copy rounds over the stream, its device state\n"
+		"                      by QEMU's own migration; any failure before the switch-\n"
+		"                      over leaves it running here (--downtime, --max-rounds and\n"
+		"                      --strict-downtime as for --precopy)\n"
 		"  -o, --output FILE   where to write the image; '-' streams it to stdout\n"
 		"      --core CORE     write an ELF core file for gdb instead of an image (the\n"
 		"                      image is kept in an unnamed file beside CORE meanwhile)\n"
@@ -266,6 +278,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		case 'I':
 			c->incremental = true;
 			break;
+		case 'G':
+			c->migrate = true;
+			break;
 		case 'E':
 			if (args_parse_uint(optarg, 604800, &c->every_s) < 0)
 				return args_usage_error("--every takes 1..604800 seconds");
@@ -357,7 +372,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
 					"restore')");
 	if (c->output && c->to)
 		return args_usage_error("give --output or --to, not both");
-	if (!c->precopy && (c->downtime_ms || c->max_rounds || c->strict_downtime))
+	if (c->migrate && (!c->qemu || !c->to || c->output || c->precopy || c->arm_held))
+		return args_usage_error("--migrate takes --qemu QMP_SOCKET and --to HOST:PORT (a "
+					"'uffsnapd --receive --qemu' receiver), not --output, "
+					"--precopy or --arm-held");
+	if (!c->precopy && !c->migrate && (c->downtime_ms || c->max_rounds || c->strict_downtime))
 		return args_usage_error("--downtime, --max-rounds and --strict-downtime go with "
 					"--precopy");
 	if (c->precopy && (c->qemu || c->arm_held))
@@ -581,6 +600,17 @@ static int run_chain(const struct cli *c, struct snap_opts *o, struct interrupt 
 	return oneshot_chain(&cc, o);
 }
 
+/* Whether argv has opt (before any "--"), alone or as opt=VALUE. */
+static bool has_arg(int argc, char **argv, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strncmp(argv[i], opt, n) && (!argv[i][n] || argv[i][n] == '='))
+			return true;
+	return false;
+}
+
 int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 {
 	struct cli c = {.tty = isatty(STDERR_FILENO), .out = OUT_FILE_INIT, .core_image_fd = -EBADF};
@@ -597,7 +627,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		if (!strcmp(argv[i], "--service"))
 			return svc_main(argc, argv, test_pause);
 		if (!strcmp(argv[i], "--receive"))
-			return recv_main(argc, argv);
+			return has_arg(argc, argv, "--qemu") ? migrate_recv_main(argc, argv)
+							     : recv_main(argc, argv);
 		if (!strcmp(argv[i], "--"))
 			break;
 	}
@@ -624,6 +655,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		qmp_close(c.qmp);
 		return 1;
 	}
+	c.stream.migrate = c.migrate;
 	fd = open_sink(&c, &sink);
 	if (fd < 0) {
 		qmp_close(c.qmp);
@@ -653,7 +685,9 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		o.pidfd = -EBADF;
 	pr.c = &c;
 	pr_started = c.to && c.tty && !c.quiet && !pthread_create(&pr.th, NULL, printer_main, &pr);
-	if (c.qmp)
+	if (c.migrate)
+		r = migrate_source(c.qmp, &o, in.efd, sink, &c.mig, &st, &err);
+	else if (c.qmp)
 		r = guest_snapshot(c.qmp, &o, in.efd, sink, &c.guest, &st, &err);
 	else
 		r = snapshot_take(c.pid, &o, sink, &st, &err);
@@ -677,13 +711,19 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 			sprintf(err.msg + n, "%s%s", n ? ": " : "", se.msg);
 	}
 	if (r < 0 && __atomic_load_n(&in.cancel, __ATOMIC_ACQUIRE))
-		snprintf(err.msg, sizeof(err.msg), "interrupted by SIG%s: the target was released; %s",
+		snprintf(err.msg, sizeof(err.msg), "interrupted by SIG%s: %s",
 			 sigabbrev_np(__atomic_load_n(&in.signo, __ATOMIC_ACQUIRE)) ?: "?",
-			 c.out.fd >= 0 ? "nothing was written" : "the image is incomplete");
+			 c.migrate ? (c.mig.switched ? "after the switch-over began: the guest is "
+						       "the destination's"
+						     : "the migration was cancelled; the guest runs "
+						       "here")
+			 : c.out.fd >= 0 ? "the target was released; nothing was written"
+					 : "the target was released; the image is incomplete");
 	if (r < 0)
 		fprintf(stderr, "uffsnapd: %s\n", err.msg[0] ? err.msg : strerror(-r));
 	oneshot_report(&(struct oneshot_report){.pid = c.pid, .where = c.to ? c.to : c.output,
-						.guest = c.qemu ? &c.guest : NULL,
+						.guest = c.qemu && !c.migrate ? &c.guest : NULL,
+						.migration = c.migrate ? &c.mig : NULL,
 						.stream = c.to ? c.sink : NULL, .json = c.json,
 						.quiet = c.quiet,
 						.to_stdout = !c.to && !strcmp(c.output, "-")},
