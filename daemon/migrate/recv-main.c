@@ -24,8 +24,9 @@
 #include "sys/args.h"
 
 struct mrecv_cli {
-	const char *listen, *key_file, *qemu;
-	bool quiet, json;
+	struct recv_common rc;
+	const char *qemu;
+	bool json;
 	struct mrecv_opts o;
 };
 
@@ -60,7 +61,6 @@ static const struct args_opt mrecv_opt_table[] = {
 };
 
 #define NOPTS	  (sizeof(mrecv_opt_table) / sizeof(mrecv_opt_table[0]))
-#define MAX_VALUE 86400 /* the largest timeout: a day */
 
 static void usage(FILE *f)
 {
@@ -79,7 +79,10 @@ static void usage(FILE *f)
 static int parse_opt(void *ctx, int o)
 {
 	struct mrecv_cli *c = ctx;
+	int k = recv_common_opt(&c->rc, o);
 
+	if (k <= 0)
+		return k;
 	switch (o) {
 	case 'h':
 		usage(stdout);
@@ -89,26 +92,11 @@ static int parse_opt(void *ctx, int o)
 	case 'Q':
 		c->qemu = optarg;
 		return 0;
-	case 'l':
-		c->listen = optarg;
-		return 0;
-	case 'k':
-		c->key_file = optarg;
-		return 0;
 	case 'I':
 		c->o.incoming = optarg;
 		return 0;
-	case 'r':
-		return args_parse_uint(optarg, MAX_VALUE, &c->o.resume_timeout_s);
-	case 'i':
-		return args_parse_uint(optarg, MAX_VALUE, &c->o.idle_timeout_s);
-	case 't':
-		return args_parse_uint(optarg, MAX_VALUE, &c->o.handshake_timeout_s);
 	case 'j':
 		c->json = true;
-		return 0;
-	case 'q':
-		c->quiet = true;
 		return 0;
 	}
 	return -EINVAL;
@@ -122,10 +110,10 @@ static int parse(int argc, char **argv, struct mrecv_cli *c)
 
 	if (r)
 		return r;
-	if (!c->listen || !c->key_file || !c->qemu)
+	if (!c->rc.listen || !c->rc.key_file || !c->qemu)
 		return args_usage_error("--receive --qemu needs --listen and --key (see "
 					"--receive --qemu SOCKET --help)");
-	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
+	if (stream_addr_check(c->rc.listen, msg, sizeof(msg)) < 0)
 		return args_usage_error("--listen %s", msg);
 	if (c->o.incoming && stream_addr_check(c->o.incoming, msg, sizeof(msg)) < 0)
 		return args_usage_error("--incoming %s", msg);
@@ -139,7 +127,7 @@ static void print_log(void *ctx, const char *msg)
 	struct tm tm;
 	char when[32];
 
-	if (c->quiet)
+	if (c->rc.quiet)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -172,7 +160,7 @@ static void report(const struct mrecv_cli *c, const struct mrecv_stats *st, int 
 		if (j)
 			json_dumpf(j, stdout, JSON_COMPACT), fputc('\n', stdout);
 		json_decref(j);
-	} else if (k >= 0 && !c->quiet) {
+	} else if (k >= 0 && !c->rc.quiet) {
 		printf("uffsnapd: the guest runs here, migrated from '%s'\n"
 		       "  downtime           %.3f ms (source stopped -> running here, by the two "
 		       "hosts' clocks)\n"
@@ -187,8 +175,7 @@ static void report(const struct mrecv_cli *c, const struct mrecv_stats *st, int 
 
 int migrate_recv_main(int argc, char **argv)
 {
-	struct mrecv_cli c = {
-	    .o = {.resume_timeout_s = 60, .handshake_timeout_s = 10, .idle_timeout_s = 60}};
+	struct mrecv_cli c = {.rc = RECV_COMMON_DEFAULTS};
 	struct stream_key key = {0};
 	struct mrecv_stats st = {0};
 	struct mdest *d = NULL;
@@ -198,16 +185,19 @@ int migrate_recv_main(int argc, char **argv)
 	if (k)
 		return k == ARGS_DONE ? 0 : k;
 	setvbuf(stderr, NULL, _IOLBF, 0);
-	k = stream_key_load(c.key_file, &key, msg, sizeof(msg));
+	k = stream_key_load(c.rc.key_file, &key, msg, sizeof(msg));
 	if (k >= 0)
 		k = mdest_open(c.qemu, &d, msg, sizeof(msg));
-	if (k >= 0 && (lfd = k = stream_listen(c.listen, msg, sizeof(msg))) >= 0)
+	if (k >= 0 && (lfd = k = stream_listen(c.rc.listen, msg, sizeof(msg))) >= 0)
 		k = sfd = recv_stop_signalfd();
 	if (k >= 0) {
 		stream_sockname(lfd, where, sizeof(where));
 		print_log(&c, "waiting for the source");
 		fprintf(stderr, "uffsnapd: migration receiver on %s for QEMU at %s\n", where,
 			c.qemu);
+		c.o.resume_timeout_s = c.rc.resume_timeout_s;
+		c.o.idle_timeout_s = c.rc.idle_timeout_s;
+		c.o.handshake_timeout_s = c.rc.handshake_timeout_s;
 		c.o.listen_fd = lfd;
 		c.o.stop_fd = sfd;
 		c.o.key = &key;

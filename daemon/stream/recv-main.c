@@ -21,8 +21,8 @@
 #include "stream/recv.h"
 
 struct recv_cli {
-	const char *listen, *dir, *key_file;
-	bool quiet;
+	struct recv_common rc;
+	const char *dir;
 	struct recv_opts o;
 };
 
@@ -77,38 +77,48 @@ static void recv_usage(FILE *f)
 /* The largest value of the numeric options: a day, in seconds (and as --max-conns). */
 #define RECV_MAX_VALUE 86400
 
+int recv_common_opt(struct recv_common *c, int o)
+{
+	switch (o) {
+	case 'l':
+		c->listen = optarg;
+		return 0;
+	case 'k':
+		c->key_file = optarg;
+		return 0;
+	case 'r':
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->resume_timeout_s);
+	case 'i':
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->idle_timeout_s);
+	case 't':
+		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->handshake_timeout_s);
+	case 'q':
+		c->quiet = true;
+		return 0;
+	}
+	return 1;
+}
+
 static int recv_parse_opt(void *ctx, int o)
 {
 	struct recv_cli *c = ctx;
+	int k = recv_common_opt(&c->rc, o);
 
+	if (k <= 0)
+		return k;
 	switch (o) {
 	case 'h':
 		recv_usage(stdout);
 		return ARGS_DONE;
 	case 'R':
 		return 0;
-	case 'l':
-		c->listen = optarg;
-		return 0;
 	case 'd':
 		c->dir = optarg;
 		return 0;
-	case 'k':
-		c->key_file = optarg;
-		return 0;
-	case 'r':
-		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.resume_timeout_s);
-	case 'i':
-		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.idle_timeout_s);
-	case 't':
-		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.handshake_timeout_s);
 	case 'm':
 		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.max_conns);
 	case 'p':
 		return args_parse_uint(optarg, RECV_MAX_VALUE, &c->o.progress_interval_s);
-	case 'q':
-		c->quiet = true;
-		return 0;
 	}
 	return -EINVAL;
 }
@@ -121,10 +131,10 @@ static int recv_parse(int argc, char **argv, struct recv_cli *c)
 
 	if (r)
 		return r;
-	if (!c->listen || !c->dir || !c->key_file)
+	if (!c->rc.listen || !c->dir || !c->rc.key_file)
 		return args_usage_error("--receive needs --listen, --dir and --key "
 					"(see --receive --help)");
-	if (stream_addr_check(c->listen, msg, sizeof(msg)) < 0)
+	if (stream_addr_check(c->rc.listen, msg, sizeof(msg)) < 0)
 		return args_usage_error("--listen %s", msg);
 	return 0;
 }
@@ -136,7 +146,7 @@ static void recv_print(void *ctx, enum recv_log_level level, const char *msg)
 	struct tm tm;
 	char when[32];
 
-	if (c->quiet && level == RECV_LOG_INFO)
+	if (c->rc.quiet && level == RECV_LOG_INFO)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
@@ -163,12 +173,12 @@ static int recv_open(struct recv_cli *c, struct stream_key *key, int *lfd, int *
 {
 	char msg[512], where[80];
 
-	if (stream_key_load(c->key_file, key, msg, sizeof(msg)) < 0)
+	if (stream_key_load(c->rc.key_file, key, msg, sizeof(msg)) < 0)
 		return fprintf(stderr, "uffsnapd: %s\n", msg), -1;
 	*dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*dfd < 0)
 		return fprintf(stderr, "uffsnapd: cannot open directory '%s': %m\n", c->dir), -1;
-	*lfd = stream_listen(c->listen, msg, sizeof(msg));
+	*lfd = stream_listen(c->rc.listen, msg, sizeof(msg));
 	if (*lfd < 0)
 		return fprintf(stderr, "uffsnapd: %s\n", msg), -1;
 	*sfd = recv_stop_signalfd();
@@ -181,10 +191,7 @@ static int recv_open(struct recv_cli *c, struct stream_key *key, int *lfd, int *
 
 int recv_main(int argc, char **argv)
 {
-	struct recv_cli c = {.o = {.resume_timeout_s = 60,
-				   .handshake_timeout_s = 10,
-				   .idle_timeout_s = 60,
-				   .max_conns = 64}};
+	struct recv_cli c = {.rc = RECV_COMMON_DEFAULTS, .o = {.max_conns = 64}};
 	struct stream_key key;
 	int lfd = -EBADF, dfd = -EBADF, sfd = -EBADF, r;
 
@@ -194,6 +201,9 @@ int recv_main(int argc, char **argv)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	r = recv_open(&c, &key, &lfd, &dfd, &sfd);
 	if (r == 0) {
+		c.o.resume_timeout_s = c.rc.resume_timeout_s;
+		c.o.idle_timeout_s = c.rc.idle_timeout_s;
+		c.o.handshake_timeout_s = c.rc.handshake_timeout_s;
 		c.o.listen_fd = lfd;
 		c.o.dir_fd = dfd;
 		c.o.stop_fd = sfd;
