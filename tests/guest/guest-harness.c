@@ -188,6 +188,16 @@ int guest_start_incoming(struct guest *g, const struct guest_config *cfg, const 
 	return start(g, cfg, &a, true, why, why_len);
 }
 
+int guest_start_incoming_memfd(struct guest *g, const struct guest_config *cfg, char *why,
+			       size_t why_len)
+{
+	struct guest_argv a;
+
+	snprintf(a.backend, sizeof(a.backend),
+		 "memory-backend-memfd,id=" GUEST_RAM_ID ",size=512M,share=on");
+	return start(g, cfg, &a, true, why, why_len);
+}
+
 bool guest_alive(struct guest *g)
 {
 	if (g->pid <= 0)

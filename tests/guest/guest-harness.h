@@ -68,6 +68,9 @@ int guest_start(struct guest *g, const struct guest_config *cfg, char *why, size
  */
 int guest_start_incoming(struct guest *g, const struct guest_config *cfg, const char *ram_file,
 			 char *why, size_t why_len);
+/* The same with its RAM in a new shared memfd: for QEMU's own migration, which brings it all. */
+int guest_start_incoming_memfd(struct guest *g, const struct guest_config *cfg, char *why,
+			       size_t why_len);
 /* Kills QEMU (SIGKILL), reaps it, removes its directory. Accepts a guest never started. */
 void guest_stop(struct guest *g);
 /* Whether QEMU is still running (reaps it if not). */

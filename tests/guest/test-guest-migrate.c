@@ -29,13 +29,12 @@
 
 #include "guest-harness.h"
 #include "qmp.h"
-#include "stream-net.h"
+#include "guest-mig.h"
 #include "test-check.h"
 
 /* Safety nets so that a stuck test ends; nothing here asserts on time. */
 #define BOOT_TIMEOUT_S	300
 #define TICKS_TIMEOUT_S 120
-#define WAIT_MAX_MS	300000
 #define TICKS_AFTER	30
 #define PORT		"7600"
 
@@ -44,111 +43,29 @@ struct run {
 	const char *uffsnapd;
 	struct guest_config cfg;
 	struct guest src, dst;
-	struct net n;
+	struct mig_net m;
 	char badkey[128], ram[128], pause[128];
 	char to[64];
-	int ns_self, fd_src, fd_dst;
 	pid_t recv_pid;
 	char recv_out[160], recv_err[160], src_out[160];
 	char why[GUEST_WHY_LEN];
 };
 
-/* An fd of network namespace name (for setns()). */
-static int ns_fd(const char *name)
-{
-	char path[96];
-
-	snprintf(path, sizeof(path), "/run/netns/%s", name);
-	return open(path, O_RDONLY | O_CLOEXEC);
-}
-
-/* Starts a QEMU in namespace nsfd: this process enters it for the fork, then comes back. */
-static int start_in(struct run *r, int nsfd, bool incoming)
-{
-	int k;
-
-	if (setns(nsfd, CLONE_NEWNET) < 0)
-		return -errno;
-	k = incoming ? guest_start_incoming(&r->dst, &r->cfg, r->ram, r->why, sizeof(r->why))
-		     : guest_start(&r->src, &r->cfg, r->why, sizeof(r->why));
-	if (setns(r->ns_self, CLONE_NEWNET) < 0)
-		k = -errno;
-	return k;
-}
-
-/* argv in namespace nsfd, stdout and stderr to files, env "NAME=VALUE" or NULL. */
-static pid_t spawn_in(int nsfd, const char *const *argv, const char *out, const char *err,
-		      const char *env)
-{
-	pid_t pid;
-
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (setns(nsfd, CLONE_NEWNET) < 0 || o < 0 || e < 0 || dup2(o, 1) < 0 ||
-		    dup2(e, 2) < 0)
-			_exit(127);
-		if (env)
-			putenv((char *)env);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int wait_exit(pid_t pid)
-{
-	int st;
-
-	if (waitpid(pid, &st, 0) != pid)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* Polls for a condition (a file appears, a line is logged); a safety net, never a measure. */
-static bool wait_file(const char *path, const char *s)
-{
-	for (int i = 0; i < WAIT_MAX_MS / 20; i++) {
-		if (s ? net_log_has(path, s) : access(path, F_OK) == 0)
-			return true;
-		test_sleep_ms(20);
-	}
-	return false;
-}
-
 /* A fresh destination QEMU (-incoming defer, RAM in a new file) and a receiver for it. */
 static int dest_up(struct run *r, const char *key)
 {
-	const char *argv[] = {r->uffsnapd,	  "--receive", "--qemu", r->dst.qmp_path,
-			      "--listen",	  NULL,	       "--key",	 key,
-			      "--resume-timeout", "3",	       "--json", NULL};
-	char listen[64];
 	int fd;
 
 	guest_stop(&r->dst);
 	fd = open(r->ram, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	CHECK(fd >= 0 && ftruncate(fd, GUEST_RAM_BYTES) == 0, "%s: %m", r->ram);
 	close(fd);
-	CHECK(start_in(r, r->fd_dst, true) == 0, "destination QEMU: %s", r->why);
-	for (int i = 0; i < BOOT_TIMEOUT_S * 50 && !test_unix_listening(r->dst.qmp_path); i++)
-		test_sleep_ms(20);
-	snprintf(listen, sizeof(listen), "%s:" PORT, r->n.ip_b);
-	argv[5] = listen;
-	unlink(r->recv_err); /* the last receiver's "listening" line must not count */
-	r->recv_pid = spawn_in(r->fd_dst, argv, r->recv_out, r->recv_err, NULL);
-	CHECK(r->recv_pid > 0, "fork");
-	for (int i = 0; i < WAIT_MAX_MS / 20; i++) {
-		if (net_log_has(r->recv_err, "migration receiver on"))
-			return 0;
-		if (waitpid(r->recv_pid, NULL, WNOHANG) == r->recv_pid)
-			r->recv_pid = 0; /* reaped: never signalled again */
-		CHECK(r->recv_pid, "the receiver exited: see %s", r->recv_err);
-		test_sleep_ms(20);
-	}
-	CHECK(false, "the receiver never listened: see %s", r->recv_err);
+	CHECK(mig_guest_start(&r->m, r->m.b, &r->dst, &r->cfg, MIG_INCOMING_FILE, r->ram, r->why,
+			      sizeof(r->why)) == 0,
+	      "destination QEMU: %s", r->why);
+	r->recv_pid = mig_receiver(&r->m, r->uffsnapd, &r->dst, PORT, key, r->recv_out, r->recv_err,
+				   r->why, sizeof(r->why));
+	CHECK(r->recv_pid > 0, "%s", r->why);
 	return 0;
 fail:
 	return -1;
@@ -163,20 +80,9 @@ static void recv_kill(struct run *r)
 	r->recv_pid = 0;
 }
 
-/* The source's status over QMP (a short connection: uffsnapd needs the socket). */
 static int src_status(struct run *r, char *st, size_t len)
 {
-	struct qmp *q = NULL;
-	json_t *ret = NULL;
-	int k = guest_qmp_open(&r->src, 60, &q, r->why, sizeof(r->why));
-
-	if (k >= 0)
-		k = guest_qmp(q, "query-status", NULL, -1, &ret, r->why, sizeof(r->why));
-	if (k >= 0)
-		snprintf(st, len, "%s", json_string_value(json_object_get(ret, "status")) ?: "?");
-	json_decref(ret);
-	qmp_close(q);
-	return k;
+	return mig_status(&r->src, st, len, r->why, sizeof(r->why));
 }
 
 /* The source guest runs, counts on without a gap, its own page check clean. */
@@ -214,7 +120,7 @@ static pid_t source_start(struct run *r, const char *key, const char *point, cha
 		snprintf(env, envlen, "UFFSNAPD_TEST_PAUSE=%s:%s", point, r->pause);
 		net_sh(NULL, "rm -f %s/*", r->pause);
 	}
-	return spawn_in(r->fd_src, argv, r->src_out, err, point ? env : NULL);
+	return mig_spawn(r->m.a, argv, r->src_out, err, point ? env : NULL);
 }
 
 static void go(struct run *r)
@@ -233,7 +139,7 @@ static bool paused_at(struct run *r, const char *point)
 	char p[160];
 
 	snprintf(p, sizeof(p), "%s/%s", r->pause, point);
-	return wait_file(p, NULL);
+	return mig_wait_file(p, NULL);
 }
 
 static int case_wrong_key(struct run *r)
@@ -242,9 +148,9 @@ static int case_wrong_key(struct run *r)
 	pid_t pid;
 	int rc;
 
-	CHECK(dest_up(r, r->n.key) == 0, "destination");
+	CHECK(dest_up(r, r->m.n.key) == 0, "destination");
 	pid = source_start(r, r->badkey, NULL, env, sizeof(env));
-	rc = wait_exit(pid);
+	rc = mig_wait_exit(pid);
 	CHECK(rc == 1, "uffsnapd with a wrong key exited %d", rc);
 	snprintf(err, sizeof(err), "%s.err", r->src_out);
 	CHECK(net_log_has(err, "did not prove it has our key"), "no key error in %s", err);
@@ -263,15 +169,15 @@ static int case_fail(struct run *r, const char *what, const char *point, pid_t *
 	pid_t pid;
 	int rc;
 
-	CHECK(dest_up(r, r->n.key) == 0, "destination");
-	pid = source_start(r, r->n.key, point, env, sizeof(env));
+	CHECK(dest_up(r, r->m.n.key) == 0, "destination");
+	pid = source_start(r, r->m.n.key, point, env, sizeof(env));
 	CHECK(paused_at(r, point), "uffsnapd never reached %s", point);
 	if (victim && *victim > 0)
 		kill(*victim, SIGKILL);
 	if (cmd)
 		CHECK(net_sh(NULL, "%s", cmd) == 0, "%s", cmd);
 	go(r);
-	rc = wait_exit(pid);
+	rc = mig_wait_exit(pid);
 	CHECK(rc == 1, "%s: uffsnapd exited %d", what, rc);
 	j = json_load_file(r->src_out, 0, NULL);
 	printf("%s: uffsnapd failed as it should: %s\n", what,
@@ -289,13 +195,13 @@ static int case_killed(struct run *r)
 	char env[256];
 	pid_t pid;
 
-	CHECK(dest_up(r, r->n.key) == 0, "destination");
-	pid = source_start(r, r->n.key, "mig-switchover", env, sizeof(env));
+	CHECK(dest_up(r, r->m.n.key) == 0, "destination");
+	pid = source_start(r, r->m.n.key, "mig-switchover", env, sizeof(env));
 	CHECK(paused_at(r, "mig-switchover"), "uffsnapd never reached pre-switchover");
 	kill(pid, SIGKILL);
-	wait_exit(pid);
+	mig_wait_exit(pid);
 	recv_kill(r);
-	for (int i = 0; i < WAIT_MAX_MS / 50; i++) { /* the guardian is not our child */
+	for (int i = 0; i < MIG_WAIT_MAX_MS / 50; i++) { /* the guardian is not our child */
 		char st[32] = "";
 
 		if (src_status(r, st, sizeof(st)) == 0 && !strcmp(st, "running"))
@@ -316,13 +222,13 @@ static int case_migrate(struct run *r)
 	pid_t pid;
 	int rc, fd;
 
-	CHECK(dest_up(r, r->n.key) == 0, "destination");
-	pid = source_start(r, r->n.key, NULL, env, sizeof(env));
-	rc = wait_exit(pid);
+	CHECK(dest_up(r, r->m.n.key) == 0, "destination");
+	pid = source_start(r, r->m.n.key, NULL, env, sizeof(env));
+	rc = mig_wait_exit(pid);
 	j = json_load_file(r->src_out, 0, NULL);
 	CHECK(rc == 0, "uffsnapd --migrate exited %d: %s", rc,
 	      json_string_value(json_object_get(j, "error")) ?: "?");
-	rc = wait_exit(r->recv_pid);
+	rc = mig_wait_exit(r->recv_pid);
 	r->recv_pid = 0;
 	rj = json_load_file(r->recv_out, 0, NULL);
 	CHECK(rc == 0, "the receiver exited %d: %s", rc,
@@ -364,12 +270,12 @@ fail:
 	return -1;
 }
 
-/* After net_setup(): the paths in its directory, a second (wrong) key, the namespaces' fds. */
+/* After mig_net_setup(): the paths in its directory, a second (wrong) key. */
 static int setup(struct run *r)
 {
-	const char *d = r->n.dir;
+	const char *d = r->m.n.dir;
 
-	snprintf(r->to, sizeof(r->to), "%s:" PORT, r->n.ip_b);
+	snprintf(r->to, sizeof(r->to), "%s:" PORT, r->m.n.ip_b);
 	snprintf(r->badkey, sizeof(r->badkey), "%s/badkey", d);
 	snprintf(r->ram, sizeof(r->ram), "/dev/shm/uffsnap-migrate-%d.ram", (int)getpid());
 	snprintf(r->pause, sizeof(r->pause), "%s/pause", d);
@@ -377,17 +283,8 @@ static int setup(struct run *r)
 	snprintf(r->recv_err, sizeof(r->recv_err), "%s/recv.log", d);
 	snprintf(r->src_out, sizeof(r->src_out), "%s/src.json", d);
 	mkdir(r->pause, 0700);
-	r->ns_self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	r->fd_src = ns_fd(r->n.ns_a);
-	r->fd_dst = ns_fd(r->n.ns_b);
-	if (r->ns_self < 0 || r->fd_src < 0 || r->fd_dst < 0)
-		return -1;
-	return net_sh(NULL,
-		      "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s && "
-		      "chmod 600 %s",
-		      r->badkey, r->badkey)
-		   ? -1
-		   : 0;
+	return net_sh(NULL, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s && "
+		      "chmod 600 %s", r->badkey, r->badkey) ? -1 : 0;
 }
 
 static int run_cases(struct run *r)
@@ -395,7 +292,9 @@ static int run_cases(struct run *r)
 	char cmd[256];
 	struct guest_log log;
 
-	CHECK(start_in(r, r->fd_src, false) == 0, "source QEMU: %s", r->why);
+	CHECK(mig_guest_start(&r->m, r->m.a, &r->src, &r->cfg, MIG_BOOT, NULL, r->why,
+			      sizeof(r->why)) == 0,
+	      "source QEMU: %s", r->why);
 	CHECK(guest_wait_tick(&r->src, 0, 10, BOOT_TIMEOUT_S, &log, r->why, sizeof(r->why)) == 0,
 	      "%s", r->why);
 	if (case_wrong_key(r) < 0 ||
@@ -405,11 +304,11 @@ static int run_cases(struct run *r)
 		0 ||
 	    case_killed(r) < 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "ip -n %s link set %s down", r->n.ns_a, r->n.if_a);
+	snprintf(cmd, sizeof(cmd), "ip -n %s link set %s down", r->m.n.ns_a, r->m.n.if_a);
 	if (case_fail(r, "the link cut at pre-switchover, beyond --resume-timeout",
 		      "mig-switchover", NULL, cmd) < 0)
 		return -1;
-	CHECK(net_sh(r->n.ns_a, "ip link set %s up", r->n.if_a) == 0, "link up");
+	CHECK(net_sh(r->m.n.ns_a, "ip link set %s up", r->m.n.if_a) == 0, "link up");
 	return case_migrate(r);
 fail:
 	return -1;
@@ -423,7 +322,7 @@ static void cleanup(struct run *r)
 	recv_kill(r);
 	guest_stop(&r->src);
 	guest_stop(&r->dst);
-	net_teardown(&r->n); /* the namespaces, the veth pair, the work directory */
+	mig_net_teardown(&r->m);
 	unlink(r->ram);
 }
 
@@ -458,9 +357,9 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGHUP, on_signal);
-	status = net_setup(&r->n);
+	status = mig_net_setup(&r->m);
 	if (status == 0 && setup(r) < 0)
-		printf("FAIL: cannot set up the namespaces' descriptors or keys\n"), status = 1;
+		printf("FAIL: cannot write a second key\n"), status = 1;
 	else if (status == 0)
 		status = run_cases(r) == 0 ? 0 : 1;
 	if (status < 0)
