@@ -282,6 +282,8 @@ int mdest_wait_running(struct mdest *d, int64_t *ret_resumed_ns, int64_t *ret_st
 		return guest_failf(msg, len, -EIO,
 				   "the destination QEMU's incoming migration "
 				   "failed");
+	/* A later migration from here must carry the RAM again (x-ignore-shared off). */
+	guest_restore_caps(&d->g);
 	*ret_resumed_ns = d->resumed_ns;
 	*ret_stopped_ns = d->stopped_ns;
 	return 0;

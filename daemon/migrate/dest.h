@@ -38,8 +38,8 @@ int mdest_poll(struct mdest *d, char *msg, size_t len);
 /* Syncs every backend file. */
 int mdest_sync(struct mdest *d);
 /*
- * After the last page: waits until the guest runs here (RESUME), or QEMU's incoming migration
- * failed or QEMU exited (-EIO, -EPIPE, msg). *ret_resumed_ns: RESUME's timestamp
+ * After the last page: waits until the guest runs here (RESUME), then puts QEMU's migration
+ * capabilities back; or QEMU's incoming migration failed or QEMU exited (-EIO, -EPIPE, msg). *ret_resumed_ns: RESUME's timestamp
  * (CLOCK_REALTIME of this host); *ret_stopped_ns: the source's stop, as its image said (0 if
  * it did not).
  */

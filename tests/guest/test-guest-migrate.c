@@ -283,8 +283,12 @@ static int setup(struct run *r)
 	snprintf(r->recv_err, sizeof(r->recv_err), "%s/recv.log", d);
 	snprintf(r->src_out, sizeof(r->src_out), "%s/src.json", d);
 	mkdir(r->pause, 0700);
-	return net_sh(NULL, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s && "
-		      "chmod 600 %s", r->badkey, r->badkey) ? -1 : 0;
+	return net_sh(NULL,
+		      "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > %s && "
+		      "chmod 600 %s",
+		      r->badkey, r->badkey)
+		   ? -1
+		   : 0;
 }
 
 static int run_cases(struct run *r)
