@@ -37,6 +37,13 @@ struct snap_hooks {
 	int (*after_meta)(void *ctx, struct img_writer *w);
 	/* At T, once the target runs again, before the background copy: resume the guest. */
 	void (*at_instant)(void *ctx);
+	/*
+	 * Pre-copy only: once the image is finished (its sink flushed: a stream's receiver has
+	 * acknowledged all of it), before the dirty log is released, which takes a while on big
+	 * memory (a migration's switch-over goes here, out of the guest's downtime). A negative
+	 * return fails the snapshot with msg; the image stays complete.
+	 */
+	int (*image_done)(void *ctx, char *msg, size_t len);
 };
 
 struct snap_opts {

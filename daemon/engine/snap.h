@@ -85,6 +85,7 @@ struct snap {
 	int error;	    /* first fatal error (atomic; main alone stores it plainly while no
 			     * other thread runs) */
 	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
+	bool image_finished; /* img_writer_finish() done early (hooks->image_done). Main */
 	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */
 	/*
 	 * A chain's image (engine/precopy.c sets them around snap_copy_held(); else NULL):

@@ -210,12 +210,35 @@ static bool snap_open(struct snap *s)
 	return !snap_failed(s);
 }
 
+/*
+ * A pre-copy whose caller acts once the image is complete (hooks->image_done): finished here,
+ * before snap_cleanup() releases the dirty log, so that the caller need not wait for that.
+ */
+static void finish_early(struct snap *s)
+{
+	const struct snap_hooks *h = s->opts.hooks;
+	char msg[sizeof(s->err.msg)] = "";
+	int k;
+
+	if (snap_failed(s) || !s->opts.precopy || !h || !h->image_done)
+		return;
+	k = img_writer_finish(s->w);
+	if (k < 0) {
+		snap_fail(s, k, "cannot finish the image: %s", strerror(-k));
+		return;
+	}
+	s->image_finished = true;
+	k = h->image_done(h->ctx, msg, sizeof(msg));
+	if (k < 0)
+		snap_fail(s, k, "%s", msg);
+}
+
 /* Finishes the image; the statistics and the error to the caller. */
 static int snap_finish(struct snap *s, struct snap_stats *ret_stats, struct snap_error *err)
 {
 	int k;
 
-	if (!snap_failed(s)) {
+	if (!snap_failed(s) && !s->image_finished) {
 		k = img_writer_finish(s->w);
 		if (k < 0)
 			snap_fail(s, k, "cannot finish the image: %s", strerror(-k));
@@ -266,6 +289,7 @@ int snapshot_take(pid_t pid, const struct snap_opts *opts, struct img_sink *sink
 		run_after_t(&s);
 	else if (!snap_failed(&s))
 		after_precopy(&s);
+	finish_early(&s);
 	snap_cleanup(&s);
 	k = snap_finish(&s, ret_stats, err);
 	snap_free(&s);

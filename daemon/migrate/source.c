@@ -15,7 +15,8 @@
  * 4. The final dirty round, copied with no thread held (quiet_at_instant: nothing writes the
  *    RAM of a stopped guest), the instant's META, the trailer; the stream ends when the
  *    receiver has written every page into the destination's backends and says so.
- * 5. `migrate-continue`: QEMU sends the device state, the destination starts by itself.
+ * 5. `migrate-continue` (hook image_done, before the engine releases the dirty log): QEMU
+ *    sends the device state, the destination starts by itself.
  *
  * Until 5 every failure cancels QEMU's migration and resumes the guest here (the guardian
  * does if we die); from 5 on the guest may run at the destination and is never resumed here.
@@ -200,9 +201,13 @@ static int64_t qemu_downtime(struct guest *g)
 	return d;
 }
 
-/* Step 5: the receiver holds every page; QEMU sends the device state. */
-static int switch_over(struct msrc *m, struct snap_error *err)
+/*
+ * Step 5 (hook image_done): the receiver holds every page; QEMU sends the device state. The
+ * engine releases the dirty log only after this, out of the guest's downtime.
+ */
+static int hook_image_done(void *ctx, char *msg, size_t len)
 {
+	struct msrc *m = ctx;
 	struct guest *g = &m->g;
 	json_t *a = json_pack("{s:s}", "state", "pre-switchover"), *ev = NULL;
 	uint64_t t0;
@@ -212,7 +217,7 @@ static int switch_over(struct msrc *m, struct snap_error *err)
 	pause_at(m, "mig-continue");
 	guardian_switching(g->guard); /* our death resumes the guest only before QEMU goes on */
 	t0 = sys_now_ns();
-	k = qmp_exec(g->q, "migrate-continue", a, -1, NULL, err->msg, sizeof(err->msg));
+	k = qmp_exec(g->q, "migrate-continue", a, -1, NULL, msg, len);
 	json_decref(a);
 	if (k < 0) {
 		guardian_stopping(g->guard);
@@ -220,10 +225,10 @@ static int switch_over(struct msrc *m, struct snap_error *err)
 	}
 	m->ms->switched = true;
 	guardian_resumed(g->guard); /* the guest is the destination's: never resumed here */
-	k = wait_status(g, "completed", COMPLETE_WAIT_MS, &ev, err->msg, sizeof(err->msg));
+	k = wait_status(g, "completed", COMPLETE_WAIT_MS, &ev, msg, len);
 	m->ms->switchover_ns = sys_now_ns() - t0;
 	if (k < 0) {
-		snprintf(err->msg + strlen(err->msg), sizeof(err->msg) - strlen(err->msg),
+		snprintf(msg + strlen(msg), len - strlen(msg),
 			 " (after the switch-over began: uffsnapd does not resume the source; see "
 			 "query-status on both QEMUs)");
 		return k;
@@ -293,8 +298,10 @@ int migrate_source(struct qmp *q, const struct snap_opts *opts, int cancel_fd,
 			       .test_pause = opts->test_pause},
 			 .sink = sink,
 			 .ms = ms};
-	struct snap_hooks hooks = {
-	    .ctx = &m, .before_instant = hook_before_instant, .meta = hook_meta};
+	struct snap_hooks hooks = {.ctx = &m,
+				   .before_instant = hook_before_instant,
+				   .meta = hook_meta,
+				   .image_done = hook_image_done};
 	struct snap_opts o = *opts;
 	int k;
 
@@ -315,8 +322,6 @@ int migrate_source(struct qmp *q, const struct snap_opts *opts, int cancel_fd,
 		o.hooks = &hooks;
 		o.quiet_at_instant = true; /* the vCPUs are stopped from before_instant on */
 		k = snapshot_take(m.g.pid, &o, sink, ss, err);
-		if (k >= 0)
-			k = switch_over(&m, err);
 		if (k < 0 && !ms->switched)
 			back_out(&m, err);
 		guest_restore_caps(&m.g);

@@ -361,6 +361,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGHUP, on_signal);
+	signal(SIGPIPE, SIG_IGN); /* a reader of our output that went must not skip the clean-up */
 	status = mig_net_setup(&r->m);
 	if (status == 0 && setup(r) < 0)
 		printf("FAIL: cannot write a second key\n"), status = 1;
