@@ -340,8 +340,10 @@ static int copy_set(struct precopy *pc, const struct span_set *set, bool held, u
 	int k = precopy_each_piece(s, set, copy_one, &c);
 
 	spans_merge(&pc->covered);
-	if (k == -ESRCH)
+	if (k == -ESRCH) {
+		s->rounds_lost_target = true;
 		snap_fail(s, k, "pid %d went away during the snapshot", s->pid);
+	}
 	else if (k < 0)
 		snap_fail(s, k, "cannot copy the memory of pid %d: %s", s->pid, strerror(-k));
 	*ret = c.bytes;

@@ -86,6 +86,8 @@ struct snap {
 			     * other thread runs) */
 	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
 	bool image_finished; /* img_writer_finish() done early (hooks->image_done). Main */
+	bool rounds_lost_target; /* a pre-copy round found the address space gone (exit or exec:
+				  * the summary says which). Main */
 	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */
 	/*
 	 * A chain's image (engine/precopy.c sets them around snap_copy_held(); else NULL):

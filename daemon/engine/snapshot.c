@@ -151,10 +151,10 @@ bool snapshot_target_has_mm(pid_t pid)
 	return any;
 }
 
-/* After an error: why did the target go away, if it did (once memory was being saved)? */
+/* After an error: why did the target go away, if it did (after T, or during pre-copy rounds)? */
 static void explain_target_gone(struct snap *s)
 {
-	if (s->error != -ESRCH || !(s->after_t || s->pre_t))
+	if (s->error != -ESRCH || !(s->after_t || s->rounds_lost_target))
 		return;
 	if (kill(s->pid, 0) < 0 || !snapshot_target_has_mm(s->pid))
 		snprintf(s->err.msg, sizeof(s->err.msg),

@@ -221,7 +221,7 @@ def precopy_table(results):
         for b in rows(results, name):
             m = b["median"].get
             body.append([
-                "%d MiB" % b["size_mib"], "%d/s" % b["rate"], ms(m("quiet.max_gap_ns")),
+                "%d MiB" % b["size_mib"], "%d/s" % (m("rate") or 0), ms(m("quiet.max_gap_ns")),
                 "%s / %s" % (ms(m("fork.call_ns")), ms(m("fork.writers.max_gap_ns"))),
                 "%s / %s" % (ms(m("uffsnapd.stats.held_ns")),
                              ms(m("uffsnapd.writers.max_gap_ns"))),

@@ -10,6 +10,7 @@
 # (the image has grown by the first round's copy, before any instant).
 # usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL [--precopy]
 set -u
+. "$(dirname "$0")/mid-snapshot.sh"
 D=$1 W=$2 C=$3 MODE=${4:-}
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
 tmp=$(mktemp -d)
@@ -21,16 +22,9 @@ for attempt in 1 2 3 4 5; do
 	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
 	"$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
-	# Past T (pre-copy: into its first round): more than the metadata written (hang guard only).
-	for _ in $(seq 3000); do
-		[ "$(stat -c %s "$tmp/img" 2>/dev/null || echo 0)" -gt 4194304 ] && break
-		kill -0 $dpid 2>/dev/null || break
-		sleep 0.01
-	done
-	kill -STOP $dpid 2>/dev/null
-	if ! kill -0 $dpid 2>/dev/null || [ "$(tail -c 80 "$tmp/img" | head -c 8 | od -An -tx1 | tr -d ' ')" = "895546534e440a" ]; then
+	if ! stop_mid_snapshot $dpid "$tmp/img"; then
 		echo "attempt $attempt: the snapshot finished first; again"
-		kill -CONT $dpid 2>/dev/null; wait $dpid; kill -9 $wpid; wait $wpid 2>/dev/null
+		kill -9 $wpid; wait $wpid 2>/dev/null
 		continue
 	fi
 	kill -9 $wpid
