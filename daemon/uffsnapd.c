@@ -378,7 +378,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 					"--precopy or --arm-held");
 	if (!c->precopy && !c->migrate && (c->downtime_ms || c->max_rounds || c->strict_downtime))
 		return args_usage_error("--downtime, --max-rounds and --strict-downtime go with "
-					"--precopy");
+					"--precopy or --migrate");
 	if (c->precopy && (c->qemu || c->arm_held))
 		return args_usage_error("--precopy is for processes armed while they run: not "
 					"with --qemu or --arm-held");
