@@ -29,6 +29,7 @@
 #define SYNC_BYTES (4ull << 20)	 /* sync and ACK at least this often (STREAM.md) */
 #define ACK_NS	   1000000000ull /* and at least every second */
 #define TICK_MS	   200
+#define TICK_NS	   (TICK_MS * 1000000ull)
 #define NS_PER_S   1000000000ull
 
 struct mr {
@@ -333,7 +334,8 @@ static int tick(struct mr *r)
 	uint64_t now = sys_now_ns();
 	int k = 0;
 
-	if (r->conn >= 0 && (now - r->last_ack_ns >= ACK_NS ||
+	/* COMPLETE again every tick: a sender that read it before its flush() ignored it. */
+	if (r->conn >= 0 && (now - r->last_ack_ns >= (r->complete ? TICK_NS : ACK_NS) ||
 			     (!r->complete && r->received - r->acked >= SYNC_BYTES))) {
 		k = r->complete ? 0 : mdest_sync(r->d);
 		if (k < 0)
