@@ -391,6 +391,7 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 	s->held.uffd = -EBADF;
 	s->stats.threads = s->held.nthreads;
 	/* Pre-copy: the kernel resolves write faults itself, and keeps the dirty log. */
+	s->uffd_async = s->opts.precopy;
 	return snap_uffd_api(s, s->uffd, s->opts.precopy);
 }
 

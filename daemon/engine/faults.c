@@ -568,9 +568,37 @@ void snap_handler_stop(struct snap *s)
 	}
 }
 
+/*
+ * The dirty log leaves write protection on every tracked page not written since its last
+ * round. Closing it clears all of that in one go with the target's mmap lock held for writing
+ * (fs/userfaultfd.c: userfaultfd_release() -> userfaultfd_clear_vma()), and every fault of
+ * the target waits meanwhile: about 100 ms per GiB measured here. Cleared first, a piece at a
+ * time under the read lock (UFFDIO_WRITEPROTECT mode 0: mwriteprotect_range()), the target's
+ * faults go on between the pieces and the release has nothing left to change. Nothing waits on
+ * an asynchronous userfaultfd, so no fault can be woken early. Failures are left to close(): a
+ * range unmapped since, the layout changing (-EAGAIN), the address space gone (-ESRCH).
+ */
+#define DIRTY_LOG_RELEASE_PIECE (32ull << 20)
+
+static void dirty_log_unprotect(struct snap *s)
+{
+	for (size_t i = 0; i < s->pages.n; i++)
+		for (uint64_t a = s->pages.r[i].start; a < s->pages.r[i].end;) {
+			uint64_t b = s->pages.r[i].end - a > DIRTY_LOG_RELEASE_PIECE
+					 ? a + DIRTY_LOG_RELEASE_PIECE
+					 : s->pages.r[i].end;
+
+			if (uffd_unprotect_once(s->uffd, a, b - a) == -ESRCH)
+				return;
+			a = b;
+		}
+}
+
 void snap_cleanup(struct snap *s)
 {
 	snap_handler_stop(s); /* it polls the uffd: stop it before closing that */
+	if (s->uffd >= 0 && s->uffd_async)
+		dirty_log_unprotect(s);
 	/* Closing the last reference to the uffd drops every protection and wakes every waiter
 	 * (fs/userfaultfd.c: userfaultfd_release()), whatever state we are in. */
 	if (s->uffd >= 0)

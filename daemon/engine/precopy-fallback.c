@@ -94,6 +94,7 @@ int precopy_fall_back(struct precopy *pc, struct holder *h)
 	mark_saved_except(s, &pc->pending);
 	close(s->uffd);
 	s->uffd = sync;
+	s->uffd_async = false;
 	s->pre_t = false;
 	s->stats.fell_back = true;
 	s->stats.fell_back_bytes = spans_bytes(&pc->pending);

@@ -40,6 +40,8 @@ struct snap {
 		     * Fixed; closed by main (snap_cleanup) after the handler stopped */
 	int uffd;   /* main: set at the first hold, before the handler starts; closed after it
 		     * stopped. The handler is its only reader */
+	bool uffd_async; /* uffd is the dirty log (UFFD_FEATURE_WP_ASYNC): no fault ever waits on
+			  * it. Main */
 	int pagemapfd; /* /proc/PID/pagemap, for PAGEMAP_SCAN; -1 if unavailable. Fixed */
 	int pidfd;     /* fixed */
 	int stopfd;    /* eventfd: wakes the fault handler to stop. Fixed; written by any thread */
