@@ -38,8 +38,11 @@ int cli_getopt(const struct cli_invocation *inv, int argc, char **argv, const ch
 	char spec[64];
 	int c;
 
-	/* A leading ':' makes a missing value return ':' rather than '?'. */
-	snprintf(spec, sizeof(spec), ":%s", shortopts);
+	/* A ':' first (after a '+') makes a missing value return ':' rather than '?'. */
+	if (shortopts[0] == '+')
+		snprintf(spec, sizeof(spec), "+:%s", shortopts + 1);
+	else
+		snprintf(spec, sizeof(spec), ":%s", shortopts);
 	opterr = 0;
 	c = getopt_long(argc, argv, spec, longopts, NULL);
 	if (c == ':') {

@@ -17,7 +17,8 @@ int cli_parse_u64(const char *s, uint64_t *ret);
 /*
  * getopt_long() (argv[0] is the command's name) that reports an unknown option or a missing
  * value as one line with the --help hint: it then returns '?' and the caller returns
- * CLI_EXIT_USAGE. cli_dispatch() resets getopt's state before it runs a handler.
+ * CLI_EXIT_USAGE. shortopts may start with '+': stop at the first operand (uffsnapctl's options
+ * before the command). cli_dispatch() resets getopt's state before it runs a handler.
  */
 int cli_getopt(const struct cli_invocation *inv, int argc, char **argv, const char *shortopts,
 	       const struct option *longopts);

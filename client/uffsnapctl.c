@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli-args.h"
 #include "cli-command.h"
 #include "cli-svc.h"
 #include "cmd-image.h"
@@ -142,39 +143,50 @@ static void uffsnapctl_help(FILE *f)
 		"refused request, a failed or cancelled job), 2 usage error.\n");
 }
 
-/* The options that may come before the command, kept to be handed to it. */
+/* The options that may come before the command, kept as written to be handed to it. */
 struct uffsnapctl_globals {
 	char *argv[8];
 	int argc;
 };
 
-/* Takes the global options at argv[*i]; returns -1 when done, else an exit status. */
-static int uffsnapctl_global(struct cli_invocation *top, int argc, char **argv, int *i,
-			     struct uffsnapctl_globals *g)
-{
-	const char *a = argv[*i];
+static const struct option uffsnapctl_global_opts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    CLI_SVC_LONGOPTS,
+    {NULL, 0, NULL, 0},
+};
 
-	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-		uffsnapctl_help(stdout);
-		return CLI_EXIT_OK;
+/*
+ * The options before the command ('+': getopt_long() stops at its name). --help and --version
+ * are answered here; --socket and --json are the service commands' own, so their words go to
+ * the command. Returns -1 to run the command at argv[optind], else an exit status.
+ */
+static int uffsnapctl_globals(const struct cli_invocation *top, int argc, char **argv,
+			      struct uffsnapctl_globals *g)
+{
+	int c, from = optind;
+
+	while ((c = cli_getopt(top, argc, argv, "+hV", uffsnapctl_global_opts)) != -1) {
+		switch (c) {
+		case 'h':
+			uffsnapctl_help(stdout);
+			return CLI_EXIT_OK;
+		case 'V':
+			printf("uffsnapctl %s (image format %d.%d, control protocol %d)\n",
+			       UFFSNAP_VERSION, IMG_VERSION_MAJOR, IMG_VERSION_MINOR,
+			       UFFSNAP_CLIENT_PROTOCOL);
+			return CLI_EXIT_OK;
+		case '?':
+			return CLI_EXIT_USAGE;
+		}
+		if (g->argc + 2 > (int)(sizeof(g->argv) / sizeof(g->argv[0])))
+			return cli_usage_error(top, "too many options before the command");
+		while (from < optind) /* "--socket PATH" is two words, "--socket=PATH" one */
+			g->argv[g->argc++] = argv[from++];
 	}
-	if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
-		printf("uffsnapctl %s (image format %d.%d, control protocol %d)\n", UFFSNAP_VERSION,
-		       IMG_VERSION_MAJOR, IMG_VERSION_MINOR, UFFSNAP_CLIENT_PROTOCOL);
-		return CLI_EXIT_OK;
-	}
-	if (!strcmp(a, "--socket") && *i + 1 >= argc)
-		return cli_usage_error(top, "option '--socket' needs a value");
-	if (g->argc + 2 > (int)(sizeof(g->argv) / sizeof(g->argv[0])))
-		return cli_usage_error(top, "too many options before the command");
-	if (!strcmp(a, "--socket")) {
-		g->argv[g->argc++] = argv[(*i)++];
-		g->argv[g->argc++] = argv[(*i)++];
-	} else if (!strncmp(a, "--socket=", 9) || !strcmp(a, "--json")) {
-		g->argv[g->argc++] = argv[(*i)++];
-	} else {
-		return cli_usage_error(top, "unknown option '%s'", a);
-	}
+	/* A word getopt_long() took that is no option's: "--", which is no command's either. */
+	if (from < optind)
+		return cli_usage_error(top, "unknown option '%s'", argv[from]);
 	return -1;
 }
 
@@ -223,14 +235,11 @@ int main(int argc, char **argv)
 {
 	struct cli_invocation top = {.path = "uffsnapctl"};
 	struct uffsnapctl_globals g = {.argc = 0};
-	int i = 1, r;
+	int r = uffsnapctl_globals(&top, argc, argv, &g);
 
-	while (i < argc && argv[i][0] == '-' && argv[i][1]) {
-		r = uffsnapctl_global(&top, argc, argv, &i, &g);
-		if (r >= 0)
-			return r;
-	}
-	if (i >= argc)
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
 		return cli_usage_error(&top, "missing command");
-	return uffsnapctl_run(argc - i, argv + i, &g);
+	return uffsnapctl_run(argc - optind, argv + optind, &g);
 }

@@ -623,7 +623,9 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	bool pr_started;
 	int fd, r;
 
-	for (int i = 1; i < argc; i++) { /* the mode flag may be anywhere, as getopt allows */
+	/* Each mode has its own option table, so the mode is found before getopt_long() runs;
+	 * its flag may be anywhere, as getopt_long() allows options to be. */
+	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--service"))
 			return svc_main(argc, argv, test_pause);
 		if (!strcmp(argv[i], "--receive"))

@@ -2,6 +2,7 @@
 #include "test-proc.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,4 +47,62 @@ int test_proc_state(pid_t pid, const char *file)
 		return (int)n;
 	p = strrchr(buf, ')');
 	return p && p[1] == ' ' && p[2] ? p[2] : '?';
+}
+
+int test_proc_open(pid_t pid, const char *file, int flags)
+{
+	char path[128];
+	int fd, r = test_proc_path(path, sizeof(path), pid, file);
+
+	if (r < 0)
+		return r;
+	fd = open(path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int test_proc_field(pid_t pid, const char *file, const char *field, char *buf, size_t len)
+{
+	char text[8192], *line = text;
+	size_t flen = strlen(field);
+	ssize_t n = test_proc_read(pid, file, text, sizeof(text));
+
+	if (n < 0)
+		return (int)n;
+	while (line && (strncmp(line, field, flen) || line[flen] != ':')) {
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	if (!line)
+		return -ENOENT;
+	line += flen + 1 + strspn(line + flen + 1, " \t");
+	snprintf(buf, len, "%.*s", (int)strcspn(line, "\n"), line);
+	return 0;
+}
+
+int test_proc_find_fd(pid_t pid, const char *prefix, char *ret_path, size_t len)
+{
+	char dir[64], p[320], link[256];
+	struct dirent *e;
+	int found = 0;
+	DIR *d;
+
+	test_proc_path(dir, sizeof(dir), pid, "fd");
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		ssize_t n;
+
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		n = readlink(p, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, prefix, strlen(prefix)))
+			continue;
+		found++;
+		snprintf(ret_path, len, "%s", p);
+	}
+	closedir(d);
+	return found;
 }

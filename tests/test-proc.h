@@ -23,3 +23,19 @@ ssize_t test_proc_read(pid_t pid, const char *file, char *buf, size_t len);
  * -errno if the file cannot be read (the task is gone).
  */
 int test_proc_state(pid_t pid, const char *file);
+
+/* /proc/PID/FILE opened with flags (O_CLOEXEC added): the fd, or -errno. */
+int test_proc_open(pid_t pid, const char *file, int flags);
+
+/*
+ * The value of the line "FIELD:  VALUE" of a file such as "status" or "meminfo" (pid 0) into buf:
+ * VALUE without the blanks before it and the newline after it. -ENOENT if no line has FIELD,
+ * -errno if the file cannot be read.
+ */
+int test_proc_field(pid_t pid, const char *file, const char *field, char *buf, size_t len);
+
+/*
+ * The fds of pid whose link starts with prefix (say "/memfd:memory-backend-memfd"): how many
+ * there are, the "/proc/PID/fd/N" of the last in ret_path; -errno if fd/ cannot be read.
+ */
+int test_proc_find_fd(pid_t pid, const char *prefix, char *ret_path, size_t len);

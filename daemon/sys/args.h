@@ -33,7 +33,12 @@ int args_try_help(const char *mode);
  */
 int args_parse_uint(const char *s, unsigned max, unsigned *ret);
 
-/* A mode's options with their help, in one table (--help is generated from it). */
+/*
+ * A mode's options with their help, in one table (--help is generated from it): the receivers'.
+ * Their help is a line an option, and they share six options (recv_common_opt()). The one-shot
+ * and --service parsers are the same getopt_long() over a table, with the cases in the parser;
+ * their --help is written by hand (short options, entries of several lines) and stays so.
+ */
 struct args_opt {
 	struct option opt;
 	const char *arg, *help; /* arg: the value's name, NULL for a flag */

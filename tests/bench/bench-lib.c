@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "bench-lib.h"
+#include "test-proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -405,25 +406,10 @@ pid_t bench_fork_snapshot(const struct bench_mem *m, const char *path, uint64_t 
 
 long bench_proc_kib(pid_t pid, const char *file, const char *field)
 {
-	char path[64], line[256];
-	size_t flen = strlen(field);
-	long v = -ENOENT;
-	FILE *f;
+	char v[64];
+	int r = test_proc_field(pid, file, field, v, sizeof(v));
 
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
-	else
-		snprintf(path, sizeof(path), "/proc/%s", file);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, field, flen) && line[flen] == ':') {
-			v = strtol(line + flen + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
+	return r < 0 ? r : strtol(v, NULL, 10);
 }
 
 /* A socket listens on 127.0.0.1:port (from /proc/net/tcp: connecting would be logged). */

@@ -68,6 +68,7 @@
 
 #include "guest-harness.h"
 #include "qmp.h"
+#include "test-proc.h"
 
 #define BOOT_TIMEOUT_S	  300
 #define MIGRATE_TIMEOUT_S 600
@@ -99,19 +100,11 @@ static uint64_t steal_ms(void)
 /* QEMU's resident shared memory (RssShmem: the guest RAM it has touched), in KiB, or 0. */
 static uint64_t rss_shmem_kib(pid_t pid)
 {
-	char path[64], line[256];
-	unsigned long long v = 0;
-	FILE *f;
+	char v[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssShmem: %llu", &v) == 1)
-			break;
-	fclose(f);
-	return v;
+	return test_proc_field(pid, "status", "RssShmem", v, sizeof(v)) < 0
+		       ? 0
+		       : strtoull(v, NULL, 10);
 }
 
 /* ---- the tick watcher ---- */

@@ -14,6 +14,7 @@
  * Prints one JSON object.
  */
 #include "bench-lib.h"
+#include "test-proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,11 +76,10 @@ static int scan_process(struct scan *s)
 	uint64_t lo, hi;
 	FILE *maps;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", s->pid);
-	s->pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	s->pagemap = test_proc_open(s->pid, "pagemap", O_RDONLY);
 	if (s->pagemap < 0)
-		return -errno;
-	snprintf(path, sizeof(path), "/proc/%d/maps", s->pid);
+		return s->pagemap;
+	test_proc_path(path, sizeof(path), s->pid, "maps");
 	maps = fopen(path, "re");
 	if (!maps) {
 		close(s->pagemap);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "qmp.h"
+#include "test-proc.h"
 #include "uffsnap/image.h"
 
 #define QEMU	 "qemu-system-x86_64"
@@ -117,18 +118,11 @@ static char *qemu_status(struct qmp *q)
 /* QEMU's memfd backing its guest RAM, opened through /proc. */
 static int qemu_memfd(pid_t pid)
 {
-	char dir[64], path[PATH_MAX], link[PATH_MAX];
+	char path[PATH_MAX];
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	for (int fd = 0; fd < 1024; fd++) {
-		ssize_t n;
-
-		snprintf(path, sizeof(path), "%s/%d", dir, fd);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n > 0 && (link[n] = 0, strstr(link, "memfd:memory-backend-memfd")))
-			return open(path, O_RDONLY | O_CLOEXEC);
-	}
-	return -1;
+	if (test_proc_find_fd(pid, "/memfd:memory-backend-memfd", path, sizeof(path)) <= 0)
+		return -1;
+	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* Stops the source and takes its device state (x-ignore-shared) through a pipe. */

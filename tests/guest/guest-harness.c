@@ -18,6 +18,7 @@
 
 #include "guest-harness.h"
 #include "test-check.h"
+#include "test-proc.h"
 
 /* Kept small and quiet so that TCG boots it fast (no modules, no udev, no messages). */
 #define GUEST_APPEND "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off"
@@ -244,31 +245,10 @@ void guest_stop(struct guest *g)
 
 int guest_memfd_path(const struct guest *g, char *buf, size_t len)
 {
-	char dir[64], p[320], link[256];
-	struct dirent *e;
-	int found = 0;
-	DIR *d;
+	int found = test_proc_find_fd(g->pid, MEMFD_LINK, buf, len);
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", g->pid);
-	d = opendir(dir);
-	if (!d)
-		return -errno;
-	while ((e = readdir(d))) {
-		ssize_t n;
-
-		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		n = readlink(p, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (strncmp(link, MEMFD_LINK, strlen(MEMFD_LINK)))
-			continue;
-		found++;
-		snprintf(buf, len, "%s", p);
-	}
-	closedir(d);
 	/* Exactly one: the test guest has one memory backend, and a second would be ambiguous. */
-	return found == 1 ? 0 : found ? -EEXIST : -ENOENT;
+	return found < 0 ? found : found == 1 ? 0 : found ? -EEXIST : -ENOENT;
 }
 
 off_t guest_serial_size(const struct guest *g)

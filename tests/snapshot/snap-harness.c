@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <fcntl.h>
@@ -62,45 +61,19 @@ int snap_wait(pid_t daemon)
 
 long snap_tracer_of(pid_t pid)
 {
-	char path[64], line[256];
-	long tracer = -ENOENT;
-	FILE *f;
+	char v[32];
+	int r = test_proc_field(pid, "status", "TracerPid", v, sizeof(v));
 
-	test_proc_path(path, sizeof(path), pid, "status");
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	fclose(f);
-	return tracer;
+	return r < 0 ? r : strtol(v, NULL, 10);
 }
 
 /* Does pid still hold a userfaultfd (uffsnapd injects one and must take it back)? */
 static int holds_uffd(pid_t pid)
 {
-	char path[64], fdpath[320], link[128];
-	struct dirent *d;
-	int found = 0;
-	DIR *dir;
+	char path[64];
+	int r = test_proc_find_fd(pid, "anon_inode:[userfaultfd]", path, sizeof(path));
 
-	test_proc_path(path, sizeof(path), pid, "fd");
-	dir = opendir(path);
-	if (!dir)
-		return -errno;
-	while ((d = readdir(dir))) {
-		ssize_t n;
-
-		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, d->d_name);
-		n = readlink(fdpath, link, sizeof(link) - 1);
-		if (n > 0) {
-			link[n] = 0;
-			found |= strstr(link, "userfaultfd") != NULL;
-		}
-	}
-	closedir(dir);
-	return found;
+	return r < 0 ? r : r > 0;
 }
 
 /* Counts the pages of [lo, hi) whose pagemap entry has bit 57 (write-protected by a uffd). */
@@ -130,14 +103,12 @@ static long uffd_wp_pages(pid_t pid)
 	unsigned long lo = 0, hi = 0, rss = 0;
 	long n = 0;
 	FILE *smaps;
-	int pm;
+	int pm = test_proc_open(pid, "pagemap", O_RDONLY);
 
-	test_proc_path(path, sizeof(path), pid, "pagemap");
-	pm = open(path, O_RDONLY | O_CLOEXEC);
 	test_proc_path(path, sizeof(path), pid, "smaps");
 	smaps = fopen(path, "re");
 	if (pm < 0 || !smaps) {
-		n = -errno;
+		n = pm < 0 ? pm : -errno;
 		goto out;
 	}
 	while (fgets(line, sizeof(line), smaps)) {

@@ -77,19 +77,10 @@ static bool daemon_alive(pid_t d)
  */
 static void wait_signals_blocked(pid_t d, int sig)
 {
-	char path[64], line[256];
-	unsigned long long blk = 0;
+	char v[32] = "0";
 
-	test_proc_path(path, sizeof(path), d, "status");
-	while (!(blk & (1ull << (sig - 1))) && daemon_alive(d)) {
-		FILE *f = fopen(path, "re");
-
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
-				break;
-		if (f)
-			fclose(f);
-	}
+	while (!(strtoull(v, NULL, 16) & (1ull << (sig - 1))) && daemon_alive(d))
+		test_proc_field(d, "status", "SigBlk", v, sizeof(v));
 }
 
 /* Polls until the target is traced (held) for the n-th time: true; false if uffsnapd ended. */
