@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `uffsnapd --qemu` against real QEMUs that it must refuse, or lose midway, and the guest is
- * never left paused by us: killed (SIGKILL) or interrupted (SIGINT) while the guest is
- * stopped, uffsnapd's guardian or uffsnapd resumes it and puts the migration capabilities
- * back. No guest kernel is needed: these QEMUs run their firmware only (it loops, looking for
- * something to boot), which is a running guest as far as QMP and the RAM are concerned.
+ * never left paused by us: its whole process group killed (SIGKILL) or interrupted (SIGINT, as
+ * a terminal's Ctrl-C; SIGTERM) while armed, while the guest is stopped, and once the guest
+ * runs again during the background copy, uffsnapd's guardian or uffsnapd resumes it and puts
+ * the migration capabilities back. No guest kernel is needed: these QEMUs run their firmware
+ * only (it loops, looking for something to boot), which is a running guest as far as QMP and
+ * the RAM are concerned.
  *
  * usage: test-qemu-refuse UFFSNAPD_TEST (uffsnapd with pause points: tests/snapshot)
  */
@@ -162,10 +164,12 @@ static int run(const struct qemu *q, const char *out, const char *pause, pid_t *
 		dup2(fd, 2);
 		if (pause)
 			setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
+		setpgid(0, 0); /* a group of its own, as a terminal's foreground job */
 		execl(uffsnapd, uffsnapd, "--qemu", q->sock, "--output", out, "--quiet",
 		      (char *)NULL);
 		_exit(127);
 	}
+	setpgid(pid, pid); /* either of us may come first */
 	if (ret_pid) {
 		*ret_pid = pid;
 		return 0;
@@ -260,12 +264,15 @@ fail:
 }
 
 /*
- * Killed, interrupted, or QEMU gone, at each point of the guest's stop: the guest runs again
- * (but when QEMU itself died), the capabilities are as they were, nothing is named OUT.
+ * Killed, interrupted, or QEMU gone, at each point of the guest's stop and during the copy
+ * after it ("instant": `cont` answered, no page copied yet): the guest runs again (but when
+ * QEMU itself died), the capabilities are as they were, nothing is named OUT. The signal goes
+ * to uffsnapd's whole process group, as a terminal's Ctrl-C or `kill -9 -PGID` does.
  */
 static int test_harm(void)
 {
-	static const char *const points[] = {"guest-stopped", "guest-saved", "armed"};
+	static const char *const points[] = {"guest-stopped", "guest-saved", "armed", "instant"};
+	static const size_t npoints = sizeof(points) / sizeof(points[0]);
 	static const int sigs[] = {SIGKILL, SIGINT, SIGTERM};
 	char out[160], err[1024], st[64], pause[200], flag[200], go[200];
 	struct qemu q = {0};
@@ -275,7 +282,7 @@ static int test_harm(void)
 	snprintf(out, sizeof(out), "%s/harm.img", dir);
 	snprintf(go, sizeof(go), "%s/go", dir);
 	CHECK(qemu_start(&q, "harm", shared) == 0, "QEMU");
-	for (size_t p = 0; p < 3; p++)
+	for (size_t p = 0; p < npoints; p++)
 		for (size_t s = 0; s < 3; s++) {
 			unlink(go);
 			snprintf(flag, sizeof(flag), "%s/%s", dir, points[p]);
@@ -283,7 +290,7 @@ static int test_harm(void)
 			snprintf(pause, sizeof(pause), "%s:%s", points[p], dir);
 			CHECK(run(&q, out, pause, &pid, err, sizeof(err)) == 0, "run");
 			CHECK(wait_file(flag), "uffsnapd never reached %s", points[p]);
-			kill(pid, sigs[s]);
+			kill(-pid, sigs[s]);
 			if (sigs[s] != SIGKILL) /* the signal is seen once the pause ends */
 				close(open(go, O_WRONLY | O_CREAT, 0600));
 			rc = finish(pid, err, sizeof(err));
