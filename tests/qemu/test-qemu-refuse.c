@@ -6,24 +6,29 @@
  * runs again during the background copy, uffsnapd's guardian or uffsnapd resumes it and puts
  * the migration capabilities back. No guest kernel is needed: these QEMUs run their firmware
  * only (it loops, looking for something to boot), which is a running guest as far as QMP and
- * the RAM are concerned.
+ * the RAM are concerned. And one snapshot streamed to a receiver (--to) instead of a file.
  *
  * usage: test-qemu-refuse UFFSNAPD_TEST (uffsnapd with pause points: tests/snapshot)
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "qmp.h"
 #include "test-check.h"
+#include "uffsnap/image.h"
 
 #define QEMU "/usr/bin/qemu-system-x86_64"
 #define WAIT_MAX_MS 120000 /* a hang guard for polling loops, never a measurement */
@@ -366,6 +371,126 @@ fail:
 	return -1;
 }
 
+static bool tcp_listening(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The receiver's complete image in rx (NAME-SESSION.img), polled with a hang guard. */
+static bool wait_received(const char *rx, char *path, size_t len)
+{
+	for (int i = 0; i < WAIT_MAX_MS / 50; i++) {
+		DIR *d = opendir(rx);
+		struct dirent *e;
+		bool found = false;
+
+		while (d && !found && (e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+
+			found = n > 4 && !strcmp(e->d_name + n - 4, ".img");
+			if (found)
+				snprintf(path, len, "%s/%s", rx, e->d_name);
+		}
+		if (d)
+			closedir(d);
+		if (found)
+			return true;
+		test_sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * `uffsnapd --qemu SOCK --to HOST:PORT --key FILE`: the guest's snapshot streamed to a receiver
+ * arrives as a guest image (the guest metadata and the whole device state), the guest runs on.
+ */
+static int test_stream(void)
+{
+	char key[160], rx[160], listen[64], img[600], st[64], err[1024], errpath[160];
+	const char *rargv[] = {uffsnapd, "--receive", "--listen", listen, "--dir", rx, "--key",
+			       key, "--quiet", NULL};
+	struct img_error ierr = {0};
+	struct img_reader *rd = NULL;
+	struct qemu q = {0};
+	json_t *meta = NULL, *g;
+	pid_t recv = -1, pid;
+	void *dev = NULL;
+	size_t devlen = 0;
+	int port = 40000 + getpid() % 20000, fd = -1, rc;
+
+	snprintf(key, sizeof(key), "%s/key", dir);
+	snprintf(rx, sizeof(rx), "%s/rx", dir);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	fd = open(key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 && write(fd, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+			       65) == 65,
+	      "key file");
+	close(fd);
+	fd = -1;
+	CHECK(mkdir(rx, 0700) == 0, "mkdir rx");
+	recv = fork();
+	if (recv == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(uffsnapd, (char **)rargv);
+		_exit(127);
+	}
+	for (int i = 0; i < WAIT_MAX_MS / 10 && !tcp_listening(port); i++) {
+		CHECK(waitpid(recv, NULL, WNOHANG) == 0, "the receiver exited (port %d taken?)", port);
+		test_sleep_ms(10);
+	}
+	CHECK(tcp_listening(port), "the receiver never listened on %s", listen);
+	CHECK(qemu_start(&q, "stream", shared) == 0, "QEMU");
+	pid = fork();
+	if (pid == 0) {
+		fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execl(uffsnapd, uffsnapd, "--qemu", q.sock, "--to", listen, "--key", key, "--quiet",
+		      (char *)NULL);
+		_exit(127);
+	}
+	rc = finish(pid, err, sizeof(err));
+	CHECK(rc == 0, "uffsnapd --qemu --to: rc %d: %s", rc, err);
+	CHECK(wait_received(rx, img, sizeof(img)), "no complete image in %s", rx);
+	fd = open(img, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && img_reader_open(fd, &rd, &ierr) == 0, "%s: %s", img, ierr.msg);
+	meta = json_loads(img_reader_meta(rd), 0, NULL);
+	g = json_object_get(meta, "guest");
+	CHECK(json_is_object(g) && !strcmp(json_string_value(json_object_get(g, "machine")) ?: "",
+					   "pc-i440fx-7.2"),
+	      "the received image has no guest of machine pc-i440fx-7.2");
+	CHECK(img_reader_devstate(rd, &dev, &devlen) == 0 && devlen > 0 &&
+		      (json_int_t)devlen == json_integer_value(json_object_get(
+						json_object_get(g, "devstate"), "size")),
+	      "the received image lacks the device state (%zu bytes)", devlen);
+	CHECK(img_reader_complete(rd), "the received image is incomplete");
+	CHECK(wait_running(&q, st, sizeof(st)), "the guest is left %s", st);
+	printf("ok: a guest streamed to a receiver: %s, device state %zu bytes\n", img, devlen);
+	rc = 0;
+	goto out;
+fail:
+	rc = -1;
+out:
+	free(dev);
+	json_decref(meta);
+	img_reader_free(rd);
+	if (fd >= 0)
+		close(fd);
+	qemu_kill(&q);
+	if (recv > 0) {
+		kill(recv, SIGTERM);
+		waitpid(recv, NULL, 0);
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char cmd[256];
@@ -385,7 +510,7 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	CHECK(mkdtemp(dir), "mkdtemp");
-	if (test_refusals() == 0 && test_harm() == 0)
+	if (test_refusals() == 0 && test_harm() == 0 && test_stream() == 0)
 		r = 0;
 fail:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
