@@ -373,7 +373,8 @@ fail:
 
 static bool tcp_listening(int port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
@@ -414,8 +415,8 @@ static bool wait_received(const char *rx, char *path, size_t len)
 static int test_stream(void)
 {
 	char key[160], rx[160], listen[64], img[600], st[64], err[1024], errpath[160];
-	const char *rargv[] = {uffsnapd, "--receive", "--listen", listen, "--dir", rx, "--key",
-			       key, "--quiet", NULL};
+	const char *rargv[] = {uffsnapd, "--receive", "--listen", listen,    "--dir",
+			       rx,	 "--key",     key,	  "--quiet", NULL};
 	struct img_error ierr = {0};
 	struct img_reader *rd = NULL;
 	struct qemu q = {0};
@@ -430,8 +431,9 @@ static int test_stream(void)
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
 	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
 	fd = open(key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	CHECK(fd >= 0 && write(fd, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
-			       65) == 65,
+	CHECK(fd >= 0 &&
+		  write(fd, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+			65) == 65,
 	      "key file");
 	close(fd);
 	fd = -1;
@@ -443,7 +445,8 @@ static int test_stream(void)
 		_exit(127);
 	}
 	for (int i = 0; i < WAIT_MAX_MS / 10 && !tcp_listening(port); i++) {
-		CHECK(waitpid(recv, NULL, WNOHANG) == 0, "the receiver exited (port %d taken?)", port);
+		CHECK(waitpid(recv, NULL, WNOHANG) == 0, "the receiver exited (port %d taken?)",
+		      port);
 		test_sleep_ms(10);
 	}
 	CHECK(tcp_listening(port), "the receiver never listened on %s", listen);
@@ -463,12 +466,12 @@ static int test_stream(void)
 	CHECK(fd >= 0 && img_reader_open(fd, &rd, &ierr) == 0, "%s: %s", img, ierr.msg);
 	meta = json_loads(img_reader_meta(rd), 0, NULL);
 	g = json_object_get(meta, "guest");
-	CHECK(json_is_object(g) && !strcmp(json_string_value(json_object_get(g, "machine")) ?: "",
-					   "pc-i440fx-7.2"),
+	CHECK(json_is_object(g) &&
+		  !strcmp(json_string_value(json_object_get(g, "machine")) ?: "", "pc-i440fx-7.2"),
 	      "the received image has no guest of machine pc-i440fx-7.2");
 	CHECK(img_reader_devstate(rd, &dev, &devlen) == 0 && devlen > 0 &&
-		      (json_int_t)devlen == json_integer_value(json_object_get(
-						json_object_get(g, "devstate"), "size")),
+		  (json_int_t)devlen ==
+		      json_integer_value(json_object_get(json_object_get(g, "devstate"), "size")),
 	      "the received image lacks the device state (%zu bytes)", devlen);
 	CHECK(img_reader_complete(rd), "the received image is incomplete");
 	CHECK(wait_running(&q, st, sizeof(st)), "the guest is left %s", st);
