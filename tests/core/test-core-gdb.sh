@@ -94,6 +94,8 @@ if command -v eu-stack >/dev/null; then
 		fail "eu-stack cannot read the core: $(head -3 "$dir/eu.txt")"
 	[ "$(grep -c '^TID' "$dir/eu.txt")" = 6 ] || fail "eu-stack: not 6 threads"
 	grep -q level "$dir/eu.txt" || fail "eu-stack: no level() frames"
+else
+	echo "note: eu-stack is not installed (./dev installs elfutils): the core is not checked with it"
 fi
 # An incomplete image (cut in the middle): a core with what is there, and warnings naming what
 # is missing; gdb still has every thread.
