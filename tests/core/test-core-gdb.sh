@@ -74,6 +74,14 @@ for c in live.core image.core; do
 				fail "$c: $what of thread $t: '$(line $what "$t" "$c")' but gcore: '$(line $what "$t" "gcore.$pid")'"
 		done
 	done
+	# gdb's own commands read the same: `x` on the heap, and `info threads` plus
+	# `thread apply all bt` name the same threads (LWPs) as in gcore's core.
+	want=$(grep -m1 '0x5eed000000000000' "$dir/gcore.$pid.txt")
+	[ -n "$want" ] && [ "$(grep -m1 '0x5eed000000000000' "$dir/$c.txt")" = "$want" ] ||
+		fail "$c: x/2gx g_heap: '$(grep -m1 '0x5eed0' "$dir/$c.txt")' but gcore: '$want'"
+	lwps() { grep -o 'LWP [0-9]*' "$dir/$1.txt" | sort | uniq -c; }
+	[ "$(lwps "$c")" = "$(lwps "gcore.$pid")" ] && [ "$(lwps "$c" | wc -l)" = 6 ] ||
+		fail "$c: info threads / thread apply all bt: $(lwps "$c" | tr '\n' ' ') but gcore: $(lwps "gcore.$pid" | tr '\n' ' ')"
 done
 
 # The program kept running: its counter moved on between the instant and gcore's stop, and
