@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,6 +204,35 @@ static bool wait_running(const struct qemu *q, char *st, size_t len)
 	return false;
 }
 
+/* A unix socket whose server answers as no QEMU does (an HTTP error line), in a child. */
+static int not_qemu_start(struct qemu *q)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), c;
+
+	snprintf(q->sock, sizeof(q->sock), "%s/notqemu.sock", dir);
+	memcpy(a.sun_path, q->sock, strlen(q->sock) + 1); /* dir is short: /tmp/... */
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	q->pid = fork();
+	if (q->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		while ((c = accept(fd, NULL, NULL)) >= 0) {
+			if (write(c, "HTTP/1.1 400 Bad Request\r\n", 26) < 0) {
+				/* the client left first */
+			}
+			sleep(1);
+			close(c);
+		}
+		_exit(0);
+	}
+	close(fd);
+	return q->pid > 0 ? 0 : -ECHILD;
+}
+
 static const char *const shared[] = {
 	"-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "128M", "-object",
 	"memory-backend-memfd,id=ram0,size=128M,share=on", NULL};
@@ -261,7 +291,13 @@ static int test_refusals(void)
 	rc = run(&q, out, NULL, NULL, err, sizeof(err)); /* the socket is gone */
 	CHECK(rc == 1 && strstr(err, "cannot connect"), "no QEMU: rc %d: %s", rc, err);
 	CHECK(access(out, F_OK) < 0, "an image was written");
-	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU)\n");
+
+	CHECK(not_qemu_start(&q) == 0, "a socket that is not QEMU's");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "not a QMP socket"), "not QEMU's: rc %d: %s", rc, err);
+	CHECK(access(out, F_OK) < 0, "an image was written");
+	qemu_kill(&q);
+	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU, not QEMU's)\n");
 	return 0;
 fail:
 	qemu_kill(&q);
