@@ -89,7 +89,7 @@ static void info_print_pages(const char *label, uint64_t pages, uint32_t page_si
 static void info_print_guest(const struct info *in)
 {
 	const json_t *g = json_object_get(in->meta, "guest"), *b;
-	char vb[4 * 64], mb[4 * 128], ib[4 * 128], tb[4 * 64], size[32];
+	char vb[4 * 64], mb[4 * 128], ib[4 * 128], tb[4 * 64], bb[4 * 256], size[32];
 	const char *version = cli_json_str_shown(g, "qemu_version", vb, sizeof(vb));
 	const char *machine = cli_json_str_shown(g, "machine", mb, sizeof(mb));
 	size_t i;
@@ -98,6 +98,9 @@ static void info_print_guest(const struct info *in)
 	if (!json_is_object(g))
 		return;
 	printf("guest:      QEMU %s, machine %s\n", version ? version : "?", machine ? machine : "?");
+	if (cli_json_str_shown(g, "binary", bb, sizeof(bb)))
+		printf("qemu:       %s, a command line of %zu words (qemu restore --dry-run)\n", bb,
+		       json_array_size(json_object_get(g, "argv")));
 	json_array_foreach(json_object_get(g, "backends"), i, b) {
 		const char *id = cli_json_str_shown(b, "id", ib, sizeof(ib));
 		const char *type = cli_json_str_shown(b, "type", tb, sizeof(tb));

@@ -20,11 +20,11 @@ const struct cli_command cmd_image_commands[] = {
 	.help = "show an image's target, snapshot time, sizes and state (FILE '-': stdin)",
 	.options = "      --json          print one JSON object instead of text\n" CLI_PARENT_HELP
 		   "The whole image is read and verified, so its state is part of the answer.\n"
-		   "A QEMU guest's image also shows the machine type, QEMU's version, each\n"
-		   "memory backend (id, type, size, address) and the device state's size. A\n"
-		   "pre-copy image shows the pages later rounds rewrote (superseded) and\n"
-		   "unmapped; an incremental one its parent and its chain: each image's file,\n"
-		   "time and digest, and the pages of the chain's instant.\n"
+		   "A QEMU guest's image also shows the machine type, QEMU's version and\n"
+		   "binary, each memory backend (id, type, size, address) and the device\n"
+		   "state's size. A pre-copy image shows the pages later rounds rewrote\n"
+		   "(superseded) and unmapped; an incremental one its parent and its chain:\n"
+		   "each image's file, time and digest, and the pages of the chain's instant.\n"
 		   "Exit status 1 if the image is incomplete or corrupt, or its chain cannot\n"
 		   "be resolved (what is readable is still shown, the problem is one line on\n"
 		   "stderr).\n",

@@ -39,6 +39,9 @@ FULL = {
     "precopy-50k": ([1 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: 2 * s + 1024),
     # incremental chains: each increment against the pages dirtied since the image before
     "chain": ([1 * GIB], [False], lambda s: 2 * s + 1024),
+    # uffsnapd --core beside gcore (issue 15): how long each stops the program. The process is
+    # the target (no fork()); its cores go to disk: a temporary image and the core, 2 x size.
+    "core": ([1 * GIB, 2 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: s + 1024),
 }
 QUICK_SIZE = 256
 
@@ -103,6 +106,8 @@ class Runner:
         if name == "chain":  # seconds between images: well above the full image's time
             return [b("bench-chain"), self.uffsnapd, str(size), self.work,
                     "4" if self.quick else "15"]
+        if name == "core":
+            return [b("bench-core"), self.uffsnapd, str(size), t, self.work]
         if name == "redis":
             return [os.path.join(HERE, "bench-redis.sh"), self.uffsnapd, b("bench-size"),
                     str(size), self.work, port]

@@ -271,6 +271,35 @@ def chain_table(results):
          "runs raced (left out)"], body))
 
 
+def core_table(results):
+    body = []
+    for b in rows(results, "core"):
+        m = b["median"].get
+        body.append([
+            "%d MiB" % b["size_mib"], thp_label(b),
+            "%s / %s" % (ms(m("gcore.writers.max_gap_ns")), ms(m("gcore.wall_ns"))),
+            "%s / %s / %s" % (ms(m("uffsnapd_core.stats.held_ns")),
+                              ms(m("uffsnapd_core.writers.max_gap_ns")),
+                              ms(m("uffsnapd_core.wall_ns"))),
+            ratio(m("uffsnapd_core.writers.max_gap_ns"), m("gcore.writers.max_gap_ns")),
+            ratio(m("uffsnapd_core.wall_ns"), m("gcore.wall_ns")),
+            "%s / %s" % (ms(m("uffsnapd_core.quiet.max_gap_ns")),
+                         ms(m("gcore.quiet.max_gap_ns"))),
+            "%s / %s" % (steal(m("gcore.writers.steal_ms")),
+                         steal(m("uffsnapd_core.writers.steal_ms")))])
+    if not body:
+        return ""
+    return ("### Core files: `uffsnapd --core` beside gcore (ms)\n\n"
+            "How long the program cannot run while its ELF core is written: gcore stops it "
+            "for the whole dump; uffsnapd holds it briefly and copies in the background "
+            "(the writers' longest gap is what the program feels). The whole run of "
+            "`uffsnapd --core` writes the memory twice (its image, then the core).\n\n" + table(
+                ["size", "pages", "gcore: writers' gap / whole run",
+                 "uffsnapd --core: held / writers' gap / whole run", "gap / gcore gap",
+                 "whole run / gcore's", "quiet gap before (uffsnapd / gcore run)",
+                 "steal ms (gcore / uffsnapd)"], body))
+
+
 def markdown(results):
     head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
             "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
@@ -279,7 +308,7 @@ def markdown(results):
                 results["reps"], " (--quick: small sizes, not for publishing)"
                 if results["quick"] else ""))
     tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table,
-              precopy_table, chain_table)
+              precopy_table, chain_table, core_table)
     parts = [head] + [t for t in (f(results) for f in tables) if t]
     if results["skipped"]:
         parts.append("### Skipped\n\n" + "".join(

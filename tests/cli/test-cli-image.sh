@@ -205,6 +205,7 @@ run "$U" image verify "$T/extra.img"; expect 1 "verify data after trailer"
 "$MK" guest "$T/guest.img" || { echo "mkimage guest failed" >&2; exit 1; }
 run "$U" image info "$T/guest.img"; expect 0 "info guest"
 out_has "info guest" "format:     1.2" "QEMU 7.2.22, machine pc-i440fx-7.2" \
+	"qemu:       /usr/bin/qemu-system-x86_64, a command line of 7 words (qemu restore --dry-run)" \
 	"backend:    ram0 (memory-backend-memfd), 64.0 KiB at 0x7f0000000000" \
 	"devstate:   4.9 KiB in 1 frame"
 run "$U" image info --json "$T/guest.img"; expect 0 "info --json guest"

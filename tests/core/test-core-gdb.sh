@@ -74,6 +74,14 @@ for c in live.core image.core; do
 				fail "$c: $what of thread $t: '$(line $what "$t" "$c")' but gcore: '$(line $what "$t" "gcore.$pid")'"
 		done
 	done
+	# gdb's own commands read the same: `x` on the heap, and `info threads` plus
+	# `thread apply all bt` name the same threads (LWPs) as in gcore's core.
+	want=$(grep -m1 '0x5eed000000000000' "$dir/gcore.$pid.txt")
+	[ -n "$want" ] && [ "$(grep -m1 '0x5eed000000000000' "$dir/$c.txt")" = "$want" ] ||
+		fail "$c: x/2gx g_heap: '$(grep -m1 '0x5eed0' "$dir/$c.txt")' but gcore: '$want'"
+	lwps() { grep -o 'LWP [0-9]*' "$dir/$1.txt" | sort | uniq -c; }
+	[ "$(lwps "$c")" = "$(lwps "gcore.$pid")" ] && [ "$(lwps "$c" | wc -l)" = 6 ] ||
+		fail "$c: info threads / thread apply all bt: $(lwps "$c" | tr '\n' ' ') but gcore: $(lwps "gcore.$pid" | tr '\n' ' ')"
 done
 
 # The program kept running: its counter moved on between the instant and gcore's stop, and
@@ -94,6 +102,8 @@ if command -v eu-stack >/dev/null; then
 		fail "eu-stack cannot read the core: $(head -3 "$dir/eu.txt")"
 	[ "$(grep -c '^TID' "$dir/eu.txt")" = 6 ] || fail "eu-stack: not 6 threads"
 	grep -q level "$dir/eu.txt" || fail "eu-stack: no level() frames"
+else
+	echo "note: eu-stack is not installed (./dev installs elfutils): the core is not checked with it"
 fi
 # An incomplete image (cut in the middle): a core with what is there, and warnings naming what
 # is missing; gdb still has every thread.

@@ -1,27 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * `uffsnapd --qemu` against real QEMUs that it must refuse, or lose midway, and the guest is
- * never left paused by us: killed (SIGKILL) or interrupted (SIGINT) while the guest is
- * stopped, uffsnapd's guardian or uffsnapd resumes it and puts the migration capabilities
- * back. No guest kernel is needed: these QEMUs run their firmware only (it loops, looking for
- * something to boot), which is a running guest as far as QMP and the RAM are concerned.
+ * never left paused by us: its whole process group killed (SIGKILL) or interrupted (SIGINT, as
+ * a terminal's Ctrl-C; SIGTERM) while armed, while the guest is stopped, and once the guest
+ * runs again during the background copy, uffsnapd's guardian or uffsnapd resumes it and puts
+ * the migration capabilities back. No guest kernel is needed: these QEMUs run their firmware
+ * only (it loops, looking for something to boot), which is a running guest as far as QMP and
+ * the RAM are concerned. And one snapshot streamed to a receiver (--to) instead of a file.
  *
  * usage: test-qemu-refuse UFFSNAPD_TEST (uffsnapd with pause points: tests/snapshot)
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "qmp.h"
 #include "test-check.h"
+#include "uffsnap/image.h"
 
 #define QEMU "/usr/bin/qemu-system-x86_64"
 #define WAIT_MAX_MS 120000 /* a hang guard for polling loops, never a measurement */
@@ -162,10 +170,12 @@ static int run(const struct qemu *q, const char *out, const char *pause, pid_t *
 		dup2(fd, 2);
 		if (pause)
 			setenv("UFFSNAPD_TEST_PAUSE", pause, 1);
+		setpgid(0, 0); /* a group of its own, as a terminal's foreground job */
 		execl(uffsnapd, uffsnapd, "--qemu", q->sock, "--output", out, "--quiet",
 		      (char *)NULL);
 		_exit(127);
 	}
+	setpgid(pid, pid); /* either of us may come first */
 	if (ret_pid) {
 		*ret_pid = pid;
 		return 0;
@@ -192,6 +202,35 @@ static bool wait_running(const struct qemu *q, char *st, size_t len)
 		test_sleep_ms(50);
 	}
 	return false;
+}
+
+/* A unix socket whose server answers as no QEMU does (an HTTP error line), in a child. */
+static int not_qemu_start(struct qemu *q)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), c;
+
+	snprintf(q->sock, sizeof(q->sock), "%s/notqemu.sock", dir);
+	memcpy(a.sun_path, q->sock, strlen(q->sock) + 1); /* dir is short: /tmp/... */
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	q->pid = fork();
+	if (q->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		while ((c = accept(fd, NULL, NULL)) >= 0) {
+			if (write(c, "HTTP/1.1 400 Bad Request\r\n", 26) < 0) {
+				/* the client left first */
+			}
+			sleep(1);
+			close(c);
+		}
+		_exit(0);
+	}
+	close(fd);
+	return q->pid > 0 ? 0 : -ECHILD;
 }
 
 static const char *const shared[] = {
@@ -252,7 +291,13 @@ static int test_refusals(void)
 	rc = run(&q, out, NULL, NULL, err, sizeof(err)); /* the socket is gone */
 	CHECK(rc == 1 && strstr(err, "cannot connect"), "no QEMU: rc %d: %s", rc, err);
 	CHECK(access(out, F_OK) < 0, "an image was written");
-	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU)\n");
+
+	CHECK(not_qemu_start(&q) == 0, "a socket that is not QEMU's");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "not a QMP socket"), "not QEMU's: rc %d: %s", rc, err);
+	CHECK(access(out, F_OK) < 0, "an image was written");
+	qemu_kill(&q);
+	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU, not QEMU's)\n");
 	return 0;
 fail:
 	qemu_kill(&q);
@@ -260,12 +305,15 @@ fail:
 }
 
 /*
- * Killed, interrupted, or QEMU gone, at each point of the guest's stop: the guest runs again
- * (but when QEMU itself died), the capabilities are as they were, nothing is named OUT.
+ * Killed, interrupted, or QEMU gone, at each point of the guest's stop and during the copy
+ * after it ("instant": `cont` answered, no page copied yet): the guest runs again (but when
+ * QEMU itself died), the capabilities are as they were, nothing is named OUT. The signal goes
+ * to uffsnapd's whole process group, as a terminal's Ctrl-C or `kill -9 -PGID` does.
  */
 static int test_harm(void)
 {
-	static const char *const points[] = {"guest-stopped", "guest-saved", "armed"};
+	static const char *const points[] = {"guest-stopped", "guest-saved", "armed", "instant"};
+	static const size_t npoints = sizeof(points) / sizeof(points[0]);
 	static const int sigs[] = {SIGKILL, SIGINT, SIGTERM};
 	char out[160], err[1024], st[64], pause[200], flag[200], go[200];
 	struct qemu q = {0};
@@ -275,7 +323,7 @@ static int test_harm(void)
 	snprintf(out, sizeof(out), "%s/harm.img", dir);
 	snprintf(go, sizeof(go), "%s/go", dir);
 	CHECK(qemu_start(&q, "harm", shared) == 0, "QEMU");
-	for (size_t p = 0; p < 3; p++)
+	for (size_t p = 0; p < npoints; p++)
 		for (size_t s = 0; s < 3; s++) {
 			unlink(go);
 			snprintf(flag, sizeof(flag), "%s/%s", dir, points[p]);
@@ -283,7 +331,7 @@ static int test_harm(void)
 			snprintf(pause, sizeof(pause), "%s:%s", points[p], dir);
 			CHECK(run(&q, out, pause, &pid, err, sizeof(err)) == 0, "run");
 			CHECK(wait_file(flag), "uffsnapd never reached %s", points[p]);
-			kill(pid, sigs[s]);
+			kill(-pid, sigs[s]);
 			if (sigs[s] != SIGKILL) /* the signal is seen once the pause ends */
 				close(open(go, O_WRONLY | O_CREAT, 0600));
 			rc = finish(pid, err, sizeof(err));
@@ -359,6 +407,129 @@ fail:
 	return -1;
 }
 
+static bool tcp_listening(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The receiver's complete image in rx (NAME-SESSION.img), polled with a hang guard. */
+static bool wait_received(const char *rx, char *path, size_t len)
+{
+	for (int i = 0; i < WAIT_MAX_MS / 50; i++) {
+		DIR *d = opendir(rx);
+		struct dirent *e;
+		bool found = false;
+
+		while (d && !found && (e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+
+			found = n > 4 && !strcmp(e->d_name + n - 4, ".img");
+			if (found)
+				snprintf(path, len, "%s/%s", rx, e->d_name);
+		}
+		if (d)
+			closedir(d);
+		if (found)
+			return true;
+		test_sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * `uffsnapd --qemu SOCK --to HOST:PORT --key FILE`: the guest's snapshot streamed to a receiver
+ * arrives as a guest image (the guest metadata and the whole device state), the guest runs on.
+ */
+static int test_stream(void)
+{
+	char key[160], rx[160], listen[64], img[600], st[64], err[1024], errpath[160];
+	const char *rargv[] = {uffsnapd, "--receive", "--listen", listen,    "--dir",
+			       rx,	 "--key",     key,	  "--quiet", NULL};
+	struct img_error ierr = {0};
+	struct img_reader *rd = NULL;
+	struct qemu q = {0};
+	json_t *meta = NULL, *g;
+	pid_t recv = -1, pid;
+	void *dev = NULL;
+	size_t devlen = 0;
+	int port = 40000 + getpid() % 20000, fd = -1, rc;
+
+	snprintf(key, sizeof(key), "%s/key", dir);
+	snprintf(rx, sizeof(rx), "%s/rx", dir);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(errpath, sizeof(errpath), "%s/stderr", dir);
+	fd = open(key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	CHECK(fd >= 0 &&
+		  write(fd, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+			65) == 65,
+	      "key file");
+	close(fd);
+	fd = -1;
+	CHECK(mkdir(rx, 0700) == 0, "mkdir rx");
+	recv = fork();
+	if (recv == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(uffsnapd, (char **)rargv);
+		_exit(127);
+	}
+	for (int i = 0; i < WAIT_MAX_MS / 10 && !tcp_listening(port); i++) {
+		CHECK(waitpid(recv, NULL, WNOHANG) == 0, "the receiver exited (port %d taken?)",
+		      port);
+		test_sleep_ms(10);
+	}
+	CHECK(tcp_listening(port), "the receiver never listened on %s", listen);
+	CHECK(qemu_start(&q, "stream", shared) == 0, "QEMU");
+	pid = fork();
+	if (pid == 0) {
+		fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execl(uffsnapd, uffsnapd, "--qemu", q.sock, "--to", listen, "--key", key, "--quiet",
+		      (char *)NULL);
+		_exit(127);
+	}
+	rc = finish(pid, err, sizeof(err));
+	CHECK(rc == 0, "uffsnapd --qemu --to: rc %d: %s", rc, err);
+	CHECK(wait_received(rx, img, sizeof(img)), "no complete image in %s", rx);
+	fd = open(img, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && img_reader_open(fd, &rd, &ierr) == 0, "%s: %s", img, ierr.msg);
+	meta = json_loads(img_reader_meta(rd), 0, NULL);
+	g = json_object_get(meta, "guest");
+	CHECK(json_is_object(g) &&
+		  !strcmp(json_string_value(json_object_get(g, "machine")) ?: "", "pc-i440fx-7.2"),
+	      "the received image has no guest of machine pc-i440fx-7.2");
+	CHECK(img_reader_devstate(rd, &dev, &devlen) == 0 && devlen > 0 &&
+		  (json_int_t)devlen ==
+		      json_integer_value(json_object_get(json_object_get(g, "devstate"), "size")),
+	      "the received image lacks the device state (%zu bytes)", devlen);
+	CHECK(img_reader_complete(rd), "the received image is incomplete");
+	CHECK(wait_running(&q, st, sizeof(st)), "the guest is left %s", st);
+	printf("ok: a guest streamed to a receiver: %s, device state %zu bytes\n", img, devlen);
+	rc = 0;
+	goto out;
+fail:
+	rc = -1;
+out:
+	free(dev);
+	json_decref(meta);
+	img_reader_free(rd);
+	if (fd >= 0)
+		close(fd);
+	qemu_kill(&q);
+	if (recv > 0) {
+		kill(recv, SIGTERM);
+		waitpid(recv, NULL, 0);
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char cmd[256];
@@ -378,7 +549,7 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	CHECK(mkdtemp(dir), "mkdtemp");
-	if (test_refusals() == 0 && test_harm() == 0)
+	if (test_refusals() == 0 && test_harm() == 0 && test_stream() == 0)
 		r = 0;
 fail:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

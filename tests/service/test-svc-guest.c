@@ -13,6 +13,9 @@
  *   cancel    cancelled at each pause point of the guest's snapshot (armed, guest-stopped,
  *             guest-saved: uffsnapd-test), the job ends cancelled and the guest runs on with
  *             its migration capabilities as they were (x-ignore-shared off, events on)
+ *   killed    the daemon killed (SIGKILL) or stopped (SIGTERM) with a guest job paused while
+ *             the guest is stopped (guest-stopped, guest-saved): the guest runs again, its
+ *             capabilities as they were
  *
  * usage: test-svc-guest UFFSNAPD-TEST WORKLOAD CHECK SCENARIO
  */
@@ -547,6 +550,81 @@ fail:
 	return rc;
 }
 
+/*
+ * The daemon itself killed (SIGKILL: its guardian resumes the guest) or stopped (SIGTERM: it
+ * cancels the job) while its guest job is paused at point: the guest runs again, with its
+ * migration capabilities as they were.
+ */
+static int killed_at(const struct svc_paths *p, const char *dir, const struct guest *g,
+		     const char *point, int sig)
+{
+	char pausedir[300], spec[320];
+	struct svc_daemon d = {0};
+	struct svc_conn *c = NULL;
+	json_t *r = NULL;
+	int rc = -1, st;
+	bool running = false;
+
+	snprintf(pausedir, sizeof(pausedir), "%s/kill-%s-%d", dir, point, sig);
+	CHECK(mkdir(pausedir, 0700) == 0, "mkdir");
+	snprintf(spec, sizeof(spec), "%s:%s", point, pausedir);
+	setenv("UFFSNAPD_TEST_PAUSE", spec, 1);
+	CHECK(svc_daemon_start(p, NULL, &d) >= 0, "uffsnapd-test --service starts");
+	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
+	CHECK(pass_socket(c, g->sock, "qmp") == 0, "getfd");
+	r = guest_job(c, "qmp", "killed.img");
+	CHECK(job_id(r) > 0, "the job: %s", desc_of(r));
+	CHECK(snap_pause_wait(pausedir, point) == 0, "the job reaches %s", point);
+	CHECK(kill(d.pid, sig) == 0, "kill");
+	snap_pause_go(pausedir); /* SIGTERM is seen once the pause ends */
+	st = svc_daemon_stop(&d);
+	CHECK(st == (sig == SIGKILL ? 128 + SIGKILL : 0), "%s at %s: the daemon exited %d",
+	      strsignal(sig), point, st);
+	/* The guardian (SIGKILL) answers on the daemon's QMP connection: QEMU serves us after */
+	for (int i = 0; i < 200 && !running; i++) {
+		json_t *q = NULL;
+
+		running = qmp_one(g, "query-status", NULL, &q) >= 0 &&
+			  !strcmp(json_string_value(json_object_get(q, "status")) ?: "", "running");
+		json_decref(q);
+		if (!running)
+			usleep(50000);
+	}
+	CHECK(running, "%s at %s: the guest is left paused", strsignal(sig), point);
+	CHECK(guest_cap(g, "x-ignore-shared") == 0 && guest_cap(g, "events") == 1,
+	      "%s at %s: the migration capabilities changed", strsignal(sig), point);
+	printf("ok: the daemon %s at %s: the guest runs, its capabilities as they were\n",
+	       sig == SIGKILL ? "killed" : "stopped", point);
+	rc = 0;
+fail:
+	snap_pause_go(pausedir);
+	json_decref(r);
+	svc_conn_free(c);
+	svc_daemon_stop(&d);
+	snap_pause_clean(pausedir, point);
+	unsetenv("UFFSNAPD_TEST_PAUSE");
+	return rc;
+}
+
+static int killed(const struct svc_paths *p, const char *dir)
+{
+	static const char *const points[] = {"guest-stopped", "guest-saved"};
+	static const int sigs[] = {SIGKILL, SIGTERM};
+	struct guest g = {0};
+	int rc = -1;
+
+	CHECK(guest_start(&g, dir, "killed", false) == 0, "QEMU starts");
+	CHECK(guest_set_events(&g) == 0, "set 'events' before");
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++)
+		for (size_t s = 0; s < sizeof(sigs) / sizeof(sigs[0]); s++)
+			CHECK(killed_at(p, dir, &g, points[i], sigs[s]) == 0, "killed at %s",
+			      points[i]);
+	rc = 0;
+fail:
+	guest_kill(&g);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/uffsnap-svc-guest-XXXXXX", cmd[128];
@@ -570,6 +648,8 @@ int main(int argc, char **argv)
 		rc = refused(&p, dir);
 	else if (!strcmp(scenario, "cancel"))
 		rc = cancel(&p, dir);
+	else if (!strcmp(scenario, "killed"))
+		rc = killed(&p, dir);
 	else {
 		printf("unknown scenario '%s'\n", scenario);
 		rc = -1;
