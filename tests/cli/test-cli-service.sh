@@ -184,6 +184,9 @@ run "jobs of others are not shown" 0 "no jobs" \
 	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" jobs
 setpriv --reuid=65534 --regid=65534 --clear-groups sleep 1000 &
 npid=$!
+# setpriv drops root's capabilities only at its exec of sleep: until then the target is root's
+# (a flaky refusal once). Waiting for the exec is a hang guard, not a time assertion.
+for _ in $(seq 100); do [ "$(cat /proc/$npid/comm 2>/dev/null)" = sleep ] && break; sleep 0.1; done
 run "snapshot --file as nobody" 0 "complete" \
 	-- setpriv --reuid=65534 --regid=65534 --groups=0 "$C" --socket "$S" snapshot --pid $npid --file by-nobody.img
 [ "$(stat -c %u:%g:%a "$tmp/dir/by-nobody.img")" = 65534:65534:600 ] &&
