@@ -277,8 +277,13 @@ static int on_msg(struct send_ctx *x, const struct stream_msg *m)
 		k->acked = m->ack.offset;
 		k->c.acked = k->acked;
 		sink_release_locked(k);
-		if ((m->ack.flags & STREAM_ACK_F_COMPLETE) && k->finishing &&
-		    k->acked == k->accepted) {
+		/*
+		 * COMPLETE means the receiver checked the trailer and the digest: the image ended,
+		 * nothing can follow it. It may come before flush() (the trailer went out with the
+		 * last writev): waiting for flush() to see it would leave it unread, flush() then
+		 * waiting for a second one the image receiver never sends (it closes).
+		 */
+		if ((m->ack.flags & STREAM_ACK_F_COMPLETE) && k->acked == k->accepted) {
 			k->complete = true;
 			pthread_cond_broadcast(&k->cond);
 			r = 1;

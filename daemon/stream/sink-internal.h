@@ -36,7 +36,6 @@ struct ssink {
 	uint64_t spool_end; /* next free offset in the spool file */
 	int spool_fd;
 	bool thread_idle; /* the thread waits on wake_fd for more data */
-	bool finishing;	  /* flush() was called: the whole image is in */
 	bool stop, complete;
 	char incoming[STREAM_URI_SIZE]; /* a migration: the destination QEMU's URI, once known */
 	int error; /* first fatal error (negative errno); then err says why */

@@ -179,7 +179,6 @@ static int sink_flush(struct img_sink *s)
 	int r;
 
 	pthread_mutex_lock(&k->lock);
-	k->finishing = true;
 	eventfd_write(k->wake_fd, 1);
 	while (!k->complete && !k->error)
 		pthread_cond_wait(&k->cond, &k->lock);
