@@ -153,7 +153,10 @@ void cli_svc_show_job(const json_t *job)
 		return;
 	}
 	printf("%-10s%" PRIu64 "%s\n", "pid:", cli_u64(job, "pid"),
-	       json_object_get(job, "qemu") ? " (QEMU: a snapshot of its guest)" : "");
+	       !strcmp(cli_json_str(job, "type") ?: "", "migrate")
+		   ? " (QEMU: a migration of its guest)"
+	       : json_object_get(job, "qemu") ? " (QEMU: a snapshot of its guest)"
+					      : "");
 	printf("%-10s%s\n", "state:", state ? state : "?");
 	if (json_object_get(job, "owner"))
 		printf("%-10suid %" PRIu64 "\n", "owner:", cli_u64(job, "owner"));
@@ -169,6 +172,10 @@ void cli_svc_show_job(const json_t *job)
 	cli_show_stream(json_object_get(job, "stream"));
 	cli_show_forks(json_object_get(job, "forks"));
 	cli_show_error_member("error:", json_object_get(job, "error"));
+	if (json_is_object(json_object_get(job, "migration"))) {
+		printf("migration:\n");
+		cli_svc_show_tree(json_object_get(job, "migration"), 2);
+	}
 	if (json_is_object(json_object_get(job, "stats")) ||
 	    json_is_object(json_object_get(job, "guest")))
 		printf("statistics:\n");

@@ -145,6 +145,7 @@ static void mig_describe(struct svc_job *j, json_t *o)
 	json_object_set_new(o, "pid", json_integer(j->pid));
 	json_object_set_new(o, "qemu", json_string(m->qemu));
 	json_object_set_new(o, "to", json_string(m->to));
+	json_object_set_new(o, "output", json_pack("{s:s}", "to", m->to));
 	json_object_set_new(o, "done", json_integer(__atomic_load_n(&m->done, __ATOMIC_RELAXED)));
 	json_object_set_new(o, "total", json_integer(__atomic_load_n(&m->total, __ATOMIC_RELAXED)));
 	json_object_set_new(o, "rounds", json_integer(rounds));

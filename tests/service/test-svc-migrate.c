@@ -12,8 +12,10 @@
  *   cancel    cancelled at the pause points "round" (pre-copy) and "mig-switchover" (QEMU
  *             stopped the vCPUs at pre-switchover) of uffsnapd-test: JOB_CANCELLED, and the
  *             source guest runs, its migration capabilities as they were
+ *   cli       `uffsnapctl migrate` completes (exit 0, a line per round, the summary) and
+ *             `uffsnapctl job` shows the migration
  *
- * usage: test-svc-migrate UFFSNAPD-TEST WORKLOAD CHECK SCENARIO
+ * usage: test-svc-migrate UFFSNAPD-TEST WORKLOAD CHECK SCENARIO [UFFSNAPCTL]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -289,6 +291,53 @@ fail:
 	return rc;
 }
 
+/* `uffsnapctl migrate` (the summary) and `uffsnapctl job` (the migration) of that job. */
+static int cli(struct mig_ctx *x, const char *uffsnapctl)
+{
+	const char *const extra[] = {"--key", x->key, NULL};
+	struct svc_daemon d = {0};
+	struct svc_guest src = {0};
+	char out[300], err[300];
+	int rc = -1, st;
+
+	snprintf(out, sizeof(out), "%s/ctl.out", x->dir);
+	snprintf(err, sizeof(err), "%s/ctl.err", x->dir);
+	CHECK(svc_guest_start(&src, x->dir, "src", SVC_GUEST_RUN) == 0, "the source QEMU starts");
+	CHECK(dest_start(x, "dst") == 0, "the destination and its receiver start");
+	CHECK(svc_daemon_start(x->p, extra, &d) >= 0, "uffsnapd-test --service --key starts");
+	{
+		const char *argv[] = {uffsnapctl, "--socket", d.sock,	  "migrate", "--qemu",
+				      src.sock,	  "--to",     x->listen, "--max-rounds", "5",
+				      NULL};
+
+		st = mig_wait_exit(mig_spawn(-1, argv, out, err, NULL));
+	}
+	CHECK(st == 0, "uffsnapctl migrate exits 0 (%d): see %s", st, err);
+	CHECK(mig_wait_file(out, "migrated to") && mig_wait_file(err, ": round 0: "),
+	      "its summary and its rounds");
+	CHECK(svc_guest_status_is(&src, "postmigrate"), "the source ends postmigrate");
+	CHECK(mig_wait_exit(x->recv) == 0, "the receiver exits 0: see %s", x->recv_err);
+	x->recv = 0;
+	CHECK(svc_guest_status_is(&x->dst, "running"), "the destination runs");
+	{
+		const char *argv[] = {uffsnapctl, "--socket", d.sock, "job", "1", NULL};
+
+		st = mig_wait_exit(mig_spawn(-1, argv, out, err, NULL));
+	}
+	CHECK(st == 0 && mig_wait_file(out, "a migration of its guest") &&
+		  mig_wait_file(out, "switched"),
+	      "uffsnapctl job shows the migration: see %s", out);
+	printf("ok: uffsnapctl migrate migrated the guest and summed it up\n");
+	rc = 0;
+fail:
+	if (svc_daemon_stop(&d) != 0)
+		rc = -1;
+	dest_stop(x, false);
+	svc_guest_kill(&x->dst);
+	svc_guest_kill(&src);
+	return rc;
+}
+
 /* Cancelled while paused at point: JOB_CANCELLED, the source runs as before. */
 static int cancel_at(struct mig_ctx *x, const struct svc_guest *src, const char *point)
 {
@@ -394,6 +443,8 @@ int main(int argc, char **argv)
 		rc = complete(&x);
 	else if (!strcmp(scenario, "cancel"))
 		rc = cancel(&x);
+	else if (!strcmp(scenario, "cli") && i + 1 < argc)
+		rc = cli(&x, argv[i + 1]);
 	else {
 		printf("unknown scenario '%s'\n", scenario);
 		rc = -1;
