@@ -134,7 +134,8 @@ static void mig_show(const struct mig_cmd *m, const json_t *d)
 	if (json_object_get(mi, "stopped_to_completed_ns"))
 		printf("  stopped->completed %.3f ms here (QEMU's downtime %" JSON_INTEGER_FORMAT
 		       " ms; the receiver measures the guest's)\n",
-		       mig_int(mi, "stopped_to_completed_ns") / 1e6, mig_int(mi, "qemu_downtime_ms"));
+		       mig_int(mi, "stopped_to_completed_ns") / 1e6,
+		       mig_int(mi, "qemu_downtime_ms"));
 	printf("  switch-over        %.3f ms to pre-switchover, %.3f ms last round, %.3f ms "
 	       "device state\n",
 	       mig_int(mi, "to_switchover_ns") / 1e6, mig_int(mi, "final_round_ns") / 1e6,

@@ -52,9 +52,9 @@ static void mig_round_cb(void *ctx, unsigned index, const struct snap_round *rd)
 {
 	struct svc_mig_job *m = ctx;
 	struct svc_job *j = &m->job;
-	json_t *data = json_pack("{s:I, s:i, s:I, s:I}", "id", (json_int_t)j->id, "round",
-				 (int)index, "bytes", (json_int_t)rd->bytes, "ns",
-				 (json_int_t)rd->ns);
+	json_t *data =
+	    json_pack("{s:I, s:i, s:I, s:I}", "id", (json_int_t)j->id, "round", (int)index, "bytes",
+		      (json_int_t)rd->bytes, "ns", (json_int_t)rd->ns);
 
 	pthread_mutex_lock(&j->lock);
 	m->rounds = index + 1;
@@ -192,14 +192,21 @@ static void mig_progress(struct svc *svc, struct svc_job *j)
 				(json_int_t)c.sent, "acked", (json_int_t)c.acked));
 }
 
+static const char *mig_cancelled(const struct svc_job *j);
+
 static void mig_ended(struct svc *svc, struct svc_job *j, char *what, size_t len)
 {
 	struct svc_mig_job *m = mig(j);
 
-	svc_job_send_queued(svc, j, &m->pending); /* the last rounds before the job's end */
-	if (m->qmp_fd >= 0) /* a job whose thread never took it */
+	/* the last rounds before the job's end */
+	svc_job_send_queued(svc, j, &m->pending);
+	/* a job whose thread never took it */
+	if (m->qmp_fd >= 0)
 		close(m->qmp_fd);
 	m->qmp_fd = -EBADF;
+	/* The engine's "cancelled; the image is incomplete" is a snapshot's: say the guest's. */
+	if (__atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE) == -ECANCELED)
+		snprintf(j->err.msg, sizeof(j->err.msg), "%s", mig_cancelled(j));
 	snprintf(what, len, "migration of pid %d", j->pid);
 }
 

@@ -11,9 +11,9 @@
 
 struct svc_mig_job {
 	struct svc_job job;
-	int qmp_fd;  /* the client's connection to QEMU's QMP socket, until the thread takes it */
-	char *qemu;  /* its fd name, for query-job */
-	char *to;    /* the migration receiver, HOST:PORT */
+	int qmp_fd; /* the client's connection to QEMU's QMP socket, until the thread takes it */
+	char *qemu; /* its fd name, for query-job */
+	char *to;   /* the migration receiver, HOST:PORT */
 	bool strict_downtime;
 	uint32_t downtime_ms, max_rounds; /* 0: the engine's defaults */
 	uint64_t done, total;		  /* atomic: progress of the round in progress, pages */

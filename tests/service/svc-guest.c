@@ -175,4 +175,3 @@ long long svc_job_id(json_t *reply)
 {
 	return json_integer_value(json_object_get(json_object_get(reply, "return"), "id"));
 }
-

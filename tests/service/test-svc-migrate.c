@@ -41,7 +41,7 @@ struct mig_ctx {
 	const char *dir;
 	char key[300];
 	struct svc_guest dst;
-	pid_t recv;	/* the receiver, or 0 */
+	pid_t recv;	 /* the receiver, or 0 */
 	char listen[80]; /* where it listens */
 	char recv_err[300];
 };
@@ -64,9 +64,9 @@ static int write_key(struct mig_ctx *x)
 static int dest_start(struct mig_ctx *x, const char *name)
 {
 	char out[300], *at, *end;
-	const char *argv[] = {x->p->uffsnapd, "--receive", "--qemu", x->dst.sock,
-			      "--listen",     "127.0.0.1:0", "--key", x->key,
-			      "--resume-timeout", "3",	     "--json", NULL};
+	const char *argv[] = {x->p->uffsnapd,	  "--receive",	 "--qemu", x->dst.sock,
+			      "--listen",	  "127.0.0.1:0", "--key",  x->key,
+			      "--resume-timeout", "3",		 "--json", NULL};
 	FILE *f;
 	char line[512] = "";
 
@@ -108,9 +108,8 @@ static int dest_stop(struct mig_ctx *x, bool wait)
 
 static json_t *migrate(struct svc_conn *c, const char *qemu, const char *to)
 {
-	return svc_call(c, "migrate", json_pack("{s:s, s:s, s:i}", "qemu", qemu, "to", to,
-						"max-rounds", 5),
-			-1);
+	return svc_call(c, "migrate",
+			json_pack("{s:s, s:s, s:i}", "qemu", qemu, "to", to, "max-rounds", 5), -1);
 }
 
 /* Refused up front: a reply error, in one line, and no job. */
@@ -194,9 +193,10 @@ static int refused(struct mig_ctx *x)
 	CHECK(refused_now(c, json_pack("{s:s}", "qemu", "qmp"), "InvalidParameter",
 			  "'migrate' needs the argument 'to'") == 0,
 	      "no 'to'");
-	CHECK(refused_now(c, json_pack("{s:s, s:s, s:i}", "qemu", "qmp", "to", "127.0.0.1:1",
-				       "downtime", 0),
-			  "InvalidParameter", "'downtime' must be an integer from 1 to 60000") == 0,
+	CHECK(refused_now(
+		  c,
+		  json_pack("{s:s, s:s, s:i}", "qemu", "qmp", "to", "127.0.0.1:1", "downtime", 0),
+		  "InvalidParameter", "'downtime' must be an integer from 1 to 60000") == 0,
 	      "a bad 'downtime'");
 	CHECK(refused_now(c, json_pack("{s:s}", "to", "127.0.0.1:1"), "InvalidParameter",
 			  "'migrate' needs the argument 'qemu'") == 0,
@@ -272,11 +272,11 @@ static int complete(struct mig_ctx *x)
 	CHECK(svc_guest_status_is(&x->dst, "running"), "the destination runs");
 	json_decref(r);
 	r = svc_call(c, "query-job", json_pack("{s:I}", "id", id), -1);
-	CHECK(!strcmp(json_string_value(json_object_get(json_object_get(r, "return"), "type"))
-			  ?: "",
-		      "migrate") &&
-		  json_object_get(json_object_get(r, "return"), "migration"),
-	      "query-job shows the migration");
+	CHECK(
+	    !strcmp(json_string_value(json_object_get(json_object_get(r, "return"), "type")) ?: "",
+		    "migrate") &&
+		json_object_get(json_object_get(r, "return"), "migration"),
+	    "query-job shows the migration");
 	printf("ok: the guest migrated; the source is postmigrate, the destination ran\n");
 	rc = 0;
 fail:
@@ -306,9 +306,9 @@ static int cli(struct mig_ctx *x, const char *uffsnapctl)
 	CHECK(dest_start(x, "dst") == 0, "the destination and its receiver start");
 	CHECK(svc_daemon_start(x->p, extra, &d) >= 0, "uffsnapd-test --service --key starts");
 	{
-		const char *argv[] = {uffsnapctl, "--socket", d.sock,	  "migrate", "--qemu",
-				      src.sock,	  "--to",     x->listen, "--max-rounds", "5",
-				      NULL};
+		const char *argv[] = {uffsnapctl,     "--socket", d.sock, "migrate",
+				      "--qemu",	      src.sock,	  "--to", x->listen,
+				      "--max-rounds", "5",	  NULL};
 
 		st = mig_wait_exit(mig_spawn(-1, argv, out, err, NULL));
 	}
@@ -373,13 +373,13 @@ static int cancel_at(struct mig_ctx *x, const struct svc_guest *src, const char 
 	      "JOB_CANCELLED: not switched");
 	json_decref(r);
 	r = svc_call(c, "query-job", json_pack("{s:I}", "id", id), -1);
-	CHECK(!strcmp(json_string_value(json_object_get(json_object_get(r, "return"), "state"))
-			  ?: "",
-		      "cancelled"),
-	      "query-job: cancelled");
+	CHECK(
+	    !strcmp(json_string_value(json_object_get(json_object_get(r, "return"), "state")) ?: "",
+		    "cancelled"),
+	    "query-job: cancelled");
 	printf("cancelled at %s: %s\n", point,
-	       json_string_value(json_object_get(
-		   json_object_get(json_object_get(r, "return"), "error"), "desc"))
+	       json_string_value(
+		   json_object_get(json_object_get(json_object_get(r, "return"), "error"), "desc"))
 		   ?: "(no desc)");
 	CHECK(svc_guest_status_is(src, "running"), "cancelled at %s: the source runs on", point);
 	CHECK(svc_guest_cap(src, "x-ignore-shared") == 0 && svc_guest_cap(src, "events") == 1 &&
