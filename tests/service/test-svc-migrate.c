@@ -5,13 +5,15 @@
  * destination's a file backend (share=on) waiting with -incoming defer, and `uffsnapd
  * --receive --qemu` on 127.0.0.1 between them. Scenarios (argv after the paths):
  *   refused   each refusal in one line: no 'to', a bad 'downtime', no 'qemu', an unknown fd
- *             name, a guest that has a job already (Busy), a daemon without --key
+ *             name, a guest that has a job already (Busy), a daemon without --key; a receiver
+ *             that is not there fails the job (JOB_FAILED) and the guest runs on
  *   complete  the job completes: MIGRATION_ROUND events, JOB_COMPLETED with the migration's
  *             stats (switched), the source ends postmigrate, the destination runs, the receiver
  *             exits 0, query-job shows it
  *   cancel    cancelled at the pause points "round" (pre-copy) and "mig-switchover" (QEMU
- *             stopped the vCPUs at pre-switchover) of uffsnapd-test: JOB_CANCELLED, and the
- *             source guest runs, its migration capabilities as they were
+ *             stopped the vCPUs at pre-switchover) of uffsnapd-test: meanwhile a snapshot of
+ *             QEMU's pid is Busy; JOB_CANCELLED, and the source guest runs, its migration
+ *             capabilities as they were
  *   cli       `uffsnapctl migrate` completes (exit 0, a line per round, the summary) and
  *             `uffsnapctl job` shows the migration
  *
@@ -152,6 +154,29 @@ fail:
 	return rc;
 }
 
+/* Accepted, then failed by its thread before the guest is touched: JOB_FAILED in one line. */
+static int failed_unreachable(struct svc_conn *c, const struct svc_guest *g)
+{
+	json_t *r = NULL, *e = NULL;
+	long long id;
+	int rc = -1;
+
+	CHECK(svc_pass_socket(c, g->sock, "late") == 0, "getfd");
+	r = migrate(c, "late", "127.0.0.1:1");
+	id = svc_job_id(r);
+	CHECK(id > 0, "accepted: %s", svc_desc_of(r));
+	e = svc_wait_event(c, "JOB_FAILED", id);
+	CHECK(e && strstr(svc_desc_of(e), "cannot stream to the migration receiver") &&
+		  !strchr(svc_desc_of(e), '\n'),
+	      "no receiver: %s", e ? svc_desc_of(e) : "(no event)");
+	printf("failed: JOB_FAILED: %s\n", svc_desc_of(e));
+	rc = 0;
+fail:
+	json_decref(r);
+	json_decref(e);
+	return rc;
+}
+
 /* A daemon without --key refuses a migration (its RAM would go through the stream). */
 static int refused_nokey(const struct svc_paths *p, const struct svc_guest *g)
 {
@@ -207,6 +232,8 @@ static int refused(struct mig_ctx *x)
 	/* QEMU serves one QMP client at a time: the refused requests' connection goes first */
 	json_decref(svc_call(c, "closefd", json_pack("{s:s}", "fdname", "qmp"), -1));
 	CHECK(refused_busy(c, &g, pausedir) == 0, "Busy");
+	CHECK(svc_guest_status_is(&g, "running"), "the guest runs on");
+	CHECK(failed_unreachable(c, &g) == 0, "no receiver");
 	CHECK(svc_guest_status_is(&g, "running"), "the guest runs on");
 	unsetenv("UFFSNAPD_TEST_PAUSE");
 	CHECK(refused_nokey(x->p, &g) == 0, "a daemon without --key");
@@ -362,6 +389,10 @@ static int cancel_at(struct mig_ctx *x, const struct svc_guest *src, const char 
 	id = svc_job_id(r);
 	CHECK(id > 0, "the job: %s", svc_desc_of(r));
 	CHECK(snap_pause_wait(pausedir, point) == 0, "the job reaches %s", point);
+	json_decref(r);
+	r = svc_call(c, "snapshot", json_pack("{s:i, s:s}", "pid", src->pid, "file", "b.img"), -1);
+	CHECK(!strcmp(svc_class(r), "Busy"), "a snapshot of QEMU's pid while it migrates: %s: %s",
+	      svc_class(r), svc_desc_of(r));
 	json_decref(r);
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);
 	CHECK(!strcmp(svc_class(r), ""), "cancel: %s", svc_desc_of(r));
