@@ -338,6 +338,15 @@ static void cli_show_event_detail(const char *name, const json_t *d)
 
 	if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "listen"))
 		printf("created: receiving on %s", cli_json_str(d, "listen"));
+	else if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "to"))
+		printf("created: migration of the QEMU guest of pid %" PRIu64 " to %s",
+		       cli_u64(d, "pid"), cli_json_str(d, "to"));
+	else if (!strcmp(name, "MIGRATION_ROUND"))
+		printf("migration round %" PRIu64 ": %" PRIu64 " bytes in %.3f ms",
+		       cli_u64(d, "round"), cli_u64(d, "bytes"), cli_u64(d, "ns") / 1e6);
+	else if (!strcmp(name, "JOB_COMPLETED") && json_object_get(d, "migration"))
+		printf("completed: migrated, stopped to completed %.3f ms",
+		       cli_u64(json_object_get(d, "migration"), "stopped_to_completed_ns") / 1e6);
 	else if (!strcmp(name, "JOB_CREATED") && json_object_get(d, "qemu"))
 		printf("created for the QEMU guest of pid %" PRIu64, cli_u64(d, "pid"));
 	else if (!strcmp(name, "JOB_CREATED"))
