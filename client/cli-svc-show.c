@@ -153,7 +153,10 @@ void cli_svc_show_job(const json_t *job)
 		return;
 	}
 	printf("%-10s%" PRIu64 "%s\n", "pid:", cli_u64(job, "pid"),
-	       json_object_get(job, "qemu") ? " (QEMU: a snapshot of its guest)" : "");
+	       !strcmp(cli_json_str(job, "type") ?: "", "migrate")
+		   ? " (QEMU: a migration of its guest)"
+	       : json_object_get(job, "qemu") ? " (QEMU: a snapshot of its guest)"
+					      : "");
 	printf("%-10s%s\n", "state:", state ? state : "?");
 	if (json_object_get(job, "owner"))
 		printf("%-10suid %" PRIu64 "\n", "owner:", cli_u64(job, "owner"));
@@ -169,6 +172,10 @@ void cli_svc_show_job(const json_t *job)
 	cli_show_stream(json_object_get(job, "stream"));
 	cli_show_forks(json_object_get(job, "forks"));
 	cli_show_error_member("error:", json_object_get(job, "error"));
+	if (json_is_object(json_object_get(job, "migration"))) {
+		printf("migration:\n");
+		cli_svc_show_tree(json_object_get(job, "migration"), 2);
+	}
 	if (json_is_object(json_object_get(job, "stats")) ||
 	    json_is_object(json_object_get(job, "guest")))
 		printf("statistics:\n");
@@ -331,6 +338,15 @@ static void cli_show_event_detail(const char *name, const json_t *d)
 
 	if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "listen"))
 		printf("created: receiving on %s", cli_json_str(d, "listen"));
+	else if (!strcmp(name, "JOB_CREATED") && cli_json_str(d, "to"))
+		printf("created: migration of the QEMU guest of pid %" PRIu64 " to %s",
+		       cli_u64(d, "pid"), cli_json_str(d, "to"));
+	else if (!strcmp(name, "MIGRATION_ROUND"))
+		printf("migration round %" PRIu64 ": %" PRIu64 " bytes in %.3f ms",
+		       cli_u64(d, "round"), cli_u64(d, "bytes"), cli_u64(d, "ns") / 1e6);
+	else if (!strcmp(name, "JOB_COMPLETED") && json_object_get(d, "migration"))
+		printf("completed: migrated, stopped to completed %.3f ms",
+		       cli_u64(json_object_get(d, "migration"), "stopped_to_completed_ns") / 1e6);
 	else if (!strcmp(name, "JOB_CREATED") && json_object_get(d, "qemu"))
 		printf("created for the QEMU guest of pid %" PRIu64, cli_u64(d, "pid"));
 	else if (!strcmp(name, "JOB_CREATED"))

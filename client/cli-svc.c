@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli-args.h"
@@ -249,4 +251,25 @@ int cli_svc_parse_job_id(struct cli_svc *s, const char *arg, json_int_t *ret_id)
 	}
 	*ret_id = (json_int_t)v;
 	return 0;
+}
+
+int cli_svc_connect_qmp(struct cli_svc *s, const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char e[128];
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return cli_usage_error(s->inv, "--qemu %s: path too long for a unix socket", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		*ret_fd = fd;
+		return CLI_EXIT_OK;
+	}
+	fprintf(stderr, "%s: cannot connect to the QMP socket %s: %s\n", s->inv->path, path,
+		cli_strerror(-errno, e, sizeof(e)));
+	if (fd >= 0)
+		close(fd);
+	return CLI_EXIT_FAILURE;
 }

@@ -66,6 +66,13 @@ int cli_svc_call(struct cli_svc *s, const char *command, json_t *arguments,
 int cli_svc_call_fds(struct cli_svc *s, const char *command, json_t *arguments,
 		     const struct uffsnap_client_fd *pass, size_t npass, json_t **ret_return);
 
+/*
+ * --qemu: our own connection to a guest's QMP socket (so the daemon never opens a path of
+ * ours, and QEMU sees who asks), to be passed before its greeting is read: the daemon reads
+ * it. CLI_EXIT_OK and *ret_fd, or a failure printed.
+ */
+int cli_svc_connect_qmp(struct cli_svc *s, const char *path, int *ret_fd);
+
 /* Blocks SIGINT and SIGTERM and makes them readable on s->sigfd. -errno on failure. */
 int cli_svc_catch_signals(struct cli_svc *s);
 

@@ -15,9 +15,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli-args.h"
@@ -248,27 +246,6 @@ static int snap_commit_output(struct snap_cmd *s)
 	fprintf(stderr, "%s: cannot name the image %s: %s\n", s->svc.inv->path, s->output,
 		r == -EEXIST ? "it was created meanwhile (use --force to replace it)"
 			     : cli_strerror(r, e, sizeof(e)));
-	return CLI_EXIT_FAILURE;
-}
-
-/*
- * --qemu: our own connection to the guest's QMP socket (so the daemon never opens a path of
- * ours, and QEMU sees who asks), passed before its greeting is read: the daemon reads it.
- */
-static int snap_connect_qemu(struct snap_cmd *s)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char e[128];
-
-	if (strlen(s->qemu) >= sizeof(sa.sun_path))
-		return cli_usage_error(s->svc.inv, "--qemu %s: path too long for a unix socket",
-				       s->qemu);
-	strcpy(sa.sun_path, s->qemu);
-	s->qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->qmp_fd >= 0 && connect(s->qmp_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return CLI_EXIT_OK;
-	fprintf(stderr, "%s: cannot connect to the QMP socket %s: %s\n", s->svc.inv->path, s->qemu,
-		cli_strerror(-errno, e, sizeof(e)));
 	return CLI_EXIT_FAILURE;
 }
 
@@ -513,7 +490,7 @@ static int snap_run(struct snap_cmd *s)
 
 	if (!s->no_wait && cli_svc_catch_signals(&s->svc) < 0)
 		return CLI_EXIT_FAILURE;
-	if (s->qemu && (r = snap_connect_qemu(s)) != CLI_EXIT_OK)
+	if (s->qemu && (r = cli_svc_connect_qmp(&s->svc, s->qemu, &s->qmp_fd)) != CLI_EXIT_OK)
 		return r;
 	if (s->output && (r = snap_open_output(s)) != CLI_EXIT_OK)
 		return r;

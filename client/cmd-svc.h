@@ -5,6 +5,7 @@
 #include "cli-command.h"
 
 int cmd_svc_snapshot(const struct cli_invocation *inv, int argc, char **argv);
+int cmd_svc_migrate(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_svc_receive(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_svc_jobs(const struct cli_invocation *inv, int argc, char **argv);
 int cmd_svc_job(const struct cli_invocation *inv, int argc, char **argv);

@@ -79,6 +79,30 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "stay too).\n",
     },
     {
+	.name = "migrate",
+	.handler = cmd_svc_migrate,
+	.help = "live-migrate a QEMU guest through uffsnapd to a 'uffsnapd --receive --qemu' and "
+		"follow the job to its end",
+	.usage = "--qemu QMP_SOCKET --to HOST:PORT [--downtime MS] [--max-rounds N] "
+		 "[--strict-downtime] [--no-wait]",
+	.options =
+	    "  --qemu QMP_SOCKET\n"
+	    "                  the guest of the QEMU serving this QMP socket (a QEMU you could\n"
+	    "                  ptrace yourself; guest RAM a share=on memory backend):\n"
+	    "                  uffsnapctl connects to it and passes the connection to uffsnapd\n"
+	    "  --to HOST:PORT  the migration receiver ('uffsnapd --receive --qemu DEST_QMP'),\n"
+	    "                  holding uffsnapd's key (uffsnapd --service --key)\n"
+	    "  --downtime MS   the last round's budget, 1..60000 (default 50)\n"
+	    "  --max-rounds N  rounds before giving up converging, 1..63 (default 10)\n"
+	    "  --strict-downtime  fail instead of copying a longer last round\n"
+	    "  --no-wait       print the job's id and return at once\n" CLI_SVC_OPTIONS_HELP
+	    "\nThe guest's RAM goes as pre-copy rounds (a line each) while it runs, its device\n"
+	    "state through QEMU's own migration at the switch-over; the guest then runs at the\n"
+	    "destination and the source stays paused (postmigrate). Exits 0 when the migration\n"
+	    "completed, 1 when it failed or was cancelled: before the switch-over the guest\n"
+	    "runs on at the source as before. Ctrl-C cancels the job.\n",
+    },
+    {
 	.name = "receive",
 	.handler = cmd_svc_receive,
 	.help = "start a receiver job in uffsnapd (root or uffsnapd's user) and show what it gets",
@@ -136,8 +160,8 @@ static void uffsnapctl_help(FILE *f)
 		   "Commands:\n");
 	cli_print_commands(f, uffsnapctl_commands, "");
 	fprintf(f,
-		"\nOptions of the service commands (snapshot, receive, jobs, job, cancel, watch,\n"
-		"status), before or after the command's name:\n" CLI_SVC_OPTIONS_HELP
+		"\nOptions of the service commands (snapshot, migrate, receive, jobs, job, cancel,\n"
+		"watch, status), before or after the command's name:\n" CLI_SVC_OPTIONS_HELP
 		"\nRun 'uffsnapctl COMMAND --help' for a command's options.\n"
 		"Exit status: 0 success, 1 failure (bad, incomplete or unreadable input, a\n"
 		"refused request, a failed or cancelled job), 2 usage error.\n");

@@ -370,6 +370,8 @@ static int run_round(struct precopy *pc)
 	s->stats.rounds++;
 	if (k >= 0 && rd->ns)
 		s->stats.dirty_rate_bps = spans_bytes(&pc->pending) * 1000000000ull / rd->ns;
+	if (k >= 0 && s->opts.round)
+		s->opts.round(s->opts.progress_ctx, s->stats.rounds - 1, rd);
 	return k;
 }
 

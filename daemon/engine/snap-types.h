@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 struct img_writer;
+struct snap_round;
 
 /* A range of addresses [start, end). */
 struct snap_span {
@@ -55,6 +56,9 @@ struct snap_opts {
 	int devuffd_fd;	       /* an open /dev/userfaultfd, or -1 to open it */
 	/* Called periodically from the copier with progress; may be NULL. */
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	/* Pre-copy: called once each round ended (index 0: the full copy) with what it copied;
+	 * may be NULL. Gets progress_ctx too. */
+	void (*round)(void *ctx, unsigned index, const struct snap_round *rd);
 	void *progress_ctx;
 	/*
 	 * May be NULL. Another thread stores a negative errno here to end the snapshot early:

@@ -16,6 +16,7 @@
 #include "sys/linux-compat.h"
 #include "stream/addr.h"
 #include "service/commands.h"
+#include "service/job-migrate.h"
 #include "service/job-snapshot.h"
 #include "service/output.h"
 #include "service/receive.h"
@@ -309,6 +310,45 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	return json_pack("{s:I}", "id", (json_int_t)j->job.id);
 }
 
+/* `migrate`: the guest of a passed QMP connection, authorized and Busy as its snapshot. */
+static json_t *cmd_migrate(void *ctx, const struct ctl_request *req, struct ctl_error *err)
+{
+	struct svc_client *c = client(ctx);
+	const char *qemu = ctl_arg_str(req, "qemu"), *to = ctl_arg_str(req, "to");
+	struct svc_mig_job *j = NULL;
+	pid_t pid = 0;
+	int pidfd = -EBADF, r = qemu_admit(c, qemu, &pid, &pidfd, err);
+
+	if (r >= 0)
+		r = need_key(c->svc, "migrate a guest (its RAM goes through the stream)", err);
+	if (r >= 0 && !(j = svc_mig_job_new(c->peer.uid)))
+		ctl_fail(err, CTL_E_GENERIC, "out of memory");
+	if (!j) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return NULL;
+	}
+	j->job.owner_gid = c->peer.gid;
+	j->job.pid = pid;
+	j->job.pidfd = pidfd; /* the job frees it */
+	j->downtime_ms = (uint32_t)ctl_arg_int(req, "downtime", 0);
+	j->max_rounds = (uint32_t)ctl_arg_int(req, "max-rounds", 0);
+	j->strict_downtime = ctl_arg_bool(req, "strict-downtime", false);
+	j->qemu = strdup(qemu);
+	j->to = strdup(to);
+	if (!j->qemu || !j->to) {
+		svc_job_free(&j->job);
+		return ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL;
+	}
+	j->qmp_fd = svc_client_fd_take(c, svc_client_fd_find(c, qemu)); /* found by qemu_admit() */
+	r = svc_job_start(c->svc, &j->job); /* frees j on failure */
+	if (r < 0)
+		return ctl_fail(err, CTL_E_GENERIC, "cannot start a job thread: %s", strerror(-r)),
+		       NULL;
+	c->created = &j->job;
+	return json_pack("{s:I}", "id", (json_int_t)j->job.id);
+}
+
 static json_t *cmd_query_jobs(void *ctx, const struct ctl_request *req, struct ctl_error *err)
 {
 	struct svc_client *c = client(ctx);
@@ -516,6 +556,14 @@ static json_t *cmd_closefd(void *ctx, const struct ctl_request *req, struct ctl_
 	return json_object();
 }
 
+/* The pre-copy budget: of a pre-copy snapshot, a chain's images, and a migration. */
+/* clang-format off */
+#define CTL_PRECOPY_ARGS                                                                           \
+    {"downtime", CTL_ARG_INT, false, 1, 60000, "pre-copy: the final hold's budget, ms (50)"},     \
+    {"max-rounds", CTL_ARG_INT, false, 1, SNAP_MAX_ROUNDS - 1,                                    \
+     "pre-copy: rounds before giving up converging (10)"},                                        \
+    {"strict-downtime", CTL_ARG_BOOL, false, 0, 0, "pre-copy: fail if it does not converge"}
+/* clang-format on */
 static const struct ctl_arg snapshot_args[] = {
     {"pid", CTL_ARG_INT, false, 1, CTL_PID_MAX, "the process to snapshot"},
     {"qemu", CTL_ARG_NAME, false, 0, 0, "or the guest of this QMP connection (from getfd)"},
@@ -525,13 +573,16 @@ static const struct ctl_arg snapshot_args[] = {
     {"strict", CTL_ARG_BOOL, false, 0, 0, "fail if memory not yet saved is discarded"},
     {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
     {"precopy", CTL_ARG_BOOL, false, 0, 0, "pre-copy: no write of the target ever waits"},
-    {"downtime", CTL_ARG_INT, false, 1, 60000, "pre-copy: the final hold's budget, ms (50)"},
-    {"max-rounds", CTL_ARG_INT, false, 1, SNAP_MAX_ROUNDS - 1,
-     "pre-copy: rounds before giving up converging (10)"},
-    {"strict-downtime", CTL_ARG_BOOL, false, 0, 0, "pre-copy: fail if it does not converge"},
+    CTL_PRECOPY_ARGS,
     {"incremental", CTL_ARG_BOOL, false, 0, 0, "a chain of images FILE-NNNN.img"},
     {"every", CTL_ARG_INT, false, 1, 86400, "chain: seconds from one image to the next"},
     {"count", CTL_ARG_INT, false, 0, 1000000, "chain: images to take (0: until cancel)"},
+    {NULL},
+};
+static const struct ctl_arg migrate_args[] = {
+    {"qemu", CTL_ARG_NAME, true, 0, 0, "the guest of this QMP connection (from getfd)"},
+    {"to", CTL_ARG_HOSTPORT, true, 0, 0, "the migration receiver (uffsnapd --receive --qemu)"},
+    CTL_PRECOPY_ARGS,
     {NULL},
 };
 static const struct ctl_arg receive_args[] = {
@@ -549,6 +600,7 @@ static const struct ctl_arg fdname_args[] = {
 
 const struct ctl_command svc_commands[] = {
     {"snapshot", cmd_snapshot, "start a snapshot job", snapshot_args, snapshot_check},
+    {"migrate", cmd_migrate, "start a live migration job of a QEMU guest", migrate_args, NULL},
     {"receive", cmd_receive, "start a receiver job (root or the daemon's user)", receive_args,
      NULL},
     {"query-jobs", cmd_query_jobs, "list the jobs you may see", NULL, NULL},

@@ -32,8 +32,7 @@ static struct svc_snap_job *snap(const struct svc_job *j)
 	return container_of(j, struct svc_snap_job, job);
 }
 
-/* The "stream" object of a job streaming to a receiver (as uffsnapd --json prints it). */
-static json_t *stream_json(const struct stream_counters *c)
+json_t *svc_stream_json(const struct stream_counters *c)
 {
 	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "accepted",
 			 (json_int_t)c->accepted, "sent", (json_int_t)c->sent, "resent",
@@ -80,7 +79,7 @@ static void snap_describe(struct svc_job *j, json_t *o)
 	if (s->to) {
 		struct stream_counters c = snap_stream(s);
 
-		json_object_set_new(o, "stream", stream_json(&c));
+		json_object_set_new(o, "stream", svc_stream_json(&c));
 	}
 	if (j->state == SVC_JOB_COMPLETED && snapshot_stats_to_json(&s->stats, &stats) >= 0)
 		json_object_set_new(o, "stats", stats);
@@ -136,36 +135,38 @@ static int snap_sink(struct svc_snap_job *s, struct img_sink **ret)
 	return 0;
 }
 
-/* Keeps the stream's last counters and says what the network did, then frees the sink. */
-static void snap_sink_free(struct svc_snap_job *s, struct img_sink *sink, int r)
+void svc_stream_end(struct svc_job *j, struct img_sink **shared, struct stream_counters *ret,
+		    struct img_sink *sink, int r)
 {
-	struct svc_job *j = &s->job;
 	struct stream_error se = {{0}};
 	size_t n = strlen(j->err.msg);
 
-	if (s->to && sink) {
-		pthread_mutex_lock(&j->lock);
-		stream_sink_counters(sink, &s->stream);
-		stream_sink_error(sink, &se);
-		s->sink = NULL;
-		pthread_mutex_unlock(&j->lock);
-		if (r < 0 && se.msg[0] && !strstr(j->err.msg, se.msg) &&
-		    n + 2 + strlen(se.msg) < sizeof(j->err.msg))
-			snprintf(j->err.msg + n, sizeof(j->err.msg) - n, "%s%s", n ? ": " : "",
-				 se.msg);
-	}
+	pthread_mutex_lock(&j->lock);
+	stream_sink_counters(sink, ret);
+	stream_sink_error(sink, &se);
+	*shared = NULL;
+	pthread_mutex_unlock(&j->lock);
+	if (r < 0 && se.msg[0] && !strstr(j->err.msg, se.msg) &&
+	    n + 2 + strlen(se.msg) < sizeof(j->err.msg))
+		snprintf(j->err.msg + n, sizeof(j->err.msg) - n, "%s%s", n ? ": " : "", se.msg);
 	img_sink_free(sink);
 }
 
-/* Waits for QEMU's greeting on the passed socket (or a cancel), then speaks QMP on it. */
-static int snap_qmp_open(struct svc_snap_job *s, struct qmp **ret)
+static void snap_sink_free(struct svc_snap_job *s, struct img_sink *sink, int r)
 {
-	struct svc_job *j = &s->job;
-	struct pollfd p[2] = {{.fd = s->qmp_fd, .events = POLLIN},
-			      {.fd = j->stop_fd, .events = POLLIN}};
-	int fd = s->qmp_fd, r;
+	if (s->to && sink)
+		svc_stream_end(&s->job, &s->sink, &s->stream, sink, r);
+	else
+		img_sink_free(sink);
+}
 
-	s->qmp_fd = -EBADF; /* qmp_open_fd() takes it, also on failure */
+int svc_qmp_open(struct svc_job *j, int *qmp_fd, struct qmp **ret)
+{
+	struct pollfd p[2] = {{.fd = *qmp_fd, .events = POLLIN},
+			      {.fd = j->stop_fd, .events = POLLIN}};
+	int fd = *qmp_fd, r;
+
+	*qmp_fd = -EBADF; /* qmp_open_fd() takes it, also on failure */
 	do
 		r = poll(p, 2, SVC_QMP_GREETING_MS);
 	while (r < 0 && errno == EINTR);
@@ -198,7 +199,7 @@ static int snap_guest(struct svc_snap_job *s, const struct snap_opts *o, struct 
 {
 	struct svc_job *j = &s->job;
 	struct qmp *q = NULL;
-	int r = snap_qmp_open(s, &q);
+	int r = svc_qmp_open(j, &s->qmp_fd, &q);
 
 	if (r >= 0)
 		r = guest_snapshot(q, o, j->stop_fd, sink, &s->guest, &s->stats, &j->err);
@@ -340,7 +341,7 @@ static void snap_completed(struct svc *svc, struct svc_job *j, double secs)
 	snapshot_stats_to_json(&s->stats, &stats);
 	data = json_pack("{s:I, s:o*}", "id", (json_int_t)j->id, "stats", stats);
 	if (data && s->to)
-		json_object_set_new(data, "stream", stream_json(&s->stream));
+		json_object_set_new(data, "stream", svc_stream_json(&s->stream));
 	if (data && s->qemu)
 		json_object_set_new(data, "guest", guest_stats_json(&s->guest));
 	if (data && s->chain.prefix)

@@ -37,3 +37,20 @@ struct svc_snap_job *svc_snap_job_new(uid_t owner);
 /* Makes the new job a chain of images PREFIX-NNNN.img (its "file"): 0 or -ENOMEM. */
 int svc_snap_job_chain(struct svc_snap_job *s, const char *prefix, uint32_t every_s,
 		       uint32_t count);
+
+/* The "stream" object of a job streaming to a receiver (as uffsnapd --json prints it). */
+json_t *svc_stream_json(const struct stream_counters *c);
+struct qmp;
+/*
+ * A guest job's thread: waits for QEMU's greeting on the QMP connection the client passed
+ * (*qmp_fd, taken: -EBADF after) or a cancel (j->stop_fd), then speaks QMP on it. 0 and *ret,
+ * or -errno with j->err filled.
+ */
+int svc_qmp_open(struct svc_job *j, int *qmp_fd, struct qmp **ret);
+/*
+ * The end of a stream a job's thread made (its main thread reads *shared under the job's
+ * lock): keeps its last counters in *ret, appends what the network did to a failure's message
+ * (r < 0), and frees it.
+ */
+void svc_stream_end(struct svc_job *j, struct img_sink **shared, struct stream_counters *ret,
+		    struct img_sink *sink, int r);

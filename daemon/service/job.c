@@ -241,6 +241,7 @@ static void job_finish(struct svc *svc, struct svc_job *j)
 	int cancel;
 	double secs;
 	char what[32];
+	json_t *data;
 
 	pthread_join(j->thread, NULL);
 	cancel = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
@@ -257,12 +258,14 @@ static void job_finish(struct svc *svc, struct svc_job *j)
 	svc_log("job %" PRIu64 ": %s %s after %.3f s: %s", j->id, what, state_names[j->state], secs,
 		j->err.msg[0] ? j->err.msg : strerror(-j->result));
 	if (j->state == SVC_JOB_CANCELLED)
-		svc_job_event(svc, j, "JOB_CANCELLED", json_pack("{s:I}", "id", (json_int_t)j->id));
+		data = json_pack("{s:I}", "id", (json_int_t)j->id);
 	else
-		svc_job_event(svc, j, "JOB_FAILED",
-			      json_pack("{s:I, s:s, s:s}", "id", (json_int_t)j->id, "class",
-					job_error_class(j), "desc",
-					j->err.msg[0] ? j->err.msg : strerror(-j->result)));
+		data = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)j->id, "class",
+				 job_error_class(j), "desc",
+				 j->err.msg[0] ? j->err.msg : strerror(-j->result));
+	if (data && j->ops->outcome)
+		j->ops->outcome(j, data);
+	svc_job_event(svc, j, j->state == SVC_JOB_CANCELLED ? "JOB_CANCELLED" : "JOB_FAILED", data);
 }
 
 void svc_jobs_reap(struct svc *svc)

@@ -2,7 +2,7 @@
 /*
  * Jobs (service/job.c): what every job has, and the generic life cycle (start, progress,
  * cancel, reap, history, process events). What a kind of job does is its struct svc_job_ops,
- * defined in the kind's own file (job-snapshot.c, receive.c); job.c calls only through it,
+ * defined in the kind's own file (job-snapshot.c, job-migrate.c, receive.c); job.c calls only through it,
  * so a new kind is a new file, its ops, and the command that creates it.
  *
  * A kind's job embeds struct svc_job as its first member: svc_job_new() allocates ops->size
@@ -51,6 +51,8 @@ struct svc_job_ops {
 	void (*ended)(struct svc *svc, struct svc_job *j, char *what, size_t len);
 	/* Optional: logs and sends JOB_COMPLETED (else a bare one). */
 	void (*completed)(struct svc *svc, struct svc_job *j, double secs);
+	/* Optional: the kind's members of a JOB_FAILED or JOB_CANCELLED event's data. */
+	void (*outcome)(const struct svc_job *j, json_t *data);
 	/* Optional: does this running job link a file of that name in the snapshot directory? */
 	bool (*writes)(const struct svc_job *j, const char *name);
 	/* Optional: the "desc" of a cancelled job's error, if not the generic one (NULL). */

@@ -82,7 +82,7 @@ pid_t mig_spawn(int nsfd, const char *const *argv, const char *out, const char *
 		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
-		if (setns(nsfd, CLONE_NEWNET) < 0 || o < 0 || e < 0 || dup2(o, 1) < 0 ||
+		if ((nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0) || o < 0 || e < 0 || dup2(o, 1) < 0 ||
 		    dup2(e, 2) < 0)
 			_exit(127);
 		if (env)

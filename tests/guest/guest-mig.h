@@ -29,7 +29,7 @@ enum mig_start { MIG_BOOT, MIG_INCOMING_FILE, MIG_INCOMING_MEMFD };
 int mig_guest_start(const struct mig_net *m, int nsfd, struct guest *g,
 		    const struct guest_config *cfg, enum mig_start how, const char *ram_file,
 		    char *why, size_t len);
-/* argv in namespace nsfd, stdout and stderr to files, env "NAME=VALUE" or NULL. */
+/* argv in namespace nsfd (-1: ours), stdout and stderr to files, env "NAME=VALUE" or NULL. */
 pid_t mig_spawn(int nsfd, const char *const *argv, const char *out, const char *err,
 		const char *env);
 /* A child's exit status, or 128 + its signal. */

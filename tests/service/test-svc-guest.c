@@ -25,181 +25,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "qmp.h"
 #include "snap-harness.h"
+#include "svc-guest.h"
 #include "svc-harness.h"
 #include "test-check.h"
 #include "uffsnap/image.h"
-
-#define QEMU	    "/usr/bin/qemu-system-x86_64"
-#define QMP_WAIT_MS 60000 /* a hang guard for QEMU's answers, never a measurement */
-
-/* A firmware-only QEMU whose RAM is a shared memfd backend (-S: paused before it starts). */
-struct guest {
-	pid_t pid;
-	char sock[160];
-};
-
-static int guest_start(struct guest *g, const char *dir, const char *name, bool paused)
-{
-	const char *argv[] = {QEMU,
-			      "-nodefaults",
-			      "-no-user-config",
-			      "-display",
-			      "none",
-			      "-accel",
-			      "tcg",
-			      "-machine",
-			      "pc-i440fx-7.2,memory-backend=ram0",
-			      "-m",
-			      "64M",
-			      "-object",
-			      "memory-backend-memfd,id=ram0,size=64M,share=on",
-			      "-qmp",
-			      NULL,
-			      paused ? "-S" : NULL,
-			      NULL};
-	char qmp[200];
-
-	snprintf(g->sock, sizeof(g->sock), "%s/%s.qmp", dir, name);
-	snprintf(qmp, sizeof(qmp), "unix:%s,server=on,wait=off", g->sock);
-	argv[14] = qmp;
-	g->pid = fork();
-	if (g->pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(null, 1);
-		execv(QEMU, (char **)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < QMP_WAIT_MS / 10; i++) {
-		if (test_unix_listening(g->sock)) /* a QMP connection is accepted */
-			return 0;
-		if (waitpid(g->pid, NULL, WNOHANG) == g->pid)
-			return -ESRCH;
-		test_sleep_ms(10);
-	}
-	return -ETIMEDOUT;
-}
-
-static void guest_kill(struct guest *g)
-{
-	if (g->pid > 0) {
-		kill(g->pid, SIGKILL);
-		waitpid(g->pid, NULL, 0);
-	}
-	g->pid = 0;
-}
-
-/* A connection to a unix socket, nothing read from it: what a client passes as 'qemu'. */
-static int connect_raw(const char *path)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-/* One QMP command over a connection of our own (QEMU serves one client at a time: it waits). */
-static int qmp_one(const struct guest *g, const char *cmd, json_t *args, json_t **ret)
-{
-	char msg[256];
-	struct qmp *q = NULL;
-	int k = qmp_open_path(g->sock, QMP_WAIT_MS, &q, msg, sizeof(msg));
-
-	if (k >= 0)
-		k = qmp_exec(q, cmd, args, -1, ret, msg, sizeof(msg));
-	if (k < 0)
-		printf("QMP %s: %s\n", cmd, msg);
-	json_decref(args);
-	qmp_close(q);
-	return k;
-}
-
-static bool guest_status_is(const struct guest *g, const char *want)
-{
-	json_t *r = NULL;
-	bool ok = qmp_one(g, "query-status", NULL, &r) >= 0 &&
-		  !strcmp(json_string_value(json_object_get(r, "status")) ?: "", want);
-
-	if (!ok)
-		printf("guest status: %s (want %s)\n",
-		       json_string_value(json_object_get(r, "status")) ?: "?", want);
-	json_decref(r);
-	return ok;
-}
-
-/* A migration capability's state: 0, 1, or -1 if QEMU did not say. */
-static int guest_cap(const struct guest *g, const char *name)
-{
-	json_t *r = NULL, *e;
-	size_t i;
-	int on = -1;
-
-	if (qmp_one(g, "query-migrate-capabilities", NULL, &r) < 0)
-		return -1;
-	json_array_foreach(
-	    r, i, e) if (!strcmp(json_string_value(json_object_get(e, "capability")) ?: "", name))
-	    on = json_is_true(json_object_get(e, "state"));
-	json_decref(r);
-	return on;
-}
-
-static int guest_set_events(const struct guest *g)
-{
-	return qmp_one(
-	    g, "migrate-set-capabilities",
-	    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1),
-	    NULL);
-}
-
-static const char *desc_of(json_t *r)
-{
-	json_t *e = json_object_get(r, "error");
-
-	if (!e)
-		e = json_object_get(r, "data");
-	return json_string_value(json_object_get(e, "desc")) ?: "";
-}
-
-/* getfd name for a fresh connection to path (closed here: the daemon holds its own). */
-static int pass_socket(struct svc_conn *c, const char *path, const char *name)
-{
-	int fd = connect_raw(path);
-	json_t *r;
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	r = svc_call(c, "getfd", json_pack("{s:s}", "fdname", name), fd);
-	close(fd);
-	ok = !strcmp(svc_class(r), "");
-	json_decref(r);
-	return ok ? 0 : -1;
-}
 
 /* snapshot {"qemu": name, "file": file}: the reply (a new reference). */
 static json_t *guest_job(struct svc_conn *c, const char *name, const char *file)
 {
 	return svc_call(c, "snapshot", json_pack("{s:s, s:s}", "qemu", name, "file", file), -1);
-}
-
-static long long job_id(json_t *reply)
-{
-	return json_integer_value(json_object_get(json_object_get(reply, "return"), "id"));
 }
 
 /* The image is complete and its META says which guest it holds. */
@@ -230,21 +71,21 @@ static int complete(const struct svc_paths *p, const char *dir)
 	static const char *const wl_args[] = {"--threads", "1", NULL};
 	struct svc_daemon d = {0};
 	struct svc_conn *c = NULL;
-	struct guest g = {0};
+	struct svc_guest g = {0};
 	struct wl_proc *wl = NULL;
 	json_t *r = NULL, *e = NULL, *gs;
 	char img[300], lay[300];
 	long long id, pid_job;
 	int rc = -1;
 
-	CHECK(guest_start(&g, dir, "complete", false) == 0, "QEMU starts");
-	CHECK(guest_set_events(&g) == 0, "set 'events' before");
+	CHECK(svc_guest_start(&g, dir, "complete", SVC_GUEST_RUN) == 0, "QEMU starts");
+	CHECK(svc_guest_set_events(&g) == 0, "set 'events' before");
 	CHECK(svc_daemon_start(p, NULL, &d) >= 0, "uffsnapd --service starts");
 	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
-	CHECK(pass_socket(c, g.sock, "qmp") == 0, "getfd the QMP connection");
+	CHECK(svc_pass_socket(c, g.sock, "qmp") == 0, "getfd the QMP connection");
 	r = guest_job(c, "qmp", "guest.img");
-	id = job_id(r);
-	CHECK(id > 0, "the guest job is created: %s", desc_of(r));
+	id = svc_job_id(r);
+	CHECK(id > 0, "the guest job is created: %s", svc_desc_of(r));
 	json_decref(r);
 	r = svc_wait_event(c, "JOB_CREATED", id);
 	CHECK(r &&
@@ -265,8 +106,8 @@ static int complete(const struct svc_paths *p, const char *dir)
 	       json_integer_value(json_object_get(gs, "devstate_bytes")));
 	snprintf(img, sizeof(img), "%s/guest.img", d.snapdir);
 	CHECK(image_is_guest(img) == 0, "the image holds the guest");
-	CHECK(guest_status_is(&g, "running"), "the guest runs on");
-	CHECK(guest_cap(&g, "x-ignore-shared") == 0 && guest_cap(&g, "events") == 1,
+	CHECK(svc_guest_status_is(&g, "running"), "the guest runs on");
+	CHECK(svc_guest_cap(&g, "x-ignore-shared") == 0 && svc_guest_cap(&g, "events") == 1,
 	      "the migration capabilities are as they were");
 	json_decref(r);
 	r = svc_call(c, "query-job", json_pack("{s:I}", "id", id), -1);
@@ -295,7 +136,7 @@ fail:
 	wl_proc_free(wl);
 	if (svc_daemon_stop(&d) != 0)
 		rc = -1;
-	guest_kill(&g);
+	svc_guest_kill(&g);
 	return rc;
 }
 
@@ -317,8 +158,8 @@ static int nobody_main(void *ctx)
 	json_decref(r);
 	r = guest_job(c, "qmp", "nobody.img");
 	CHECK(!strcmp(svc_class(r), "PermissionDenied"), "nobody -> root's QEMU: %s: %s",
-	      svc_class(r), desc_of(r));
-	printf("nobody -> root's QEMU: %s\n", desc_of(r));
+	      svc_class(r), svc_desc_of(r));
+	printf("nobody -> root's QEMU: %s\n", svc_desc_of(r));
 	rc = 0;
 fail:
 	json_decref(r);
@@ -331,10 +172,10 @@ static int refused_now(struct svc_conn *c, json_t *args, const char *class, cons
 {
 	json_t *r = svc_call(c, "snapshot", args, -1);
 	int ok =
-	    !strcmp(svc_class(r), class) && strstr(desc_of(r), needle) && !strchr(desc_of(r), '\n');
+	    !strcmp(svc_class(r), class) && strstr(svc_desc_of(r), needle) && !strchr(svc_desc_of(r), '\n');
 
 	printf("%s: %s: %s\n", ok ? "refused" : "FAIL: not refused as expected", svc_class(r),
-	       desc_of(r));
+	       svc_desc_of(r));
 	json_decref(r);
 	return ok ? 0 : -1;
 }
@@ -346,24 +187,24 @@ static int failed_job(struct svc_conn *c, const char *path, const char *needle)
 	long long id;
 	int ok = 0;
 
-	if (pass_socket(c, path, "late") < 0)
+	if (svc_pass_socket(c, path, "late") < 0)
 		return -1;
 	r = guest_job(c, "late", "late.img");
-	id = job_id(r);
+	id = svc_job_id(r);
 	json_decref(r);
 	if (id > 0)
 		e = svc_wait_event(c, "JOB_FAILED", id);
-	ok = e && strstr(desc_of(e), needle) && !strchr(desc_of(e), '\n');
+	ok = e && strstr(svc_desc_of(e), needle) && !strchr(svc_desc_of(e), '\n');
 	printf("%s: JOB_FAILED: %s\n", ok ? "failed" : "FAIL: did not fail as expected",
-	       e ? desc_of(e) : "(no event)");
+	       e ? svc_desc_of(e) : "(no event)");
 	json_decref(e);
 	return ok ? 0 : -1;
 }
 
-static int refused_read_greeting(struct svc_conn *c, const struct guest *g)
+static int refused_read_greeting(struct svc_conn *c, const struct svc_guest *g)
 {
 	char buf[4096];
-	int fd = connect_raw(g->sock), rc = -1;
+	int fd = svc_connect_raw(g->sock), rc = -1;
 	json_t *r = NULL, *e = NULL;
 	long long id;
 
@@ -372,12 +213,12 @@ static int refused_read_greeting(struct svc_conn *c, const struct guest *g)
 	close(fd);
 	json_decref(r);
 	r = guest_job(c, "read", "read.img");
-	id = job_id(r);
+	id = svc_job_id(r);
 	CHECK(id > 0, "accepted");
 	e = svc_wait_event(c, "JOB_FAILED", id);
-	CHECK(e && strstr(desc_of(e), "no QMP greeting"), "a read greeting: %s",
-	      e ? desc_of(e) : "(no event)");
-	printf("failed: JOB_FAILED: %s\n", desc_of(e));
+	CHECK(e && strstr(svc_desc_of(e), "no QMP greeting"), "a read greeting: %s",
+	      e ? svc_desc_of(e) : "(no event)");
+	printf("failed: JOB_FAILED: %s\n", svc_desc_of(e));
 	rc = 0;
 fail:
 	json_decref(r);
@@ -386,18 +227,18 @@ fail:
 }
 
 /* A second job on the guest while the first is paused at "armed" (by 'qemu', by 'pid'). */
-static int refused_second(struct svc_conn *c, const struct guest *g, const char *pausedir)
+static int refused_second(struct svc_conn *c, const struct svc_guest *g, const char *pausedir)
 {
 	json_t *r = NULL, *e = NULL;
 	long long id;
 	int rc = -1;
 
-	CHECK(pass_socket(c, g->sock, "first") == 0, "getfd");
+	CHECK(svc_pass_socket(c, g->sock, "first") == 0, "getfd");
 	r = guest_job(c, "first", "first.img");
-	id = job_id(r);
-	CHECK(id > 0, "the first job: %s", desc_of(r));
+	id = svc_job_id(r);
+	CHECK(id > 0, "the first job: %s", svc_desc_of(r));
 	CHECK(snap_pause_wait(pausedir, "armed") == 0, "the first job reaches armed");
-	CHECK(pass_socket(c, g->sock, "second") == 0, "getfd");
+	CHECK(svc_pass_socket(c, g->sock, "second") == 0, "getfd");
 	CHECK(refused_now(c, json_pack("{s:s, s:s}", "qemu", "second", "file", "2.img"), "Busy",
 			  "already has a running job") == 0,
 	      "a second guest job");
@@ -421,7 +262,7 @@ static int refused(const struct svc_paths *p, const char *dir)
 	char pausedir[300], spec[320];
 	struct svc_daemon d = {0};
 	struct svc_conn *c = NULL;
-	struct guest g = {0}, paused = {0};
+	struct svc_guest g = {0}, paused = {0};
 	struct nobody_args na = {0};
 	int pfd[2] = {-1, -1}, rc = -1;
 	json_t *r = NULL;
@@ -430,7 +271,7 @@ static int refused(const struct svc_paths *p, const char *dir)
 	CHECK(mkdir(pausedir, 0700) == 0, "mkdir");
 	snprintf(spec, sizeof(spec), "armed:%s", pausedir);
 	setenv("UFFSNAPD_TEST_PAUSE", spec, 1);
-	CHECK(guest_start(&g, dir, "refused", false) == 0, "QEMU starts");
+	CHECK(svc_guest_start(&g, dir, "refused", SVC_GUEST_RUN) == 0, "QEMU starts");
 	CHECK(svc_daemon_start(p, NULL, &d) >= 0, "uffsnapd-test --service starts");
 	CHECK(chmod(d.dir, 0755) == 0 && chmod(d.sock, 0666) == 0, "chmod for nobody");
 	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
@@ -454,23 +295,23 @@ static int refused(const struct svc_paths *p, const char *dir)
 	      "'qemu' and 'fd' the same");
 
 	na.sock = d.sock;
-	na.qmp_fd = connect_raw(g.sock);
+	na.qmp_fd = svc_connect_raw(g.sock);
 	CHECK(na.qmp_fd >= 0, "connect to QMP for nobody");
 	fflush(stdout); /* the child must not print our lines again */
 	CHECK(svc_wait_child(svc_fork_nobody(nobody_main, &na)) == 0, "checks as nobody");
 	close(na.qmp_fd);
 	na.qmp_fd = -1;
-	CHECK(guest_status_is(&g, "running"), "the guest is untouched");
+	CHECK(svc_guest_status_is(&g, "running"), "the guest is untouched");
 
 	CHECK(refused_second(c, &g, pausedir) == 0, "a second job on one guest");
-	CHECK(guest_status_is(&g, "running"), "the guest runs on");
+	CHECK(svc_guest_status_is(&g, "running"), "the guest runs on");
 
 	CHECK(failed_job(c, d.sock, "not a QMP socket") == 0, "uffsnapd's own socket as 'qemu'");
 	CHECK(refused_read_greeting(c, &g) == 0, "a greeting already read");
-	CHECK(guest_status_is(&g, "running"), "the guest runs on");
-	CHECK(guest_start(&paused, dir, "paused", true) == 0, "a paused QEMU starts");
+	CHECK(svc_guest_status_is(&g, "running"), "the guest runs on");
+	CHECK(svc_guest_start(&paused, dir, "paused", SVC_GUEST_PAUSED) == 0, "a paused QEMU starts");
 	CHECK(failed_job(c, paused.sock, "paused") == 0, "a paused guest");
-	CHECK(guest_status_is(&paused, "prelaunch"), "the paused guest stays paused");
+	CHECK(svc_guest_status_is(&paused, "prelaunch"), "the paused guest stays paused");
 	printf("ok: every refusal in one line; the guests as they were\n");
 	rc = 0;
 fail:
@@ -482,15 +323,15 @@ fail:
 	svc_conn_free(c);
 	if (svc_daemon_stop(&d) != 0)
 		rc = -1;
-	guest_kill(&g);
-	guest_kill(&paused);
+	svc_guest_kill(&g);
+	svc_guest_kill(&paused);
 	snap_pause_clean(pausedir, "armed");
 	unsetenv("UFFSNAPD_TEST_PAUSE");
 	return rc;
 }
 
 /* Cancelled while paused at point: the job ends cancelled, the guest runs as before. */
-static int cancel_at(const struct svc_paths *p, const char *dir, const struct guest *g,
+static int cancel_at(const struct svc_paths *p, const char *dir, const struct svc_guest *g,
 		     const char *point)
 {
 	char pausedir[300], spec[320];
@@ -506,19 +347,19 @@ static int cancel_at(const struct svc_paths *p, const char *dir, const struct gu
 	setenv("UFFSNAPD_TEST_PAUSE", spec, 1);
 	CHECK(svc_daemon_start(p, NULL, &d) >= 0, "uffsnapd-test --service starts");
 	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
-	CHECK(pass_socket(c, g->sock, "qmp") == 0, "getfd");
+	CHECK(svc_pass_socket(c, g->sock, "qmp") == 0, "getfd");
 	r = guest_job(c, "qmp", "cancelled.img");
-	id = job_id(r);
-	CHECK(id > 0, "the job: %s", desc_of(r));
+	id = svc_job_id(r);
+	CHECK(id > 0, "the job: %s", svc_desc_of(r));
 	CHECK(snap_pause_wait(pausedir, point) == 0, "the job reaches %s", point);
 	json_decref(r);
 	r = svc_call(c, "cancel", json_pack("{s:I}", "id", id), -1);
-	CHECK(!strcmp(svc_class(r), ""), "cancel: %s", desc_of(r));
+	CHECK(!strcmp(svc_class(r), ""), "cancel: %s", svc_desc_of(r));
 	snap_pause_go(pausedir);
 	e = svc_wait_event(c, "JOB_CANCELLED", id);
 	CHECK(e, "the job ends cancelled");
-	CHECK(guest_status_is(g, "running"), "cancelled at %s: the guest runs on", point);
-	CHECK(guest_cap(g, "x-ignore-shared") == 0 && guest_cap(g, "events") == 1,
+	CHECK(svc_guest_status_is(g, "running"), "cancelled at %s: the guest runs on", point);
+	CHECK(svc_guest_cap(g, "x-ignore-shared") == 0 && svc_guest_cap(g, "events") == 1,
 	      "cancelled at %s: the migration capabilities changed", point);
 	printf("ok: cancelled at %s: the guest runs, its capabilities as they were\n", point);
 	rc = 0;
@@ -537,16 +378,16 @@ fail:
 static int cancel(const struct svc_paths *p, const char *dir)
 {
 	static const char *const points[] = {"armed", "guest-stopped", "guest-saved"};
-	struct guest g = {0};
+	struct svc_guest g = {0};
 	int rc = -1;
 
-	CHECK(guest_start(&g, dir, "cancel", false) == 0, "QEMU starts");
-	CHECK(guest_set_events(&g) == 0, "set 'events' before");
+	CHECK(svc_guest_start(&g, dir, "cancel", SVC_GUEST_RUN) == 0, "QEMU starts");
+	CHECK(svc_guest_set_events(&g) == 0, "set 'events' before");
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++)
 		CHECK(cancel_at(p, dir, &g, points[i]) == 0, "cancel at %s", points[i]);
 	rc = 0;
 fail:
-	guest_kill(&g);
+	svc_guest_kill(&g);
 	return rc;
 }
 
@@ -555,7 +396,7 @@ fail:
  * cancels the job) while its guest job is paused at point: the guest runs again, with its
  * migration capabilities as they were.
  */
-static int killed_at(const struct svc_paths *p, const char *dir, const struct guest *g,
+static int killed_at(const struct svc_paths *p, const char *dir, const struct svc_guest *g,
 		     const char *point, int sig)
 {
 	char pausedir[300], spec[320];
@@ -571,9 +412,9 @@ static int killed_at(const struct svc_paths *p, const char *dir, const struct gu
 	setenv("UFFSNAPD_TEST_PAUSE", spec, 1);
 	CHECK(svc_daemon_start(p, NULL, &d) >= 0, "uffsnapd-test --service starts");
 	CHECK(svc_connect(d.sock, &c) >= 0, "connect");
-	CHECK(pass_socket(c, g->sock, "qmp") == 0, "getfd");
+	CHECK(svc_pass_socket(c, g->sock, "qmp") == 0, "getfd");
 	r = guest_job(c, "qmp", "killed.img");
-	CHECK(job_id(r) > 0, "the job: %s", desc_of(r));
+	CHECK(svc_job_id(r) > 0, "the job: %s", svc_desc_of(r));
 	CHECK(snap_pause_wait(pausedir, point) == 0, "the job reaches %s", point);
 	CHECK(kill(d.pid, sig) == 0, "kill");
 	snap_pause_go(pausedir); /* SIGTERM is seen once the pause ends */
@@ -584,14 +425,14 @@ static int killed_at(const struct svc_paths *p, const char *dir, const struct gu
 	for (int i = 0; i < 200 && !running; i++) {
 		json_t *q = NULL;
 
-		running = qmp_one(g, "query-status", NULL, &q) >= 0 &&
+		running = svc_qmp_one(g, "query-status", NULL, &q) >= 0 &&
 			  !strcmp(json_string_value(json_object_get(q, "status")) ?: "", "running");
 		json_decref(q);
 		if (!running)
 			usleep(50000);
 	}
 	CHECK(running, "%s at %s: the guest is left paused", strsignal(sig), point);
-	CHECK(guest_cap(g, "x-ignore-shared") == 0 && guest_cap(g, "events") == 1,
+	CHECK(svc_guest_cap(g, "x-ignore-shared") == 0 && svc_guest_cap(g, "events") == 1,
 	      "%s at %s: the migration capabilities changed", strsignal(sig), point);
 	printf("ok: the daemon %s at %s: the guest runs, its capabilities as they were\n",
 	       sig == SIGKILL ? "killed" : "stopped", point);
@@ -610,18 +451,18 @@ static int killed(const struct svc_paths *p, const char *dir)
 {
 	static const char *const points[] = {"guest-stopped", "guest-saved"};
 	static const int sigs[] = {SIGKILL, SIGTERM};
-	struct guest g = {0};
+	struct svc_guest g = {0};
 	int rc = -1;
 
-	CHECK(guest_start(&g, dir, "killed", false) == 0, "QEMU starts");
-	CHECK(guest_set_events(&g) == 0, "set 'events' before");
+	CHECK(svc_guest_start(&g, dir, "killed", SVC_GUEST_RUN) == 0, "QEMU starts");
+	CHECK(svc_guest_set_events(&g) == 0, "set 'events' before");
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++)
 		for (size_t s = 0; s < sizeof(sigs) / sizeof(sigs[0]); s++)
 			CHECK(killed_at(p, dir, &g, points[i], sigs[s]) == 0, "killed at %s",
 			      points[i]);
 	rc = 0;
 fail:
-	guest_kill(&g);
+	svc_guest_kill(&g);
 	return rc;
 }
 
@@ -632,8 +473,8 @@ int main(int argc, char **argv)
 	int i = svc_paths_parse(argc, argv, &p), rc;
 	const char *scenario = i < argc ? argv[i] : "";
 
-	if (access(QEMU, X_OK) < 0) {
-		printf("SKIP: %s is not installed (./dev installs qemu-system-x86)\n", QEMU);
+	if (access(SVC_QEMU, X_OK) < 0) {
+		printf("SKIP: %s is not installed (./dev installs qemu-system-x86)\n", SVC_QEMU);
 		return 77;
 	}
 	if (geteuid() != 0) {
