@@ -2,7 +2,8 @@
 /*
  * Pre-copy snapshots and incremental chains as jobs of a real `uffsnapd --service`, on the
  * predictable-store workload. Scenarios (argv after the paths, then UFFSNAPCTL):
- *   complete     per memory kind, a chain of 3 images every 1 s: CHAIN_IMAGE x3 (index, file,
+ *   complete     per memory kind (KINDS, a comma list; default anon,shm,memfd,filepriv),
+ *                a chain of 3 images every 1 s: CHAIN_IMAGE x3 (index, file,
  *                parent) then JOB_COMPLETED with images=3; every image verifies, is its
  *                parent's child, and flattened through the chain is one instant (uffsnap-check);
  *                the files are the client's (its uid and gid, mode 0600) and nothing else is
@@ -249,14 +250,15 @@ fail:
 	return rc;
 }
 
-static int complete(const struct svc_paths *p, struct svc_daemon *d)
+static int complete(const struct svc_paths *p, struct svc_daemon *d, const char *kinds)
 {
-	static const char *const kinds[] = {"anon", "shm", "memfd", "filepriv"};
-	int failed = 0;
+	char *list = strdup(kinds ? kinds : "anon,shm,memfd,filepriv"), *kind, *save;
+	int failed = 0, ran = 0;
 
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		failed += chain_complete(p, d, kinds[i]) != 0;
-	return failed ? -1 : 0;
+	for (kind = strtok_r(list, ",", &save); kind; kind = strtok_r(NULL, ",", &save), ran++)
+		failed += chain_complete(p, d, kind) != 0;
+	free(list);
+	return failed || !ran ? -1 : 0;
 }
 
 /* Every image the chain announced stays, complete; nothing else is in the directory. */
@@ -515,8 +517,9 @@ int main(int argc, char **argv)
 		printf("SKIP: needs root (the daemon ptraces, opens /dev/userfaultfd)\n");
 		return 77;
 	}
-	if (i + 2 != argc) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SCENARIO UFFSNAPCTL\n", argv[0]);
+	if (i + 2 != argc && i + 3 != argc) {
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SCENARIO UFFSNAPCTL [KINDS]\n",
+			argv[0]);
 		return 2;
 	}
 	what = argv[i];
@@ -527,7 +530,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!strcmp(what, "complete"))
-		r = complete(&p, &d);
+		r = complete(&p, &d, i + 3 == argc ? argv[i + 2] : NULL);
 	else if (!strcmp(what, "cancel"))
 		r = cancel(&p, &d);
 	else if (!strcmp(what, "target-exit"))
