@@ -707,10 +707,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 		struct stream_error se;
 
 		stream_sink_error(sink, &se);
-		size_t n = strlen(err.msg);
-
-		if (se.msg[0] && !strstr(err.msg, se.msg) && n + 2 + strlen(se.msg) < sizeof(err.msg))
-			sprintf(err.msg + n, "%s%s", n ? ": " : "", se.msg);
+		stream_error_append(err.msg, sizeof(err.msg), &se);
 	}
 	if (r < 0 && __atomic_load_n(&in.cancel, __ATOMIC_ACQUIRE))
 		snprintf(err.msg, sizeof(err.msg), "interrupted by SIG%s: %s",

@@ -139,16 +139,14 @@ void svc_stream_end(struct svc_job *j, struct img_sink **shared, struct stream_c
 		    struct img_sink *sink, int r)
 {
 	struct stream_error se = {{0}};
-	size_t n = strlen(j->err.msg);
 
 	pthread_mutex_lock(&j->lock);
 	stream_sink_counters(sink, ret);
 	stream_sink_error(sink, &se);
 	*shared = NULL;
 	pthread_mutex_unlock(&j->lock);
-	if (r < 0 && se.msg[0] && !strstr(j->err.msg, se.msg) &&
-	    n + 2 + strlen(se.msg) < sizeof(j->err.msg))
-		snprintf(j->err.msg + n, sizeof(j->err.msg) - n, "%s%s", n ? ": " : "", se.msg);
+	if (r < 0)
+		stream_error_append(j->err.msg, sizeof(j->err.msg), &se);
 	img_sink_free(sink);
 }
 

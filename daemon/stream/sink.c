@@ -381,6 +381,18 @@ int stream_sink_incoming(struct img_sink *s, char *uri, size_t len)
 	return r;
 }
 
+void stream_error_append(char *msg, size_t len, const struct stream_error *se)
+{
+	size_t n = strlen(msg), m = strlen(se->msg);
+	char *p = msg + n;
+
+	if (!m || strstr(msg, se->msg) || n + 2 + m >= len)
+		return;
+	if (n)
+		p = mempcpy(p, ": ", 2);
+	memcpy(p, se->msg, m + 1);
+}
+
 void stream_sink_error(struct img_sink *s, struct stream_error *ret)
 {
 	struct ssink *k = (struct ssink *)s;

@@ -71,3 +71,8 @@ int stream_sink_incoming(struct img_sink *s, char *uri, size_t len);
 int stream_sink_fail_fd(struct img_sink *s);
 /* Why writev/flush failed (empty if they did not). */
 void stream_sink_error(struct img_sink *s, struct stream_error *ret);
+/*
+ * Appends se's message to msg (a NUL-ended string in len bytes) after ": ", unless it is empty,
+ * already there, or would not fit whole: what the network did, after what failed.
+ */
+void stream_error_append(char *msg, size_t len, const struct stream_error *se);
