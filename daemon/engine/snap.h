@@ -87,7 +87,7 @@ struct snap {
 	int error;	    /* first fatal error (atomic; main alone stores it plainly while no
 			     * other thread runs) */
 	bool after_t;	    /* the target was released: the snapshot instant has passed. Main */
-	bool image_finished; /* img_writer_finish() done early (hooks->image_done). Main */
+	bool image_finished; /* img_writer_finish() done early (a pre-copy: finish_early()). Main */
 	bool rounds_lost_target; /* a pre-copy round found the address space gone (exit or exec:
 				  * the summary says which). Main */
 	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */

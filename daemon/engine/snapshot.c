@@ -211,8 +211,10 @@ static bool snap_open(struct snap *s)
 }
 
 /*
- * A pre-copy whose caller acts once the image is complete (hooks->image_done): finished here,
- * before snap_cleanup() releases the dirty log, so that the caller need not wait for that.
+ * A pre-copy's image is finished here, before snap_cleanup() releases the dirty log (which
+ * takes a while on big memory: faults.c dirty_log_unprotect()), so that neither the image nor
+ * a caller acting once it is complete (hooks->image_done: a migration's switch-over) waits for
+ * that.
  */
 static void finish_early(struct snap *s)
 {
@@ -220,7 +222,7 @@ static void finish_early(struct snap *s)
 	char msg[sizeof(s->err.msg)] = "";
 	int k;
 
-	if (snap_failed(s) || !s->opts.precopy || !h || !h->image_done)
+	if (snap_failed(s) || !s->opts.precopy)
 		return;
 	k = img_writer_finish(s->w);
 	if (k < 0) {
@@ -228,6 +230,8 @@ static void finish_early(struct snap *s)
 		return;
 	}
 	s->image_finished = true;
+	if (!h || !h->image_done)
+		return;
 	k = h->image_done(h->ctx, msg, sizeof(msg));
 	if (k < 0)
 		snap_fail(s, k, "%s", msg);
