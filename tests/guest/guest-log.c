@@ -162,6 +162,28 @@ static uint64_t now_s(void)
 	return ts.tv_sec;
 }
 
+/* The end of a guest's serial log on stderr: why it ended, once its files are gone. */
+static void print_log_tail(const char *path)
+{
+	char buf[2048];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	ssize_t n;
+
+	if (end < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1,
+		  end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	fprintf(stderr, "--- the end of %s:\n%s\n---\n", path, buf);
+}
+
 int guest_wait_tick(struct guest *g, off_t from, long tick, unsigned timeout_s,
 		    struct guest_log *ret, char *why, size_t why_len)
 {
@@ -178,6 +200,8 @@ int guest_wait_tick(struct guest *g, off_t from, long tick, unsigned timeout_s,
 			snprintf(why, why_len, "QEMU %s before tick %ld (last tick %ld; see %s, %s)",
 				 log.ended ? "'s guest ended" : "exited", tick, log.last_tick,
 				 g->serial_path, g->stderr_path);
+			print_log_tail(g->serial_path);
+			print_log_tail(g->stderr_path);
 			return -ESRCH;
 		}
 		if (now_s() > deadline) {
