@@ -75,17 +75,30 @@ void img_writer_free(struct img_writer *w)
 	free(w);
 }
 
+/* Room for at least cap entries; the new room is written once, so that it is faulted in. */
+static int index_grow(struct img_writer *w, size_t cap)
+{
+	struct img_index_entry *n;
+
+	if (cap <= w->idx_cap)
+		return 0;
+	if (cap > SIZE_MAX / sizeof(*n))
+		return -ENOMEM;
+	n = realloc(w->idx, cap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	memset(n + w->idx_cap, 0, (cap - w->idx_cap) * sizeof(*n));
+	w->idx = n;
+	w->idx_cap = cap;
+	return 0;
+}
+
 static int index_add(struct img_writer *w, const struct img_frame *f)
 {
-	if (w->nidx == w->idx_cap) {
-		size_t cap = w->idx_cap ? w->idx_cap * 2 : 1024;
-		struct img_index_entry *n = realloc(w->idx, cap * sizeof(*n));
+	int r = w->nidx < w->idx_cap ? 0 : index_grow(w, w->idx_cap ? w->idx_cap * 2 : 1024);
 
-		if (!n)
-			return -ENOMEM;
-		w->idx = n;
-		w->idx_cap = cap;
-	}
+	if (r < 0)
+		return r;
 	w->idx[w->nidx++] = (struct img_index_entry){
 		.addr = f->addr, .npages = f->count, .offset = f->offset, .type = f->type};
 	return 0;
@@ -235,6 +248,23 @@ int img_writer_pagesv(struct img_writer *w, uint64_t addr, uint64_t npages,
 		done += n;
 	}
 	return 0;
+}
+
+int img_writer_reserve(struct img_writer *w, size_t frames)
+{
+	int r;
+
+	pthread_mutex_lock(&w->lock);
+	r = frames > SIZE_MAX - w->nidx ? -ENOMEM : 0;
+	if (r >= 0 && w->nidx + frames > w->idx_cap) {
+		size_t cap = w->idx_cap ? w->idx_cap : 1024;
+
+		while (cap < w->nidx + frames)
+			cap *= 2;
+		r = index_grow(w, cap);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return r;
 }
 
 int img_writer_pages(struct img_writer *w, uint64_t addr, uint64_t npages, const void *data)

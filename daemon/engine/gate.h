@@ -31,6 +31,11 @@ struct snap_gate;
 int snap_gate_new(struct img_sink *out, struct snap_gate **ret);
 /* The gate as a sink, for the image writer. */
 struct img_sink *snap_gate_sink(struct snap_gate *g);
+/*
+ * Makes sure that queueing up to bytes (at most 64 MiB are kept) will not fault in fresh
+ * memory while the target is held: call it while the target runs. Best effort.
+ */
+void snap_gate_reserve(struct snap_gate *g, size_t bytes);
 /* Held: queue every write. Not held: the queue goes out before the next write or flush. */
 void snap_gate_hold(struct snap_gate *g, bool held);
 /* Frees what is still queued (after a failure). NULL is fine. */

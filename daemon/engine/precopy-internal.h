@@ -11,6 +11,13 @@
 
 struct holder;
 
+/* Held: small pieces waiting to be read together (precopy.c, batch_flush()). */
+struct piece_batch {
+	struct pages_range *r[SNAP_READ_SPANS_MAX];
+	struct snap_span v[SNAP_READ_SPANS_MAX];
+	size_t n, bytes;
+};
+
 struct precopy {
 	struct snap *s;
 	struct span_set armed;	 /* tracked ranges protected and then copied whole */
@@ -32,6 +39,7 @@ struct precopy {
 	/* A chain: what the last image and this one copied while held (engine/heldcopy.h),
 	 * this one's in held[images % 2] */
 	struct held_copies held[2];
+	struct piece_batch batch;
 };
 
 typedef int (*piece_fn)(void *ctx, struct pages_range *r, uint64_t a, uint64_t b);

@@ -201,6 +201,33 @@ static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
 	return k;
 }
 
+/*
+ * While the target runs, a collection goes a piece at a time with a pause after each as long
+ * as the piece took: re-protecting the pages written is a change of the target's page tables,
+ * and on this project's VM (page tables shadowed by the hypervisor) a target thread stood
+ * still for 10-25 ms during a collection of 1 GiB in one go (faults.c, dirty_log_release(),
+ * says more). A page written after its piece was scanned is in the next collection; the last
+ * collection, held, goes in one go.
+ */
+#define COLLECT_PIECE (64ull << 20)
+#define COLLECT_PAUSE_MAX_NS 2000000ull
+
+static int collect_paced(struct snap *s, uint64_t start, uint64_t end, struct span_set *out)
+{
+	int k = 0;
+
+	for (uint64_t a = start; a < end && k >= 0;) {
+		uint64_t b = end - a > COLLECT_PIECE ? a + COLLECT_PIECE : end, t0 = sys_now_ns(), took;
+
+		k = dirtylog_collect(s->pagemapfd, a, b, out);
+		took = sys_now_ns() - t0;
+		if (b < end)
+			sys_sleep_ns(took < COLLECT_PAUSE_MAX_NS ? took : COLLECT_PAUSE_MAX_NS);
+		a = b;
+	}
+	return k;
+}
+
 /* Collects what to copy next into pc->pending (protecting it again). */
 static int collect(struct precopy *pc, bool held)
 {
@@ -220,7 +247,8 @@ static int collect(struct precopy *pc, bool held)
 	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
 		const struct pages_range *r = &s->pages.r[i];
 
-		k = dirtylog_collect(s->pagemapfd, r->start, r->end, &pc->pending);
+		k = held ? dirtylog_collect(s->pagemapfd, r->start, r->end, &pc->pending)
+			 : collect_paced(s, r->start, r->end, &pc->pending);
 		if (k == -EPERM && !held) /* a new mapping in the range: next time */
 			k = spans_add(&pc->retry, r->start, r->end);
 	}
@@ -255,6 +283,14 @@ static int copy_by_page(struct precopy *pc, uint64_t a, uint64_t b, uint8_t *buf
 	return k;
 }
 
+/*
+ * Absent anonymous pages are found by a PAGEMAP_SCAN and written as ZERO without reading
+ * them; shared memory has content where it is not mapped, and is read whole. Below this
+ * the scan costs more than it saves: a read of an absent anonymous page gives zeros (the
+ * kernel's zero page: nothing is allocated) and snap_emit() writes those as ZERO too.
+ */
+#define SCAN_PRESENT_MIN (64u << 10)
+
 /* Copies [a, b) of tracked range r, granule-aligned: absent anonymous pages as ZERO. */
 static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t a, uint64_t b,
 		      bool held)
@@ -282,7 +318,7 @@ static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t 
 
 		len = b - x < pc->buf_len ? b - x : pc->buf_len;
 		n = len / r->granule;
-		if (r->kind == VMA_ANON) /* shared memory has content where it is not mapped */
+		if (r->kind == VMA_ANON && len > SCAN_PRESENT_MIN)
 			snap_scan_present(s, x, x + len, r->granule, pc->present);
 		else
 			memset(pc->present, 1, n);
@@ -309,6 +345,54 @@ static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t 
 	return k;
 }
 
+/*
+ * Held, the pieces of the last set are mostly single pages, scattered: they are read
+ * SNAP_READ_SPANS_MAX at a time (snap_read_spans()); a system call for each was most of
+ * the final hold. A piece a batch cannot read is copied on its own, as ever, and the batch
+ * goes on after it.
+ */
+static int batch_flush(struct precopy *pc)
+{
+	struct snap *s = pc->s;
+	struct piece_batch *b = &pc->batch;
+	int k = 0;
+
+	for (size_t i = 0; k >= 0 && i < b->n;) {
+		ssize_t whole = snap_read_spans(s, b->v + i, b->n - i, pc->buf);
+		size_t off = 0;
+
+		k = whole < 0 ? (int)whole : 0;
+		for (ssize_t j = 0; k >= 0 && j < whole; j++, i++) {
+			size_t len = b->v[i].end - b->v[i].start;
+
+			pc->read_bytes += len;
+			k = snap_emit(s, b->v[i].start, pc->buf + off, len);
+			off += len;
+		}
+		if (k >= 0 && i < b->n) { /* unreadable this way (or the system call refused) */
+			k = copy_piece(pc, b->r[i], b->v[i].start, b->v[i].end, true);
+			i++;
+		}
+	}
+	b->n = b->bytes = 0;
+	return k;
+}
+
+static int batch_add(struct precopy *pc, struct pages_range *r, uint64_t a, uint64_t b)
+{
+	struct piece_batch *q = &pc->batch;
+	int k = 0;
+
+	if (q->n == SNAP_READ_SPANS_MAX || q->bytes + (b - a) > pc->buf_len)
+		k = batch_flush(pc);
+	if (k >= 0) {
+		q->r[q->n] = r;
+		q->v[q->n++] = (struct snap_span){a, b};
+		q->bytes += b - a;
+	}
+	return k;
+}
+
 struct copy_ctx {
 	struct precopy *pc;
 	bool held;
@@ -319,7 +403,8 @@ static int copy_one(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
 {
 	struct copy_ctx *c = ctx;
 	struct snap *s = c->pc->s;
-	int k = copy_piece(c->pc, r, a, b, c->held);
+	int k = c->held && b - a <= SCAN_PRESENT_MIN ? batch_add(c->pc, r, a, b)
+						      : copy_piece(c->pc, r, a, b, c->held);
 
 	if (k >= 0)
 		k = spans_add(&c->pc->covered, a, b);
@@ -339,6 +424,9 @@ static int copy_set(struct precopy *pc, const struct span_set *set, bool held, u
 	struct copy_ctx c = {.pc = pc, .held = held, .total = spans_bytes(set)};
 	int k = precopy_each_piece(s, set, copy_one, &c);
 
+	if (k >= 0 && held)
+		k = batch_flush(pc);
+	pc->batch.n = pc->batch.bytes = 0;
 	spans_merge(&pc->covered);
 	if (k == -ESRCH) {
 		s->rounds_lost_target = true;
@@ -718,6 +806,10 @@ int precopy_next(struct precopy *pc)
 		k = not_converged(pc, &copy_held);
 	if (k >= 0)
 		k = snap_cancelled(s); /* no final hold for a snapshot that must end */
+	if (k >= 0 && copy_held) { /* what it queues, with room for what is written until then */
+		snap_gate_reserve(s->gate, pc->pending_cost + pc->pending_cost / 4 + (1u << 20));
+		img_writer_reserve(s->w, 2 * pc->pending.n + 4096); /* best effort, as the gate's */
+	}
 	if (k >= 0 && quiet(s))
 		k = quiet_final(pc);
 	else if (k >= 0)

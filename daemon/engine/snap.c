@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +100,40 @@ int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len)
 		done += n;
 	}
 	return 0;
+}
+
+/*
+ * process_vm_readv() names the target by pid, not by the memory snap_read_mem() opened: were
+ * the target to exec (or exit, and its pid be reused) before the read, it would read another
+ * program's memory. So after the read, the memory opened at the start is read once more: it
+ * reads nothing once its process has left it (mem_rw(): the mm has no users), and then the
+ * read is refused. A held target (ptrace-stopped) cannot exec at all.
+ */
+ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uint8_t *buf)
+{
+	struct iovec local = {buf, 0}, remote[SNAP_READ_SPANS_MAX];
+	size_t whole = 0;
+	ssize_t got;
+	uint8_t probe;
+
+	if (n > SNAP_READ_SPANS_MAX)
+		n = SNAP_READ_SPANS_MAX;
+	for (size_t i = 0; i < n; i++) {
+		remote[i] = (struct iovec){(void *)(uintptr_t)v[i].start, v[i].end - v[i].start};
+		local.iov_len += remote[i].iov_len;
+	}
+	do
+		got = n ? process_vm_readv(s->pid, &local, 1, remote, n, 0) : 0;
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return errno == ESRCH ? -ESRCH : 0; /* EFAULT and the like: one by one */
+	for (size_t i = 0; i < n && (size_t)got >= remote[i].iov_len; i++) {
+		got -= remote[i].iov_len;
+		whole++;
+	}
+	if (whole && pread(s->memfd, &probe, 1, (off_t)v[0].start) == 0)
+		return -ESRCH;
+	return (ssize_t)whole;
 }
 
 void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,

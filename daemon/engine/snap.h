@@ -123,6 +123,13 @@ bool snap_failed(struct snap *s);
 /* -ECANCELED (and the snapshot failed with opts.cancel's reason) if asked to stop, else 0. */
 int snap_cancelled(struct snap *s);
 int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
+#define SNAP_READ_SPANS_MAX 1024 /* UIO_MAXIOV */
+/*
+ * Reads up to SNAP_READ_SPANS_MAX spans back to back into buf in one system call (each
+ * snap_read_mem() is one): returns how many from the first were read whole (the rest are
+ * for snap_read_mem(), one by one), or -ESRCH if the target's memory is gone.
+ */
+ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uint8_t *buf);
 /*
  * present[i] = 1 for each granule of [start, end) that must be read: present or swapped.
  * A private anonymous page that is neither is zero (its loss after T would be an event we

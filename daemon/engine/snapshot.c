@@ -212,7 +212,7 @@ static bool snap_open(struct snap *s)
 
 /*
  * A pre-copy's image is finished here, before snap_cleanup() releases the dirty log (which
- * takes a while on big memory: faults.c dirty_log_unprotect()), so that neither the image nor
+ * takes a while on big memory: faults.c dirty_log_release()), so that neither the image nor
  * a caller acting once it is complete (hooks->image_done: a migration's switch-over) waits for
  * that.
  */

@@ -13,3 +13,11 @@ static inline uint64_t sys_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
+
+/* Sleeps ns nanoseconds (less if a signal comes: callers only pace themselves with it). */
+static inline void sys_sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+
+	nanosleep(&ts, NULL);
+}

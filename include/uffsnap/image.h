@@ -174,6 +174,11 @@ int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
 /* Write the header and the META frame. meta_json must be a JSON object (not validated). */
 int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len);
 int img_writer_pages(struct img_writer *w, uint64_t addr, uint64_t npages, const void *data);
+/*
+ * Makes room for `frames` more frames in the writer's index now, so that writing them later
+ * (while a target is held) neither reallocates nor faults in fresh memory. 0 or -ENOMEM.
+ */
+int img_writer_reserve(struct img_writer *w, size_t frames);
 /* Same, data given as an iovec array whose lengths add up to npages * page_size. */
 int img_writer_pagesv(struct img_writer *w, uint64_t addr, uint64_t npages,
 		      const struct iovec *iov, int iovcnt);
