@@ -94,14 +94,14 @@ static int run_after_t(struct snap *s)
 /*
  * A pre-copy that converged: who else maps the shared memory it saved, as run_after_t()
  * asks after a write-protect snapshot's instant (engine/shared.h). Only the processes that
- * map it at the instant are seen: one that wrote it during the rounds and went is not.
+ * map it at the instant are seen: one that wrote it during the rounds and went is not. The
+ * instant and the end are one moment here, so one walk of every process (shared_finish()'s)
+ * serves as both: a migration's guest waits for it (it stays stopped until the image is done).
  */
 static int after_precopy(struct snap *s)
 {
-	int k = shared_scan(s);
+	int k = shared_finish(s);
 
-	if (k >= 0)
-		k = shared_finish(s);
 	if (k < 0 && !snap_failed(s))
 		snap_fail(s, k, "cannot look for other writers of shared memory: %s", strerror(-k));
 	return k;
