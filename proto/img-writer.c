@@ -259,9 +259,9 @@ int img_writer_reserve(struct img_writer *w, size_t frames)
 	if (r >= 0 && w->nidx + frames > w->idx_cap) {
 		size_t cap = w->idx_cap ? w->idx_cap : 1024;
 
-		while (cap < w->nidx + frames)
+		while (cap < w->nidx + frames && cap <= SIZE_MAX / 2)
 			cap *= 2;
-		r = index_grow(w, cap);
+		r = cap < w->nidx + frames ? -ENOMEM : index_grow(w, cap);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return r;

@@ -204,9 +204,9 @@ static int arm_new(struct precopy *pc, const struct span_set *events, bool held)
 /*
  * While the target runs, a collection goes a piece at a time with a pause after each as long
  * as the piece took: re-protecting the pages written is a change of the target's page tables,
- * and on this project's VM (page tables shadowed by the hypervisor) a target thread stood
- * still for 10-25 ms during a collection of 1 GiB in one go (faults.c, dirty_log_release(),
- * says more). A page written after its piece was scanned is in the next collection; the last
+ * and on this project's VM (page tables shadowed by the hypervisor) a target thread was seen
+ * to stand still for 24 ms during a collection of 1 GiB in one go (faults.c,
+ * dirty_log_release(), says more). A page written after its piece was scanned is in the next collection; the last
  * collection, held, goes in one go.
  */
 #define COLLECT_PIECE (64ull << 20)
