@@ -55,6 +55,9 @@ static struct gate_block *block_new(void)
 		munmap(m, at - (uintptr_t)m);
 	munmap((uint8_t *)at + GATE_BLOCK, (uintptr_t)m + GATE_BLOCK - at);
 	b->data = (uint8_t *)at;
+	/* The holder is a child of ours (target/holder.c): shared with it copy-on-write, every
+	 * block written first after its fork() would fault again, page by page, while held. */
+	madvise(b->data, GATE_BLOCK, MADV_DONTFORK);
 	madvise(b->data, GATE_BLOCK, MADV_HUGEPAGE);
 	if (madvise(b->data, GATE_BLOCK, MADV_POPULATE_WRITE) < 0)
 		memset(b->data, 0, GATE_BLOCK); /* fault it in now, not while held */
