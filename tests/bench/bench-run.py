@@ -25,7 +25,7 @@ import bench_report  # noqa: E402
 
 GIB = 1024
 
-# name -> (sizes in MiB, THP settings, MiB of free memory needed for a size)
+# name -> (sizes in MiB, THP settings, MiB of free memory needed for a size[, thread counts])
 FULL = {
     "stop": ([1 * GIB, 4 * GIB, 8 * GIB], [False, True], lambda s: 2 * s + 1024),
     "stall": ([2 * GIB], [False, True], lambda s: 3 * s + 1024),  # + a tmpfs image
@@ -42,6 +42,9 @@ FULL = {
     # uffsnapd --core beside gcore (issue 15): how long each stops the program. The process is
     # the target (no fork()); its cores go to disk: a temporary image and the core, 2 x size.
     "core": ([1 * GIB, 2 * GIB, 4 * GIB, 8 * GIB], [False], lambda s: s + 1024),
+    # uffsnapd's hold against the fork() call as the target's threads grow (issue 19): idle
+    # threads make the process 1 (in fact 2: the main thread and a writer), 64 and 512 threads
+    "threads": ([1 * GIB], [False, True], lambda s: 2 * s + 1024, [1, 64, 512]),
 }
 QUICK_SIZE = 256
 
@@ -83,12 +86,15 @@ class Runner:
             if name.startswith("bench-") or name.endswith(".img"):
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
 
-    def argv(self, name, size, thp):
+    def argv(self, name, size, thp, threads):
         t = "thp" if thp else "nothp"
         port = str(random.randint(40000, 59999))
         b = lambda p: os.path.join(self.bin, p)  # noqa: E731
         if name == "stop":
             return [b("bench-stop"), self.uffsnapd, str(size), t, self.work, "2"]
+        if name == "threads":  # one writer: the other CPU is left to uffsnapd, as in stall
+            return [b("bench-stop"), "--threads", str(threads), self.uffsnapd, str(size), t,
+                    self.work, "1", "nogcore"]
         if name == "stall":
             return [b("bench-stop"), self.uffsnapd, str(size), t, self.work, "1", "nogcore",
                     self.shm]
@@ -113,11 +119,11 @@ class Runner:
                     str(size), self.work, port]
         raise ValueError(name)
 
-    def run(self, name, size, thp, rep):
+    def run(self, name, size, thp, threads, rep):
         """One run: its JSON object, or a string saying why there is none."""
-        argv = self.argv(name, size, thp)
-        log = os.path.join(self.logs, "%s-%d-%s-%d.log" % (name, size, "thp" if thp else
-                                                           "nothp", rep))
+        argv = self.argv(name, size, thp, threads)
+        log = os.path.join(self.logs, "%s-%d-%s%s-%d.log" % (
+            name, size, "thp" if thp else "nothp", "-%dt" % threads if threads else "", rep))
         with open(log, "w") as err:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True,
                                          start_new_session=True)
@@ -167,12 +173,13 @@ def plan(args):
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
     for name in names:
-        sizes, thps, need = FULL[name]
+        sizes, thps, need, *more = FULL[name]
         if args.quick:
             sizes = [QUICK_SIZE]
         for size in sizes:
             for thp in thps:
-                yield name, size, thp, need(size)
+                for threads in (more[0] if more else [None]):
+                    yield name, size, thp, threads, need(size)
 
 
 def main():
@@ -192,29 +199,32 @@ def main():
                "reps": reps, "benchmarks": [], "skipped": []}
     t_start = time.time()
     try:
-        for name, size, thp, need in plan(args):
+        for name, size, thp, threads, need in plan(args):
             runs, label = [], "%s %d MiB %s" % (name, size, "THP" if thp else "4 KiB pages")
+            # A config of a benchmark with a thread axis says its thread count (the others
+            # do not, so that their results read as before).
+            config = {"name": name, "size_mib": size, "thp": thp}
+            if threads:
+                config["threads"] = threads
+                label += ", %d threads" % threads
             for rep in range(reps):
                 avail = mem_available_mib()
                 if avail < need:
                     why = "needs %d MiB free, MemAvailable is %d MiB" % (need, avail)
                     print("bench-run: skip %s: %s" % (label, why), flush=True)
-                    results["skipped"].append({"name": name, "size_mib": size, "thp": thp,
-                                               "why": why})
+                    results["skipped"].append(dict(config, why=why))
                     break
                 t0 = time.time()
-                r = runner.run(name, size, thp, rep)
+                r = runner.run(name, size, thp, threads, rep)
                 print("bench-run: %s, run %d/%d: %s (%.0f s)" % (
                     label, rep + 1, reps, "ok" if isinstance(r, dict) else r,
                     time.time() - t0), flush=True)
                 if isinstance(r, dict):
                     runs.append(r)
                 else:
-                    results["skipped"].append({"name": name, "size_mib": size, "thp": thp,
-                                               "why": r})
+                    results["skipped"].append(dict(config, why=r))
             if runs:
-                results["benchmarks"].append({"name": name, "size_mib": size, "thp": thp,
-                                              "runs": runs, "median": median_of(runs)})
+                results["benchmarks"].append(dict(config, runs=runs, median=median_of(runs)))
     finally:
         runner.cleanup()
     results["seconds"] = round(time.time() - t_start)

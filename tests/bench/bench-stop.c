@@ -14,10 +14,16 @@
  * ("uffsnapd_tmpfs"): a write fault waits for the sink when the write-behind queue is full,
  * and the two runs side by side show how much of the worst store is the disk's.
  *
- * usage: bench-stop UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore [TMPFS]]]
+ * With --threads N (bench "threads", issue 19), idle threads make the process N threads in all
+ * (the main thread and the writers count; never fewer than those): fork() copies the address
+ * space whatever the number of threads, but every hold of uffsnapd stops each thread with
+ * PTRACE_SEIZE + PTRACE_INTERRUPT, so its holds are measured against the fork() call at each N.
+ *
+ * usage: bench-stop [--threads N] UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore [TMPFS]]]
  */
 #include "bench-lib.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +33,68 @@
 #define AFTER_US 1000000
 #define QUIET_US 1000000
 
+/*
+ * Threads that do nothing: most threads of a JVM or a database wait on a condition variable
+ * (a futex wait) nearly all the time. A ptrace interrupt ends such a wait with -ERESTARTSYS
+ * (kernel/futex/waitwake.c: futex_wait()), and the kernel restarts it when the thread is
+ * released: the thread never runs its own code. Each keeps glibc's default stack (a mapping of
+ * its own), as a real thread does.
+ */
+struct idle_threads {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	int n;
+	pthread_t *th;
+};
+
 struct stop_ctx {
 	const char *uffsnapd, *dir;
 	size_t size;
 	bool thp;
 	int writers;
+	struct idle_threads idle;
 	struct bench_mem mem;
 	struct bench_writers ws;
 };
+
+static void *idle_main(void *arg)
+{
+	struct idle_threads *it = arg;
+
+	pthread_mutex_lock(&it->lock);
+	while (!it->stop)
+		pthread_cond_wait(&it->cond, &it->lock);
+	pthread_mutex_unlock(&it->lock);
+	return NULL;
+}
+
+static int idle_start(struct idle_threads *it, int n)
+{
+	pthread_mutex_init(&it->lock, NULL);
+	pthread_cond_init(&it->cond, NULL);
+	it->th = calloc(n > 0 ? n : 1, sizeof(*it->th));
+	if (!it->th)
+		return -ENOMEM;
+	for (; it->n < n; it->n++) {
+		int r = pthread_create(&it->th[it->n], NULL, idle_main, it);
+
+		if (r)
+			return -r;
+	}
+	return 0;
+}
+
+static void idle_stop(struct idle_threads *it)
+{
+	pthread_mutex_lock(&it->lock);
+	it->stop = true;
+	pthread_cond_broadcast(&it->cond);
+	pthread_mutex_unlock(&it->lock);
+	for (int i = 0; i < it->n; i++)
+		pthread_join(it->th[i], NULL);
+	free(it->th);
+}
 
 static int fresh(struct stop_ctx *c)
 {
@@ -125,19 +185,31 @@ static void do_gcore(struct stop_ctx *c, FILE *out)
 	fputc('}', out);
 }
 
+/* The process's threads, counted by the kernel (/proc/self/status "Threads:"). */
+static long threads_now(void)
+{
+	return bench_proc_kib(getpid(), "status", "Threads"); /* a plain number, not KiB */
+}
+
 int main(int argc, char **argv)
 {
+	const char *prog = argv[0], *tmpfs, *bench;
 	struct stop_ctx c = {0};
-	const char *tmpfs;
+	int asked = 0, r;
 	bool gcore;
 	char *buf;
 	size_t len;
 	FILE *out;
 
-	if (argc < 5) {
+	if (argc > 2 && !strcmp(argv[1], "--threads")) {
+		asked = atoi(argv[2]);
+		argc -= 2, argv += 2;
+	}
+	if (argc < 5 || asked < 0) {
 		fprintf(stderr,
-			"usage: %s UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore [TMPFS]]]\n",
-			argv[0]);
+			"usage: %s [--threads N] UFFSNAPD SIZE_MIB thp|nothp DIR [WRITERS [nogcore "
+			"[TMPFS]]]\n",
+			prog);
 		return 2;
 	}
 	c.uffsnapd = argv[1];
@@ -149,11 +221,19 @@ int main(int argc, char **argv)
 		c.writers = 2;
 	gcore = !(argc > 6 && !strcmp(argv[6], "nogcore"));
 	tmpfs = argc > 7 ? argv[7] : NULL;
-	out = open_memstream(&buf, &len);
-	fprintf(out, "{\"bench\":\"%s\",\"size_mib\":%zu,\"thp\":%s,\"writers\":%d,",
-		gcore ? "stop" : "stall", c.size >> 20, c.thp ? "true" : "false", c.writers);
+	bench = asked ? "threads" : gcore ? "stop" : "stall";
+	/* The main thread and the writers are threads too: idle ones make up the rest. */
+	r = idle_start(&c.idle, asked - 1 - c.writers);
+	if (r < 0)
+		return fprintf(stderr, "idle threads: %s\n", strerror(-r)), 1;
 	if (fresh(&c) < 0)
 		return perror("populate"), 1;
+	out = open_memstream(&buf, &len);
+	fprintf(out,
+		"{\"bench\":\"%s\",\"size_mib\":%zu,\"thp\":%s,\"writers\":%d,\"threads\":%ld,",
+		bench, c.size >> 20, c.thp ? "true" : "false", c.writers, threads_now());
+	if (asked)
+		fprintf(out, "\"threads_asked\":%d,", asked);
 	do_fork(&c, out);
 	bench_writers_stop(&c.ws);
 	if (fresh(&c) < 0)
@@ -172,6 +252,7 @@ int main(int argc, char **argv)
 		do_gcore(&c, out);
 		bench_writers_stop(&c.ws);
 	}
+	idle_stop(&c.idle);
 	fputs("}\n", out);
 	fclose(out);
 	fputs(buf, stdout);

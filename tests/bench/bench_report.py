@@ -300,6 +300,37 @@ def core_table(results):
                  "steal ms (gcore / uffsnapd)"], body))
 
 
+def threads_table(results):
+    body = []
+    for b in rows(results, "threads"):
+        m = b["median"].get
+        body.append([
+            "%d MiB" % b["size_mib"], thp_label(b), "%d / %.0f / %.0f" % (
+                b["threads"], m("threads") or 0, m("uffsnapd.stats.threads") or 0),
+            ms(m("quiet.max_gap_ns")), ms(m("fork.call_ns")),
+            "%s (%s / %s; %s)" % (ms(m("uffsnapd.stats.held_ns")),
+                                  ms(m("uffsnapd.stats.hold_first_ns")),
+                                  ms(m("uffsnapd.stats.hold_final_ns")),
+                                  ms(m("uffsnapd.stats.attach_ns"))),
+            ratio(m("uffsnapd.stats.held_ns"), m("fork.call_ns")),
+            "%s / %s" % (ms(m("fork.writers.max_gap_ns")), ms(m("uffsnapd.writers.max_gap_ns"))),
+            ratio(m("uffsnapd.writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
+            "%s / %s" % (steal(m("fork.writers.steal_ms")),
+                         steal(m("uffsnapd.writers.steal_ms")))])
+    if not body:
+        return ""
+    return ("### Threads: uffsnapd's hold against the fork() call as threads grow (ms)\n\n"
+            "Idle threads (waiting on a condition variable) bring the process to the thread "
+            "count asked; the main thread and one writer are the fewest it has. fork() copies "
+            "the address space whatever the threads; each hold of uffsnapd stops every thread. "
+            "The goal (issue 19): hold <= fork() call at every count.\n\n" + table(
+                ["size", "pages", "threads: asked / in the process / held by uffsnapd",
+                 "no snapshot: writer's gap", "fork() call",
+                 "uffsnapd hold: longest (first / final; attach)", "hold / fork() call",
+                 "writer's gap: fork() / uffsnapd", "gap / fork() gap",
+                 "host steal during: fork child / uffsnapd (ms)"], body))
+
+
 def markdown(results):
     head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
             "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
@@ -308,12 +339,14 @@ def markdown(results):
                 results["reps"], " (--quick: small sizes, not for publishing)"
                 if results["quick"] else ""))
     tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table,
-              precopy_table, chain_table, core_table)
+              precopy_table, chain_table, core_table, threads_table)
     parts = [head] + [t for t in (f(results) for f in tables) if t]
     if results["skipped"]:
         parts.append("### Skipped\n\n" + "".join(
-            "- %s %d MiB %s: %s\n" % (s["name"], s["size_mib"], "THP" if s["thp"] else "4K",
-                                      s["why"]) for s in results["skipped"]))
+            "- %s %d MiB %s%s: %s\n" % (
+                s["name"], s["size_mib"], "THP" if s["thp"] else "4K",
+                ", %d threads" % s["threads"] if s.get("threads") else "", s["why"])
+            for s in results["skipped"]))
     return "\n".join(parts)
 
 
