@@ -46,6 +46,17 @@ void snap_fail(struct snap *s, int error, const char *fmt, ...)
 	else
 		vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
 	va_end(ap);
+	/*
+	 * Whatever failed (a read said ESRCH, a registration ENOMEM, a scan ESRCH...), the cause
+	 * may be the target leaving its address space: the memory opened at the start reads
+	 * nothing then (fs/proc/base.c mem_rw(): no users left), while an address space still in
+	 * use fails a read of address 0 with EIO. snap_finish() words the reason.
+	 */
+	if (s->memfd >= 0 && error != c) {
+		uint8_t probe;
+
+		s->mm_gone = pread(s->memfd, &probe, 1, 0) == 0;
+	}
 	if (s->stopfd >= 0)
 		eventfd_write(s->stopfd, 1);
 }

@@ -90,6 +90,8 @@ struct snap {
 	bool image_finished; /* img_writer_finish() done early (a pre-copy: finish_early()). Main */
 	bool rounds_lost_target; /* a pre-copy round found the address space gone (exit or exec:
 				  * the summary says which). Main */
+	bool mm_gone; /* at the first failure, the address space opened at the start had no users
+		       * left (exit or exec: the summary says which). Set once, in snap_fail() */
 	json_t *parent;	    /* a chain's increment: META "parent" (FORMAT.md "Chains"). Main */
 	/*
 	 * A chain's image (engine/precopy.c sets them around snap_copy_held(); else NULL):

@@ -151,10 +151,15 @@ bool snapshot_target_has_mm(pid_t pid)
 	return any;
 }
 
-/* After an error: why did the target go away, if it did (after T, or during pre-copy rounds)? */
+/*
+ * After an error: why did the target go away, if it did (after T, or during pre-copy rounds,
+ * or its address space was gone at the failure, whatever the error said)? A failure of a
+ * live target keeps its own message (e.g. "not the process that was authorized").
+ */
 static void explain_target_gone(struct snap *s)
 {
-	if (s->error != -ESRCH || !(s->after_t || s->rounds_lost_target))
+	if (s->error >= 0 ||
+	    !(s->mm_gone || (s->error == -ESRCH && (s->after_t || s->rounds_lost_target))))
 		return;
 	if (kill(s->pid, 0) < 0 || !snapshot_target_has_mm(s->pid))
 		snprintf(s->err.msg, sizeof(s->err.msg),
