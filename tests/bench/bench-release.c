@@ -3,14 +3,15 @@
  * What ending a dirty log costs a writer: SIZE_MIB of 4 KiB pages of this process,
  * registered with an asynchronous userfaultfd (as `uffsnapd --precopy` does) and all
  * write-protected, one thread storing into random pages at 2,000 stores/s; then the log is
- * ended either by close() alone, or by clearing the protection PIECE_MIB at a time
- * (UFFDIO_WRITEPROTECT mode 0) and then close(). Prints the time of each step and the writer's
- * longest gap, and where it began.
+ * ended by close() alone, by clearing the protection PIECE_MIB at a time (UFFDIO_WRITEPROTECT
+ * mode 0) and then close(), or as engine/faults.c dirty_log_release() does: unregistering
+ * PIECE_MIB at a time (UFFDIO_UNREGISTER), each followed by a pause as long as it took, then
+ * close(). Prints the time of each step and the writer's longest gap, and where it began.
  *
- * usage: bench-release SIZE_MIB PIECE_MIB close|pieces
+ * usage: bench-release SIZE_MIB PIECE_MIB close|pieces|unregister
  *
- * The reason for engine/faults.c dirty_log_unprotect(): close() clears every page's
- * protection with the mmap lock held for writing (fs/userfaultfd.c userfaultfd_release()).
+ * The reason for dirty_log_release(): close() clears every page's protection with the mmap
+ * lock held for writing (fs/userfaultfd.c userfaultfd_release()).
  */
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -77,16 +78,20 @@ int main(int argc, char **argv)
 	struct uffdio_api api = {.api = UFFD_API,
 				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
 	size_t piece;
-	bool pieces;
+	bool pieces, unreg;
 	double t0, t1, t2, quiet;
 	pthread_t th;
 	int uffd;
 
-	if (argc != 4 || (strcmp(argv[3], "close") && strcmp(argv[3], "pieces")))
-		return fprintf(stderr, "usage: %s SIZE_MIB PIECE_MIB close|pieces\n", argv[0]), 2;
+	if (argc != 4 ||
+	    (strcmp(argv[3], "close") && strcmp(argv[3], "pieces") && strcmp(argv[3], "unregister")))
+		return fprintf(stderr, "usage: %s SIZE_MIB PIECE_MIB close|pieces|unregister\n",
+			       argv[0]),
+		       2;
 	size = (size_t)atol(argv[1]) << 20;
 	piece = (size_t)atol(argv[2]) << 20;
 	pieces = !strcmp(argv[3], "pieces");
+	unreg = !strcmp(argv[3], "unregister");
 	if (!size || !piece)
 		return fprintf(stderr, "SIZE_MIB and PIECE_MIB must be positive\n"), 2;
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -119,15 +124,28 @@ int main(int argc, char **argv)
 
 		ioctl_or_die(uffd, UFFDIO_WRITEPROTECT, &wp, "UFFDIO_WRITEPROTECT mode 0");
 	}
+	for (size_t off = 0; unreg && off < size; off += piece) {
+		struct uffdio_range r = {(unsigned long)mem + off,
+					 off + piece > size ? size - off : piece};
+		double a = now(), took;
+		struct timespec ts;
+
+		ioctl_or_die(uffd, UFFDIO_UNREGISTER, &r, "UFFDIO_UNREGISTER");
+		took = now() - a;
+		took = took < 0.002 ? took : 0.002;
+		ts = (struct timespec){0, (long)(took * 1e9)};
+		nanosleep(&ts, NULL);
+	}
 	t1 = now();
 	close(uffd);
 	t2 = now();
 	usleep(300000);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	pthread_join(th, NULL);
-	printf("%zu MiB, %s: unprotect %.1f ms, close %.1f ms; writer's longest gap %.1f ms, "
+	printf("%zu MiB, %s%s: unprotect %.1f ms, close %.1f ms; writer's longest gap %.1f ms, "
 	       "from %+.1f ms (0: the first step); before, quiet: %.1f ms\n",
-	       size >> 20, pieces ? argv[2] : "close only", (t1 - t0) * 1e3, (t2 - t1) * 1e3,
+	       size >> 20, pieces || unreg ? argv[2] : "close only",
+	       unreg ? " MiB unregistered with pauses" : "", (t1 - t0) * 1e3, (t2 - t1) * 1e3,
 	       gap_max * 1e3, (gap_at - t0) * 1e3, quiet * 1e3);
 	return 0;
 }
