@@ -600,13 +600,11 @@ static void dirty_log_release(struct snap *s)
 			uint64_t b = s->pages.r[i].end - a > DIRTY_LOG_RELEASE_PIECE
 					 ? a + DIRTY_LOG_RELEASE_PIECE
 					 : s->pages.r[i].end;
-			uint64_t t0 = sys_now_ns(), took;
+			uint64_t t0 = sys_now_ns();
 
 			if (uffd_unregister(s->uffd, a, b - a) == -ESRCH)
 				return;
-			took = sys_now_ns() - t0;
-			sys_sleep_ns(took < DIRTY_LOG_RELEASE_PAUSE_MAX_NS ? took
-									  : DIRTY_LOG_RELEASE_PAUSE_MAX_NS);
+			sys_pace(t0, DIRTY_LOG_RELEASE_PAUSE_MAX_NS);
 			a = b;
 		}
 }

@@ -217,12 +217,11 @@ static int collect_paced(struct snap *s, uint64_t start, uint64_t end, struct sp
 	int k = 0;
 
 	for (uint64_t a = start; a < end && k >= 0;) {
-		uint64_t b = end - a > COLLECT_PIECE ? a + COLLECT_PIECE : end, t0 = sys_now_ns(), took;
+		uint64_t b = end - a > COLLECT_PIECE ? a + COLLECT_PIECE : end, t0 = sys_now_ns();
 
 		k = dirtylog_collect(s->pagemapfd, a, b, out);
-		took = sys_now_ns() - t0;
 		if (b < end)
-			sys_sleep_ns(took < COLLECT_PAUSE_MAX_NS ? took : COLLECT_PAUSE_MAX_NS);
+			sys_pace(t0, COLLECT_PAUSE_MAX_NS);
 		a = b;
 	}
 	return k;

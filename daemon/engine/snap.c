@@ -29,6 +29,18 @@ static const char *cancel_reason(int c)
 	}
 }
 
+/*
+ * The memory opened at the start reads nothing once its process has left it (exec or exit:
+ * fs/proc/base.c mem_rw(), the mm has no users), while an address space still in use fails a
+ * read of address 0 with EIO.
+ */
+bool snap_mm_gone(struct snap *s)
+{
+	uint8_t probe;
+
+	return s->memfd >= 0 && pread(s->memfd, &probe, 1, 0) == 0;
+}
+
 void snap_fail(struct snap *s, int error, const char *fmt, ...)
 {
 	int expect = 0, c = s->opts.cancel ? __atomic_load_n(s->opts.cancel, __ATOMIC_ACQUIRE) : 0;
@@ -46,17 +58,10 @@ void snap_fail(struct snap *s, int error, const char *fmt, ...)
 	else
 		vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
 	va_end(ap);
-	/*
-	 * Whatever failed (a read said ESRCH, a registration ENOMEM, a scan ESRCH...), the cause
-	 * may be the target leaving its address space: the memory opened at the start reads
-	 * nothing then (fs/proc/base.c mem_rw(): no users left), while an address space still in
-	 * use fails a read of address 0 with EIO. snap_finish() words the reason.
-	 */
-	if (s->memfd >= 0 && error != c) {
-		uint8_t probe;
-
-		s->mm_gone = pread(s->memfd, &probe, 1, 0) == 0;
-	}
+	/* Whatever failed (a read said ESRCH, a registration ENOMEM, a scan ESRCH...), the cause
+	 * may be the target leaving its address space: snap_finish() words the reason. */
+	if (error != c)
+		s->mm_gone = snap_mm_gone(s);
 	if (s->stopfd >= 0)
 		eventfd_write(s->stopfd, 1);
 }
@@ -116,16 +121,15 @@ int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len)
 /*
  * process_vm_readv() names the target by pid, not by the memory snap_read_mem() opened: were
  * the target to exec (or exit, and its pid be reused) before the read, it would read another
- * program's memory. So after the read, the memory opened at the start is read once more: it
- * reads nothing once its process has left it (mem_rw(): the mm has no users), and then the
- * read is refused. A held target (ptrace-stopped) cannot exec at all.
+ * program's memory. So after the read, snap_mm_gone() asks whether the memory opened at the
+ * start is still its process's, and if not the read is refused. A held target
+ * (ptrace-stopped) cannot exec at all.
  */
 ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uint8_t *buf)
 {
 	struct iovec local = {buf, 0}, remote[SNAP_READ_SPANS_MAX];
 	size_t whole = 0;
 	ssize_t got;
-	uint8_t probe;
 
 	if (n > SNAP_READ_SPANS_MAX)
 		n = SNAP_READ_SPANS_MAX;
@@ -142,7 +146,7 @@ ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uin
 		got -= remote[i].iov_len;
 		whole++;
 	}
-	if (whole && pread(s->memfd, &probe, 1, (off_t)v[0].start) == 0)
+	if (whole && snap_mm_gone(s))
 		return -ESRCH;
 	return (ssize_t)whole;
 }

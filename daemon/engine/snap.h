@@ -121,6 +121,8 @@ static inline void snap_test_pause(const struct snap *s, const char *point)
 }
 /* Fails the snapshot (the first failure is the one reported) and wakes the handler to stop. */
 void snap_fail(struct snap *s, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The address space /proc/PID/mem was opened on has been left (exec or exit). */
+bool snap_mm_gone(struct snap *s);
 bool snap_failed(struct snap *s);
 /* -ECANCELED (and the snapshot failed with opts.cancel's reason) if asked to stop, else 0. */
 int snap_cancelled(struct snap *s);

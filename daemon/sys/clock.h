@@ -21,3 +21,14 @@ static inline void sys_sleep_ns(uint64_t ns)
 
 	nanosleep(&ts, NULL);
 }
+
+/*
+ * Paces a loop of changes to a target's page tables: sleeps as long as the step that began at
+ * since_ns took, at most max_ns (engine/faults.c, dirty_log_release(), says why).
+ */
+static inline void sys_pace(uint64_t since_ns, uint64_t max_ns)
+{
+	uint64_t took = sys_now_ns() - since_ns;
+
+	sys_sleep_ns(took < max_ns ? took : max_ns);
+}
