@@ -111,6 +111,20 @@ static int wait_event(struct qmp *q, const char *name, const char *status, int64
 	}
 }
 
+/* Each pre-copy round's MiB and ms, on stderr: where the rounds went. */
+static void round_list(json_t *rounds)
+{
+	size_t i;
+	json_t *rd;
+
+	fprintf(stderr, "uffsnapd: rounds (MiB/ms):");
+	json_array_foreach(rounds, i, rd)
+		fprintf(stderr, " %.1f/%.1f",
+			json_integer_value(json_object_get(rd, "bytes")) / 1048576.0,
+			json_integer_value(json_object_get(rd, "ns")) / 1e6);
+	fprintf(stderr, "\n");
+}
+
 /* uffsnapd: a -> b. */
 static int run_ours(struct bench *b, struct result *r)
 {
@@ -162,6 +176,7 @@ static int run_ours(struct bench *b, struct result *r)
 		1e6,
 	    json_integer_value(json_object_get(json_object_get(j, "migration"), "switchover_ns")) /
 		1e6);
+	round_list(json_object_get(json_object_get(j, "precopy"), "round"));
 	json_decref(j);
 	return 0;
 }
