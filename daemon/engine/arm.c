@@ -96,8 +96,8 @@ int snap_plan(struct snap *s)
 {
 	int r = 0;
 
-	if (!s->vmas.n || !vma_list_unchanged(s->pid, &s->vmas))
-		r = snap_scan(s);
+	if (!s->vmas.n || vma_list_refresh(s->pid, &s->vmas, s->opts.scope, s->opts.nscope) < 0)
+		r = snap_scan(s); /* smaps walks every page table: only when maps cannot tell */
 	if (r < 0)
 		return r;
 	vma_mark_thread_stacks(&s->vmas, s->held.stack_addrs, s->held.nstack_addrs);

@@ -9,7 +9,8 @@ struct holder;
 void snap_defaults(struct snap_opts *o);
 /* Reads the layout (before the target is held: smaps is slow) and plans each VMA. */
 int snap_scan(struct snap *s);
-/* While held: rescans if the layout changed since snap_scan; marks thread stacks. */
+/* While held: the layout again if it changed since snap_scan (vma_list_refresh()); marks thread
+ * stacks. */
 int snap_plan(struct snap *s);
 /* Registers every tracked VMA (a VMA the kernel refuses is planned as copied instead) and
  * sets up their per-page states. */

@@ -112,8 +112,8 @@ static int relayout(struct precopy *pc, bool held)
 		k = snap_plan(s);
 		return k < 0 ? k : snap_register(s);
 	}
-	if (vma_list_unchanged(s->pid, &s->vmas))
-		return 0;
+	if (vma_list_refresh(s->pid, &s->vmas, s->opts.scope, s->opts.nscope) >= 0)
+		return 0; /* unchanged, or nothing to save came or went */
 	k = snap_scan(s);
 	return k < 0 ? k : register_running(pc);
 }

@@ -221,26 +221,80 @@ static bool same_vma(const struct vma *a, const struct vma *b)
 	       !strcmp(a->path ? a->path : "", b->path ? b->path : "");
 }
 
-bool vma_list_unchanged(pid_t pid, const struct vma_list *l)
+static bool overlaps(uint64_t a, uint64_t b, const struct snap_span *keep, size_t nkeep)
+{
+	for (size_t i = 0; i < nkeep; i++)
+		if (keep[i].start < b && a < keep[i].end)
+			return true;
+	return false;
+}
+
+/* v, new in maps: classified as vma_list_refresh() says, or -ESTALE. */
+static int refresh_new(struct vma *v, const struct snap_span *keep, size_t nkeep)
+{
+	static const struct vmflags none;
+
+	if (v->path || v->prot[3] != 'p' || overlaps(v->start, v->end, keep, nkeep))
+		return -ESTALE;
+	v->granule = (uint32_t)sysconf(_SC_PAGESIZE);
+	classify(v, &none);
+	v->plan = VMA_PLAN_NONE;
+	snprintf(v->note, sizeof(v->note), "outside the snapshot's scope");
+	return 0;
+}
+
+int vma_list_refresh(pid_t pid, struct vma_list *l, const struct snap_span *keep, size_t nkeep)
 {
 	char path[64], *line = NULL;
-	size_t len = 0, i = 0;
+	size_t len = 0, cap = 0, i = 0, kept_in = 0, old_in = 0;
+	struct vma_list n = {0};
 	bool same = true;
+	int r = 0;
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	fp = fopen(path, "re");
 	if (!fp)
-		return false;
-	while (same && getline(&line, &len, fp) > 0) {
+		return -errno;
+	while (r >= 0 && getline(&line, &len, fp) > 0) {
 		struct vma v = {0};
 
-		same = parse_header(line, &v) >= 0 && i < l->n && same_vma(&v, &l->v[i++]);
-		free(v.path);
+		r = parse_header(line, &v);
+		if (r < 0)
+			break;
+		while (i < l->n && l->v[i].end <= v.start) { /* gone, or replaced */
+			same = false;
+			i++;
+		}
+		if (i < l->n && same_vma(&v, &l->v[i])) {
+			char *p = v.path;
+
+			v = l->v[i++];
+			v.path = p;
+			kept_in += overlaps(v.start, v.end, keep, nkeep);
+		} else {
+			same = false;
+			r = nkeep ? refresh_new(&v, keep, nkeep) : -ESTALE;
+		}
+		if (r >= 0)
+			r = list_add(&n, &cap, &v);
+		if (r < 0)
+			free(v.path);
 	}
+	same = same && i == l->n;
 	free(line);
 	fclose(fp);
-	return same && i == l->n;
+	for (size_t j = 0; j < l->n; j++)
+		old_in += overlaps(l->v[j].start, l->v[j].end, keep, nkeep);
+	if (r >= 0 && !same && kept_in != old_in) /* a VMA in keep went */
+		r = -ESTALE;
+	if (r < 0 || same) {
+		vma_list_free(&n);
+		return r;
+	}
+	vma_list_free(l);
+	*l = n;
+	return 0;
 }
 
 void vma_list_free(struct vma_list *l)

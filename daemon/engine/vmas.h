@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "engine/snap-types.h"
+
 enum vma_kind {
 	VMA_ANON,	  /* private anonymous: heap, stacks, THP */
 	VMA_SHM,	  /* shared anonymous, memfd, tmpfs */
@@ -55,11 +57,17 @@ int vma_scan(pid_t pid, struct vma_list *ret);
 /* vma_scan() on smaps text read from fp (to its end): the list, each VMA classified. */
 int vma_parse(FILE *fp, struct vma_list *ret);
 /*
- * True if /proc/PID/maps (cheap: no page-table walk, unlike smaps) still lists exactly the
- * VMAs of l (same ranges, protections, offsets and paths). Lets the expensive smaps scan run
- * before the target is held.
+ * Brings l up to date from /proc/PID/maps (cheap: no page-table walk, unlike smaps) when that
+ * is enough, so that the smaps scan runs before the target is held. For a snapshot saving only
+ * [keep] (a guest's RAM): 0 if l is unchanged, or if what changed are private anonymous VMAs
+ * outside keep (QEMU starting its migration thread maps a stack) and VMAs gone from outside
+ * keep. The VMAs that came are classified from maps (plan VMA_PLAN_NONE, kind anon, or other
+ * when unreadable: maps has no VmFlags, so an MADV_DONTDUMP one reads as anon, where smaps
+ * would say other: nothing saved differs). -ESTALE when only vma_scan() can tell: anything
+ * changed and keep is empty (every VMA may be saved), anything inside keep changed, or a VMA
+ * with a path or a shared one came. Else -errno.
  */
-bool vma_list_unchanged(pid_t pid, const struct vma_list *l);
+int vma_list_refresh(pid_t pid, struct vma_list *l, const struct snap_span *keep, size_t nkeep);
 void vma_list_free(struct vma_list *l);
 /* Marks VMAs that contain one of the addresses (thread stack pointers, TLS bases). */
 void vma_mark_thread_stacks(struct vma_list *l, const uint64_t *addrs, size_t n);

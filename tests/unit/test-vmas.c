@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -212,6 +213,64 @@ static void test_thread_stacks(void **state)
 	vma_list_free(&l);
 }
 
+/*
+ * vma_list_refresh() on this process: a scoped snapshot's layout kept up to date from maps
+ * when only anonymous private VMAs outside the scope came, smaps (-ESTALE) otherwise.
+ */
+static void test_refresh(void **state)
+{
+	const size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	int fd = memfd_create("guest-ram", MFD_CLOEXEC);
+	uint8_t *ram, *anon, *file;
+	struct snap_span keep;
+	struct vma_list l = {0};
+	ssize_t i;
+
+	assert_true(fd >= 0 && ftruncate(fd, 16 * ps) == 0);
+	ram = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(ram != MAP_FAILED);
+	keep = (struct snap_span){(uintptr_t)ram, (uintptr_t)ram + 16 * ps};
+	assert_int_equal(vma_scan(getpid(), &l), 0);
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), 0); /* unchanged */
+
+	/* A thread's stack, say: anonymous, private, outside the scope. */
+	anon = mmap(NULL, 3 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(anon != MAP_FAILED && mprotect(anon, ps, PROT_NONE) == 0);
+	assert_int_equal(vma_list_refresh(getpid(), &l, NULL, 0), -ESTALE); /* no scope */
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), 0);
+	i = vma_find(&l, (uintptr_t)anon + ps);
+	assert_true(i >= 0);
+	assert_int_equal(l.v[i].kind, VMA_ANON);
+	assert_int_equal(l.v[i].plan, VMA_PLAN_NONE);
+	assert_string_equal(l.v[i].note, "outside the snapshot's scope");
+	i = vma_find(&l, (uintptr_t)anon);
+	assert_true(i >= 0);
+	assert_int_equal(l.v[i].kind, VMA_OTHER); /* the guard page */
+	i = vma_find(&l, (uintptr_t)ram);
+	assert_true(i >= 0);
+	assert_int_equal(l.v[i].kind, VMA_SHM); /* as smaps said */
+	assert_int_equal(l.v[i].plan, VMA_PLAN_TRACK);
+	assert_int_equal(munmap(anon, 3 * ps), 0); /* gone, outside the scope */
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), 0);
+	assert_int_equal(vma_find(&l, (uintptr_t)anon + ps), -1);
+
+	/* A mapping with a path (what is it? only smaps says), and a change inside the scope. */
+	file = mmap(NULL, ps, PROT_READ, MAP_PRIVATE, fd, 0);
+	assert_true(file != MAP_FAILED);
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), -ESTALE);
+	assert_int_equal(munmap(file, ps), 0);
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), 0);
+	assert_int_equal(mprotect(ram + 4 * ps, ps, PROT_READ), 0);
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), -ESTALE);
+	assert_int_equal(mprotect(ram + 4 * ps, ps, PROT_READ | PROT_WRITE), 0);
+	assert_int_equal(munmap(ram + 8 * ps, 8 * ps), 0);
+	assert_int_equal(vma_list_refresh(getpid(), &l, &keep, 1), -ESTALE);
+	assert_int_equal(vma_list_refresh(-1, &l, &keep, 1), -ENOENT);
+	vma_list_free(&l);
+	munmap(ram, 8 * ps);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +278,7 @@ int main(void)
 	    cmocka_unit_test(test_fields),
 	    cmocka_unit_test(test_bad_and_empty),
 	    cmocka_unit_test(test_thread_stacks),
+	    cmocka_unit_test(test_refresh),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
