@@ -204,6 +204,7 @@ static void usage(FILE *f)
 		"                      the image is its memory at the end of that hold\n"
 		"      --downtime MS   pre-copy: hold at the end at most about this long (default\n"
 		"                      50): rounds go on until the last is predicted to fit\n"
+		"                      and stopped halving what is left\n"
 		"      --max-rounds N  pre-copy: give up converging after N rounds (default 10);\n"
 		"                      then what is left is saved with write protection, as\n"
 		"                      without --precopy, from the end of that hold on\n"

@@ -500,15 +500,21 @@ static bool quiet(const struct snap *s)
 
 /*
  * Rounds until the final hold (attaching, as the first hold did, and copying what is left) is
- * predicted to fit the budget: converged. Rounds also end when what is left to copy would take
- * at most a tenth of the budget, the hold being mostly the attach (a loaded machine, many
- * threads): more rounds would not shorten it, and falling back would not either; *copy_held
- * says so. Else they end, not converged, after max_rounds or STALL_ROUNDS without progress.
+ * predicted to fit the budget and the rounds stopped shrinking what is left (each at most half
+ * the one before: the budget is a ceiling, not a target; a working set that stays dirty stops
+ * them at once): converged. Rounds also end when what is left to copy would take at most a
+ * tenth of the budget, the hold being mostly the attach (a loaded machine, many threads): more
+ * rounds would not shorten it, and falling back would not either; *copy_held says so. With no
+ * hold (quiet()), the copy is all of the downtime: a hundredth. Else they end, not converged,
+ * after max_rounds or STALL_ROUNDS without progress.
  */
 static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 {
 	struct snap *s = pc->s;
 	uint64_t budget = (uint64_t)s->opts.downtime_ms * 1000000, best = UINT64_MAX;
+	uint64_t before = UINT64_MAX; /* the cost the round before left */
+	/* Not worth another round: a hold mostly attaching, or next to nothing left to copy. */
+	uint64_t floor = quiet(s) ? budget / 100 : budget / 10;
 	unsigned stalled = 0;
 	int k = 0;
 
@@ -516,17 +522,21 @@ static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 	while (k >= 0) {
 		uint64_t copy = predict_copy_ns(pc),
 			 next = copy + (quiet(s) ? 0 : pc->first_hold_ns);
+		bool fits = next <= budget, last = s->stats.rounds > s->opts.max_rounds,
+		     /* round 0 copied everything: what it leaves is always less */
+		     shrinking = s->stats.rounds == 1 || pc->pending_cost <= before / 2;
 
 		s->stats.downtime_predicted_ns = next;
-		if (s->stats.rounds && (next <= budget || copy <= budget / 10)) {
-			*converged = next <= budget;
+		if (s->stats.rounds && (copy <= floor || (fits && (!shrinking || last)))) {
+			*converged = fits;
 			*copy_held = true;
 			break;
 		}
-		if (s->stats.rounds > s->opts.max_rounds || stalled >= STALL_ROUNDS)
+		if (last || stalled >= STALL_ROUNDS)
 			break;
 		stalled = next < best ? 0 : stalled + 1;
 		best = next < best ? next : best;
+		before = pc->pending_cost;
 		k = run_round(pc);
 		if (k >= 0 && s->stats.rounds == 1)
 			snap_test_pause(s, "round");
