@@ -15,8 +15,6 @@
 #include "engine/snap-types.h"
 
 /* A growable list of address ranges. */
-struct pages;
-
 struct span_set {
 	struct snap_span *v;
 	size_t n, cap;
@@ -39,14 +37,5 @@ int spans_subtract(const struct span_set *a, const struct span_set *b, struct sp
  * -errno of the ioctl.
  */
 int dirtylog_collect(int pagemapfd, uint64_t start, uint64_t end, struct span_set *out);
-/*
- * dirtylog_collect() over every tracked range of p, split by size among up to nthreads threads
- * (this one included) at 2 MiB or granule boundaries (a cut transparent huge page would be
- * split; a cut hugetlb page cannot be protected and the walk stops there); out gets the spans
- * in address order. For a held target: the walk of every page-table entry is most of a final
- * hold, and the target's CPUs are idle then.
- */
-int dirtylog_collect_pages(int pagemapfd, const struct pages *p, unsigned nthreads,
-			   struct span_set *out);
 /* Bytes of [start, end) present or swapped (what a copy must read), or -errno. */
 int64_t dirtylog_present_bytes(int pagemapfd, uint64_t start, uint64_t end);

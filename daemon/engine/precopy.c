@@ -243,14 +243,12 @@ static int collect(struct precopy *pc, bool held)
 	k = relayout(pc, held);
 	if (k >= 0)
 		k = arm_new(pc, &events, held);
-	if (k >= 0 && held) /* the target's CPUs are idle: walk on all of them */
-		k = dirtylog_collect_pages(s->pagemapfd, &s->pages, s->opts.arm_threads,
-					   &pc->pending);
-	for (size_t i = 0; k >= 0 && !held && i < s->pages.n; i++) {
+	for (size_t i = 0; k >= 0 && i < s->pages.n; i++) {
 		const struct pages_range *r = &s->pages.r[i];
 
-		k = collect_paced(s, r->start, r->end, &pc->pending);
-		if (k == -EPERM) /* a new mapping in the range: next time */
+		k = held ? dirtylog_collect(s->pagemapfd, r->start, r->end, &pc->pending)
+			 : collect_paced(s, r->start, r->end, &pc->pending);
+		if (k == -EPERM && !held) /* a new mapping in the range: next time */
 			k = spans_add(&pc->retry, r->start, r->end);
 	}
 	spans_free(&events);
