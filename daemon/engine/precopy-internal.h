@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Internal to pre-copy: engine/precopy.c (rounds, the freeze) and engine/precopy-fallback.c. */
+/*
+ * Internal to pre-copy: engine/precopy.c (rounds, the freeze), engine/precopy-copy.c (the
+ * copying) and engine/precopy-fallback.c.
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -11,7 +14,10 @@
 
 struct holder;
 
-/* Held: small pieces waiting to be read together (precopy.c, batch_flush()). */
+/* The copy buffer's size at first: larger when a huge page is. */
+#define PRECOPY_COPY_CHUNK (1u << 20)
+
+/* Held: small pieces waiting to be read together (precopy-copy.c, batch_flush()). */
 struct piece_batch {
 	struct pages_range *r[SNAP_READ_SPANS_MAX];
 	struct snap_span v[SNAP_READ_SPANS_MAX];
@@ -48,5 +54,12 @@ typedef int (*piece_fn)(void *ctx, struct pages_range *r, uint64_t a, uint64_t b
  * within it, until fn fails.
  */
 int precopy_each_piece(struct snap *s, const struct span_set *set, piece_fn fn, void *ctx);
+/*
+ * Copies the spans of set that lie in tracked ranges (held: the target's threads are, and
+ * small pieces are read together); the bytes copied in *ret. Fails the snapshot on failure.
+ */
+int precopy_copy_set(struct precopy *pc, const struct span_set *set, bool held, uint64_t *ret);
+/* Copying pc->pending while held, at the copy rate so far; sets pc->pending_cost. */
+uint64_t precopy_predict_copy_ns(struct precopy *pc);
 /* Did not converge: write protection saves what is left from the instant on (see there). */
 int precopy_fall_back(struct precopy *pc, struct holder *h);

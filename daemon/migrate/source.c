@@ -9,7 +9,8 @@
  *    while the guest runs: round 0 copies everything, later rounds what the guest wrote since.
  *    The receiver checks the first META against the destination QEMU and answers with the
  *    URI where that QEMU listens (STREAM.md INCOMING).
- * 3. When the last round is predicted to fit --downtime (hook before_instant): QEMU's own
+ * 3. When the last round is predicted to fit --downtime and rounds stopped halving it
+ *    (engine/precopy.c rounds(); hook before_instant): QEMU's own
  *    migration to that URI with x-ignore-shared and pause-before-switchover; at status
  *    pre-switchover QEMU has stopped the vCPUs and waits.
  * 4. The final dirty round, copied with no thread held (quiet_at_instant: nothing writes the
