@@ -305,7 +305,7 @@ static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 	uint64_t budget = (uint64_t)s->opts.downtime_ms * 1000000, best = UINT64_MAX;
 	uint64_t before = UINT64_MAX; /* the cost the round before left */
 	/* Not worth another round: a hold mostly attaching, or next to nothing left to copy. */
-	uint64_t floor = quiet(s) ? budget / 100 : budget / 10;
+	uint64_t not_worth = quiet(s) ? budget / 100 : budget / 10;
 	unsigned stalled = 0;
 	int k = 0;
 
@@ -318,7 +318,7 @@ static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 		     shrinking = s->stats.rounds == 1 || pc->pending_cost <= before / 2;
 
 		s->stats.downtime_predicted_ns = next;
-		if (s->stats.rounds && (copy <= floor || (fits && (!shrinking || last)))) {
+		if (s->stats.rounds && (copy <= not_worth || (fits && (!shrinking || last)))) {
 			*converged = fits;
 			*copy_held = true;
 			break;

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys/clock.h"
 #include "sys/linux-compat.h"
 
 static char *mem;
@@ -127,14 +128,10 @@ int main(int argc, char **argv)
 	for (size_t off = 0; unreg && off < size; off += piece) {
 		struct uffdio_range r = {(unsigned long)mem + off,
 					 off + piece > size ? size - off : piece};
-		double a = now(), took;
-		struct timespec ts;
+		uint64_t a = sys_now_ns();
 
 		ioctl_or_die(uffd, UFFDIO_UNREGISTER, &r, "UFFDIO_UNREGISTER");
-		took = now() - a;
-		took = took < 0.002 ? took : 0.002;
-		ts = (struct timespec){0, (long)(took * 1e9)};
-		nanosleep(&ts, NULL);
+		sys_pace(a, 2000000); /* faults.c DIRTY_LOG_RELEASE_PAUSE_MAX_NS */
 	}
 	t1 = now();
 	close(uffd);
