@@ -25,6 +25,7 @@
 #include "sys/linux-compat.h"
 #include "sys/out-file.h"
 #include "engine/snapshot.h"
+#include "target/spawner.h"
 #include "stream/addr.h"
 #include "stream/main.h"
 #include "stream/sink.h"
@@ -638,6 +639,12 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	r = parse_args(argc, argv, &c);
 	if (r)
 		return r == ARGS_DONE ? 0 : r;
+	r = holder_spawner_start(); /* while we have one thread: target/spawner.h */
+	if (r < 0) {
+		fprintf(stderr, "uffsnapd: cannot start the holders' spawner process: %s\n",
+			strerror(-r));
+		return 1;
+	}
 	r = interrupt_start(&in);
 	if (r < 0) {
 		fprintf(stderr, "uffsnapd: cannot set up signal handling: %s\n", strerror(-r));

@@ -25,6 +25,7 @@
 #include "sys/proc-events.h"
 #include "sys/caps.h"
 #include "sys/notify.h"
+#include "target/spawner.h"
 #include "service/client.h"
 #include "service/job.h"
 #include "service/output.h"
@@ -246,7 +247,14 @@ int svc_setup(struct svc *svc)
 	r = open_loop_fds(svc);
 	if (r < 0)
 		return svc_log("cannot set up the event loop: %s", strerror(-r)), r;
-	return drop_privileges(svc);
+	r = drop_privileges(svc);
+	if (r < 0)
+		return r;
+	/* While we have one thread, and with the privileges the holders will have. */
+	r = holder_spawner_start();
+	if (r < 0)
+		return svc_log("cannot start the holders' spawner process: %s", strerror(-r)), r;
+	return 0;
 }
 
 static void close_fd(int fd)
@@ -269,5 +277,6 @@ void svc_teardown(struct svc *svc)
 	close_fd(svc->jobsfd);
 	close_fd(svc->dirfd);
 	close_fd(svc->devuffd);
+	holder_spawner_stop();
 	stream_key_wipe(&svc->key);
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <time.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -16,11 +17,12 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/close_range.h>
 
 #include "sys/clock.h"
 #include "target/attach.h"
+#include "target/holder-internal.h"
 #include "target/holder.h"
+#include "target/spawner.h"
 #include "target/regs.h"
 #include "target/uffd.h"
 
@@ -31,7 +33,7 @@
 #define HOLDER_CMD_UFFD 'U'
 
 struct holder {
-	pid_t child;
+	int pidfd; /* the holder's: readable once it has exited */
 	int sock;
 };
 
@@ -329,8 +331,7 @@ void holder_isolate(void)
 	}
 }
 
-/* The holder's whole life. Whatever happens to the daemon, the target ends up released. */
-static int holder_child(int sock, pid_t pid, int pidfd, int devfd)
+int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
@@ -391,30 +392,6 @@ static int parse_info(const char *text, struct holder_info *ret, char *msg, size
 	return k;
 }
 
-/*
- * The holder keeps only its socket, /dev/userfaultfd and the target's pidfd: in service mode
- * the daemon has client sockets, images and other jobs' fds open, and a holder keeping copies
- * would, e.g., keep a dropped client's connection open until the job ends.
- */
-static void close_all_but(const int *keep, size_t n)
-{
-	unsigned from = 3;
-
-	for (;;) {
-		int next = -1; /* the lowest fd to keep at or above from */
-
-		for (size_t i = 0; i < n; i++)
-			if (keep[i] >= (int)from && (next < 0 || keep[i] < next))
-				next = keep[i];
-		if (next < 0)
-			break;
-		if ((unsigned)next > from)
-			close_range(from, next - 1, 0);
-		from = next + 1;
-	}
-	close_range(from, ~0u, 0);
-}
-
 int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
 		 struct holder_info *ret_info, char *msg, size_t msglen)
 {
@@ -424,22 +401,19 @@ int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
 	ssize_t n;
 
 	if (h)
-		h->sock = -EBADF; /* holder_free() must not close fd 0 */
+		h->sock = h->pidfd = -EBADF; /* holder_free() must not close fd 0 */
 	if (!h || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		k = !h ? -ENOMEM : -errno;
 		goto fail;
 	}
 	h->sock = sv[0];
-	h->child = fork();
-	if (h->child < 0) {
-		k = -errno;
+	/* Forked by the spawner (target/spawner.h), not by us: it has only its socket,
+	 * /dev/userfaultfd and the target's pidfd, none of our clients' sockets or images. */
+	k = holder_spawn(sv[1], pid, pidfd, devfd, &h->pidfd);
+	if (k < 0) {
+		snprintf(msg, msglen, "cannot start the holder process for pid %d: %s", pid,
+			 strerror(-k));
 		goto fail;
-	}
-	if (h->child == 0) {
-		int keep[3] = {sv[1], devfd, pidfd};
-
-		close_all_but(keep, 3);
-		_exit(holder_child(sv[1], pid, pidfd, devfd));
 	}
 	close(sv[1]);
 	sv[1] = -EBADF;
@@ -531,9 +505,13 @@ void holder_free(struct holder *h)
 		return;
 	if (h->sock >= 0)
 		close(h->sock); /* the holder releases the target if it still holds it */
-	if (h->child > 0)
-		while (waitpid(h->child, NULL, 0) < 0 && errno == EINTR)
+	if (h->pidfd >= 0) { /* and ends: wait for that */
+		struct pollfd p = {.fd = h->pidfd, .events = POLLIN};
+
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
 			;
+		close(h->pidfd);
+	}
 	free(h);
 }
 

@@ -32,7 +32,7 @@ struct holder_info {
  */
 void holder_isolate(void);
 /*
- * Forks the holder, which attaches to pid and creates the userfaultfd. On success the target
+ * Starts a holder (from the spawner: target/spawner.h), which attaches to pid and creates the userfaultfd. On success the target
  * is held and ret_info filled (the caller owns uffd, threads and stack_addrs). On failure,
  * -errno and msg (one line for a human); the target was never changed, or is released again.
  * pidfd (or -EBADF): the process pid must still name (target_attach_pinned()), at every hold.
@@ -54,6 +54,6 @@ int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_
  * called), e.g. a synchronous one beside an asynchronous one. Then holder_release().
  */
 int holder_new_uffd(struct holder *h, int *ret_uffd, char *msg, size_t msglen);
-/* Releases the target if still held, reaps the holder. NULL is fine. */
+/* Releases the target if still held, waits for the holder to end. NULL is fine. */
 void holder_free(struct holder *h);
 void holder_info_clear(struct holder_info *i);

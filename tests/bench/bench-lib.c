@@ -300,22 +300,22 @@ int bench_finish(pid_t pid, int fd, uint64_t t0, struct bench_run *ret)
 	return WIFEXITED(ret->status) && WEXITSTATUS(ret->status) == 0 ? 0 : -EIO;
 }
 
-/* VmHWM of pid plus that of its children (uffsnapd's holder), in KiB. */
-static long tree_hwm_kib(pid_t pid)
+/* VmHWM of pid plus that of its descendants (uffsnapd's spawner and holders), in KiB. */
+static long tree_hwm_kib(pid_t pid, int depth)
 {
 	char path[64];
 	long total = bench_proc_kib(pid, "status", "VmHWM");
 	FILE *f;
 	int child;
 
-	if (total < 0)
+	if (total < 0 || depth == 0)
 		return total;
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
 	f = fopen(path, "re");
 	if (!f)
 		return total;
 	while (fscanf(f, "%d", &child) == 1) {
-		long v = bench_proc_kib(child, "status", "VmHWM");
+		long v = tree_hwm_kib(child, depth - 1);
 		total += v > 0 ? v : 0;
 	}
 	fclose(f);
@@ -330,7 +330,7 @@ int bench_watch(pid_t pid, int fd, uint64_t t0, void (*sample)(void *), void *ar
 	ret->hwm_kib = 0;
 	/* The program prints its JSON at its end: poll for the exit without reaping it. */
 	for (;;) {
-		long hwm = tree_hwm_kib(pid);
+		long hwm = tree_hwm_kib(pid, 2);
 
 		if (hwm > ret->hwm_kib)
 			ret->hwm_kib = hwm;
