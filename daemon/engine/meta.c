@@ -60,36 +60,62 @@ static json_t *time_json(void)
 			 (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "iso8601", iso);
 }
 
+/* Without "threads": meta_text() adds the holder's text as it came (holder.h). */
 static json_t *meta_json(struct snap *s)
 {
-	json_t *threads = json_incref(s->held.threads), *vmas = NULL;
+	json_t *vmas = NULL;
 	struct utsname u;
 
 	uname(&u);
-	if (!threads || vma_list_to_json(&s->vmas, &vmas) < 0) {
-		json_decref(threads);
+	if (vma_list_to_json(&s->vmas, &vmas) < 0)
 		return NULL;
-	}
-	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:o, s:O*}",
+	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:O*}",
 			 "format", "uffsnap", "version", 1, "tool", "name", "uffsnapd", "version",
 			 UFFSNAP_VERSION, "target", target_json(s->pid), "kernel", "release",
 			 u.release, "machine", u.machine, "time", time_json(), "page_size",
-			 (int)s->page_size, "threads", threads, "vmas", vmas, "parent", s->parent);
+			 (int)s->page_size, "vmas", vmas, "parent", s->parent);
+}
+
+/* {...} + threads -> {...,"threads":threads}: megabytes at hundreds of threads, never parsed
+ * and dumped again while the target is held. */
+static int add_threads(char **text, const char *threads)
+{
+	size_t n = strlen(*text), tn = strlen(threads);
+	static const char key[] = ",\"threads\":";
+	char *t;
+
+	if (n < 2 || (*text)[n - 1] != '}')
+		return -EINVAL;
+	t = realloc(*text, n + sizeof(key) - 1 + tn + 1);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t + n - 1, key, sizeof(key) - 1);
+	memcpy(t + n - 1 + sizeof(key) - 1, threads, tn);
+	memcpy(t + n - 1 + sizeof(key) - 1 + tn, "}", 2);
+	*text = t;
+	return 0;
 }
 
 /* The metadata of the target as held now, as JSON text (hooks' members included). */
 static int meta_text(struct snap *s, char **ret)
 {
 	const struct snap_hooks *h = s->opts.hooks;
-	json_t *meta = meta_json(s);
+	json_t *meta = s->held.threads_json ? meta_json(s) : NULL;
 	/* A scoped snapshot (a guest's RAM) is no process's image: no core-file description,
 	 * which would only lengthen the guest's downtime. */
 	int k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
 
 	if (k >= 0 && h && h->meta)
 		k = h->meta(h->ctx, meta);
+	*ret = NULL;
 	if (k >= 0 && !(*ret = json_dumps(meta, JSON_COMPACT)))
 		k = -ENOMEM;
+	if (k >= 0)
+		k = add_threads(ret, s->held.threads_json);
+	if (k < 0) {
+		free(*ret);
+		*ret = NULL;
+	}
 	json_decref(meta);
 	return k;
 }

@@ -187,14 +187,13 @@ static ssize_t recv_msg(int sock, char **ret_text, int *ret_fd)
 	return k < 0 ? k : n;
 }
 
-static json_t *info_json(struct target *t)
+/* The info's head: {"ok":true, "nthreads":N, "stack_addrs":[...]}. */
+static json_t *info_head(struct target *t)
 {
-	json_t *threads = NULL, *addrs = json_array();
+	json_t *addrs = json_array();
 
-	if (target_regs_to_json(t, &threads) < 0 || !addrs) {
-		json_decref(addrs);
+	if (!addrs)
 		return NULL;
-	}
 	for (size_t i = 0; i < target_nthreads(t); i++) {
 		const struct target_thread *th = target_thread_at(t, i);
 
@@ -205,8 +204,8 @@ static json_t *info_json(struct target *t)
 		if (th->tid != target_pid(t))
 			json_array_append_new(addrs, json_integer((json_int_t)th->regs.fs_base));
 	}
-	return json_pack("{s:b, s:o, s:o, s:i}", "ok", 1, "threads", threads, "stack_addrs", addrs,
-			 "nthreads", (int)target_nthreads(t));
+	return json_pack("{s:b, s:o, s:i}", "ok", 1, "stack_addrs", addrs, "nthreads",
+			 (int)target_nthreads(t));
 }
 
 static void send_error(int sock, int err, const char *msg)
@@ -220,14 +219,29 @@ static void send_error(int sock, int err, const char *msg)
 	json_decref(j);
 }
 
-/* Sends the held threads' registers and stack addresses, with fd attached if >= 0. */
+/*
+ * Sends the held threads' stack addresses, then a newline and their registers as JSON text
+ * (the daemon parses only the head), with fd attached if >= 0.
+ */
 static int send_info(int sock, struct target *t, int fd)
 {
-	json_t *info = info_json(t);
-	char *text = info ? json_dumps(info, JSON_COMPACT) : NULL;
-	int k = text ? send_msg(sock, text, fd) : -ENOMEM;
+	json_t *head = info_head(t);
+	char *htext = head ? json_dumps(head, JSON_COMPACT) : NULL, *text = NULL;
+	size_t len = 0;
+	FILE *f = htext ? open_memstream(&text, &len) : NULL;
+	int k = f ? 0 : -ENOMEM;
 
-	json_decref(info);
+	if (f) {
+		fputs(htext, f);
+		fputc('\n', f);
+		k = target_regs_write_json(t, f);
+		if (fclose(f) != 0 && k >= 0)
+			k = -ENOMEM;
+	}
+	if (k >= 0)
+		k = send_msg(sock, text, fd);
+	json_decref(head);
+	free(htext);
 	free(text);
 	return k;
 }
@@ -368,9 +382,14 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 	return k < 0;
 }
 
-static int parse_info(const char *text, struct holder_info *ret, char *msg, size_t msglen)
+/*
+ * The holder's info (send_info()) or error (send_error()). On success takes *textp: the
+ * registers' text after the head becomes ret->threads_json.
+ */
+static int parse_info(char **textp, struct holder_info *ret, char *msg, size_t msglen)
 {
-	json_t *j = json_loads(text, 0, NULL), *addrs;
+	char *text = *textp, *nl = strchr(text, '\n');
+	json_t *j = json_loadb(text, nl ? (size_t)(nl - text) : strlen(text), 0, NULL), *addrs;
 	int k = 0;
 
 	if (!json_is_true(json_object_get(j, "ok"))) {
@@ -379,9 +398,12 @@ static int parse_info(const char *text, struct holder_info *ret, char *msg, size
 		json_decref(j);
 		return k < 0 ? k : -EIO;
 	}
+	if (!nl) {
+		json_decref(j);
+		return -EPROTO;
+	}
 	addrs = json_object_get(j, "stack_addrs");
 	ret->nthreads = json_integer_value(json_object_get(j, "nthreads"));
-	ret->threads = json_incref(json_object_get(j, "threads"));
 	ret->nstack_addrs = json_array_size(addrs);
 	ret->stack_addrs = calloc(ret->nstack_addrs + 1, sizeof(uint64_t));
 	if (!ret->stack_addrs)
@@ -389,6 +411,11 @@ static int parse_info(const char *text, struct holder_info *ret, char *msg, size
 	for (size_t i = 0; k >= 0 && i < ret->nstack_addrs; i++)
 		ret->stack_addrs[i] = (uint64_t)json_integer_value(json_array_get(addrs, i));
 	json_decref(j);
+	if (k >= 0) { /* the text itself, moved to the front: no copy of megabytes */
+		memmove(text, nl + 1, strlen(nl + 1) + 1);
+		ret->threads_json = text;
+		*textp = NULL;
+	}
 	return k;
 }
 
@@ -418,7 +445,7 @@ int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
 	close(sv[1]);
 	sv[1] = -EBADF;
 	n = recv_msg(h->sock, &buf, &fd);
-	k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+	k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(&buf, ret_info, msg, msglen);
 	if (k >= 0 && fd < 0)
 		k = -EPROTO;
 	if (k < 0)
@@ -466,7 +493,7 @@ int holder_hold(struct holder *h, struct holder_info *ret_info, char *msg, size_
 
 	if (k >= 0) {
 		n = recv_msg(h->sock, &buf, NULL);
-		k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(buf, ret_info, msg, msglen);
+		k = n < 0 ? (int)n : n == 0 ? -EPIPE : parse_info(&buf, ret_info, msg, msglen);
 	}
 	free(buf);
 	if (k < 0 && !msg[0])
@@ -487,7 +514,7 @@ int holder_new_uffd(struct holder *h, int *ret_uffd, char *msg, size_t msglen)
 	if (n <= 0)
 		k = -EPIPE, snprintf(msg, msglen, "the holder process is gone");
 	else if (strcmp(reply, "ok") || fd < 0)
-		k = parse_info(reply, &none, msg, msglen); /* the error it sent */
+		k = parse_info(&reply, &none, msg, msglen); /* the error it sent */
 	free(reply);
 	holder_info_clear(&none);
 	if (k >= 0 && fd < 0)
@@ -519,7 +546,7 @@ void holder_info_clear(struct holder_info *i)
 {
 	if (i->uffd >= 0)
 		close(i->uffd);
-	json_decref(i->threads);
+	free(i->threads_json);
 	free(i->stack_addrs);
 	*i = (struct holder_info){.uffd = -EBADF};
 }

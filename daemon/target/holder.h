@@ -19,7 +19,8 @@ struct holder;
 
 struct holder_info {
 	int uffd;	     /* a userfaultfd bound to the target's mm; UFFDIO_API not yet called */
-	json_t *threads;     /* every thread's registers, for the image metadata */
+	char *threads_json;  /* every thread's registers, for the image metadata: JSON text of an
+			      * array (target_regs_write_json()), kept as text, never parsed */
 	uint64_t *stack_addrs; /* stack pointers and (non-main) TLS bases of the held threads */
 	size_t nstack_addrs;
 	unsigned nthreads;
@@ -33,7 +34,7 @@ struct holder_info {
 void holder_isolate(void);
 /*
  * Starts a holder (from the spawner: target/spawner.h), which attaches to pid and creates the userfaultfd. On success the target
- * is held and ret_info filled (the caller owns uffd, threads and stack_addrs). On failure,
+ * is held and ret_info filled (the caller owns uffd, threads_json and stack_addrs). On failure,
  * -errno and msg (one line for a human); the target was never changed, or is released again.
  * pidfd (or -EBADF): the process pid must still name (target_attach_pinned()), at every hold.
  */

@@ -2,6 +2,8 @@
 #include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,15 +197,14 @@ static const struct {
 };
 #undef REG
 
-static char *base64_encode(const uint8_t *in, size_t len)
+/* In base64, into f: chunk by chunk through a buffer on the stack. */
+static void base64_write(FILE *f, const uint8_t *in, size_t len)
 {
 	static const char alphabet[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc((len + 2) / 3 * 4 + 1);
-	char *p = out;
+	char out[1024];
+	size_t n = 0;
 
-	if (!out)
-		return NULL;
 	for (size_t i = 0; i < len; i += 3) {
 		uint32_t v = (uint32_t)in[i] << 16;
 
@@ -211,90 +212,76 @@ static char *base64_encode(const uint8_t *in, size_t len)
 			v |= (uint32_t)in[i + 1] << 8;
 		if (i + 2 < len)
 			v |= in[i + 2];
-		*p++ = alphabet[(v >> 18) & 63];
-		*p++ = alphabet[(v >> 12) & 63];
-		*p++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-		*p++ = i + 2 < len ? alphabet[v & 63] : '=';
-	}
-	*p = '\0';
-	return out;
-}
-
-static json_t *regs_json(const struct user_regs_struct *regs)
-{
-	json_t *o = json_object();
-
-	for (size_t i = 0; o && i < sizeof(regs_table) / sizeof(regs_table[0]); i++) {
-		unsigned long long v;
-		char hex[2 + 16 + 1];
-
-		memcpy(&v, (const char *)regs + regs_table[i].offset, sizeof(v));
-		snprintf(hex, sizeof(hex), "0x%llx", v);
-		if (json_object_set_new(o, regs_table[i].name, json_string(hex)) < 0) {
-			json_decref(o);
-			return NULL;
+		out[n++] = alphabet[(v >> 18) & 63];
+		out[n++] = alphabet[(v >> 12) & 63];
+		out[n++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+		out[n++] = i + 2 < len ? alphabet[v & 63] : '=';
+		if (n == sizeof(out)) {
+			fwrite(out, 1, n, f);
+			n = 0;
 		}
 	}
-	return o;
+	fwrite(out, 1, n, f);
 }
+
+static void regs_write(FILE *f, const struct user_regs_struct *regs)
+{
+	for (size_t i = 0; i < sizeof(regs_table) / sizeof(regs_table[0]); i++) {
+		unsigned long long v;
+
+		memcpy(&v, (const char *)regs + regs_table[i].offset, sizeof(v));
+		fprintf(f, "%c\"%s\":\"0x%llx\"", i ? ',' : '{', regs_table[i].name, v);
+	}
+	fputc('}', f);
+}
+
+#define JSON_BOOL(b) ((b) ? "true" : "false")
 
 /*
- * Besides the resume registers: where the thread stopped, when that differs (an interrupted
- * syscall, an rseq abort), and its signal state. An ELF core holds those (the kernel's and
- * gdb's both show a thread in a syscall with rax = -ERESTART* and rip past the `syscall`).
+ * One thread. Besides the resume registers: where it stopped, when that differs (an
+ * interrupted syscall, an rseq abort), and its signal state. An ELF core holds those (the
+ * kernel's and gdb's both show a thread in a syscall with rax = -ERESTART* and rip past the
+ * `syscall`).
  */
-static int thread_json_core(const struct target *t, const struct target_thread *th, json_t *o)
+static void thread_write(FILE *f, const struct target *t, const struct target_thread *th)
 {
-	json_t *sig = target_sigstate_json(t->pid, th->tid);
+	uint64_t pending, blocked;
 
-	if (sig && json_object_set_new(o, "signals", sig) < 0)
-		return -ENOMEM;
-	if (!th->restart && !th->rseq_abort)
-		return 0;
-	return json_object_set_new(o, "stop_regs", regs_json(&th->regs)) < 0 ? -ENOMEM : 0;
-}
-
-static json_t *thread_json(const struct target *t, const struct target_thread *th)
-{
-	json_t *regs = regs_json(&th->resume_regs);
-	char *fp = base64_encode(th->fp.data, th->fp.len);
-	json_t *o = NULL;
-
-	/* json_pack() takes the reference of "o" arguments, also when it fails. */
-	if (regs && fp)
-		o = json_pack("{s:I, s:o, s:b, s:b, s:b, s:b, s:s, s:s}", "tid",
-			      (json_int_t)th->tid, "regs", regs, "in_syscall", th->in_syscall,
-			      "restart", th->restart, "rseq_abort", th->rseq_abort, "group_stop",
-			      th->group_stop, "fpstate_format", th->fp.xstate ? "xsave" : "fxsave",
-			      "fpstate", fp);
-	else
-		json_decref(regs);
-	free(fp);
-	if (o && thread_json_core(t, th, o) < 0) {
-		json_decref(o);
-		o = NULL;
+	fprintf(f, "{\"tid\":%d,\"regs\":", (int)th->tid);
+	regs_write(f, &th->resume_regs);
+	fprintf(f,
+		",\"in_syscall\":%s,\"restart\":%s,\"rseq_abort\":%s,\"group_stop\":%s,"
+		"\"fpstate_format\":\"%s\",\"fpstate\":\"",
+		JSON_BOOL(th->in_syscall), JSON_BOOL(th->restart), JSON_BOOL(th->rseq_abort),
+		JSON_BOOL(th->group_stop), th->fp.xstate ? "xsave" : "fxsave");
+	base64_write(f, th->fp.data, th->fp.len);
+	fputc('"', f);
+	if (target_sigstate_read(t->pid, th->tid, &pending, &blocked) == 0)
+		fprintf(f, ",\"signals\":{\"pending\":\"0x%" PRIx64 "\",\"blocked\":\"0x%" PRIx64
+			   "\"}",
+			pending, blocked);
+	if (th->restart || th->rseq_abort) {
+		fputs(",\"stop_regs\":", f);
+		regs_write(f, &th->regs);
 	}
-	return o;
+	fputc('}', f);
 }
 
-int target_regs_to_json(const struct target *t, json_t **ret)
+int target_regs_write_json(const struct target *t, FILE *f)
 {
-	json_t *a = json_array();
+	bool first = true;
 
-	if (!a)
-		return -ENOMEM;
+	fputc('[', f);
 	for (size_t i = 0; i < t->nthreads; i++) {
 		const struct target_thread *th = &t->threads[i];
-		json_t *o;
 
 		if (th->gone || th->foreign)
 			continue;
-		o = thread_json(t, th);
-		if (!o || json_array_append_new(a, o) < 0) {
-			json_decref(a);
-			return -ENOMEM;
-		}
+		if (!first)
+			fputc(',', f);
+		first = false;
+		thread_write(f, t, th);
 	}
-	*ret = a;
-	return 0;
+	fputc(']', f);
+	return ferror(f) ? -ENOMEM : 0;
 }

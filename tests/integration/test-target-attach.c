@@ -6,6 +6,7 @@
  * churn held completely. The refusals are in test-target-errors.c.
  */
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -403,11 +404,18 @@ fail:
 
 static int check_json(const struct target *t)
 {
-	json_t *a = NULL, *o, *rip;
+	json_t *a = NULL, *o, *rip, *sig;
 	const struct target_thread *th = target_thread_at(t, 0);
-	char want[32];
+	char want[32], *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	json_error_t jerr;
 
-	CHECK(target_regs_to_json(t, &a) == 0, "target_regs_to_json");
+	CHECK(f, "open_memstream");
+	CHECK(target_regs_write_json(t, f) == 0, "target_regs_write_json");
+	fclose(f);
+	a = json_loads(text, 0, &jerr);
+	CHECK(a, "not JSON: %s", jerr.text);
 	CHECK(json_array_size(a) == target_nthreads(t), "%zu entries", json_array_size(a));
 	o = json_array_get(a, 0);
 	CHECK(json_integer_value(json_object_get(o, "tid")) == th->tid, "tid");
@@ -418,10 +426,16 @@ static int check_json(const struct target *t)
 	CHECK(json_is_boolean(json_object_get(o, "in_syscall")), "in_syscall");
 	CHECK(strlen(json_string_value(json_object_get(o, "fpstate"))) >= 512 * 4 / 3,
 	      "fpstate too short");
+	sig = json_object_get(o, "signals");
+	CHECK(json_is_string(json_object_get(sig, "pending")) &&
+		  json_is_string(json_object_get(sig, "blocked")),
+	      "signals");
 	json_decref(a);
+	free(text);
 	return 0;
 fail:
 	json_decref(a);
+	free(text);
 	return -1;
 }
 
