@@ -5,7 +5,7 @@
  */
 #pragma once
 
-#include <stdio.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -30,7 +30,9 @@ int target_regs_set(pid_t tid, const struct user_regs_struct *regs);
  * syscall, rip points back at the syscall instruction and rax holds the syscall to re-run;
  * for one caught inside an rseq critical section, rip is the section's abort handler. Also
  * "signals": {"pending": "0x...", "blocked": "0x..."} when /proc says, and "stop_regs" (where
- * it stopped) when those differ. Written as text, not built with jansson: for 512 threads
- * (2.2 MB) jansson took 45-75 ms, all of it inside the hold. 0, or -ENOMEM if f failed.
+ * it stopped) when those differ. target_regs_json_put() writes it, NUL-ended, into out, which
+ * has room for target_regs_json_size() bytes, and returns where the NUL is. Formatted by hand,
+ * not with jansson or stdio: it runs in the hold (regs.c).
  */
-int target_regs_write_json(const struct target *t, FILE *f);
+size_t target_regs_json_size(const struct target *t);
+char *target_regs_json_put(const struct target *t, char *out);
