@@ -119,7 +119,9 @@ static int regs_read_regset(pid_t tid, unsigned int type, size_t len, struct tar
 
 static int regs_capture_fp(struct target_thread *th)
 {
-	size_t len = xstate_len_hint();
+	/* One byte more than the CPU's size: the kernel's regset is exactly that size (2432
+	 * bytes here), and a buffer it fills to the end would be read again, twice as large. */
+	size_t len = xstate_len_hint() + 1;
 	int r;
 
 	for (;;) {
