@@ -119,9 +119,11 @@ static int regs_read_regset(pid_t tid, unsigned int type, size_t len, struct tar
 
 static int regs_capture_fp(struct target_thread *th)
 {
-	/* One byte more than the CPU's size: the kernel's regset is exactly that size (2432
-	 * bytes here), and a buffer it fills to the end would be read again, twice as large. */
-	size_t len = xstate_len_hint() + 1;
+	/* One element more than the CPU's size: the kernel's regset is exactly that size (2432
+	 * bytes here), and a buffer it fills to the end would be read again, twice as large. A
+	 * length that is not a multiple of the regset's 8-byte elements is refused (EINVAL:
+	 * kernel/ptrace.c ptrace_regset()). */
+	size_t len = xstate_len_hint() + sizeof(uint64_t);
 	int r;
 
 	for (;;) {

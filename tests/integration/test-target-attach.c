@@ -5,6 +5,7 @@
  * injection on the blocked thread), signals arriving during an injection delivered once, thread
  * churn held completely. The refusals are in test-target-errors.c.
  */
+#include <cpuid.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <errno.h>
@@ -406,6 +407,7 @@ static int check_json(const struct target *t)
 {
 	json_t *a = NULL, *o, *rip, *sig;
 	const struct target_thread *th = target_thread_at(t, 0);
+	unsigned int eax, ebx, ecx, edx;
 	size_t size = target_regs_json_size(t);
 	char want[32], *text = malloc(size), *end;
 	json_error_t jerr;
@@ -426,6 +428,13 @@ static int check_json(const struct target *t)
 	CHECK(json_is_boolean(json_object_get(o, "in_syscall")), "in_syscall");
 	CHECK(strlen(json_string_value(json_object_get(o, "fpstate"))) >= 512 * 4 / 3,
 	      "fpstate too short");
+	/* A CPU with XSAVE gets the whole extended state, not the legacy FXSAVE fallback. */
+	if (__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx) && ecx > 512)
+		CHECK(!strcmp(json_string_value(json_object_get(o, "fpstate_format")) ?: "",
+			      "xsave") &&
+			  th->fp.xstate && th->fp.len > 512,
+		      "fpstate: %s, %zu bytes (CPUID says %u)",
+		      json_string_value(json_object_get(o, "fpstate_format")), th->fp.len, ecx);
 	sig = json_object_get(o, "signals");
 	CHECK(json_is_string(json_object_get(sig, "pending")) &&
 		  json_is_string(json_object_get(sig, "blocked")),
