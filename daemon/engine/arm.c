@@ -407,6 +407,11 @@ int snap_uffd_api(struct snap *s, int uffd, bool async)
 	return k;
 }
 
+uint64_t snap_hold_began(const struct snap *s, uint64_t asked_ns)
+{
+	return s->held.held_at_ns > asked_ns ? s->held.held_at_ns : asked_ns;
+}
+
 int snap_copy_held_timed(struct snap *s)
 {
 	uint64_t t0 = sys_now_ns();

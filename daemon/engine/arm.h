@@ -24,6 +24,12 @@ int snap_arm(struct snap *s);
 int snap_copy_held(struct snap *s);
 /* Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold. */
 int snap_first_hold(struct snap *s, struct holder **ret);
+/*
+ * When the hold asked for at asked_ns began: when the holder began to stop the threads
+ * (s->held), not when the daemon asked (the holder's start, for the first hold). The holds'
+ * figures run from there to the release.
+ */
+uint64_t snap_hold_began(const struct snap *s, uint64_t asked_ns);
 /* UFFDIO_API with the features a snapshot needs (async: the dirty log's), failing it on error. */
 int snap_uffd_api(struct snap *s, int uffd, bool async);
 /* snap_copy_held(), timed into stats.copy_held_ns. */

@@ -148,6 +148,7 @@ int snap_hold_and_arm_live(struct snap *s)
 	s->pre_t = true;
 	if (k >= 0)
 		k = holder_failed(s, holder_release(h, &released, msg, sizeof(msg)), msg);
+	t0 = snap_hold_began(s, t0);
 	s->stats.hold_first_ns = (released > t0 ? released : sys_now_ns()) - t0;
 	released = 0;
 	if (k >= 0)
@@ -166,6 +167,7 @@ int snap_hold_and_arm_live(struct snap *s)
 		k = holder_failed(s, holder_hold(h, &s->held, msg, sizeof(msg)), msg);
 		if (k >= 0)
 			s->stats.threads = s->held.nthreads;
+		t1 = snap_hold_began(s, t1);
 	}
 	if (k >= 0)
 		k = final_hold(s, armed_ok);

@@ -449,6 +449,7 @@ static int start(struct precopy *pc)
 	s->pre_t = true; /* the handler only remembers what layout events touch */
 	if (k >= 0)
 		k = holder_failed(s, holder_release(pc->h, &released, msg, sizeof(msg)), msg);
+	t0 = snap_hold_began(s, t0);
 	s->stats.hold_first_ns = pc->first_hold_ns = (released > t0 ? released : sys_now_ns()) - t0;
 	if (k >= 0)
 		k = snap_handler_start(s);
@@ -504,6 +505,7 @@ static int hold_final(struct precopy *pc, bool copy_held)
 
 	holder_info_clear(&s->held);
 	k = holder_failed(s, holder_hold(pc->h, &s->held, msg, sizeof(msg)), msg);
+	t1 = snap_hold_began(s, t1);
 	if (k >= 0) {
 		s->stats.threads = s->held.nthreads;
 		k = freeze(pc, pc->h, copy_held);

@@ -65,6 +65,7 @@ static int hold_and_arm(struct snap *s)
 		s->error = k;
 	holder_free(h); /* releases the target if it is still held */
 	snap_gate_hold(s->gate, false);
+	held = snap_hold_began(s, held);
 	s->stats.held_ns = (released > held ? released : sys_now_ns()) - held;
 	return k;
 }

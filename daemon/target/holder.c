@@ -187,8 +187,8 @@ static ssize_t recv_msg(int sock, char **ret_text, int *ret_fd)
 	return k < 0 ? k : n;
 }
 
-/* The info's head: {"ok":true, "nthreads":N, "stack_addrs":[...]}. */
-static json_t *info_head(struct target *t)
+/* The info's head: {"ok":true, "nthreads":N, "stack_addrs":[...], "held_at":NS}. */
+static json_t *info_head(struct target *t, uint64_t held_at)
 {
 	json_t *addrs = json_array();
 
@@ -204,8 +204,8 @@ static json_t *info_head(struct target *t)
 		if (th->tid != target_pid(t))
 			json_array_append_new(addrs, json_integer((json_int_t)th->regs.fs_base));
 	}
-	return json_pack("{s:b, s:o, s:i}", "ok", 1, "stack_addrs", addrs, "nthreads",
-			 (int)target_nthreads(t));
+	return json_pack("{s:b, s:o, s:i, s:I}", "ok", 1, "stack_addrs", addrs, "nthreads",
+			 (int)target_nthreads(t), "held_at", (json_int_t)held_at);
 }
 
 static void send_error(int sock, int err, const char *msg)
@@ -257,9 +257,9 @@ static int info_memfd(const char *head, const struct target *t)
  * Sends the held threads' stack addresses, then a newline and their registers as JSON text
  * (the daemon parses only the head), with fd attached if >= 0.
  */
-static int send_info(int sock, struct target *t, int fd)
+static int send_info(int sock, struct target *t, uint64_t held_at, int fd)
 {
-	json_t *head = info_head(t);
+	json_t *head = info_head(t, held_at);
 	char *htext = head ? json_dumps(head, JSON_COMPACT) : NULL;
 	int mfd = htext ? info_memfd(htext, t) : -ENOMEM, k = mfd;
 
@@ -315,11 +315,13 @@ static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target
 		} else if (cmd[0] == HOLDER_CMD_UFFD && *t) {
 			k = serve_new_uffd(sock, *t, devfd);
 		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
+			uint64_t held_at = sys_now_ns();
+
 			k = target_attach_pinned(pid, pidfd, t, &terr);
 			if (k < 0)
 				send_error(sock, k, terr.msg);
 			else
-				k = send_info(sock, *t, -1);
+				k = send_info(sock, *t, held_at, -1);
 		} else {
 			break;
 		}
@@ -377,6 +379,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
+	uint64_t held_at;
 	int uffd = -EBADF, k;
 
 	holder_isolate();
@@ -385,6 +388,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 	/* Each injected syscall waits twice for a ptrace stop while the thread holds injected
 	 * registers: sleep until the stop's SIGCHLD rather than poll (target_wait_status()). */
 	target_wait_prepare();
+	held_at = sys_now_ns();
 	k = target_attach_pinned(pid, pidfd, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
@@ -402,7 +406,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 			 "cannot create a userfaultfd in pid %d: %s", pid, strerror(-k));
 		return send_error(sock, k, terr.msg), 1;
 	}
-	k = send_info(sock, t, uffd);
+	k = send_info(sock, t, held_at, uffd);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
 	if (k >= 0)
 		k = holder_serve(sock, pid, pidfd, devfd, &t);
@@ -432,6 +436,7 @@ static int parse_info(char **textp, struct holder_info *ret, char *msg, size_t m
 	}
 	addrs = json_object_get(j, "stack_addrs");
 	ret->nthreads = json_integer_value(json_object_get(j, "nthreads"));
+	ret->held_at_ns = (uint64_t)json_integer_value(json_object_get(j, "held_at"));
 	ret->nstack_addrs = json_array_size(addrs);
 	ret->stack_addrs = calloc(ret->nstack_addrs + 1, sizeof(uint64_t));
 	if (!ret->stack_addrs)

@@ -24,6 +24,8 @@ struct holder_info {
 	uint64_t *stack_addrs; /* stack pointers and (non-main) TLS bases of the held threads */
 	size_t nstack_addrs;
 	unsigned nthreads;
+	uint64_t held_at_ns; /* CLOCK_MONOTONIC, as the holder saw it: when it began to stop the
+			      * threads (the daemon asked for the hold a little earlier) */
 };
 
 /*
