@@ -11,6 +11,8 @@
  *   quit         'quit' (--allow-quit) with a job held mid-way: {}, JOB_CANCELLED, exit 0,
  *                target unharmed; without --allow-quit it is PermissionDenied (see clients)
  *   sigterm      the same through SIGTERM
+ *   spawner      the daemon's holder spawner (target/spawner.h) is SIGKILLed: the next job
+ *                starts another and completes, its image one instant, the target unharmed
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -264,6 +266,64 @@ fail:
 	return rc;
 }
 
+/* The pid of the daemon's child named uffsnapd-spawn that is not a zombie, or -1. */
+static pid_t find_spawner(pid_t daemon)
+{
+	char path[64], comm[64], state;
+	pid_t child, found = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", daemon, daemon);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (found < 0 && fscanf(f, "%d", &child) == 1) {
+		FILE *st;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", child);
+		st = fopen(path, "re");
+		if (st && fscanf(st, "%*d (%63[^)]) %c", comm, &state) == 2 &&
+		    !strcmp(comm, "uffsnapd-spawn") && state != 'Z')
+			found = child;
+		if (st)
+			fclose(st);
+	}
+	fclose(f);
+	return found;
+}
+
+static int spawner_killed(const struct svc_paths *p, struct svc_daemon *d)
+{
+	char img[256], lay[256];
+	struct wl_proc *w = NULL;
+	struct svc_conn *c = NULL;
+	pid_t sp = find_spawner(d->pid), again;
+	long long id;
+	int rc = -1;
+
+	CHECK(sp > 0, "uffsnapd %d has no uffsnapd-spawn child", d->pid);
+	CHECK(kill(sp, SIGKILL) == 0, "kill %d", sp);
+	while (find_spawner(d->pid) == sp) /* until it is a zombie */
+		usleep(1000);
+	snprintf(img, sizeof(img), "%s/after-spawner.img", d->snapdir);
+	snprintf(lay, sizeof(lay), "%s/w.layout", d->dir);
+	CHECK(svc_workload(p, wl_args, lay, &w) >= 0, "workload");
+	CHECK(svc_connect(d->sock, &c) >= 0, "connect");
+	id = svc_snapshot(c, w->pid, "file", "after-spawner.img");
+	CHECK(id > 0, "job started");
+	CHECK(completed(c, id), "job %lld completed with its spawner killed before", id);
+	CHECK(image_ok(p, w, img, lay) == 0, "image");
+	again = find_spawner(d->pid);
+	CHECK(again > 0 && again != sp, "a new spawner (%d, the killed one %d)", again, sp);
+	printf("ok: spawner %d killed, the next job started spawner %d and completed\n", sp,
+	       again);
+	rc = 0;
+fail:
+	svc_conn_free(c);
+	wl_proc_free(w);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const one_job[] = {"--max-jobs", "1", NULL};
@@ -294,6 +354,8 @@ int main(int argc, char **argv)
 		r = target_exit(&p, &d);
 	else if (!strcmp(what, "busy"))
 		r = busy(&p, &d);
+	else if (!strcmp(what, "spawner"))
+		r = spawner_killed(&p, &d);
 	else if (!strcmp(what, "quit") || !strcmp(what, "sigterm"))
 		r = stop_mid_job(&p, &d, !strcmp(what, "quit"));
 	else
