@@ -2,7 +2,11 @@
 /* Between the holder (holder.c) and the spawner that forks it (spawner.c). */
 #pragma once
 
+#include <stddef.h>
 #include <sys/types.h>
+
+/* The most fds one message between the daemon, the spawner and a holder carries. */
+#define HOLDER_MAX_FDS 3
 
 /*
  * The holder's whole life, in the child the spawner forked: attach to pid, create the
@@ -10,3 +14,7 @@
  * released. Its exit status.
  */
 int holder_child_main(int sock, pid_t pid, int pidfd, int devfd);
+
+/* Sends len bytes of buf as one message, with nfds (<= HOLDER_MAX_FDS) fds attached (SCM_RIGHTS).
+ * 0, or -errno. */
+int holder_sendmsg(int sock, const void *buf, size_t len, const int *fds, int nfds);

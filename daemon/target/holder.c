@@ -48,22 +48,7 @@ struct holder {
 
 static int send_fds(int sock, const char *text, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
-	struct iovec iov = {(void *)text, strlen(text) + 1};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		m.msg_control = cbuf;
-		m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	return holder_sendmsg(sock, text, strlen(text) + 1, fds, nfds);
 }
 
 static int text_to_memfd(const char *text, size_t len)

@@ -29,17 +29,15 @@ struct spawn_reply {
 	int err;
 };
 
-#define SPAWN_MAX_FDS 3
-
 /* The daemon's side: the spawner's socket and pid, and the lock that pairs a request with
  * its reply when several jobs start holders at once. */
 static pthread_mutex_t spawner_lock = PTHREAD_MUTEX_INITIALIZER;
 static int spawner_sock = -EBADF;
 static pid_t spawner_pid;
 
-static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
+int holder_sendmsg(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(SPAWN_MAX_FDS * sizeof(int))] = {0};
+	char cbuf[CMSG_SPACE(HOLDER_MAX_FDS * sizeof(int))] = {0};
 	struct iovec iov = {(void *)buf, len};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 
@@ -57,11 +55,11 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 	return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/* One message of exactly len bytes, and up to SPAWN_MAX_FDS fds (*ret_nfds). 0: the peer is
+/* One message of exactly len bytes, and up to HOLDER_MAX_FDS fds (*ret_nfds). 0: the peer is
  * gone. Every fd received is closed on failure. */
 static int recv_with_fds(int sock, void *buf, size_t len, int *fds, int *ret_nfds)
 {
-	char cbuf[CMSG_SPACE(SPAWN_MAX_FDS * sizeof(int))];
+	char cbuf[CMSG_SPACE(HOLDER_MAX_FDS * sizeof(int))];
 	struct iovec iov = {buf, len};
 	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			   .msg_controllen = sizeof(cbuf)};
@@ -136,7 +134,7 @@ static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int 
 	else if ((pidfd = (int)syscall(SYS_pidfd_open, c, 0)) < 0)
 		rp.err = errno; /* the daemon closes its end: the holder releases and ends */
 reply:
-	send_with_fds(sock, &rp, sizeof(rp), &pidfd, pidfd >= 0);
+	holder_sendmsg(sock, &rp, sizeof(rp), &pidfd, pidfd >= 0);
 	if (pidfd >= 0)
 		close(pidfd);
 }
@@ -159,7 +157,7 @@ static void spawner_main(int sock)
 	for (;;) {
 		struct signalfd_siginfo si;
 		struct spawn_req rq;
-		int fds[SPAWN_MAX_FDS], nfds, k;
+		int fds[HOLDER_MAX_FDS], nfds, k;
 
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
@@ -244,9 +242,9 @@ void holder_spawner_stop(void)
 static int ask_locked(const struct spawn_req *rq, const int *fds, int nfds, int *ret_pidfd)
 {
 	struct spawn_reply rp;
-	int got[SPAWN_MAX_FDS], ngot = 0, k;
+	int got[HOLDER_MAX_FDS], ngot = 0, k;
 
-	k = send_with_fds(spawner_sock, rq, sizeof(*rq), fds, nfds);
+	k = holder_sendmsg(spawner_sock, rq, sizeof(*rq), fds, nfds);
 	if (k < 0)
 		return k == -ECONNRESET ? -EPIPE : k;
 	k = recv_with_fds(spawner_sock, &rp, sizeof(rp), got, &ngot);
@@ -264,7 +262,7 @@ static int ask_locked(const struct spawn_req *rq, const int *fds, int nfds, int 
 int holder_spawn(int sock, pid_t pid, int pidfd, int devfd, int *ret_pidfd)
 {
 	struct spawn_req rq = {.pid = pid, .has_devfd = devfd >= 0, .has_pidfd = pidfd >= 0};
-	int fds[SPAWN_MAX_FDS], nfds = 0, k;
+	int fds[HOLDER_MAX_FDS], nfds = 0, k;
 
 	fds[nfds++] = sock;
 	if (devfd >= 0)
