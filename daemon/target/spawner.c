@@ -11,7 +11,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/close_range.h>
 
 #include "sys/linux-compat.h"
 #include "target/holder-internal.h"
@@ -110,8 +109,7 @@ static void close_all_but(const int *keep, size_t n)
 /* In the spawner: forks one holder; replies with its pidfd or why not. */
 static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int nfds)
 {
-	int hsock = fds[0], devfd = rq->has_devfd ? fds[1] : -EBADF;
-	int tpidfd = rq->has_pidfd ? fds[1 + !!rq->has_devfd] : -EBADF, pidfd = -EBADF;
+	int hsock, devfd, tpidfd, pidfd = -EBADF;
 	struct spawn_reply rp = {0};
 	pid_t c;
 
@@ -119,6 +117,9 @@ static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int 
 		rp.err = EPROTO;
 		goto reply;
 	}
+	hsock = fds[0];
+	devfd = rq->has_devfd ? fds[1] : -EBADF;
+	tpidfd = rq->has_pidfd ? fds[1 + !!rq->has_devfd] : -EBADF;
 	c = fork();
 	if (c == 0) {
 		int keep[3] = {hsock, devfd, tpidfd};
