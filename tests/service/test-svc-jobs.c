@@ -297,10 +297,14 @@ static int spawner_killed(const struct svc_paths *p, struct svc_daemon *d)
 	char img[256], lay[256];
 	struct wl_proc *w = NULL;
 	struct svc_conn *c = NULL;
-	pid_t sp = find_spawner(d->pid), again;
+	pid_t sp = -1, again;
 	long long id;
 	int rc = -1;
 
+	/* The spawner names itself once forked: under a sanitizer that can come after the
+	 * daemon is ready. A minute is no wait a loaded machine makes. */
+	for (int ms = 0; ms < 60000 && (sp = find_spawner(d->pid)) < 0; ms++)
+		usleep(1000);
 	CHECK(sp > 0, "uffsnapd %d has no uffsnapd-spawn child", d->pid);
 	CHECK(kill(sp, SIGKILL) == 0, "kill %d", sp);
 	while (find_spawner(d->pid) == sp) /* until it is a zombie */
@@ -313,7 +317,8 @@ static int spawner_killed(const struct svc_paths *p, struct svc_daemon *d)
 	CHECK(id > 0, "job started");
 	CHECK(completed(c, id), "job %lld completed with its spawner killed before", id);
 	CHECK(image_ok(p, w, img, lay) == 0, "image");
-	again = find_spawner(d->pid);
+	for (int ms = 0; ms < 60000 && ((again = find_spawner(d->pid)) < 0 || again == sp); ms++)
+		usleep(1000);
 	CHECK(again > 0 && again != sp, "a new spawner (%d, the killed one %d)", again, sp);
 	printf("ok: spawner %d killed, the next job started spawner %d and completed\n", sp,
 	       again);
