@@ -100,14 +100,18 @@ static int add_threads(char **text, const char *threads)
 static int meta_text(struct snap *s, char **ret)
 {
 	const struct snap_hooks *h = s->opts.hooks;
-	json_t *meta = s->held.threads_json ? meta_json(s) : NULL;
+	json_t *meta;
+	int k;
+
+	*ret = NULL;
+	if (!s->held.threads_json)
+		return -EPROTO; /* no hold has reported the threads */
+	meta = meta_json(s);
 	/* A scoped snapshot (a guest's RAM) is no process's image: no core-file description,
 	 * which would only lengthen the guest's downtime. */
-	int k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
-
+	k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
 	if (k >= 0 && h && h->meta)
 		k = h->meta(h->ctx, meta);
-	*ret = NULL;
 	if (k >= 0 && !(*ret = json_dumps(meta, JSON_COMPACT)))
 		k = -ENOMEM;
 	if (k >= 0)

@@ -38,10 +38,11 @@ struct holder {
 };
 
 /*
- * Messages: one datagram of text, or, when the text is large (the registers of hundreds of
- * threads: a datagram is bounded by the socket's send buffer, ~200 KiB), the marker
- * HOLDER_MSG_IN_MEMFD with the text in a sealed memfd attached. Up to two fds ride along
- * (SCM_RIGHTS): the memfd first, then the fd the message carries.
+ * Messages: one datagram of text (commands, replies, errors: short), or the holder's info
+ * (send_info(): megabytes at hundreds of threads, more than a datagram holds, which the
+ * socket's send buffer bounds to ~200 KiB): the marker HOLDER_MSG_IN_MEMFD with the text in a
+ * sealed memfd attached. Up to two fds ride along (SCM_RIGHTS): the memfd first, then the fd
+ * the message carries.
  */
 #define HOLDER_MSG_INLINE_MAX 4096
 #define HOLDER_MSG_IN_MEMFD "@memfd"
@@ -51,49 +52,12 @@ static int send_fds(int sock, const char *text, const int *fds, int nfds)
 	return holder_sendmsg(sock, text, strlen(text) + 1, fds, nfds);
 }
 
-static int text_to_memfd(const char *text, size_t len)
-{
-	int fd = memfd_create("uffsnapd-hold", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	size_t done = 0;
-
-	if (fd < 0)
-		return -errno;
-	while (done < len) {
-		ssize_t n = write(fd, text + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = n < 0 ? -errno : -EIO;
-
-			close(fd);
-			return e;
-		}
-		done += n;
-	}
-	fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-	return fd;
-}
-
-/* Sends text, with fd attached when fd >= 0. */
+/* Sends a short text (< HOLDER_MSG_INLINE_MAX), with fd attached when fd >= 0. */
 static int send_msg(int sock, const char *text, int fd)
 {
-	size_t len = strlen(text);
-	int fds[2], n = 0, mfd, k;
-
-	if (len < HOLDER_MSG_INLINE_MAX) {
-		fds[0] = fd;
-		return send_fds(sock, text, fds, fd >= 0);
-	}
-	mfd = text_to_memfd(text, len);
-	if (mfd < 0)
-		return mfd;
-	fds[n++] = mfd;
-	if (fd >= 0)
-		fds[n++] = fd;
-	k = send_fds(sock, HOLDER_MSG_IN_MEMFD, fds, n);
-	close(mfd);
-	return k;
+	if (strlen(text) >= HOLDER_MSG_INLINE_MAX)
+		return -EMSGSIZE;
+	return send_fds(sock, text, &fd, fd >= 0);
 }
 
 /* Reads the whole of a memfd the holder sent into a new NUL-ended string. */
