@@ -33,6 +33,11 @@
 
 #include "snap-harness.h"
 
+/* check_expect(): the run did not reach the fall-back it was meant to show: take another. */
+#define TOO_LITTLE_LEFT 1
+/* How many runs a fell-back expected may take before that counts as a failure. */
+#define FALL_BACK_TRIES 4
+
 struct run_opts {
 	const char *events, *pages, *arm, *expect;
 	char **extra;
@@ -41,7 +46,10 @@ struct run_opts {
 
 /*
  * Which way a pre-copy snapshot ended, from its JSON summary: "converged" (the last round
- * copied while held) or "fell-back" (write protection saved the rest).
+ * copied while held) or "fell-back" (write protection saved the rest). Returns 0 if as
+ * expected, -1 if not, and TOO_LITTLE_LEFT for a fell-back expected where the rounds ended
+ * with so little left to copy that another was not worth it (engine/precopy.c rounds(): a
+ * target starved of CPU by a loaded machine writes next to nothing between two rounds).
  */
 static int check_expect(const char *image, const char *expect)
 {
@@ -53,6 +61,16 @@ static int check_expect(const char *image, const char *expect)
 	j = json_load_file(path, 0, NULL);
 	pc = json_object_get(j, "precopy");
 	fell = json_is_true(json_object_get(pc, "fell_back"));
+	if (pc && !strcmp(expect, "fell-back") && !fell &&
+	    !json_is_true(json_object_get(pc, "converged"))) {
+		char *text = json_dumps(pc, JSON_COMPACT);
+
+		printf("pre-copy ended after %lld rounds with too little left to fall back: %s\n",
+		       (long long)json_integer_value(json_object_get(pc, "rounds")), text);
+		free(text);
+		json_decref(j);
+		return TOO_LITTLE_LEFT;
+	}
 	if (!pc || json_integer_value(json_object_get(pc, "rounds")) < 1 ||
 	    (strcmp(expect, "any") &&
 	     (fell != !strcmp(expect, "fell-back") ||
@@ -81,7 +99,7 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 	int na = 6;
 	char image[] = "/tmp/uffsnap-test-XXXXXX", layout[64];
 	struct wl_proc *w = NULL;
-	int r, fd = mkstemp(image), rc = -1;
+	int r, fd = mkstemp(image), rc = -1, expected;
 
 	close(fd);
 	for (int i = 0; i < nextra && na < 12; i++)
@@ -107,7 +125,8 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 		fprintf(stderr, "FAIL: uffsnapd exited %d (kind %s, %s threads)\n", r, kind, threads);
 		goto out;
 	}
-	if (o->expect && check_expect(image, o->expect) < 0)
+	expected = o->expect ? check_expect(image, o->expect) : 0;
+	if (expected < 0)
 		goto out;
 	r = wl_run_check(p->check, image, layout);
 	if (r != 0) {
@@ -118,7 +137,7 @@ static int one(const struct snap_paths *p, const char *kind, const char *threads
 	if (snap_target_unharmed(w) < 0)
 		goto out;
 	printf("ok %s, %s threads, events %s\n", kind, threads, events ? events : "none");
-	rc = 0;
+	rc = expected;
 out:
 	wl_proc_free(w);
 	unlink(image);
@@ -176,6 +195,11 @@ int main(int argc, char **argv)
 		for (n = strtok_r(list, ",", &save2); n; n = strtok_r(NULL, ",", &save2)) {
 			int r = one(&p, kind, n, &o);
 
+			for (int t = 1; r == TOO_LITTLE_LEFT && t < FALL_BACK_TRIES; t++)
+				r = one(&p, kind, n, &o);
+			if (r == TOO_LITTLE_LEFT)
+				fprintf(stderr, "FAIL: no pre-copy fell back in %d runs\n",
+					FALL_BACK_TRIES);
 			failed += r != 0 && r != 77;
 			passed += r == 0;
 		}
