@@ -224,14 +224,8 @@ static int write_copied(struct snap *s, uint64_t a, const uint8_t *buf, size_t l
 {
 	int r;
 
-	if (!buf) {
-		r = img_writer_zero(s->w, a, len / s->page_size);
-		/* the emitter of the fault handler counts here too */
-		if (r >= 0)
-			__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size,
-					   __ATOMIC_RELAXED);
-		return r;
-	}
+	if (!buf)
+		return snap_emit_zero(s, a, len);
 	r = snap_emit(s, a, buf, len);
 	if (r >= 0)
 		s->stats.pages_held += len / s->page_size;

@@ -126,7 +126,7 @@ static int read_failed(struct snap *s, const struct chunk *c, uint64_t gen)
 
 /*
  * Claims, under the lock, every still-protected granule that no layout event since the read
- * began has touched (those are read again); zero-fills known-zero ones. won[i] says which.
+ * began has touched (those are read again). won[i] says which.
  */
 static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, uint64_t gen,
 		       uint8_t *won)
@@ -145,11 +145,26 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 
 		won[i] = c->want[i] && !snap_events_overlap(s, gen, a, a + r->granule) &&
 			 pages_claim(r, pages_index(r, a), PAGE_SAVED);
-		if (won[i] && !c->present[i])
-			memset(c->buf + i * r->granule, 0, r->granule);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return 0;
+}
+
+/* Writes granules [i, j) of the chunk: what was read, and known-zero runs as such. */
+static int emit_run(struct snap *s, const struct pages_range *r, const struct chunk *c, size_t i,
+		    size_t j)
+{
+	int k = 0;
+
+	for (size_t e; k >= 0 && i < j; i = e) {
+		uint64_t a = c->start + i * r->granule;
+
+		for (e = i + 1; e < j && c->present[e] == c->present[i]; e++)
+			;
+		k = c->present[i] ? snap_emit(s, a, c->buf + i * r->granule, (e - i) * r->granule)
+				  : snap_emit_zero(s, a, (e - i) * r->granule);
+	}
+	return k;
 }
 
 /*
@@ -169,8 +184,7 @@ static int finish_won(struct snap *s, const struct pages_range *r, const struct 
 			k = 0;
 	}
 	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		k = snap_emit(s, c->start + i * r->granule, c->buf + i * r->granule,
-			      (j - i) * r->granule);
+		k = emit_run(s, r, c, i, j);
 		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
 				   __ATOMIC_RELAXED);
 	}

@@ -6,6 +6,7 @@
 #include "sys/linux-compat.h"
 #include "engine/dirtylog.h"
 #include "engine/plan.h"
+#include "engine/wpmarker.h"
 
 /* Regions returned per PAGEMAP_SCAN call: the kernel stops when they are used up. */
 #define SCAN_REGIONS 512
@@ -123,7 +124,7 @@ int dirtylog_collect(int pagemapfd, uint64_t start, uint64_t end, struct span_se
 	return k;
 }
 
-int64_t dirtylog_present_bytes(int pagemapfd, uint64_t start, uint64_t end)
+int64_t dirtylog_present_bytes(int pagemapfd, uint64_t wp_marker, uint64_t start, uint64_t end)
 {
 	struct page_region regs[SCAN_REGIONS];
 	struct pm_scan_arg arg = {
@@ -133,7 +134,7 @@ int64_t dirtylog_present_bytes(int pagemapfd, uint64_t start, uint64_t end)
 		.vec = (uintptr_t)regs,
 		.vec_len = SCAN_REGIONS,
 		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO,
 	};
 	int64_t bytes = 0;
 
@@ -144,8 +145,14 @@ int64_t dirtylog_present_bytes(int pagemapfd, uint64_t start, uint64_t end)
 			continue;
 		if (n < 0)
 			return -errno;
-		for (long i = 0; i < n; i++)
+		for (long i = 0; i < n; i++) {
+			if (regs[i].categories & PAGE_IS_PFNZERO)
+				continue;
 			bytes += regs[i].end - regs[i].start;
+			if (regs[i].categories == PAGE_IS_SWAPPED)
+				bytes -= wpmarker_bytes(pagemapfd, wp_marker, regs[i].start,
+							regs[i].end);
+		}
 		if (arg.walk_end <= arg.start)
 			break;
 		arg.start = arg.walk_end;

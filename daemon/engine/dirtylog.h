@@ -37,5 +37,9 @@ int spans_subtract(const struct span_set *a, const struct span_set *b, struct sp
  * -errno of the ioctl.
  */
 int dirtylog_collect(int pagemapfd, uint64_t start, uint64_t end, struct span_set *out);
-/* Bytes of [start, end) present or swapped (what a copy must read), or -errno. */
-int64_t dirtylog_present_bytes(int pagemapfd, uint64_t start, uint64_t end);
+/*
+ * Bytes of the private anonymous range [start, end) that a copy must read (snap_scan_present():
+ * present or swapped, but not the zero page nor a uffd-wp marker, where wp_marker can tell),
+ * or -errno.
+ */
+int64_t dirtylog_present_bytes(int pagemapfd, uint64_t wp_marker, uint64_t start, uint64_t end);

@@ -83,9 +83,7 @@ static int copy_piece(struct precopy *pc, const struct pages_range *r, uint64_t 
 				;
 			bytes = (j - i) * r->granule;
 			if (!there) {
-				k = img_writer_zero(s->w, from, bytes / s->page_size);
-				__atomic_add_fetch(&s->stats.pages_zero, bytes / s->page_size,
-						   __ATOMIC_RELAXED);
+				k = snap_emit_zero(s, from, bytes);
 			} else if ((k = snap_read_mem(s, from, pc->buf, bytes)) >= 0) {
 				pc->read_bytes += bytes;
 				k = snap_emit(s, from, pc->buf, bytes);
@@ -191,13 +189,16 @@ int precopy_copy_set(struct precopy *pc, const struct span_set *set, bool held, 
 }
 
 /*
- * What copying pc->pending would read: absent anonymous pages are written as ZERO without
- * reading (copy_piece()), so they cost next to nothing; shared memory is read whole.
+ * What copying pc->pending would read: absent anonymous pages (and the zero page, and markers)
+ * are written as ZERO without reading (copy_piece()), so they cost next to nothing; shared
+ * memory is read whole.
  */
 static int cost_piece(void *ctx, struct pages_range *r, uint64_t a, uint64_t b)
 {
 	struct copy_ctx *c = ctx;
-	int64_t n = r->kind == VMA_ANON ? dirtylog_present_bytes(c->pc->s->pagemapfd, a, b) : -1;
+	const struct snap *s = c->pc->s;
+	int64_t n = r->kind == VMA_ANON ? dirtylog_present_bytes(s->pagemapfd, s->wp_marker, a, b)
+					: -1;
 
 	c->bytes += n >= 0 ? (uint64_t)n : b - a;
 	return 0;

@@ -16,6 +16,7 @@
 
 #include "sys/linux-compat.h"
 #include "engine/snap.h"
+#include "engine/wpmarker.h"
 
 static const char *cancel_reason(int c)
 {
@@ -151,6 +152,18 @@ ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uin
 	return (ssize_t)whole;
 }
 
+/* Unmarks the granules of reg (within [start, end)) that are all uffd-wp markers. */
+static void clear_markers(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
+			  const struct page_region *reg, uint8_t *present)
+{
+	uint64_t a = reg->start / granule * granule;
+	uint64_t b = (reg->end + granule - 1) / granule * granule;
+
+	a = a < start ? start : a;
+	b = b > end ? end : b;
+	wpmarker_clear(s->pagemapfd, s->wp_marker, a, b, granule, present + (a - start) / granule);
+}
+
 void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
 		       uint8_t *present)
 {
@@ -163,7 +176,7 @@ void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t gr
 		.vec = (uintptr_t)regs,
 		.vec_len = 64,
 		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO,
 	};
 	long k;
 
@@ -176,9 +189,14 @@ void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t gr
 			memset(present, 1, n); /* cannot tell: read it all */
 			return;
 		}
-		for (long i = 0; i < k; i++)
+		for (long i = 0; i < k; i++) {
+			if (regs[i].categories & PAGE_IS_PFNZERO)
+				continue; /* the kernel's zero page, mapped by a read */
 			for (uint64_t a = regs[i].start; a < regs[i].end; a += granule)
 				present[(a - start) / granule] = 1;
+			if (regs[i].categories == PAGE_IS_SWAPPED) /* or a marker: wpmarker.h */
+				clear_markers(s, start, end, granule, &regs[i], present);
+		}
 		arg.start = arg.walk_end;
 	} while (k == 64 && arg.walk_end < end);
 }
@@ -202,6 +220,15 @@ bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j)
 	return *i < n;
 }
 
+int snap_emit_zero(struct snap *s, uint64_t addr, size_t len)
+{
+	int k = img_writer_zero(s->w, addr, len / s->page_size);
+
+	if (k >= 0)
+		__atomic_add_fetch(&s->stats.pages_zero, len / s->page_size, __ATOMIC_RELAXED);
+	return k;
+}
+
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len)
 {
 	size_t ps = s->page_size;
@@ -213,12 +240,10 @@ int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len)
 
 		while (j < len && page_is_zero(buf + j, ps) == zero)
 			j += ps;
-		if (zero) {
-			k = img_writer_zero(s->w, addr + i, (j - i) / ps);
-			__atomic_add_fetch(&s->stats.pages_zero, (j - i) / ps, __ATOMIC_RELAXED);
-		} else {
+		if (zero)
+			k = snap_emit_zero(s, addr + i, j - i);
+		else
 			k = img_writer_pages(s->w, addr + i, (j - i) / ps, buf + i);
-		}
 		if (k < 0)
 			return k;
 		i = j;

@@ -43,6 +43,8 @@ struct snap {
 	bool uffd_async; /* uffd is the dirty log (UFFD_FEATURE_WP_ASYNC): no fault ever waits on
 			  * it. Main */
 	int pagemapfd; /* /proc/PID/pagemap, for PAGEMAP_SCAN; -1 if unavailable. Fixed */
+	uint64_t wp_marker; /* what pagemapfd shows for a uffd-wp marker, 0 if it cannot tell
+			     * (engine/wpmarker.h). Fixed */
 	int pidfd;     /* fixed */
 	int stopfd;    /* eventfd: wakes the fault handler to stop. Fixed; written by any thread */
 	struct snap_opts opts; /* fixed (snap_defaults() fills it in before anything starts) */
@@ -135,9 +137,11 @@ int snap_read_mem(struct snap *s, uint64_t addr, void *buf, size_t len);
  */
 ssize_t snap_read_spans(struct snap *s, const struct snap_span *v, size_t n, uint8_t *buf);
 /*
- * present[i] = 1 for each granule of [start, end) that must be read: present or swapped.
- * A private anonymous page that is neither is zero (its loss after T would be an event we
- * see). Without PAGEMAP_SCAN everything is marked present.
+ * present[i] = 1 for each granule of the private anonymous range [start, end) that must be
+ * read: present or swapped. A page that is neither is zero (its loss after T would be an event
+ * we see), and so is one that maps the kernel's zero page (PAGE_IS_PFNZERO) and a uffd-wp
+ * marker, where s->wp_marker can tell one from a swapped page.
+ * Without PAGEMAP_SCAN everything is marked present.
  */
 void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t granule,
 		       uint8_t *present);
@@ -145,6 +149,8 @@ void snap_scan_present(struct snap *s, uint64_t start, uint64_t end, uint32_t gr
 bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j);
 /* Writes claimed granules [addr, addr + n * granule) from buf, as data or zero runs. */
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
+/* Writes claimed granules [addr, addr + len) known to be zero, without looking at them. */
+int snap_emit_zero(struct snap *s, uint64_t addr, size_t len);
 /* Under lock, before T: remember [start, end) to protect again at T. */
 int snap_dirty_add(struct snap *s, uint64_t start, uint64_t end);
 /* Under lock: did an event after gen touch [start, end)? True also if the ring lost track. */

@@ -24,6 +24,7 @@
 #include "engine/shared.h"
 #include "engine/snap.h"
 #include "engine/snapshot.h"
+#include "engine/wpmarker.h"
 #include "target/attach.h"
 #include "target/holder.h"
 
@@ -205,6 +206,8 @@ static bool snap_open(struct snap *s)
 {
 	s->memfd = open_proc(s->pid, "mem");
 	s->pagemapfd = open_proc(s->pid, "pagemap"); /* optional: without it, everything is read */
+	if (s->pagemapfd >= 0)
+		s->wp_marker = wpmarker_probe(); /* same credentials as the open */
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->pid == getpid()) /* the holder, our child, would otherwise ptrace us */
 		snap_fail(s, -EDEADLK, "pid %d is uffsnapd itself: cannot snapshot ourselves",

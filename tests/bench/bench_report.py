@@ -315,6 +315,7 @@ def threads_table(results):
             ratio(m("uffsnapd.stats.held_ns"), m("fork.call_ns")),
             "%s / %s" % (ms(m("fork.writers.max_gap_ns")), ms(m("uffsnapd.writers.max_gap_ns"))),
             ratio(m("uffsnapd.writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
+            "%s / %s" % (ms(m("fork.child_ns")), ms(m("uffsnapd.wall_ns"))),
             "%s / %s" % (steal(m("fork.writers.steal_ms")),
                          steal(m("uffsnapd.writers.steal_ms")))])
     if not body:
@@ -328,6 +329,7 @@ def threads_table(results):
                  "no snapshot: writer's gap", "fork() call",
                  "uffsnapd hold: longest (first / final; attach)", "hold / fork() call",
                  "writer's gap: fork() / uffsnapd", "gap / fork() gap",
+                 "whole run: fork() child / uffsnapd",
                  "host steal during: fork child / uffsnapd (ms)"], body))
 
 
