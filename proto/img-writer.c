@@ -175,19 +175,31 @@ static int emit(struct img_writer *w, struct img_frame *f, const struct iovec *p
 	return r;
 }
 
-int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len)
+/* The length of a META given in n pieces, or 0 if n or the length is out of bounds. */
+static size_t meta_len(const struct iovec *meta, int n)
+{
+	size_t len = 0;
+
+	if (n < 1 || n > IMG_META_PIECES_MAX)
+		return 0;
+	for (int i = 0; i < n; i++)
+		len += meta[i].iov_len;
+	return len > IMG_MAX_META ? 0 : len;
+}
+
+int img_writer_beginv(struct img_writer *w, const struct iovec *meta, int n)
 {
 	struct img_header h = {IMG_VERSION_MAJOR, IMG_VERSION_MINOR, w->page_size, w->flags};
 	uint8_t hdr[IMG_HEADER_SIZE];
-	struct iovec payload = {(void *)meta_json, len};
+	size_t len = meta_len(meta, n);
 	struct img_frame f = {.type = IMG_FRAME_META, .payload_len = len};
 	struct iovec iov = {hdr, sizeof(hdr)};
 	int r;
 
-	if (len == 0 || len > IMG_MAX_META)
+	if (len == 0)
 		return -EINVAL;
 	img_header_encode(&h, hdr);
-	f.payload_crc = iov_crc(&payload, 1);
+	f.payload_crc = iov_crc(meta, n);
 	pthread_mutex_lock(&w->lock);
 	r = w->begun ? -EINVAL : img_digest_update(w->digest, hdr, sizeof(hdr));
 	if (r >= 0)
@@ -195,12 +207,19 @@ int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len)
 	if (r >= 0) {
 		w->offset = sizeof(hdr);
 		w->begun = true;
-		r = emit_locked(w, &f, &payload, 1);
+		r = emit_locked(w, &f, meta, n);
 	} else if (!w->begun) {
 		w->error = r;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return r;
+}
+
+int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len)
+{
+	struct iovec meta = {(void *)meta_json, len};
+
+	return img_writer_beginv(w, &meta, 1);
 }
 
 /* Takes the sub-array of iov covering [off, off + len); returns its count or -EINVAL. */
@@ -301,27 +320,34 @@ int img_writer_unmapped(struct img_writer *w, uint64_t addr, uint64_t npages)
 	return write_extent(w, IMG_FRAME_UNMAPPED, addr, npages);
 }
 
-int img_writer_meta(struct img_writer *w, const char *meta_json, size_t len)
+int img_writer_metav(struct img_writer *w, const struct iovec *meta, int n)
 {
-	struct iovec iov = {(void *)meta_json, len};
+	size_t len = meta_len(meta, n);
 	struct img_frame f = {.type = IMG_FRAME_META, .payload_len = len};
 	int r;
 
-	if (len == 0 || len > IMG_MAX_META || !(w->flags & IMG_HEADER_F_REWRITES))
+	if (len == 0 || !(w->flags & IMG_HEADER_F_REWRITES))
 		return -EINVAL;
-	f.payload_crc = iov_crc(&iov, 1);
+	f.payload_crc = iov_crc(meta, n);
 	pthread_mutex_lock(&w->lock);
 	if (!w->begun || w->finished || w->meta_offset) {
 		r = -EINVAL;
 	} else {
 		uint64_t off = w->offset;
 
-		r = emit_locked(w, &f, &iov, 1);
+		r = emit_locked(w, &f, meta, n);
 		if (r >= 0)
 			w->meta_offset = off;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return r;
+}
+
+int img_writer_meta(struct img_writer *w, const char *meta_json, size_t len)
+{
+	struct iovec meta = {(void *)meta_json, len};
+
+	return img_writer_metav(w, &meta, 1);
 }
 
 int img_writer_progress(struct img_writer *w, const struct img_progress *p)

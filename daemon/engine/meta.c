@@ -76,34 +76,25 @@ static json_t *meta_json(struct snap *s)
 			 (int)s->page_size, "vmas", vmas, "parent", s->parent);
 }
 
-/* {...} + threads -> {...,"threads":threads}: megabytes at hundreds of threads, never parsed
- * and dumped again while the target is held. */
-static int add_threads(char **text, const char *threads)
+/* The pieces of the metadata: {...} without its '}', the threads member, '}'. */
+#define META_PIECES 4
+
+/*
+ * The metadata of the target as held now (hooks' members included), as pieces for the image
+ * writer: meta_json()'s text with "threads" spliced in, the holder's text as it came
+ * (megabytes at hundreds of threads: never parsed, dumped or even copied while the target is
+ * held). *ret_text backs the first piece: the caller frees it.
+ */
+static int meta_text(struct snap *s, char **ret_text, struct iovec iov[META_PIECES])
 {
-	size_t n = strlen(*text), tn = strlen(threads);
 	static const char key[] = ",\"threads\":";
-	char *t;
-
-	if (n < 2 || (*text)[n - 1] != '}')
-		return -EINVAL;
-	t = realloc(*text, n + sizeof(key) - 1 + tn + 1);
-	if (!t)
-		return -ENOMEM;
-	memcpy(t + n - 1, key, sizeof(key) - 1);
-	memcpy(t + n - 1 + sizeof(key) - 1, threads, tn);
-	memcpy(t + n - 1 + sizeof(key) - 1 + tn, "}", 2);
-	*text = t;
-	return 0;
-}
-
-/* The metadata of the target as held now, as JSON text (hooks' members included). */
-static int meta_text(struct snap *s, char **ret)
-{
 	const struct snap_hooks *h = s->opts.hooks;
+	char *text = NULL;
 	json_t *meta;
+	size_t n;
 	int k;
 
-	*ret = NULL;
+	*ret_text = NULL;
 	if (!s->held.threads_json)
 		return -EPROTO; /* no hold has reported the threads */
 	meta = meta_json(s);
@@ -112,26 +103,33 @@ static int meta_text(struct snap *s, char **ret)
 	k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
 	if (k >= 0 && h && h->meta)
 		k = h->meta(h->ctx, meta);
-	if (k >= 0 && !(*ret = json_dumps(meta, JSON_COMPACT)))
+	if (k >= 0 && !(text = json_dumps(meta, JSON_COMPACT)))
 		k = -ENOMEM;
-	if (k >= 0)
-		k = add_threads(ret, s->held.threads_json);
-	if (k < 0) {
-		free(*ret);
-		*ret = NULL;
-	}
 	json_decref(meta);
-	return k;
+	n = text ? strlen(text) : 0;
+	if (k >= 0 && (n <= 2 || text[n - 1] != '}'))
+		k = -EINVAL; /* never: it has "format" and more */
+	if (k < 0) {
+		free(text);
+		return k;
+	}
+	iov[0] = (struct iovec){text, n - 1};
+	iov[1] = (struct iovec){(void *)key, sizeof(key) - 1};
+	iov[2] = (struct iovec){s->held.threads_json, strlen(s->held.threads_json)};
+	iov[3] = (struct iovec){(void *)"}", 1};
+	*ret_text = text;
+	return 0;
 }
 
 int snap_begin_image(struct snap *s)
 {
 	const struct snap_hooks *h = s->opts.hooks;
-	char *text = NULL;
-	int k = meta_text(s, &text);
+	struct iovec iov[META_PIECES];
+	char *text;
+	int k = meta_text(s, &text, iov);
 
 	if (k >= 0)
-		k = img_writer_begin(s->w, text, strlen(text));
+		k = img_writer_beginv(s->w, iov, META_PIECES);
 	if (k >= 0 && h && h->after_meta)
 		k = h->after_meta(h->ctx, s->w);
 	free(text);
@@ -142,11 +140,12 @@ int snap_begin_image(struct snap *s)
 
 int snap_final_meta(struct snap *s)
 {
-	char *text = NULL;
-	int k = meta_text(s, &text);
+	struct iovec iov[META_PIECES];
+	char *text;
+	int k = meta_text(s, &text, iov);
 
 	if (k >= 0)
-		k = img_writer_meta(s->w, text, strlen(text));
+		k = img_writer_metav(s->w, iov, META_PIECES);
 	free(text);
 	if (k < 0)
 		snap_fail(s, k, "cannot write the image's metadata: %s", strerror(-k));

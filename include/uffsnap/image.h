@@ -173,6 +173,13 @@ int img_writer_new(const struct img_writer_opts *opts, struct img_sink *sink,
 		   struct img_writer **ret);
 /* Write the header and the META frame. meta_json must be a JSON object (not validated). */
 int img_writer_begin(struct img_writer *w, const char *meta_json, size_t len);
+/* At most this many pieces for img_writer_beginv() and img_writer_metav(). */
+#define IMG_META_PIECES_MAX 16
+/*
+ * Same, the JSON given in n pieces written back to back (a large member spliced in without
+ * copying it into one buffer).
+ */
+int img_writer_beginv(struct img_writer *w, const struct iovec *meta, int n);
 int img_writer_pages(struct img_writer *w, uint64_t addr, uint64_t npages, const void *data);
 /*
  * Makes room for `frames` more frames in the writer's index now, so that writing them later
@@ -196,6 +203,8 @@ int img_writer_unmapped(struct img_writer *w, uint64_t addr, uint64_t npages);
  * before img_writer_finish(); -EINVAL otherwise. Readers take it as the image's metadata.
  */
 int img_writer_meta(struct img_writer *w, const char *meta_json, size_t len);
+/* Same, in n pieces (img_writer_beginv()). */
+int img_writer_metav(struct img_writer *w, const struct iovec *meta, int n);
 int img_writer_progress(struct img_writer *w, const struct img_progress *p);
 int img_writer_event(struct img_writer *w, const char *json, size_t len);
 /*

@@ -473,6 +473,69 @@ static void rw_tags_from_file(int fd, uint64_t tags[RW_WINDOW])
 	free(p);
 }
 
+/* One image; with pieces, both METAs go through the iovec calls, cut where given. */
+static void meta_pieces_image(bool pieces, uint8_t **ret, size_t *ret_len)
+{
+	struct img_writer_opts o = {.page_size = RW_PS, .flags = IMG_HEADER_F_REWRITES};
+	struct iovec m0[3] = {{(void *)rw_meta0, 5}, {(void *)(rw_meta0 + 5), 0},
+			      {(void *)(rw_meta0 + 5), strlen(rw_meta0) - 5}};
+	struct iovec m2[4] = {{(void *)rw_meta2, 1}, {(void *)(rw_meta2 + 1), 10},
+			      {(void *)(rw_meta2 + 11), strlen(rw_meta2) - 12},
+			      {(void *)(rw_meta2 + strlen(rw_meta2) - 1), 1}};
+	static uint8_t page[RW_PS];
+	struct img_writer *w;
+	struct img_sink *s;
+	int fd = imgtest_memfd(NULL, 0);
+
+	assert_int_equal(img_sink_fd_new(fd, &s), 0);
+	assert_int_equal(img_writer_new(&o, s, &w), 0);
+	assert_int_equal(pieces ? img_writer_beginv(w, m0, 3)
+				: img_writer_begin(w, rw_meta0, strlen(rw_meta0)),
+			 0);
+	assert_int_equal(img_writer_pages(w, RW_BASE, 1, page), 0);
+	assert_int_equal(pieces ? img_writer_metav(w, m2, 4)
+				: img_writer_meta(w, rw_meta2, strlen(rw_meta2)),
+			 0);
+	assert_int_equal(img_writer_finish(w), 0);
+	img_writer_free(w);
+	img_sink_free(s);
+	assert_int_equal(imgtest_slurp(fd, ret, ret_len), 0);
+	close(fd);
+}
+
+/* A META given in pieces is the same image, byte for byte, as given whole. */
+static void test_rewrites_meta_pieces(void **state)
+{
+	struct img_writer_opts o = {.page_size = RW_PS, .flags = IMG_HEADER_F_REWRITES};
+	struct iovec none = {(void *)rw_meta0, 0}, many[IMG_META_PIECES_MAX + 1];
+	uint8_t *whole, *pieces;
+	size_t wlen, plen;
+	struct img_writer *w;
+	struct img_sink *s;
+	int fd = imgtest_memfd(NULL, 0);
+
+	(void)state;
+	meta_pieces_image(false, &whole, &wlen);
+	meta_pieces_image(true, &pieces, &plen);
+	assert_int_equal(wlen, plen);
+	assert_memory_equal(whole, pieces, wlen);
+	free(whole);
+	free(pieces);
+	for (int i = 0; i <= IMG_META_PIECES_MAX; i++)
+		many[i] = (struct iovec){(void *)rw_meta0, 1};
+	assert_int_equal(img_sink_fd_new(fd, &s), 0);
+	assert_int_equal(img_writer_new(&o, s, &w), 0);
+	assert_int_equal(img_writer_beginv(w, &none, 1), -EINVAL); /* empty */
+	assert_int_equal(img_writer_beginv(w, many, 0), -EINVAL);
+	assert_int_equal(img_writer_beginv(w, many, IMG_META_PIECES_MAX + 1), -EINVAL);
+	assert_int_equal(img_writer_beginv(w, many, IMG_META_PIECES_MAX), 0);
+	assert_int_equal(img_writer_metav(w, many, IMG_META_PIECES_MAX + 1), -EINVAL);
+	assert_int_equal(img_writer_metav(w, &none, 1), -EINVAL);
+	img_writer_free(w);
+	img_sink_free(s);
+	close(fd);
+}
+
 static void test_rewrites_threads(void **state)
 {
 	struct img_writer_opts o = {.page_size = RW_PS, .flags = IMG_HEADER_F_REWRITES};
@@ -706,6 +769,7 @@ int main(void)
 	    cmocka_unit_test(test_rewrites_random),
 	    cmocka_unit_test(test_rewrites_incomplete),
 	    cmocka_unit_test(test_rewrites_writer_api),
+	    cmocka_unit_test(test_rewrites_meta_pieces),
 	    cmocka_unit_test(test_rewrites_threads),
 	    cmocka_unit_test(test_rewrites_bad_meta),
 	    cmocka_unit_test(test_rewrites_bad_trailer),
