@@ -305,14 +305,18 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 static int save_hot(struct snap *s, const struct snap_span *h, uint8_t *buf, size_t chunk)
 {
 	struct pages_range *r = pages_find(&s->pages, h->start);
+	uint8_t present[256]; /* chunk / page size: hot spans are of 4 KiB anonymous pages */
 	int k = 0;
 
-	if (!r || h->end > r->end)
+	if (!r || h->end > r->end || chunk / r->granule > sizeof(present))
 		return 0; /* not tracked after all (registration refused): copied with its VMA */
 	for (uint64_t a = h->start; a < h->end && k >= 0; a += chunk) {
 		uint64_t len = h->end - a < chunk ? h->end - a : chunk;
+		size_t n = len / r->granule;
 
-		k = snap_read_mem(s, a, buf, len);
+		/* An idle thread's window is mostly never touched: no reading that. */
+		snap_scan_present(s, a, a + len, r->granule, present);
+		k = snap_read_present(s, a, r->granule, n, present, buf);
 		if (k == -EFAULT || k == -EIO)
 			return 0; /* unreadable: the copier and the faults deal with it as usual */
 		for (uint64_t g = a; k >= 0 && g < a + len; g += r->granule)
@@ -321,7 +325,7 @@ static int save_hot(struct snap *s, const struct snap_span *h, uint8_t *buf, siz
 		if (k >= 0)
 			k = uffd_protect(s->uffd, a, len, 0);
 		if (k >= 0)
-			k = snap_emit(s, a, buf, len);
+			k = snap_emit_present(s, a, r->granule, 0, n, present, buf);
 		if (k >= 0)
 			s->stats.pages_held += len / s->page_size;
 	}

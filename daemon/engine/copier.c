@@ -53,27 +53,11 @@ static bool chunk_pending(const struct pages_range *r, const struct chunk *c)
 /* Reads the present runs of the chunk. -ESRCH when the target's mm is gone. */
 static int read_chunk(struct snap *s, const struct pages_range *r, struct chunk *c)
 {
-	size_t n = (c->end - c->start) / r->granule;
+	int k = snap_read_present(s, c->start, r->granule, (c->end - c->start) / r->granule,
+				  c->present, c->buf);
 
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		int k;
-
-		if (!c->present[i]) {
-			i++;
-			continue;
-		}
-		while (j < n && c->present[j])
-			j++;
-		k = snap_read_mem(s, c->start + i * r->granule, c->buf + i * r->granule,
-				  (j - i) * r->granule);
-		if (k == -EFAULT || k == -EIO)
-			return -EAGAIN; /* part of it went away: an event will say what */
-		if (k < 0)
-			return k;
-		i = j;
-	}
-	return 0;
+	/* part of it went away: an event will say what */
+	return k == -EFAULT || k == -EIO ? -EAGAIN : k;
 }
 
 /* Takes the handler lock ahead of the fault handler (see handler_loop). */
@@ -150,23 +134,6 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 	return 0;
 }
 
-/* Writes granules [i, j) of the chunk: what was read, and known-zero runs as such. */
-static int emit_run(struct snap *s, const struct pages_range *r, const struct chunk *c, size_t i,
-		    size_t j)
-{
-	int k = 0;
-
-	for (size_t e; k >= 0 && i < j; i = e) {
-		uint64_t a = c->start + i * r->granule;
-
-		for (e = i + 1; e < j && c->present[e] == c->present[i]; e++)
-			;
-		k = c->present[i] ? snap_emit(s, a, c->buf + i * r->granule, (e - i) * r->granule)
-				  : snap_emit_zero(s, a, (e - i) * r->granule);
-	}
-	return k;
-}
-
 /*
  * For each run we claimed: unprotect and wake it (others were unprotected by whoever claimed
  * them), then write it. Every run is unprotected before any is written: the target never
@@ -184,7 +151,7 @@ static int finish_won(struct snap *s, const struct pages_range *r, const struct 
 			k = 0;
 	}
 	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		k = emit_run(s, r, c, i, j);
+		k = snap_emit_present(s, c->start, r->granule, i, j, c->present, c->buf);
 		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
 				   __ATOMIC_RELAXED);
 	}

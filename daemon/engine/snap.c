@@ -229,6 +229,33 @@ int snap_emit_zero(struct snap *s, uint64_t addr, size_t len)
 	return k;
 }
 
+int snap_read_present(struct snap *s, uint64_t start, uint32_t granule, size_t n,
+		      const uint8_t *present, uint8_t *buf)
+{
+	size_t i = 0, j;
+	int k = 0;
+
+	for (; k >= 0 && snap_next_run(present, n, &i, &j); i = j)
+		k = snap_read_mem(s, start + i * granule, buf + i * granule, (j - i) * granule);
+	return k < 0 ? k : 0;
+}
+
+int snap_emit_present(struct snap *s, uint64_t start, uint32_t granule, size_t i, size_t j,
+		      const uint8_t *present, const uint8_t *buf)
+{
+	int k = 0;
+
+	for (size_t e; k >= 0 && i < j; i = e) {
+		uint64_t a = start + i * granule;
+
+		for (e = i + 1; e < j && present[e] == present[i]; e++)
+			;
+		k = present[i] ? snap_emit(s, a, buf + i * granule, (e - i) * granule)
+			       : snap_emit_zero(s, a, (e - i) * granule);
+	}
+	return k;
+}
+
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len)
 {
 	size_t ps = s->page_size;

@@ -151,6 +151,16 @@ bool snap_next_run(const uint8_t *flags, size_t n, size_t *i, size_t *j);
 int snap_emit(struct snap *s, uint64_t addr, const uint8_t *buf, size_t len);
 /* Writes claimed granules [addr, addr + len) known to be zero, without looking at them. */
 int snap_emit_zero(struct snap *s, uint64_t addr, size_t len);
+/*
+ * Reads granules i of [start, start + n * granule) with present[i] set (snap_scan_present())
+ * into buf at the same offsets, run by run: 0, or the first failed read's error
+ * (snap_read_mem()).
+ */
+int snap_read_present(struct snap *s, uint64_t start, uint32_t granule, size_t n,
+		      const uint8_t *present, uint8_t *buf);
+/* Writes claimed granules [i, j) of them: what was read from buf, the others as zero. */
+int snap_emit_present(struct snap *s, uint64_t start, uint32_t granule, size_t i, size_t j,
+		      const uint8_t *present, const uint8_t *buf);
 /* Under lock, before T: remember [start, end) to protect again at T. */
 int snap_dirty_add(struct snap *s, uint64_t start, uint64_t end);
 /* Under lock: did an event after gen touch [start, end)? True also if the ring lost track. */
