@@ -10,6 +10,7 @@
 
 #include "engine/meta.h"
 #include "engine/proc.h"
+#include "engine/ustr.h"
 
 int snap_writer_open(struct snap *s, struct img_sink *sink)
 {
@@ -42,7 +43,8 @@ static json_t *target_json(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
 	n = readlink(path, exe, sizeof(exe) - 1);
 	exe[n > 0 ? n : 0] = 0;
-	return json_pack("{s:i, s:s, s:s}", "pid", pid, "comm", comm, "exe", exe);
+	return json_pack("{s:i, s:o, s:o}", "pid", pid, "comm", ustr_json(comm), "exe",
+			 ustr_json(exe));
 }
 
 static json_t *time_json(void)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/proc.h"
+#include "engine/ustr.h"
 
 #define CPUID_LEAF_XSTATE 0xd
 #define XSTATE_FIRST_EXT  2  /* components 0 and 1 (x87, SSE) are the legacy 512-byte area */
@@ -70,7 +71,7 @@ static json_t *cmdline_json(pid_t pid)
 	for (ssize_t i = 0; i < n; i++)
 		buf[i] = buf[i] ? buf[i] : ' ';
 	buf[n] = '\0';
-	return json_string(buf);
+	return ustr_json(buf);
 }
 
 /* /proc/PID/stat after the comm: state ppid pgrp session ... nice (proc(5) fields 3..19). */

@@ -13,6 +13,7 @@
 #include "engine/shared-internal.h"
 #include "engine/snap.h"
 #include "engine/unseen.h"
+#include "engine/ustr.h"
 
 static bool saved_shared(const struct vma *v)
 {
@@ -215,7 +216,7 @@ int shared_note_writer(struct snap *s, const char *why, const struct shared_writ
 
 	if (m && w) {
 		json_object_set_new(m, "pid", json_integer(w->pid));
-		json_object_set_new(m, "comm", json_string(w->comm));
+		json_object_set_new(m, "comm", ustr_json(w->comm));
 		if (w->fd >= 0)
 			json_object_set_new(m, "fd", json_integer(w->fd));
 	}

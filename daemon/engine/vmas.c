@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/ustr.h"
 #include "engine/vmas.h"
 
 /* Thread stacks larger than this stay tracked (and exits of such threads may stall). */
@@ -361,11 +362,11 @@ int vma_list_to_json(const struct vma_list *l, json_t **ret)
 		snprintf(start, sizeof(start), "0x%" PRIx64, v->start);
 		snprintf(end, sizeof(end), "0x%" PRIx64, v->end);
 		snprintf(dev, sizeof(dev), "%02x:%02x", v->dev_major, v->dev_minor);
-		o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:I}", "start", start,
+		o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:s, s:I}", "start", start,
 			      "end", end, "prot", v->prot, "offset", (json_int_t)v->offset, "dev",
-			      dev, "inode", (json_int_t)v->inode, "path", v->path ? v->path : "",
-			      "kind", vma_kind_name(v->kind), "content", vma_plan_name(v->plan),
-			      "granule", (json_int_t)v->granule);
+			      dev, "inode", (json_int_t)v->inode, "path",
+			      ustr_json(v->path ? v->path : ""), "kind", vma_kind_name(v->kind),
+			      "content", vma_plan_name(v->plan), "granule", (json_int_t)v->granule);
 		if (o && v->note[0])
 			json_object_set_new(o, "note", json_string(v->note));
 		if (!o || json_array_append_new(a, o) < 0) {

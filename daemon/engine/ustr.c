@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/ustr.h"
+
+/* Bytes in "\xNN", one invalid byte written out. */
+#define ESCAPED_LEN 4
+
+/*
+ * The length of the UTF-8 sequence at s (1-4), or 0 if it is not a valid one: RFC 3629, as
+ * jansson checks it (no overlong forms, no surrogates, nothing past U+10FFFF).
+ */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0], n, min, cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000, cp = c & 0x07;
+	else
+		return 0;
+	for (unsigned i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the NUL */
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+json_t *ustr_json(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), o = 0;
+	char *out = malloc(len * ESCAPED_LEN + 1);
+	json_t *j;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0, n; i < len; i += n) {
+		n = utf8_len(p + i);
+		if (n) {
+			memcpy(out + o, p + i, n);
+			o += n;
+		} else {
+			snprintf(out + o, ESCAPED_LEN + 1, "\\x%02x", p[i]);
+			o += ESCAPED_LEN;
+			n = 1;
+		}
+	}
+	j = json_stringn(out, o);
+	free(out);
+	return j;
+}

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Text the target names, for the image's JSON metadata: file paths, its command name and
+ * line. Linux takes any bytes but '/' and NUL in a file name, and any in a command name, while
+ * JSON strings are Unicode: jansson refuses a string that is not valid UTF-8, which failed the
+ * whole snapshot of a process whose executable or a mapped file had such a name.
+ */
+#pragma once
+
+#include <jansson.h>
+
+/*
+ * A JSON string of s: valid UTF-8 as it is, every other byte as the four characters \xNN
+ * (lower-case hex). Not reversible (a name may hold "\x41" itself): the metadata describes
+ * the target, nothing is looked up by these names. NULL only when out of memory.
+ */
+json_t *ustr_json(const char *s);
