@@ -364,7 +364,7 @@ int snap_copy_held(struct snap *s)
 	return 0;
 }
 
-int snap_first_hold(struct snap *s, struct holder **ret)
+int snap_first_hold(struct snap *s, bool registers, struct holder **ret)
 {
 	uint64_t t0 = sys_now_ns();
 	int devfd = s->opts.devuffd_fd, k;
@@ -377,7 +377,8 @@ int snap_first_hold(struct snap *s, struct holder **ret)
 			return k;
 		}
 	}
-	k = holder_start(s->pid, s->opts.pidfd, devfd, ret, &s->held, s->err.msg, sizeof(s->err.msg));
+	k = holder_start(s->pid, s->opts.pidfd, devfd, registers, ret, &s->held, s->err.msg,
+			 sizeof(s->err.msg));
 	if (devfd != s->opts.devuffd_fd)
 		close(devfd);
 	if (k < 0) {

@@ -22,8 +22,11 @@ int snap_protect_all(struct snap *s);
 int snap_arm(struct snap *s);
 /* Copies the VMAs planned as "copied" into the image. */
 int snap_copy_held(struct snap *s);
-/* Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold. */
-int snap_first_hold(struct snap *s, struct holder **ret);
+/*
+ * Attaches through a new holder, gets the userfaultfd and calls UFFDIO_API: the first hold.
+ * registers: whether the image takes this hold's registers (holder_start()).
+ */
+int snap_first_hold(struct snap *s, bool registers, struct holder **ret);
 /*
  * When the hold asked for at asked_ns began: when the holder began to stop the threads
  * (s->held), not when the daemon asked (the holder's start, for the first hold). The holds'

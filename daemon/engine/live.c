@@ -139,7 +139,8 @@ int snap_hold_and_arm_live(struct snap *s)
 	char msg[sizeof(s->err.msg)] = "";
 	struct holder *h = NULL;
 	bool armed_ok = false, quiet = s->opts.quiet_at_instant && s->opts.scope;
-	int k = snap_first_hold(s, &h);
+	/* Without a final hold the first one's registers are the image's; else they are not. */
+	int k = snap_first_hold(s, quiet, &h);
 
 	if (k >= 0)
 		k = snap_plan(s);

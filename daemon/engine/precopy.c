@@ -440,7 +440,7 @@ static int start(struct precopy *pc)
 	struct snap *s = pc->s;
 	uint64_t t0 = sys_now_ns(), released = 0;
 	char msg[sizeof(s->err.msg)] = "";
-	int k = snap_first_hold(s, &pc->h);
+	int k = snap_first_hold(s, true, &pc->h); /* the first META has them */
 
 	if (k >= 0)
 		k = snap_plan(s);

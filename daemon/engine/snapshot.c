@@ -50,7 +50,7 @@ static int hold_and_arm(struct snap *s)
 	k = snap_before_instant(s);
 	snap_gate_hold(s->gate, true);
 	if (k >= 0)
-		k = snap_first_hold(s, &h);
+		k = snap_first_hold(s, true, &h);
 
 	if (k >= 0)
 		k = snap_plan(s);

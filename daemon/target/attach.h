@@ -93,7 +93,8 @@ struct target {
 };
 
 /*
- * Seize and stop every thread of process pid, capture their registers. On failure returns
+ * Seize and stop every thread of process pid, capture their general registers (their FP state:
+ * target_regs_capture_fp()). On failure returns
  * -errno (see enum target_error_kind), fills err (may be NULL) and leaves the process as it was.
  */
 int target_attach(pid_t pid, struct target **ret, struct target_error *err);

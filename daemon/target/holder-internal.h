@@ -2,6 +2,7 @@
 /* Between the holder (holder.c) and the spawner that forks it (spawner.c). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -11,9 +12,10 @@
 /*
  * The holder's whole life, in the child the spawner forked: attach to pid, create the
  * userfaultfd, serve the daemon on sock; whatever happens to the daemon, the target ends up
- * released. Its exit status.
+ * released. registers: whether the first hold reports the threads' registers (later holds
+ * always do). Its exit status.
  */
-int holder_child_main(int sock, pid_t pid, int pidfd, int devfd);
+int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers);
 
 /* Sends len bytes of buf as one message, with nfds (<= HOLDER_MAX_FDS) fds attached (SCM_RIGHTS).
  * 0, or -errno. */

@@ -169,13 +169,15 @@ static void send_error(int sock, int err, const char *msg)
 }
 
 /*
- * The info's text in a sealed memfd: the head, a newline, the registers' JSON. Written in place
- * through a mapping populated up front: megabytes at hundreds of threads, in the hold, with no
- * buffer growth, no page faults one by one and no copy. The memfd, or -errno.
+ * The info's text in a sealed memfd: the head, a newline, the registers' JSON (or an empty
+ * array without registers). Written in place through a mapping populated up front: megabytes
+ * at hundreds of threads, in the hold, with no buffer growth, no page faults one by one and no
+ * copy. The memfd, or -errno.
  */
-static int info_memfd(const char *head, const struct target *t)
+static int info_memfd(const char *head, const struct target *t, bool registers)
 {
-	size_t hlen = strlen(head), cap = hlen + 1 + target_regs_json_size(t), len;
+	size_t hlen = strlen(head), len;
+	size_t cap = hlen + 1 + (registers ? target_regs_json_size(t) : sizeof("[]"));
 	int mfd = memfd_create("uffsnapd-hold", MFD_CLOEXEC | MFD_ALLOW_SEALING), k;
 	char *m;
 
@@ -191,7 +193,10 @@ static int info_memfd(const char *head, const struct target *t)
 	}
 	memcpy(m, head, hlen);
 	m[hlen] = '\n';
-	len = target_regs_json_put(t, m + hlen + 1) - m;
+	if (registers)
+		len = target_regs_json_put(t, m + hlen + 1) - m;
+	else
+		len = hlen + 1 + sprintf(m + hlen + 1, "[]");
 	munmap(m, cap);
 	if (ftruncate(mfd, len) < 0) {
 		k = -errno;
@@ -204,13 +209,14 @@ static int info_memfd(const char *head, const struct target *t)
 
 /*
  * Sends the held threads' stack addresses, then a newline and their registers as JSON text
- * (the daemon parses only the head), with fd attached if >= 0.
+ * (the daemon parses only the head; without registers, an empty array), with fd attached if
+ * >= 0.
  */
-static int send_info(int sock, struct target *t, uint64_t held_at, int fd)
+static int send_info(int sock, struct target *t, uint64_t held_at, int fd, bool registers)
 {
 	json_t *head = info_head(t, held_at);
 	char *htext = head ? json_dumps(head, JSON_COMPACT) : NULL;
-	int mfd = htext ? info_memfd(htext, t) : -ENOMEM, k = mfd;
+	int mfd = htext ? info_memfd(htext, t, registers) : -ENOMEM, k = mfd;
 
 	if (mfd >= 0) {
 		int fds[2] = {mfd, fd};
@@ -267,10 +273,17 @@ static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target
 			uint64_t held_at = sys_now_ns();
 
 			k = target_attach_pinned(pid, pidfd, t, &terr);
+			if (k >= 0 && (k = target_regs_capture_fp(*t)) < 0) {
+				snprintf(terr.msg, sizeof(terr.msg),
+					 "cannot read the FP state of pid %d's threads: %s", pid,
+					 strerror(-k));
+				target_free(*t); /* lets it go */
+				*t = NULL;
+			}
 			if (k < 0)
 				send_error(sock, k, terr.msg);
 			else
-				k = send_info(sock, *t, held_at, -1);
+				k = send_info(sock, *t, held_at, -1, true);
 		} else {
 			break;
 		}
@@ -324,7 +337,7 @@ void holder_isolate(void)
 	}
 }
 
-int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
+int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
@@ -341,6 +354,13 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 	k = target_attach_pinned(pid, pidfd, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
+	/* Before any injection, as the threads stopped. */
+	if (registers && (k = target_regs_capture_fp(t)) < 0) {
+		target_free(t);
+		snprintf(terr.msg, sizeof(terr.msg),
+			 "cannot read the FP state of pid %d's threads: %s", pid, strerror(-k));
+		return send_error(sock, k, terr.msg), 1;
+	}
 	if (pidfd < 0) /* the later holds attach to the process held now, not to a reused pid */
 		pidfd = fcntl(target_pidfd(t), F_DUPFD_CLOEXEC, 0);
 	if (pidfd < 0) {
@@ -355,7 +375,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd)
 			 "cannot create a userfaultfd in pid %d: %s", pid, strerror(-k));
 		return send_error(sock, k, terr.msg), 1;
 	}
-	k = send_info(sock, t, held_at, uffd);
+	k = send_info(sock, t, held_at, uffd, registers);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
 	if (k >= 0)
 		k = holder_serve(sock, pid, pidfd, devfd, &t);
@@ -401,7 +421,7 @@ static int parse_info(char **textp, struct holder_info *ret, char *msg, size_t m
 	return k;
 }
 
-int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
+int holder_start(pid_t pid, int pidfd, int devfd, bool registers, struct holder **ret,
 		 struct holder_info *ret_info, char *msg, size_t msglen)
 {
 	struct holder *h = calloc(1, sizeof(*h));
@@ -418,7 +438,7 @@ int holder_start(pid_t pid, int pidfd, int devfd, struct holder **ret,
 	h->sock = sv[0];
 	/* Forked by the spawner (target/spawner.h), not by us: it has only its socket,
 	 * /dev/userfaultfd and the target's pidfd, none of our clients' sockets or images. */
-	k = holder_spawn(sv[1], pid, pidfd, devfd, &h->pidfd);
+	k = holder_spawn(sv[1], pid, pidfd, devfd, registers, &h->pidfd);
 	if (k < 0) {
 		snprintf(msg, msglen, "cannot start the holder process for pid %d: %s", pid,
 			 strerror(-k));

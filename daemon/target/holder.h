@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,13 +36,16 @@ struct holder_info {
  */
 void holder_isolate(void);
 /*
- * Starts a holder (from the spawner: target/spawner.h), which attaches to pid and creates the userfaultfd. On success the target
- * is held and ret_info filled (the caller owns uffd, threads_json and stack_addrs). On failure,
- * -errno and msg (one line for a human); the target was never changed, or is released again.
- * pidfd (or -EBADF): the process pid must still name (target_attach_pinned()), at every hold.
+ * Starts a holder (from the spawner: target/spawner.h), which attaches to pid and creates the
+ * userfaultfd. On success the target is held and ret_info filled (the caller owns uffd,
+ * threads_json and stack_addrs). On failure, -errno and msg (one line for a human); the target
+ * was never changed, or is released again. pidfd (or -EBADF): the process pid must still name
+ * (target_attach_pinned()), at every hold. registers: false when no image will take this
+ * hold's registers (a later hold's will): threads_json is then "[]", and the hold is shorter
+ * by reading no FP state and no signal state.
  */
-int holder_start(pid_t pid, int pidfd, int devuffd_fd, struct holder **ret, struct holder_info *ret_info,
-		 char *msg, size_t msglen);
+int holder_start(pid_t pid, int pidfd, int devuffd_fd, bool registers, struct holder **ret,
+		 struct holder_info *ret_info, char *msg, size_t msglen);
 /*
  * Lets the target run again (after the last hold: the snapshot instant). ret_at_ns (may be
  * NULL): when it did, on CLOCK_MONOTONIC, as the holder saw it (our own wake-up may be later).

@@ -148,7 +148,19 @@ int target_regs_capture(struct target_thread *th)
 	if (r < 0)
 		return r;
 	regs_compute_resume(th);
-	return regs_capture_fp(th);
+	return 0;
+}
+
+int target_regs_capture_fp(struct target *t)
+{
+	for (size_t i = 0; i < t->nthreads; i++) {
+		const struct target_thread *th = &t->threads[i];
+		int r = th->gone || th->foreign ? 0 : regs_capture_fp(&t->threads[i]);
+
+		if (r < 0 && r != -ESRCH) /* killed while held: it is not listed either */
+			return r;
+	}
+	return 0;
 }
 
 /*

@@ -22,6 +22,7 @@
 struct spawn_req {
 	pid_t pid;
 	int has_devfd, has_pidfd;
+	int registers; /* holder_child_main()'s */
 };
 
 struct spawn_reply {
@@ -128,7 +129,7 @@ static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		close_all_but(keep, 3); /* our socket and signalfd too */
-		_exit(holder_child_main(hsock, rq->pid, tpidfd, devfd));
+		_exit(holder_child_main(hsock, rq->pid, tpidfd, devfd, rq->registers));
 	}
 	if (c < 0)
 		rp.err = errno;
@@ -260,9 +261,10 @@ static int ask_locked(const struct spawn_req *rq, const int *fds, int nfds, int 
 	return 0;
 }
 
-int holder_spawn(int sock, pid_t pid, int pidfd, int devfd, int *ret_pidfd)
+int holder_spawn(int sock, pid_t pid, int pidfd, int devfd, bool registers, int *ret_pidfd)
 {
-	struct spawn_req rq = {.pid = pid, .has_devfd = devfd >= 0, .has_pidfd = pidfd >= 0};
+	struct spawn_req rq = {
+	    .pid = pid, .has_devfd = devfd >= 0, .has_pidfd = pidfd >= 0, .registers = registers};
 	int fds[HOLDER_MAX_FDS], nfds = 0, k;
 
 	fds[nfds++] = sock;

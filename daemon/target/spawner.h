@@ -18,6 +18,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /*
@@ -29,8 +30,8 @@ int holder_spawner_start(void);
 /* Closes the spawner's socket and reaps it. Holders it forked are not waited for. */
 void holder_spawner_stop(void);
 /*
- * Has the spawner fork a holder that runs holder_child_main(sock, pid, pidfd, devfd) (pidfd,
- * devfd: -EBADF for none). *ret_pidfd: a pidfd of the holder, readable once it has exited.
- * 0, or -errno (the spawner gone and not restartable, fork() failed).
+ * Has the spawner fork a holder that runs holder_child_main(sock, pid, pidfd, devfd,
+ * registers) (pidfd, devfd: -EBADF for none). *ret_pidfd: a pidfd of the holder, readable once
+ * it has exited. 0, or -errno (the spawner gone and not restartable, fork() failed).
  */
-int holder_spawn(int sock, pid_t pid, int pidfd, int devfd, int *ret_pidfd);
+int holder_spawn(int sock, pid_t pid, int pidfd, int devfd, bool registers, int *ret_pidfd);
