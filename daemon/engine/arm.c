@@ -305,11 +305,13 @@ static int copy_vma(struct snap *s, const struct vma *v, uint8_t *buf, size_t ch
 static int save_hot(struct snap *s, const struct snap_span *h, uint8_t *buf, size_t chunk)
 {
 	struct pages_range *r = pages_find(&s->pages, h->start);
-	uint8_t present[256]; /* chunk / page size: hot spans are of 4 KiB anonymous pages */
+	uint8_t present[256]; /* a chunk's granules, at most */
 	int k = 0;
 
-	if (!r || h->end > r->end || chunk / r->granule > sizeof(present))
+	if (!r || h->end > r->end)
 		return 0; /* not tracked after all (registration refused): copied with its VMA */
+	if (chunk > sizeof(present) * r->granule)
+		chunk = sizeof(present) * r->granule;
 	for (uint64_t a = h->start; a < h->end && k >= 0; a += chunk) {
 		uint64_t len = h->end - a < chunk ? h->end - a : chunk;
 		size_t n = len / r->granule;
