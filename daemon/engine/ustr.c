@@ -36,6 +36,17 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
+bool ustr_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n;
+
+	for (; *p; p += n)
+		if (!(n = utf8_len(p)))
+			return false;
+	return true;
+}
+
 json_t *ustr_json(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -7,6 +7,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 /*
@@ -15,3 +17,5 @@
  * the target, nothing is looked up by these names. NULL only when out of memory.
  */
 json_t *ustr_json(const char *s);
+/* Is s valid UTF-8 (what ustr_json() keeps as it is)? */
+bool ustr_valid(const char *s);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/ustr.h"
 #include "guest/guardian.h"
 #include "guest/guest-qemu.h"
 #include "qmp.h"
@@ -318,6 +319,7 @@ static int read_cmdline(struct guest *g, char *msg, size_t len)
 {
 	char path[64], *buf = NULL;
 	size_t cap = 0, n = 0;
+	long bad = -1; /* the first argument that is not UTF-8 */
 	ssize_t r;
 	int fd;
 
@@ -347,11 +349,22 @@ static int read_cmdline(struct guest *g, char *msg, size_t len)
 	g->argv = json_array();
 	if (buf)
 		buf[n] = 0; /* the last argument's NUL may be missing if it was cut */
-	for (size_t i = 0; r == 0 && g->argv && i < n; i += strlen(buf + i) + 1)
-		json_array_append_new(g->argv, json_string(buf + i));
+	for (size_t i = 0, a = 0; r == 0 && g->argv && bad < 0 && i < n;
+	     i += strlen(buf + i) + 1, a++)
+		if (ustr_valid(buf + i))
+			json_array_append_new(g->argv, json_string(buf + i));
+		else
+			bad = (long)a;
 	free(buf);
+	/* `uffsnapctl qemu restore` runs QEMU again with exactly these: no stand-in will do. */
+	if (bad >= 0)
+		return guest_failf(msg, len, -EILSEQ, "QEMU's argument %ld is not UTF-8: %s", bad,
+				   "the image could not record it for a restore");
 	if (r < 0 || !g->argv)
 		return guest_failf(msg, len, -ENOMEM, "cannot read QEMU's command line");
+	if (!ustr_valid(g->binary))
+		return guest_failf(msg, len, -EILSEQ, "QEMU's executable's path is not UTF-8: %s",
+				   "the image could not record it for a restore");
 	return 0;
 }
 

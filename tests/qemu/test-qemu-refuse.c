@@ -247,6 +247,9 @@ static int test_refusals(void)
 	static const char *const paused[] = {
 	    "-S", "-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "64M", "-object",
 	    "memory-backend-memfd,id=ram0,size=64M,share=on", NULL};
+	static const char *const named[] = {
+	    "-name", "gu\xff" "est", "-machine", "pc-i440fx-7.2,memory-backend=ram0", "-m", "64M",
+	    "-object", "memory-backend-memfd,id=ram0,size=64M,share=on", NULL};
 	struct qemu q = {0};
 	char out[160], err[1024], st[64], fifo[160], uri[200];
 	int rc, fd;
@@ -266,6 +269,15 @@ static int test_refusals(void)
 	rc = run(&q, out, NULL, NULL, err, sizeof(err));
 	CHECK(rc == 1 && strstr(err, "memory backend 'mem1'") && strstr(err, "share=on"),
 	      "share=off: rc %d: %s", rc, err);
+	qemu_kill(&q);
+
+	/* a name QEMU takes but JSON cannot hold: refused, never recorded wrong */
+	CHECK(qemu_start(&q, "name", named) == 0, "QEMU with a name that is not UTF-8");
+	rc = run(&q, out, NULL, NULL, err, sizeof(err));
+	CHECK(rc == 1 && strstr(err, "argument") && strstr(err, "not UTF-8"),
+	      "-name not UTF-8: rc %d: %s", rc, err);
+	CHECK(access(out, F_OK) < 0, "an image was written");
+	CHECK(qmp_status(&q, st, sizeof(st)) >= 0 && !strcmp(st, "running"), "status %s", st);
 	qemu_kill(&q);
 
 	CHECK(qemu_start(&q, "paused", paused) == 0, "QEMU with -S");
@@ -297,7 +309,8 @@ static int test_refusals(void)
 	CHECK(rc == 1 && strstr(err, "not a QMP socket"), "not QEMU's: rc %d: %s", rc, err);
 	CHECK(access(out, F_OK) < 0, "an image was written");
 	qemu_kill(&q);
-	printf("ok: refusals (plain -m, share=off, paused, migrating, no QEMU, not QEMU's)\n");
+	printf("ok: refusals (plain -m, share=off, a name not UTF-8, paused, migrating, no QEMU, "
+	       "not QEMU's)\n");
 	return 0;
 fail:
 	qemu_kill(&q);

@@ -51,11 +51,25 @@ static void test_invalid(void **state)
 	expect("\\x41", "\\x41");      /* not reversible: as documented */
 }
 
+/* ustr_valid() says which strings ustr_json() keeps as they are. */
+static void test_valid_check(void **state)
+{
+	(void)state;
+	assert_true(ustr_valid(""));
+	assert_true(ustr_valid("qemu-system-x86_64"));
+	assert_true(ustr_valid("caf\xc3\xa9 \xf4\x8f\xbf\xbf"));
+	assert_false(ustr_valid("gu\xff"
+				"est"));
+	assert_false(ustr_valid("\xed\xa0\x80"));
+	assert_false(ustr_valid("x\xe2\x82"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_valid),
 	    cmocka_unit_test(test_invalid),
+	    cmocka_unit_test(test_valid_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
