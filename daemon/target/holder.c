@@ -273,7 +273,7 @@ static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target
 			uint64_t held_at = sys_now_ns();
 
 			k = target_attach_pinned(pid, pidfd, t, &terr);
-			if (k >= 0 && (k = target_regs_capture_state(*t)) < 0) {
+			if (k >= 0 && (k = target_regs_capture_fp(*t)) < 0) {
 				snprintf(terr.msg, sizeof(terr.msg),
 					 "cannot read the FP state of pid %d's threads: %s", pid,
 					 strerror(-k));
@@ -355,7 +355,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers)
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
 	/* Before any injection, as the threads stopped. */
-	if (registers && (k = target_regs_capture_state(t)) < 0) {
+	if (registers && (k = target_regs_capture_fp(t)) < 0) {
 		target_free(t);
 		snprintf(terr.msg, sizeof(terr.msg),
 			 "cannot read the FP state of pid %d's threads: %s", pid, strerror(-k));
