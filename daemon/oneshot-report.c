@@ -147,7 +147,8 @@ static void print_summary(FILE *f, const struct oneshot_report *c, const struct 
 			"  sink too slow      %" PRIu64 " write faults waited for the image to be "
 			"written (longest %.1f ms):\n"
 			"                     the target waited for the output; write it somewhere "
-			"faster (tmpfs, --to)\n",
+			"faster (tmpfs, --to),\n"
+			"                     or let more wait in memory (--mem-limit)\n",
 			st->fault_sink_waits, st->fault_sink_wait_max_ns / 1e6);
 }
 

@@ -184,8 +184,11 @@ static void usage(FILE *f)
 		"                      image is kept in an unnamed file beside CORE meanwhile)\n"
 		"      --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive') instead\n"
 		"      --key FILE      the pre-shared key both sides hold (64+ hex digits, mode 0600)\n"
-		"      --mem-limit MIB image data held in memory while the network lags (default 64);\n"
-		"                      beyond it, data waits in a spool file: the target never waits\n"
+		"      --mem-limit MIB image data held in memory while the output lags. With --to\n"
+		"                      (default 64) the rest waits in a spool file: the target\n"
+		"                      never waits. With --output (default 32), copies of pages\n"
+		"                      the target writes queue up to this much, then its writes\n"
+		"                      wait for the output: more memory, shorter stalls\n"
 		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"
 		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
 		"  -f, --force         replace FILE if it exists (a failed snapshot never touches\n"
@@ -245,6 +248,9 @@ static int check_chain_args(struct cli *c)
 	if (c->output || c->to || c->core || c->arm_held || c->force)
 		return args_usage_error("--incremental writes its images into --dir: not with "
 					"--output, --to, --core, --arm-held or --force");
+	if (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s)
+		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout go with "
+					"--output or --to, not --incremental");
 	if (stat(c->dir, &st) < 0)
 		return args_usage_error("--dir %s: %s", c->dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
@@ -391,9 +397,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		return args_usage_error("--to %s", msg);
 	if (!c->to != !c->key)
 		return args_usage_error("--key goes with --to, and --to needs it");
-	if (!c->to && (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s))
-		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout "
-					"go with --to");
+	if (!c->to && (c->stream.spool_dir || c->stream.resume_timeout_s))
+		return args_usage_error("--spool-dir and --resume-timeout go with --to");
 	return 0;
 }
 
@@ -686,6 +691,8 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.max_rounds = c.max_rounds;
 	o.strict_downtime = c.strict_downtime;
 	o.window_pages = c.window_pages;
+	if (!c.to) /* with --to, the stream's: the target never waits for it */
+		o.fault_queue_bytes = c.stream.mem_limit;
 	o.progress = progress;
 	o.progress_ctx = &c;
 	/* The process --pid names now is the one snapshotted, or none (its pid may be reused). A

@@ -62,7 +62,7 @@ static void *emitter_main(void *arg)
 	return NULL;
 }
 
-int emitq_start(struct snap *s, size_t buf_len, struct emitq **ret)
+int emitq_start(struct snap *s, size_t buf_len, uint64_t max_bytes, struct emitq **ret)
 {
 	struct emitq *q = calloc(1, sizeof(*q));
 	int k;
@@ -71,9 +71,9 @@ int emitq_start(struct snap *s, size_t buf_len, struct emitq **ret)
 		return -ENOMEM;
 	q->s = s;
 	q->buf_len = buf_len;
-	q->max_slots = EMITQ_MAX_BYTES / buf_len;
-	if (q->max_slots < 4)
-		q->max_slots = 4;
+	q->max_slots = (max_bytes ? max_bytes : EMITQ_DEFAULT_BYTES) / buf_len;
+	if (q->max_slots < EMITQ_MIN_SLOTS)
+		q->max_slots = EMITQ_MIN_SLOTS;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->work, NULL);
 	pthread_cond_init(&q->freed, NULL);

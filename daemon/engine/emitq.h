@@ -5,8 +5,11 @@
  * may wait for the image writer's lock, held by the copier, or for the sink) happens on the
  * emitter thread. Without it, every fault read after a slow write waited for that write too.
  *
- * Memory is bounded: at most EMITQ_MAX_BYTES of window buffers exist; when all are queued,
- * the handler waits for one (the sink is then the bottleneck, as it would be anyway).
+ * Memory is bounded: at most max_bytes of window buffers exist (EMITQ_DEFAULT_BYTES unless
+ * the user chose: `--mem-limit` with a file output), never fewer than EMITQ_MIN_SLOTS windows;
+ * when all are queued, the handler waits for one (the sink is then the bottleneck). A larger
+ * bound trades memory for shorter waits of the target when its output is slower than its
+ * writes.
  */
 #pragma once
 
@@ -16,7 +19,8 @@
 struct snap;
 struct emitq;
 
-#define EMITQ_MAX_BYTES (32u << 20)
+#define EMITQ_DEFAULT_BYTES (32ull << 20)
+#define EMITQ_MIN_SLOTS	    4
 #define EMITQ_MAX_GRANULES 512 /* a window is at most 512 granules (--window <= 512) */
 
 /* One window: won[i] says which granules of [start, start + n * granule) buf holds to write. */
@@ -28,8 +32,9 @@ struct emit_slot {
 	uint8_t *buf; /* buf_len bytes */
 };
 
-/* Starts the emitter thread; windows are at most buf_len bytes. 0 or -errno. */
-int emitq_start(struct snap *s, size_t buf_len, struct emitq **ret);
+/* Starts the emitter thread; windows are at most buf_len bytes, at most max_bytes of them in
+ * all (0: EMITQ_DEFAULT_BYTES). 0 or -errno. */
+int emitq_start(struct snap *s, size_t buf_len, uint64_t max_bytes, struct emitq **ret);
 /*
  * A free slot, waiting for one if all are in use (the sink is behind: *ret_waited_ns says how
  * long, 0 if it did not wait); NULL if out of memory.

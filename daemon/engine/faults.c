@@ -523,7 +523,7 @@ static void *fault_handler_main(void *arg)
 		h.buf_len = max_granule;
 	h.buf = aligned_alloc(4096, max_granule);
 	h.buf_size = h.buf ? max_granule : 0;
-	k = h.buf ? emitq_start(s, h.buf_len, &h.q) : -ENOMEM;
+	k = h.buf ? emitq_start(s, h.buf_len, s->opts.fault_queue_bytes, &h.q) : -ENOMEM;
 	if (k >= 0)
 		k = handler_loop(&h);
 	emitq_finish(h.q); /* every copy claimed must reach the image */

@@ -52,6 +52,9 @@ struct snap_opts {
 	bool arm_held;	       /* arm with every thread held (slower); default: arm live */
 	uint32_t window_pages; /* pages saved around each faulting address (default 16) */
 	uint32_t chunk_pages;  /* copier chunk (default 512 = 2 MiB of 4 KiB pages) */
+	/* Copies of fault windows queued for a slow output at most (0: 32 MiB; engine/emitq.h);
+	 * when they are all queued, a write fault waits for the output. */
+	uint64_t fault_queue_bytes;
 	unsigned arm_threads;  /* threads arming write protection at once (default: CPUs, <= 4) */
 	int devuffd_fd;	       /* an open /dev/userfaultfd, or -1 to open it */
 	/* Called periodically from the copier with progress; may be NULL. */

@@ -8,10 +8,16 @@
  * - drain: the image, read late, is exactly one instant, and the target is unharmed;
  * - or SIGTERM while still stalled: uffsnapd ends at once with status 1 ("interrupted"),
  *   the target released, the image incomplete.
+ * The copies of the pages the target writes meanwhile wait in memory for the output: all of
+ * them (4 MiB) fit the default bound of 32 MiB, so no write waited (the summary's
+ * fault_sink_waits is 0). With "bound", uffsnapd runs with --mem-limit 1 instead: 16 windows
+ * of 64 KiB fill it, so the target's writes must wait for the stalled output (it stops storing,
+ * still never traced), and the summary counts them; drained late, the image is exact.
  *
- * usage: test-snapshot-stall UFFSNAPD WORKLOAD CHECK drain|sigterm
+ * usage: test-snapshot-stall UFFSNAPD WORKLOAD CHECK drain|sigterm|bound
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,7 +35,8 @@
 #define STALL_SECONDS 10
 
 /* uffsnapd --output - into the pipe's write end; its JSON summary (stderr) into errpath. */
-static pid_t start_piped(const struct snap_paths *p, pid_t pid, int wfd, const char *errpath)
+static pid_t start_piped(const struct snap_paths *p, pid_t pid, int wfd, const char *errpath,
+			 bool bound)
 {
 	char pidstr[16];
 	pid_t d = fork();
@@ -41,8 +48,12 @@ static pid_t start_piped(const struct snap_paths *p, pid_t pid, int wfd, const c
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(wfd, STDOUT_FILENO);
 		dup2(err, STDERR_FILENO);
-		execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--json",
-		      (char *)NULL);
+		if (bound)
+			execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--json",
+			      "--mem-limit", "1", (char *)NULL);
+		else
+			execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", "-", "--json",
+			      (char *)NULL);
 		_exit(127);
 	}
 	return d;
@@ -91,6 +102,39 @@ static int stalled_target_runs(struct wl_proc *w)
 	return 0;
 }
 
+/*
+ * --mem-limit 1: the target must come to wait for the output. Its counters standing still for
+ * a second ends the wait (a false "still" on a loaded machine only drains early: the summary's
+ * count is what is checked); never traced meanwhile.
+ */
+static int bounded_target_waits(struct wl_proc *w)
+{
+	uint64_t before[64], now[64];
+	struct timespec tick = {1, 0};
+	size_t n = w->layout.nthreads * sizeof(now[0]);
+
+	for (int i = 0; i < 120; i++) {
+		long tracer = snap_tracer_of(w->pid);
+
+		if (tracer != 0) {
+			fprintf(stderr,
+				"FAIL: the target is traced (%ld) while the output is stalled\n",
+				tracer);
+			return -1;
+		}
+		if (wl_proc_counters(w, before) < 0)
+			return -1;
+		nanosleep(&tick, NULL);
+		if (wl_proc_counters(w, now) < 0)
+			return -1;
+		if (!memcmp(before, now, n))
+			return 0;
+	}
+	fprintf(stderr, "FAIL: with --mem-limit 1 the target stores on, 2 minutes into a stalled "
+			"output\n");
+	return -1;
+}
+
 static int drain_to(int rfd, const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -106,8 +150,10 @@ static int drain_to(int rfd, const char *path)
 	return n == 0 ? 0 : -EIO;
 }
 
-static int run(const struct snap_paths *p, struct wl_proc *w, bool sigterm, const char *image)
+static int run(const struct snap_paths *p, struct wl_proc *w, const char *mode, const char *image)
 {
+	bool sigterm = !strcmp(mode, "sigterm"), bound = !strcmp(mode, "bound");
+	uint64_t waits;
 	char errpath[80], layout[80];
 	int pfd[2], status, rc = -1;
 	pid_t d;
@@ -118,13 +164,13 @@ static int run(const struct snap_paths *p, struct wl_proc *w, bool sigterm, cons
 	wl_write_file(layout, w->layout_json);
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		goto out;
-	d = start_piped(p, w->pid, pfd[1], errpath);
+	d = start_piped(p, w->pid, pfd[1], errpath, bound);
 	close(pfd[1]);
 	if (wait_pipe_full(pfd[0], d) < 0) {
 		fprintf(stderr, "FAIL: uffsnapd never filled the pipe\n");
 		goto out;
 	}
-	if (stalled_target_runs(w) < 0)
+	if ((bound ? bounded_target_waits(w) : stalled_target_runs(w)) < 0)
 		goto out;
 	if (sigterm)
 		kill(d, SIGTERM);
@@ -146,6 +192,11 @@ static int run(const struct snap_paths *p, struct wl_proc *w, bool sigterm, cons
 		fprintf(stderr, "FAIL: exit %d, or the image drained late is not one instant\n",
 			status);
 		goto out;
+	} else if (((waits = snap_json_stat(errpath, "fault_sink_waits")) != 0) != bound) {
+		fprintf(stderr, "FAIL: %" PRIu64 " write faults waited for the output (%s)\n",
+			waits,
+			bound ? "--mem-limit 1: some must" : "all fit the default bound: none may");
+		goto out;
 	}
 	if (snap_target_unharmed(w) < 0)
 		goto out;
@@ -164,23 +215,22 @@ int main(int argc, char **argv)
 	const char *args[] = {"--threads", "4", "--kind", "anon", "--pages", "1024", NULL};
 	char image[] = "/tmp/uffsnap-stall-XXXXXX";
 	struct wl_proc *w = NULL;
-	bool sigterm;
 
-	if (i >= argc || (strcmp(argv[i], "drain") && strcmp(argv[i], "sigterm"))) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK drain|sigterm\n", argv[0]);
+	if (i >= argc ||
+	    (strcmp(argv[i], "drain") && strcmp(argv[i], "sigterm") && strcmp(argv[i], "bound"))) {
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK drain|sigterm|bound\n", argv[0]);
 		return 2;
 	}
 	if (getuid() != 0) {
 		printf("SKIP: needs root\n");
 		return 77;
 	}
-	sigterm = !strcmp(argv[i], "sigterm");
 	close(mkstemp(image));
 	if (wl_proc_spawn(p.workload, args, &w) < 0) {
 		fprintf(stderr, "FAIL: cannot start the workload\n");
 		return 1;
 	}
-	r = run(&p, w, sigterm, image);
+	r = run(&p, w, argv[i], image);
 	wl_proc_free(w);
 	unlink(image);
 	printf("%s: %s\n", argv[i], r == 0 ? "ok" : "failed");
