@@ -45,7 +45,12 @@ FULL = {
     # uffsnapd's hold against the fork() call as the target's threads grow (issue 19): idle
     # threads make the process 1 (in fact 2: the main thread and a writer), 64 and 512 threads
     "threads": ([1 * GIB], [False, True], lambda s: 2 * s + 1024, [1, 64, 512]),
+    # memory against stalls (issue 19): the image into a reader of BOUND_RATE MB/s, slower
+    # than the writer dirties, at each --mem-limit of BOUNDS (MiB), beside fork()
+    "bound": ([1 * GIB], [False], lambda s: 3 * s + 1024),
 }
+BOUND_RATE = "100"
+BOUNDS = "8,32,128,512,2048"
 QUICK_SIZE = 256
 
 
@@ -114,6 +119,9 @@ class Runner:
                     "4" if self.quick else "15"]
         if name == "core":
             return [b("bench-core"), self.uffsnapd, str(size), t, self.work]
+        if name == "bound":
+            return [b("bench-bound"), self.uffsnapd, str(size), t, self.work, BOUND_RATE,
+                    BOUNDS]
         if name == "redis":
             return [os.path.join(HERE, "bench-redis.sh"), self.uffsnapd, b("bench-size"),
                     str(size), self.work, port]

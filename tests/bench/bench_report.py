@@ -333,6 +333,44 @@ def threads_table(results):
                  "host steal during: fork child / uffsnapd (ms)"], body))
 
 
+def bound_keys(b):
+    """The bounds of a "bound" run, smallest first: (member name, MiB)."""
+    keys = {k.split(".")[0] for k in b["median"] if k.startswith("b") and
+            k.split(".")[0][1:].isdigit()}
+    return sorted(((k, int(k[1:])) for k in keys), key=lambda kv: kv[1])
+
+
+def bound_table(results):
+    body = []
+    for b in rows(results, "bound"):
+        m = b["median"].get
+        for k, mb in bound_keys(b):
+            body.append([
+                "%d MiB" % b["size_mib"], thp_label(b), "%d MiB" % mb,
+                mib(m(k + ".hwm_kib"), 1024),
+                "%s / %s" % (ms(m("fork.writers.max_gap_ns")), ms(m(k + ".writers.max_gap_ns"))),
+                ratio(m(k + ".writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
+                "%.0f (%s)" % (m(k + ".stats.fault_sink_waits") or 0,
+                               ms(m(k + ".stats.fault_sink_wait_max_ns"))),
+                "%.0f / %.0f" % ((m("fork.writers.stores_per_s") or 0) / 1e3,
+                                 (m(k + ".writers.stores_per_s") or 0) / 1e3),
+                ratio(m(k + ".writers.stores_per_s"), m("fork.writers.stores_per_s"), False),
+                "%s / %s" % (ms(m("fork.wall_ns")), ms(m(k + ".wall_ns")))])
+    if not body:
+        return ""
+    rate = rows(results, "bound")[0]["median"].get("rate_mbps") or 0
+    return ("### Memory against stalls when the output is slow (ms)\n\n"
+            "The image goes into a reader of %.0f MB/s; one writer stores into random pages as "
+            "fast as it can. uffsnapd runs with each `--mem-limit`: copies of written pages "
+            "queue up to it, then a write waits for the output. fork()'s child writes into the "
+            "same reader; its parent never waits for it.\n\n" % rate + table(
+                ["size", "pages", "--mem-limit", "uffsnapd peak memory (MiB)",
+                 "writer's longest gap: fork() / uffsnapd", "gap / fork() gap",
+                 "write faults that waited (longest ms)",
+                 "writer's kstores/s: fork() / uffsnapd", "stores/s / fork()",
+                 "whole run: fork() child / uffsnapd"], body))
+
+
 def markdown(results):
     head = ("## uffsnap benchmarks, %s\n\n%s, kernel %s, %d CPUs; medians of %d run(s)%s. "
             "Ratios are uffsnapd / the baseline measured in the same run: \"better\" or "
@@ -341,7 +379,7 @@ def markdown(results):
                 results["reps"], " (--quick: small sizes, not for publishing)"
                 if results["quick"] else ""))
     tables = (stop_table, stall_table, copy_table, mem_table, redis_table, size_table,
-              precopy_table, chain_table, core_table, threads_table)
+              precopy_table, chain_table, core_table, threads_table, bound_table)
     parts = [head] + [t for t in (f(results) for f in tables) if t]
     if results["skipped"]:
         parts.append("### Skipped\n\n" + "".join(
@@ -439,4 +477,31 @@ def plots(results, outdir):
         groups = [(x, [(v or 0) / 1048576 for v in vals]) for x, vals in groups]
         made.append(bars(os.path.join(outdir, "size.png"), "6. Image size", "MiB",
                          ["non-zero resident", "uffsnapd image"], groups))
+    for b in rows(results, "bound"):
+        made.append(bound_plot(b, os.path.join(outdir, "bound.png")))
     return made
+
+
+def bound_plot(b, path):
+    """Longest gap (left axis) and peak memory (right) against --mem-limit."""
+    g = b["median"].get
+    dat = path[:-4] + ".dat"
+    with open(dat, "w") as f:
+        for k, mb in bound_keys(b):
+            f.write("%d %g %g %g\n" % (mb, (g(k + ".writers.max_gap_ns") or 0) / 1e6,
+                                       (g(k + ".hwm_kib") or 0) / 1024,
+                                       (g("fork.writers.max_gap_ns") or 0) / 1e6))
+    gp = ["set terminal pngcairo size 1000,520 font ',10' noenhanced", "set output '%s'" % path,
+          "set title '7. Memory against stalls: %d MiB, image into a %.0f MB/s reader'" % (
+              b["size_mib"], g("rate_mbps") or 0),
+          "set xlabel '--mem-limit (MiB, log)'", "set logscale x 2",
+          "set ylabel \"writer's longest gap (ms)\"", "set y2label 'uffsnapd peak memory (MiB)'",
+          "set ytics nomirror", "set y2tics", "set yrange [0:*]", "set y2range [0:*]",
+          "set grid", "set key outside right top",
+          "plot '%s' using 1:2 with linespoints lw 2 title 'uffsnapd: longest gap', "
+          "'%s' using 1:4 with lines dt 2 title 'fork(): longest gap', "
+          "'%s' using 1:3 axes x1y2 with linespoints title 'uffsnapd: peak memory'" % (
+              dat, dat, dat)]
+    subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True, check=True)
+    os.unlink(dat)
+    return os.path.basename(path)
