@@ -15,6 +15,7 @@
 #include "engine/copier.h"
 #include "engine/snap.h"
 #include "engine/uffd-ops.h"
+#include "sys/clock.h"
 
 /* How often the copier waits for an in-flight layout event before reading again. */
 #define COPIER_WAIT_TRIES 16
@@ -135,6 +136,19 @@ static int claim_chunk(struct snap *s, struct pages_range *r, struct chunk *c, u
 }
 
 /*
+ * A write fault waiting for a write-behind slot (the queue is full: the output is behind) goes
+ * first. While the copier writes a chunk it holds the image writer, and the emitter that would
+ * free a slot waits that long, as long as a slow output takes for a chunk. What the copier has
+ * not written yet is in its buffer meanwhile.
+ */
+static void yield_to_faults(struct snap *s)
+{
+	while (__atomic_load_n(&s->fault_waiting, __ATOMIC_ACQUIRE) && !snap_failed(s) &&
+	       snap_cancelled(s) == 0)
+		sys_sleep_ns(100000);
+}
+
+/*
  * For each run we claimed: unprotect and wake it (others were unprotected by whoever claimed
  * them), then write it. Every run is unprotected before any is written: the target never
  * waits for our I/O.
@@ -151,7 +165,13 @@ static int finish_won(struct snap *s, const struct pages_range *r, const struct 
 			k = 0;
 	}
 	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		k = snap_emit_present(s, c->start, r->granule, i, j, c->present, c->buf);
+		size_t piece = (256u << 10) / r->granule ? (256u << 10) / r->granule : 1;
+
+		for (size_t p = i; k >= 0 && p < j; p += piece) {
+			yield_to_faults(s);
+			k = snap_emit_present(s, c->start, r->granule, p,
+					      j - p < piece ? j : p + piece, c->present, c->buf);
+		}
 		__atomic_add_fetch(&s->stats.pages_copier, (j - i) * r->granule / s->page_size,
 				   __ATOMIC_RELAXED);
 	}

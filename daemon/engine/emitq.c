@@ -109,10 +109,14 @@ struct emit_slot *emitq_get(struct emitq *q, uint64_t *ret_waited_ns)
 	uint64_t t0 = 0;
 
 	pthread_mutex_lock(&q->mu);
-	if (!q->free_list && q->allocated == q->max_slots)
+	if (!q->free_list && q->allocated == q->max_slots) {
 		t0 = sys_now_ns();
+		__atomic_store_n(&q->s->fault_waiting, 1, __ATOMIC_RELEASE);
+	}
 	while (!q->free_list && q->allocated == q->max_slots)
 		pthread_cond_wait(&q->freed, &q->mu);
+	if (t0)
+		__atomic_store_n(&q->s->fault_waiting, 0, __ATOMIC_RELEASE);
 	*ret_waited_ns = t0 ? sys_now_ns() - t0 : 0;
 	e = q->free_list;
 	if (e) {
