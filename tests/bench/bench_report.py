@@ -352,6 +352,7 @@ def bound_table(results):
                 ratio(m(k + ".writers.max_gap_ns"), m("fork.writers.max_gap_ns")),
                 "%.0f (%s)" % (m(k + ".stats.fault_sink_waits") or 0,
                                ms(m(k + ".stats.fault_sink_wait_max_ns"))),
+                "%s / %s" % (us(m("fork.writers.p999_ns")), us(m(k + ".writers.p999_ns"))),
                 "%.0f / %.0f" % ((m("fork.writers.stores_per_s") or 0) / 1e3,
                                  (m(k + ".writers.stores_per_s") or 0) / 1e3),
                 ratio(m(k + ".writers.stores_per_s"), m("fork.writers.stores_per_s"), False),
@@ -367,6 +368,7 @@ def bound_table(results):
                 ["size", "pages", "--mem-limit", "uffsnapd peak memory (MiB)",
                  "writer's longest gap: fork() / uffsnapd", "gap / fork() gap",
                  "write faults that waited (longest ms)",
+                 "writer's p99.9 store (µs): fork() / uffsnapd",
                  "writer's kstores/s: fork() / uffsnapd", "stores/s / fork()",
                  "whole run: fork() child / uffsnapd"], body))
 
@@ -488,20 +490,22 @@ def bound_plot(b, path):
     dat = path[:-4] + ".dat"
     with open(dat, "w") as f:
         for k, mb in bound_keys(b):
-            f.write("%d %g %g %g\n" % (mb, (g(k + ".writers.max_gap_ns") or 0) / 1e6,
-                                       (g(k + ".hwm_kib") or 0) / 1024,
-                                       (g("fork.writers.max_gap_ns") or 0) / 1e6))
+            f.write("%d %g %g %g %g\n" % (mb, (g(k + ".writers.max_gap_ns") or 0) / 1e6,
+                                          (g(k + ".hwm_kib") or 0) / 1024,
+                                          (g("fork.writers.max_gap_ns") or 0) / 1e6,
+                                          (g(k + ".stats.fault_sink_wait_max_ns") or 0) / 1e6))
     gp = ["set terminal pngcairo size 1000,520 font ',10' noenhanced", "set output '%s'" % path,
           "set title '7. Memory against stalls: %d MiB, image into a %.0f MB/s reader'" % (
               b["size_mib"], g("rate_mbps") or 0),
           "set xlabel '--mem-limit (MiB, log)'", "set logscale x 2",
-          "set ylabel \"writer's longest gap (ms)\"", "set y2label 'uffsnapd peak memory (MiB)'",
+          "set ylabel 'ms'", "set y2label 'uffsnapd peak memory (MiB)'",
           "set ytics nomirror", "set y2tics", "set yrange [0:*]", "set y2range [0:*]",
-          "set grid", "set key outside right top",
+          "set grid", "set key below",
           "plot '%s' using 1:2 with linespoints lw 2 title 'uffsnapd: longest gap', "
-          "'%s' using 1:4 with lines dt 2 title 'fork(): longest gap', "
+          "'%s' using 1:5 with linespoints title 'uffsnapd: longest write fault waiting for the "
+          "output', '%s' using 1:4 with lines dt 2 title 'fork(): longest gap', "
           "'%s' using 1:3 axes x1y2 with linespoints title 'uffsnapd: peak memory'" % (
-              dat, dat, dat)]
+              dat, dat, dat, dat)]
     subprocess.run(["gnuplot"], input="\n".join(gp) + "\n", text=True, check=True)
     os.unlink(dat)
     return os.path.basename(path)
