@@ -71,7 +71,9 @@ struct target_thread {
 	bool regs_dirty; /* an injection changed its registers: detach writes resume_regs */
 	struct user_regs_struct regs;	     /* as the kernel reported them at the stop */
 	struct user_regs_struct resume_regs; /* what the thread continues with (restart applied) */
-	struct target_fpstate fp;
+	struct target_fpstate fp;	     /* target_regs_capture_state() */
+	uint64_t sig_pending, sig_blocked;   /* target_regs_capture_state(), if sig_read */
+	bool sig_read;
 	unsigned int nstashed;
 	unsigned int nlost; /* signals dropped because the stash was full */
 	siginfo_t stashed[TARGET_MAX_STASHED_SIGNALS];
@@ -94,7 +96,7 @@ struct target {
 
 /*
  * Seize and stop every thread of process pid, capture their general registers (their FP state:
- * target_regs_capture_fp()). On failure returns
+ * target_regs_capture_state()). On failure returns
  * -errno (see enum target_error_kind), fills err (may be NULL) and leaves the process as it was.
  */
 int target_attach(pid_t pid, struct target **ret, struct target_error *err);

@@ -13,9 +13,10 @@
  * The holder's whole life, in the child the spawner forked: attach to pid, create the
  * userfaultfd, serve the daemon on sock; whatever happens to the daemon, the target ends up
  * released. registers: whether the first hold reports the threads' registers (later holds
- * always do). Its exit status.
+ * always do). may_thread: whether it may start a thread (its spawner was forked by a process
+ * of one thread: target/spawner.h). Its exit status.
  */
-int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers);
+int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers, bool may_thread);
 
 /* Sends len bytes of buf as one message, with nfds (<= HOLDER_MAX_FDS) fds attached (SCM_RIGHTS).
  * 0, or -errno. */

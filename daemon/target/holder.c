@@ -252,7 +252,8 @@ static int serve_new_uffd(int sock, struct target *t, int devfd)
 	return k;
 }
 
-static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target **t)
+static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, bool may_thread,
+			struct target **t)
 {
 	struct target_error terr = {0};
 	char *cmd = NULL;
@@ -273,7 +274,7 @@ static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, struct target
 			uint64_t held_at = sys_now_ns();
 
 			k = target_attach_pinned(pid, pidfd, t, &terr);
-			if (k >= 0 && (k = target_regs_capture_fp(*t)) < 0) {
+			if (k >= 0 && (k = target_regs_capture_state(*t, may_thread)) < 0) {
 				snprintf(terr.msg, sizeof(terr.msg),
 					 "cannot read the FP state of pid %d's threads: %s", pid,
 					 strerror(-k));
@@ -337,7 +338,7 @@ void holder_isolate(void)
 	}
 }
 
-int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers)
+int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers, bool may_thread)
 {
 	struct target_error terr = {0};
 	struct target *t = NULL;
@@ -355,7 +356,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers)
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
 	/* Before any injection, as the threads stopped. */
-	if (registers && (k = target_regs_capture_fp(t)) < 0) {
+	if (registers && (k = target_regs_capture_state(t, may_thread)) < 0) {
 		target_free(t);
 		snprintf(terr.msg, sizeof(terr.msg),
 			 "cannot read the FP state of pid %d's threads: %s", pid, strerror(-k));
@@ -378,7 +379,7 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers)
 	k = send_info(sock, t, held_at, uffd, registers);
 	close(uffd); /* only the daemon keeps it: its death must drop the protection */
 	if (k >= 0)
-		k = holder_serve(sock, pid, pidfd, devfd, &t);
+		k = holder_serve(sock, pid, pidfd, devfd, may_thread, &t);
 	target_free(t); /* end of file: the daemon is gone, release all the same */
 	return k < 0;
 }

@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -151,16 +152,42 @@ int target_regs_capture(struct target_thread *th)
 	return 0;
 }
 
-int target_regs_capture_fp(struct target *t)
+static bool thread_listed(const struct target_thread *th)
 {
-	for (size_t i = 0; i < t->nthreads; i++) {
-		const struct target_thread *th = &t->threads[i];
-		int r = th->gone || th->foreign ? 0 : regs_capture_fp(&t->threads[i]);
+	return !th->gone && !th->foreign;
+}
 
-		if (r < 0 && r != -ESRCH) /* killed while held: it is not listed either */
-			return r;
+/* On the second thread: only the sig_* members, which nothing else touches meanwhile. */
+static void *read_signals(void *arg)
+{
+	struct target *t = arg;
+
+	for (size_t i = 0; i < t->nthreads; i++) {
+		struct target_thread *th = &t->threads[i];
+
+		th->sig_read =
+		    thread_listed(th) &&
+		    target_sigstate_read(t->pid, th->tid, &th->sig_pending, &th->sig_blocked) == 0;
 	}
-	return 0;
+	return NULL;
+}
+
+int target_regs_capture_state(struct target *t, bool may_thread)
+{
+	pthread_t reader;
+	bool apart = may_thread && pthread_create(&reader, NULL, read_signals, t) == 0;
+	int r = 0;
+
+	for (size_t i = 0; i < t->nthreads && r >= 0; i++) {
+		r = thread_listed(&t->threads[i]) ? regs_capture_fp(&t->threads[i]) : 0;
+		if (r == -ESRCH) /* killed while held: it is not listed either */
+			r = 0;
+	}
+	if (apart)
+		pthread_join(reader, NULL);
+	else
+		read_signals(t);
+	return r;
 }
 
 /*
@@ -289,10 +316,8 @@ static char *put_regs(char *o, const struct user_regs_struct *regs)
  * kernel's and gdb's both show a thread in a syscall with rax = -ERESTART* and rip past the
  * `syscall`).
  */
-static char *put_thread(char *o, const struct target *t, const struct target_thread *th)
+static char *put_thread(char *o, const struct target_thread *th)
 {
-	uint64_t pending, blocked;
-
 	o += sprintf(o, "{\"tid\":%d,\"regs\":", (int)th->tid);
 	o = put_regs(o, &th->resume_regs);
 	o += sprintf(o,
@@ -302,11 +327,11 @@ static char *put_thread(char *o, const struct target *t, const struct target_thr
 		     JSON_BOOL(th->group_stop), th->fp.xstate ? "xsave" : "fxsave");
 	o = put_base64(o, th->fp.data, th->fp.len);
 	*o++ = '"';
-	if (target_sigstate_read(t->pid, th->tid, &pending, &blocked) == 0) {
+	if (th->sig_read) {
 		o = put_str(o, ",\"signals\":{\"pending\":\"");
-		o = put_hex(o, pending);
+		o = put_hex(o, th->sig_pending);
 		o = put_str(o, "\",\"blocked\":\"");
-		o = put_hex(o, blocked);
+		o = put_hex(o, th->sig_blocked);
 		o = put_str(o, "\"}");
 	}
 	if (th->restart || th->rseq_abort) {
@@ -315,11 +340,6 @@ static char *put_thread(char *o, const struct target *t, const struct target_thr
 	}
 	*o++ = '}';
 	return o;
-}
-
-static bool thread_listed(const struct target_thread *th)
-{
-	return !th->gone && !th->foreign;
 }
 
 size_t target_regs_json_size(const struct target *t)
@@ -345,7 +365,7 @@ char *target_regs_json_put(const struct target *t, char *out)
 		if (!first)
 			*out++ = ',';
 		first = false;
-		out = put_thread(out, t, &t->threads[i]);
+		out = put_thread(out, &t->threads[i]);
 	}
 	*out++ = ']';
 	*out = 0;

@@ -14,10 +14,13 @@
 /* Read th's general registers; compute its resume registers. */
 int target_regs_capture(struct target_thread *th);
 /*
- * Read every held thread's FP/extended state, for the image (target_regs_json_put()): not
- * needed to inject system calls, so a hold whose registers no image takes skips it.
+ * Read every held thread's FP/extended state and signal state, for the image
+ * (target_regs_json_put()): not needed to inject system calls, so a hold whose registers no
+ * image takes skips it. With may_thread, the signal states (one /proc file each) are read on a
+ * second thread while this one reads the FP states (ptrace: only the tracer thread may); not
+ * in a child of a multi-threaded fork(), where starting a thread is not safe (target/spawner.h).
  */
-int target_regs_capture_fp(struct target *t);
+int target_regs_capture_state(struct target *t, bool may_thread);
 
 /* If th stopped inside an rseq critical section, make it resume at the section's abort_ip. */
 int target_regs_rseq_fixup(const struct target *t, struct target_thread *th);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -108,7 +109,8 @@ static void close_all_but(const int *keep, size_t n)
 }
 
 /* In the spawner: forks one holder; replies with its pidfd or why not. */
-static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int nfds)
+static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int nfds,
+		      bool may_thread)
 {
 	int hsock, devfd, tpidfd, pidfd = -EBADF;
 	struct spawn_reply rp = {0};
@@ -129,7 +131,7 @@ static void spawn_one(int sock, const struct spawn_req *rq, const int *fds, int 
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		close_all_but(keep, 3); /* our socket and signalfd too */
-		_exit(holder_child_main(hsock, rq->pid, tpidfd, devfd, rq->registers));
+		_exit(holder_child_main(hsock, rq->pid, tpidfd, devfd, rq->registers, may_thread));
 	}
 	if (c < 0)
 		rp.err = errno;
@@ -141,8 +143,11 @@ reply:
 		close(pidfd);
 }
 
-/* The spawner's whole life: async-signal-safe calls only, no allocation (spawner.h). */
-static void spawner_main(int sock)
+/*
+ * The spawner's whole life: async-signal-safe calls only, no allocation (spawner.h). single:
+ * the process it was forked from had one thread, so its holders may start threads.
+ */
+static void spawner_main(int sock, bool single)
 {
 	struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
 	sigset_t chld;
@@ -177,15 +182,40 @@ static void spawner_main(int sock)
 		if (k == 0 || (k < 0 && k != -EPROTO))
 			break; /* the daemon is gone */
 		if (k > 0)
-			spawn_one(sock, &rq, fds, nfds);
+			spawn_one(sock, &rq, fds, nfds, single);
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 	}
 	_exit(0);
 }
 
+/*
+ * Does this process have a single thread? (/proc/self/stat num_threads, the 18th field after
+ * the command's closing parenthesis.) No allocation: a spawner restarted from a job's thread
+ * is forked right after. False if it cannot tell.
+ */
+static bool single_threaded(void)
+{
+	char buf[1024], *p;
+	ssize_t n;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), field = 2;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	for (; p && *p && field < 20; p++)
+		field += *p == ' ';
+	return p && field == 20 && p[0] == '1' && p[1] == ' ';
+}
+
 static int start_locked(void)
 {
+	bool single = single_threaded();
 	int sv[2];
 	pid_t c;
 
@@ -203,7 +233,7 @@ static int start_locked(void)
 		int keep[1] = {sv[1]};
 
 		close_all_but(keep, 1);
-		spawner_main(sv[1]);
+		spawner_main(sv[1], single);
 	}
 	close(sv[1]);
 	spawner_sock = sv[0];

@@ -12,6 +12,10 @@
  * around fork(), and a holder forked while a job's thread was allocating waited forever in
  * opendir().) Holders then share nothing copy-on-write with the daemon's later memory either.
  *
+ * A holder of a spawner forked from a process of one thread may start a thread of its own (it
+ * reads the threads' signal states beside the FP states: target_regs_capture_state()); one of a
+ * spawner restarted later, from a job's thread, may not.
+ *
  * The spawner is one per process, like the signal mask it is forked with: its state is the
  * one file-scope exception to "no globals". It ends when the daemon closes its socket (exit,
  * death); holders live on until they have released their targets.

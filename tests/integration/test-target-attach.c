@@ -536,7 +536,7 @@ static int test_multithread(void)
 	      "attach to a thread id: %s", err.msg);
 	CHECK(target_attach(c.pid, &t, &err) == 0, "attach: %s", err.msg);
 	CHECK(target_nthreads(t) == 6, "%zu threads", target_nthreads(t));
-	CHECK(target_regs_capture_fp(t) == 0, "FP state"); /* the holder's, for an image */
+	CHECK(target_regs_capture_state(t, true) == 0, "FP state"); /* the holder's, for an image */
 	CHECK(check_all_held(t, c.pid) == 0, "not all held");
 	CHECK(check_blocked_thread(t, tids[0], SYS_clock_nanosleep, ERESTART_RESTARTBLOCK) == 0,
 	      "sleeper");
@@ -743,7 +743,7 @@ static int test_churn(void)
 		while (__atomic_load_n(&c.sh->churn, __ATOMIC_SEQ_CST) < before + 100)
 			usleep(100);
 		CHECK(target_attach(c.pid, &t, &err) == 0, "round %d: attach: %s", i, err.msg);
-		CHECK(target_regs_capture_fp(t) == 0, "round %d: FP state", i);
+		CHECK(target_regs_capture_state(t, true) == 0, "round %d: FP state", i);
 		CHECK(check_all_held(t, c.pid) == 0, "round %d", i);
 		before = __atomic_load_n(&c.sh->churn, __ATOMIC_SEQ_CST);
 		usleep(1000);
