@@ -62,44 +62,56 @@ static json_t *time_json(void)
 			 (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "iso8601", iso);
 }
 
-/* Without "threads": meta_text() adds the holder's text as it came (holder.h). */
+/*
+ * Without "vmas" and "threads": meta_text() adds the layout's text (vma_list_json_text()) and
+ * the holder's as it came (holder.h).
+ */
 static json_t *meta_json(struct snap *s)
 {
-	json_t *vmas = NULL;
 	struct utsname u;
 
 	uname(&u);
-	if (vma_list_to_json(&s->vmas, &vmas) < 0)
-		return NULL;
-	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:o, s:O*}",
-			 "format", "uffsnap", "version", 1, "tool", "name", "uffsnapd", "version",
+	return json_pack("{s:s, s:i, s:{s:s, s:s}, s:o, s:{s:s, s:s}, s:o, s:i, s:O*}", "format",
+			 "uffsnap", "version", 1, "tool", "name", "uffsnapd", "version",
 			 UFFSNAP_VERSION, "target", target_json(s->pid), "kernel", "release",
 			 u.release, "machine", u.machine, "time", time_json(), "page_size",
-			 (int)s->page_size, "vmas", vmas, "parent", s->parent);
+			 (int)s->page_size, "parent", s->parent);
 }
 
-/* The pieces of the metadata: {...} without its '}', the threads member, '}'. */
-#define META_PIECES 4
+/* The pieces of the metadata: {...} without its '}', the vmas member, the threads member, '}'. */
+#define META_PIECES 6
+
+/* What backs the pieces: free both. */
+struct meta_buf {
+	char *text, *vmas;
+};
+
+static void meta_buf_free(struct meta_buf *b)
+{
+	free(b->text);
+	free(b->vmas);
+}
 
 /*
  * The metadata of the target as held now (hooks' members included), as pieces for the image
- * writer: meta_json()'s text with "threads" spliced in, the holder's text as it came
- * (megabytes at hundreds of threads: never parsed, dumped or even copied while the target is
- * held). *ret_text backs the first piece: the caller frees it.
+ * writer: meta_json()'s text with "vmas" and "threads" spliced in. The layout is written as
+ * text directly, and the holder's text goes as it came (megabytes at hundreds of threads:
+ * never parsed, dumped or even copied while the target is held). The caller frees *ret.
  */
-static int meta_text(struct snap *s, char **ret_text, struct iovec iov[META_PIECES])
+static int meta_text(struct snap *s, struct meta_buf *ret, struct iovec iov[META_PIECES])
 {
-	static const char key[] = ",\"threads\":";
+	static const char vkey[] = ",\"vmas\":", tkey[] = ",\"threads\":";
 	const struct snap_hooks *h = s->opts.hooks;
 	char *text = NULL;
+	size_t n, nvmas = 0;
 	json_t *meta;
-	size_t n;
 	int k;
 
-	*ret_text = NULL;
+	*ret = (struct meta_buf){0};
 	if (!s->held.threads_json)
 		return -EPROTO; /* no hold has reported the threads */
-	meta = meta_json(s);
+	ret->vmas = vma_list_json_text(&s->vmas, &nvmas);
+	meta = ret->vmas ? meta_json(s) : NULL;
 	/* A scoped snapshot (a guest's RAM) is no process's image: no core-file description,
 	 * which would only lengthen the guest's downtime. */
 	k = !meta ? -ENOMEM : s->opts.scope ? 0 : snap_proc_describe(s->pid, meta);
@@ -111,15 +123,17 @@ static int meta_text(struct snap *s, char **ret_text, struct iovec iov[META_PIEC
 	n = text ? strlen(text) : 0;
 	if (k >= 0 && (n <= 2 || text[n - 1] != '}'))
 		k = -EINVAL; /* never: it has "format" and more */
+	ret->text = text;
 	if (k < 0) {
-		free(text);
+		meta_buf_free(ret);
 		return k;
 	}
 	iov[0] = (struct iovec){text, n - 1};
-	iov[1] = (struct iovec){(void *)key, sizeof(key) - 1};
-	iov[2] = (struct iovec){s->held.threads_json, strlen(s->held.threads_json)};
-	iov[3] = (struct iovec){(void *)"}", 1};
-	*ret_text = text;
+	iov[1] = (struct iovec){(void *)vkey, sizeof(vkey) - 1};
+	iov[2] = (struct iovec){ret->vmas, nvmas};
+	iov[3] = (struct iovec){(void *)tkey, sizeof(tkey) - 1};
+	iov[4] = (struct iovec){s->held.threads_json, strlen(s->held.threads_json)};
+	iov[5] = (struct iovec){(void *)"}", 1};
 	return 0;
 }
 
@@ -127,14 +141,14 @@ int snap_begin_image(struct snap *s)
 {
 	const struct snap_hooks *h = s->opts.hooks;
 	struct iovec iov[META_PIECES];
-	char *text;
-	int k = meta_text(s, &text, iov);
+	struct meta_buf b;
+	int k = meta_text(s, &b, iov);
 
 	if (k >= 0)
 		k = img_writer_beginv(s->w, iov, META_PIECES);
 	if (k >= 0 && h && h->after_meta)
 		k = h->after_meta(h->ctx, s->w);
-	free(text);
+	meta_buf_free(&b);
 	if (k < 0)
 		snap_fail(s, k, "cannot write the image: %s", strerror(-k));
 	return k;
@@ -143,12 +157,12 @@ int snap_begin_image(struct snap *s)
 int snap_final_meta(struct snap *s)
 {
 	struct iovec iov[META_PIECES];
-	char *text;
-	int k = meta_text(s, &text, iov);
+	struct meta_buf b;
+	int k = meta_text(s, &b, iov);
 
 	if (k >= 0)
 		k = img_writer_metav(s->w, iov, META_PIECES);
-	free(text);
+	meta_buf_free(&b);
 	if (k < 0)
 		snap_fail(s, k, "cannot write the image's metadata: %s", strerror(-k));
 	return k;

@@ -47,6 +47,63 @@ bool ustr_valid(const char *s)
 	return true;
 }
 
+/* One character as jansson's dump_string() writes it: the mandatory escapes, \uXXXX under 0x20. */
+static char *put_char(char *o, unsigned char c)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	switch (c) {
+	case '"':
+	case '\\':
+		*o++ = '\\';
+		*o++ = (char)c;
+		return o;
+	case '\b':
+		return memcpy(o, "\\b", 2), o + 2;
+	case '\f':
+		return memcpy(o, "\\f", 2), o + 2;
+	case '\n':
+		return memcpy(o, "\\n", 2), o + 2;
+	case '\r':
+		return memcpy(o, "\\r", 2), o + 2;
+	case '\t':
+		return memcpy(o, "\\t", 2), o + 2;
+	}
+	if (c >= 0x20) {
+		*o++ = (char)c;
+		return o;
+	}
+	memcpy(o, "\\u00", 4);
+	o[4] = hex[c >> 4];
+	o[5] = hex[c & 15];
+	return o + 6;
+}
+
+char *ustr_put_json(char *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s;
+
+	*o++ = '"';
+	for (size_t n; *p; p += n) {
+		n = utf8_len(p);
+		if (n == 1) {
+			o = put_char(o, *p);
+		} else if (n) {
+			memcpy(o, p, n);
+			o += n;
+		} else { /* the four characters \xNN, their backslash escaped */
+			memcpy(o, "\\\\x", 3);
+			o[3] = hex[*p >> 4];
+			o[4] = hex[*p & 15];
+			o += 5;
+			n = 1;
+		}
+	}
+	*o++ = '"';
+	return o;
+}
+
 json_t *ustr_json(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;

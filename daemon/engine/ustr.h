@@ -19,3 +19,11 @@
 json_t *ustr_json(const char *s);
 /* Is s valid UTF-8 (what ustr_json() keeps as it is)? */
 bool ustr_valid(const char *s);
+/*
+ * The same string as JSON text, quoted, at o, byte for byte what jansson's json_dumps() writes
+ * for ustr_json(s) (no JSON_ENSURE_ASCII, no JSON_ESCAPE_SLASH); returns the end. For metadata
+ * built while the target is held, without building jansson objects. o has room for
+ * USTR_JSON_MAX(strlen(s)) bytes; nothing is NUL-terminated.
+ */
+#define USTR_JSON_MAX(len) (6 * (size_t)(len) + 2)
+char *ustr_put_json(char *o, const char *s);

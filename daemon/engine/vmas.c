@@ -348,32 +348,45 @@ void vma_mark_thread_stacks(struct vma_list *l, const uint64_t *addrs, size_t n)
 	}
 }
 
-int vma_list_to_json(const struct vma_list *l, json_t **ret)
-{
-	json_t *a = json_array();
+/* The most text one VMA's object takes, but its path and note. */
+#define VMA_JSON_FIXED 320
 
-	if (!a)
-		return -ENOMEM;
+char *vma_list_json_text(const struct vma_list *l, size_t *ret_len)
+{
+	size_t cap = 3, n;
+	char *text, *o;
+
+	for (size_t i = 0; i < l->n; i++)
+		cap += VMA_JSON_FIXED + USTR_JSON_MAX(l->v[i].path ? strlen(l->v[i].path) : 0) +
+		       USTR_JSON_MAX(strlen(l->v[i].note));
+	o = text = malloc(cap);
+	if (!text)
+		return NULL;
+	*o++ = '[';
 	for (size_t i = 0; i < l->n; i++) {
 		const struct vma *v = &l->v[i];
-		char start[24], end[24], dev[24];
-		json_t *o;
 
-		snprintf(start, sizeof(start), "0x%" PRIx64, v->start);
-		snprintf(end, sizeof(end), "0x%" PRIx64, v->end);
-		snprintf(dev, sizeof(dev), "%02x:%02x", v->dev_major, v->dev_minor);
-		o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:s, s:I}", "start", start,
-			      "end", end, "prot", v->prot, "offset", (json_int_t)v->offset, "dev",
-			      dev, "inode", (json_int_t)v->inode, "path",
-			      ustr_json(v->path ? v->path : ""), "kind", vma_kind_name(v->kind),
-			      "content", vma_plan_name(v->plan), "granule", (json_int_t)v->granule);
-		if (o && v->note[0])
-			json_object_set_new(o, "note", json_string(v->note));
-		if (!o || json_array_append_new(a, o) < 0) {
-			json_decref(a);
-			return -ENOMEM;
+		o +=
+		    sprintf(o, "%s{\"start\":\"0x%" PRIx64 "\",\"end\":\"0x%" PRIx64 "\",\"prot\":",
+			    i ? "," : "", v->start, v->end);
+		o = ustr_put_json(o, v->prot);
+		o += sprintf(o,
+			     ",\"offset\":%" PRId64 ",\"dev\":\"%02x:%02x\",\"inode\":%" PRId64
+			     ",\"path\":",
+			     (int64_t)v->offset, v->dev_major, v->dev_minor, (int64_t)v->inode);
+		o = ustr_put_json(o, v->path ? v->path : "");
+		o += sprintf(o, ",\"kind\":\"%s\",\"content\":\"%s\",\"granule\":%" PRIu32,
+			     vma_kind_name(v->kind), vma_plan_name(v->plan), v->granule);
+		if (v->note[0]) {
+			o += sprintf(o, ",\"note\":");
+			o = ustr_put_json(o, v->note);
 		}
+		*o++ = '}';
 	}
-	*ret = a;
-	return 0;
+	*o++ = ']';
+	*o = 0;
+	n = (size_t)(o - text);
+	if (ret_len)
+		*ret_len = n;
+	return text;
 }

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include <jansson.h>
-
 #include "engine/snap-types.h"
 
 enum vma_kind {
@@ -75,4 +73,10 @@ void vma_mark_thread_stacks(struct vma_list *l, const uint64_t *addrs, size_t n)
 ssize_t vma_find(const struct vma_list *l, uint64_t addr);
 const char *vma_kind_name(enum vma_kind k);
 const char *vma_plan_name(enum vma_plan p);
-int vma_list_to_json(const struct vma_list *l, json_t **ret);
+/*
+ * The list as the image's "vmas" member (FORMAT.md): compact JSON text, NUL-terminated, built
+ * without jansson (it runs while the target is held: ~6 ms for 1,100 VMAs with jansson).
+ * Each VMA: start, end, prot, offset, dev, inode, path, kind, content, granule[, note].
+ * Malloc'd; NULL when out of memory. *ret_len (if not NULL): its length.
+ */
+char *vma_list_json_text(const struct vma_list *l, size_t *ret_len);

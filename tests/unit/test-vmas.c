@@ -11,7 +11,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
 
+#include "engine/ustr.h"
 #include "engine/vmas.h"
 
 /* One smaps entry: the header line, then optional attribute lines. */
@@ -271,6 +275,93 @@ static void test_refresh(void **state)
 	close(fd);
 }
 
+/* What the image's "vmas" member was built with before vma_list_json_text(): jansson. */
+static char *jansson_text(const struct vma_list *l)
+{
+	json_t *a = json_array();
+	char *text;
+
+	for (size_t i = 0; i < l->n; i++) {
+		const struct vma *v = &l->v[i];
+		char start[24], end[24], dev[24];
+		json_t *o;
+
+		snprintf(start, sizeof(start), "0x%" PRIx64, v->start);
+		snprintf(end, sizeof(end), "0x%" PRIx64, v->end);
+		snprintf(dev, sizeof(dev), "%02x:%02x", v->dev_major, v->dev_minor);
+		o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:s, s:I}", "start", start,
+			      "end", end, "prot", v->prot, "offset", (json_int_t)v->offset, "dev",
+			      dev, "inode", (json_int_t)v->inode, "path",
+			      ustr_json(v->path ? v->path : ""), "kind", vma_kind_name(v->kind),
+			      "content", vma_plan_name(v->plan), "granule", (json_int_t)v->granule);
+		assert_non_null(o);
+		if (v->note[0])
+			json_object_set_new(o, "note", json_string(v->note));
+		json_array_append_new(a, o);
+	}
+	text = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return text;
+}
+
+/*
+ * The layout's JSON text, written by hand while the target is held, is byte for byte what
+ * jansson writes: every escape (quotes, backslashes, control characters, DEL, slashes), UTF-8
+ * of every length kept, bytes that are not UTF-8 as \xNN, notes, big numbers, no path.
+ */
+static void test_json_text(void **state)
+{
+	static const char *const paths[] = {
+	    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+	    "[heap]",
+	    "/tmp/a \"quoted\" \\back\\slash",
+	    "/tmp/ctl\x01\x02\b\f\n\r\t\x1f\x7f end",
+	    "/tmp/caf\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e",
+	    "/tmp/bad\xff\xfe\xc0\x80\xed\xa0\x80\xe2\x82",
+	    "/memfd:guest-ram (deleted)",
+	    NULL,
+	};
+	const size_t n = sizeof(paths) / sizeof(paths[0]);
+	struct vma_list l = {calloc(n, sizeof(struct vma)), n};
+	char *mine, *want;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(l.v);
+	for (size_t i = 0; i < n; i++) {
+		struct vma *v = &l.v[i];
+
+		v->start = 0x7f0000000000ull + i * 0x200000;
+		v->end = v->start + 0x1000 * (i + 1);
+		snprintf(v->prot, sizeof(v->prot), "%s", i % 2 ? "rw-s" : "r-xp");
+		v->offset = i == 2 ? 0x7ffffffffffff000ull : i * 4096;
+		v->dev_major = i == 3 ? 0x103 : 8;
+		v->dev_minor = (unsigned)i;
+		v->inode = i == 4 ? 18446744073709ull : 1000 + i;
+		v->path = paths[i] ? strdup(paths[i]) : NULL;
+		v->kind = i % 2 ? VMA_FILE_SHARED : VMA_ANON;
+		v->plan = i % 3 ? VMA_PLAN_TRACK : VMA_PLAN_COPY;
+		v->granule = i == 5 ? 2u << 20 : 4096;
+		if (i == 1 || i == 6)
+			snprintf(v->note, sizeof(v->note), "EBUSY: \"pinned\" / locked");
+	}
+	mine = vma_list_json_text(&l, &len);
+	want = jansson_text(&l);
+	assert_non_null(mine);
+	assert_non_null(want);
+	assert_string_equal(mine, want);
+	assert_int_equal(len, strlen(want));
+	free(mine);
+	free(want);
+
+	l.n = 0; /* no VMAs: an empty array */
+	mine = vma_list_json_text(&l, NULL);
+	assert_string_equal(mine, "[]");
+	free(mine);
+	l.n = n;
+	vma_list_free(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +370,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_and_empty),
 	    cmocka_unit_test(test_thread_stacks),
 	    cmocka_unit_test(test_refresh),
+	    cmocka_unit_test(test_json_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
