@@ -45,14 +45,13 @@
 #include "engine/plan.h"
 #include "engine/precopy.h"
 #include "engine/precopy-internal.h"
+#include "engine/rounds.h"
 #include "engine/snap.h"
 #include "engine/uffd-ops.h"
 #include "target/holder.h"
 
 #define DEFAULT_DOWNTIME_MS 50
 #define DEFAULT_MAX_ROUNDS  10
-/* Rounds in a row predicted to hold no shorter than the best so far: it will not converge. */
-#define STALL_ROUNDS 4
 /* What a chain's image that did not converge may still copy while the target is held. */
 #define CHAIN_HOLD_MAX_BYTES (SNAP_GATE_MAX_BYTES / 2)
 
@@ -291,43 +290,34 @@ static bool quiet(const struct snap *s)
 
 /*
  * Rounds until the final hold (attaching, as the first hold did, and copying what is left) is
- * predicted to fit the budget and the rounds stopped shrinking what is left (each at most half
- * the one before: the budget is a ceiling, not a target; a working set that stays dirty stops
- * them at once): converged. Rounds also end when what is left to copy would take at most a
- * tenth of the budget, the hold being mostly the attach (a loaded machine, many threads): more
- * rounds would not shorten it, and falling back would not either; *copy_held says so. With no
- * hold (quiet()), the copy is all of the downtime: a hundredth. Else they end, not converged,
- * after max_rounds or STALL_ROUNDS without progress.
+ * predicted to fit the budget and the rounds stopped halving what is left: converged. Rounds
+ * also end when what is left to copy would take at most a tenth of the budget (a hundredth
+ * with no hold: quiet()), the hold being mostly the attach: more rounds would not shorten it,
+ * and falling back would not either; *copy_held says so. Else they end, not converged, after
+ * max_rounds or ROUNDS_STALL without progress. The rule: engine/rounds.h.
  */
 static int rounds(struct precopy *pc, bool *converged, bool *copy_held)
 {
 	struct snap *s = pc->s;
-	uint64_t budget = (uint64_t)s->opts.downtime_ms * 1000000, best = UINT64_MAX;
-	uint64_t before = UINT64_MAX; /* the cost the round before left */
-	/* Not worth another round: a hold mostly attaching, or next to nothing left to copy. */
-	uint64_t not_worth = quiet(s) ? budget / 100 : budget / 10;
-	unsigned stalled = 0;
+	struct rounds_rule rule;
 	int k = 0;
 
+	rounds_rule_init(&rule, (uint64_t)s->opts.downtime_ms * 1000000, pc->first_hold_ns,
+			 quiet(s), s->opts.max_rounds);
 	*converged = *copy_held = false;
 	while (k >= 0) {
-		uint64_t copy = precopy_predict_copy_ns(pc),
-			 next = copy + (quiet(s) ? 0 : pc->first_hold_ns);
-		bool fits = next <= budget, last = s->stats.rounds > s->opts.max_rounds,
-		     /* round 0 copied everything: what it leaves is always less */
-		     shrinking = s->stats.rounds == 1 || pc->pending_cost <= before / 2;
+		uint64_t copy = precopy_predict_copy_ns(pc);
+		bool fits;
+		enum rounds_step step = rounds_next(&rule, s->stats.rounds, copy, pc->pending_cost,
+						    &s->stats.downtime_predicted_ns, &fits);
 
-		s->stats.downtime_predicted_ns = next;
-		if (s->stats.rounds && (copy <= not_worth || (fits && (!shrinking || last)))) {
+		if (step == ROUNDS_HOLD) {
 			*converged = fits;
 			*copy_held = true;
 			break;
 		}
-		if (last || stalled >= STALL_ROUNDS)
+		if (step == ROUNDS_GIVE_UP)
 			break;
-		stalled = next < best ? 0 : stalled + 1;
-		best = next < best ? next : best;
-		before = pc->pending_cost;
 		k = run_round(pc);
 		if (k >= 0 && s->stats.rounds == 1)
 			snap_test_pause(s, "round");
