@@ -171,6 +171,19 @@ static int scan_fds(struct shared_state *st, pid_t pid)
 	return k;
 }
 
+/*
+ * A process with no executable: a kernel thread (most of /proc on a small machine) or a zombie.
+ * Either has no memory map and no descriptors; one readlink() instead of reading both, in a
+ * walk that may run while a guest is stopped. Only ENOENT says so (EACCES: look anyway).
+ */
+static bool no_program(pid_t pid)
+{
+	char path[48], link[8];
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	return readlink(path, link, sizeof(link)) < 0 && errno == ENOENT;
+}
+
 /* --strict: the first process found to map shared memory of the target writably. */
 static int fail_strict(struct snap *s)
 {
@@ -201,7 +214,7 @@ int shared_scan(struct snap *s)
 	while (d && k >= 0 && (e = readdir(d))) {
 		pid_t pid = atoi(e->d_name);
 
-		if (pid <= 0 || pid == getpid())
+		if (pid <= 0 || pid == getpid() || no_program(pid))
 			continue;
 		if (pid != s->pid)
 			k = scan_maps(s, pid);
