@@ -106,18 +106,7 @@ struct bound_ctx {
 
 static int fresh(struct bound_ctx *c)
 {
-	struct bench_phase warm;
-	int r;
-
-	bench_mem_free(&c->mem);
-	r = bench_mem_populate(&c->mem, c->size, c->thp);
-	if (r < 0)
-		return r;
-	memset(&c->ws, 0, sizeof(c->ws));
-	r = bench_writers_start(&c->ws, &c->mem, 1, BENCH_RANDOM);
-	usleep(200000);
-	bench_phase_next(&c->ws, &warm);
-	return r;
+	return bench_fresh(&c->mem, c->size, c->thp, &c->ws, 1, BENCH_RANDOM, 0);
 }
 
 static void do_fork(struct bound_ctx *c, FILE *out)

@@ -214,6 +214,24 @@ void bench_writers_stop(struct bench_writers *ws)
 		pthread_join(ws->w[i].th, NULL);
 }
 
+int bench_fresh(struct bench_mem *m, size_t size, bool thp, struct bench_writers *ws, int n,
+		enum bench_pattern pattern, uint64_t rate)
+{
+	struct bench_phase warm;
+	int r;
+
+	bench_mem_free(m);
+	r = bench_mem_populate(m, size, thp);
+	if (r < 0)
+		return r;
+	memset(ws, 0, sizeof(*ws));
+	ws->rate = rate;
+	r = bench_writers_start(ws, m, n, pattern);
+	usleep(200000);
+	bench_phase_next(ws, &warm);
+	return r;
+}
+
 void bench_phase_next(struct bench_writers *ws, struct bench_phase *ret)
 {
 	uint64_t steal = steal_ms_now();

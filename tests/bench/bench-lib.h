@@ -80,6 +80,13 @@ struct bench_phase {
 int bench_writers_start(struct bench_writers *ws, struct bench_mem *m, int n,
 			enum bench_pattern pattern);
 void bench_writers_stop(struct bench_writers *ws);
+/*
+ * Fresh memory for the next method (copy-on-write after fork() splits huge pages): m freed and
+ * populated again, then n writers (pattern; rate stores/s each, 0: as fast as they can) started
+ * on it; after 200 ms the warm-up phase is discarded. 0 or -errno.
+ */
+int bench_fresh(struct bench_mem *m, size_t size, bool thp, struct bench_writers *ws, int n,
+		enum bench_pattern pattern, uint64_t rate);
 void bench_phase_next(struct bench_writers *ws, struct bench_phase *ret);
 void bench_phase_json(FILE *f, const char *name, const struct bench_phase *p);
 

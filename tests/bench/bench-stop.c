@@ -98,18 +98,7 @@ static void idle_stop(struct idle_threads *it)
 
 static int fresh(struct stop_ctx *c)
 {
-	struct bench_phase warm;
-	int r;
-
-	bench_mem_free(&c->mem);
-	r = bench_mem_populate(&c->mem, c->size, c->thp);
-	if (r < 0)
-		return r;
-	memset(&c->ws, 0, sizeof(c->ws));
-	r = bench_writers_start(&c->ws, &c->mem, c->writers, BENCH_RANDOM);
-	usleep(200000);
-	bench_phase_next(&c->ws, &warm);
-	return r;
+	return bench_fresh(&c->mem, c->size, c->thp, &c->ws, c->writers, BENCH_RANDOM, 0);
 }
 
 static void do_fork(struct stop_ctx *c, FILE *out)
