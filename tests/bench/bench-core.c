@@ -18,22 +18,6 @@
 
 #define QUIET_US 1000000
 
-static int fresh(struct bench_mem *m, struct bench_writers *ws, size_t size, bool thp)
-{
-	struct bench_phase warm;
-	int r;
-
-	bench_mem_free(m);
-	r = bench_mem_populate(m, size, thp);
-	if (r < 0)
-		return r;
-	memset(ws, 0, sizeof(*ws));
-	r = bench_writers_start(ws, m, 2, BENCH_RANDOM);
-	usleep(200000);
-	bench_phase_next(ws, &warm);
-	return r;
-}
-
 /* Runs argv while the writers run; the phase covers exactly the tool's run. */
 static void measure(FILE *out, const char *name, char *const argv[], struct bench_writers *ws)
 {
@@ -76,12 +60,12 @@ int main(int argc, char **argv)
 	out = open_memstream(&buf, &len);
 	fprintf(out, "{\"bench\":\"core\",\"size_mib\":%zu,\"thp\":%s", size >> 20,
 		thp ? "true" : "false");
-	if (fresh(&mem, &ws, size, thp) < 0)
+	if (bench_fresh(&mem, size, thp, &ws, 2, BENCH_RANDOM, 0) < 0)
 		return perror("populate"), 1;
 	measure(out, "uffsnapd_core", ufs, &ws);
 	bench_writers_stop(&ws);
 	unlink(path);
-	if (fresh(&mem, &ws, size, thp) < 0)
+	if (bench_fresh(&mem, size, thp, &ws, 2, BENCH_RANDOM, 0) < 0)
 		return perror("populate"), 1;
 	measure(out, "gcore", gc, &ws);
 	bench_writers_stop(&ws);
