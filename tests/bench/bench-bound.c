@@ -71,30 +71,6 @@ static int reader_start(struct reader *r, const char *fifo, uint64_t rate)
 	return -pthread_create(&r->th, NULL, reader_main, r);
 }
 
-/* fork()'s child writes the memory into the FIFO (no fsync: it is a pipe). */
-static pid_t fork_into(const struct bench_mem *m, const char *fifo, uint64_t *ret_call_ns)
-{
-	uint64_t t0 = bench_now_ns();
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = open(fifo, O_WRONLY | O_CLOEXEC);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd < 0)
-			_exit(1);
-		for (size_t off = 0; off < m->size; off += READ_CHUNK) {
-			size_t n = m->size - off < READ_CHUNK ? m->size - off : READ_CHUNK;
-
-			if (write(fd, m->p + off, n) != (ssize_t)n)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	*ret_call_ns = bench_now_ns() - t0;
-	return pid < 0 ? -errno : pid;
-}
-
 struct bound_ctx {
 	const char *uffsnapd, *fifo;
 	size_t size;
@@ -121,7 +97,7 @@ static void do_fork(struct bound_ctx *c, FILE *out)
 	bench_phase_next(&c->ws, &quiet);
 	t0 = bench_now_ns();
 	if (reader_start(&rd, c->fifo, c->rate) == 0) {
-		pid = fork_into(&c->mem, c->fifo, &call_ns);
+		pid = bench_fork_snapshot(&c->mem, c->fifo, &call_ns);
 		if (pid > 0)
 			waitpid(pid, &st, 0);
 		pthread_join(rd.th, NULL);

@@ -113,8 +113,8 @@ int bench_watch(pid_t pid, int fd, uint64_t t0, void (*sample)(void *), void *ar
 uint64_t bench_json_u64(const char *json, const char *key);
 
 /*
- * A fork() snapshot like Redis BGSAVE: the child writes the memory to path and exits; the
- * parent pays copy-on-write meanwhile. ret_call_ns: how long fork() stopped the caller.
+ * A fork() snapshot like Redis BGSAVE: the child writes the memory to path (syncing it as
+ * BGSAVE does, if a regular file) and exits; the parent pays copy-on-write meanwhile. ret_call_ns: how long fork() stopped the caller.
  */
 pid_t bench_fork_snapshot(const struct bench_mem *m, const char *path, uint64_t *ret_call_ns);
 
