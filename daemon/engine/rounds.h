@@ -5,7 +5,7 @@
  *
  * Before each round, given what is left to copy: stop and hold (the final hold is predicted
  * to fit the budget and the rounds stopped halving what is left, or what is left is not worth
- * a round), give up (max_rounds, or STALL_ROUNDS in a row predicted no better than the best),
+ * a round), give up (max_rounds, or ROUNDS_STALL in a row predicted no better than the best),
  * or run another round. The budget is a ceiling, not a target: a working set that halves each
  * round is copied down while it halves; one that stays dirty stops the rounds at once.
  */
@@ -28,7 +28,7 @@ struct rounds_rule {
 	uint64_t hold_ns;   /* the final hold's cost besides the copy (attaching); 0 if quiet */
 	bool quiet;	    /* no final hold: the copy is all of the downtime */
 	unsigned max_rounds;
-	/* kept by rounds_next(); zero them to start (rounds_rule_init()) */
+	/* kept by rounds_next(), from rounds_rule_init() */
 	uint64_t best, before;
 	unsigned stalled;
 };
