@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Copy throughput: SIZE MiB of touched anonymous memory (an idle target: no writers, so the
- * figure is the background copy alone) is read three ways in the same run:
+ * figure is the background copy alone) is read four ways in the same run:
  *   raw       process_vm_readv() of the whole region into a 4 MiB buffer, the best of two
  *             passes: the kernel's own bandwidth for reading another mm, the ceiling
+ *   naive     the simplest copier that also writes what it reads: process_vm_readv() in 1 MiB
+ *             chunks, each written with write(2) to DIR/bench-copy-naive.img (issue 19's
+ *             baseline for uffsnapd's copy)
  *   file      uffsnapd --output DIR/bench-copy.img (DIR: tmpfs, so no disk is measured)
  *   receiver  uffsnapd --to 127.0.0.1:PORT, received by uffsnapd --receive into RDIR
  * GB/s = image bytes / uffsnapd's duration_ns (from arming to the verified end). Prints one
@@ -14,13 +17,15 @@
 #include "bench-lib.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RAW_BUF (4ul << 20)
+#define RAW_BUF	  (4ul << 20)
+#define NAIVE_BUF (1ul << 20)
 
 /* Nanoseconds to read all of m through process_vm_readv(); -errno. */
 static int64_t raw_pass(const struct bench_mem *m, uint8_t *buf)
@@ -51,6 +56,44 @@ static void do_raw(const struct bench_mem *m, FILE *out)
 	free(buf);
 	fprintf(out, "\"raw\":{\"ok\":%s,\"ns\":%" PRId64 ",\"gbps\":%.3f}",
 		best > 0 ? "true" : "false", best, best > 0 ? gbps(m->size, (uint64_t)best) : 0.0);
+}
+
+/* The naive copier into path: process_vm_readv() 1 MiB at a time, write(2) each; ns or -errno. */
+static int64_t naive_pass(const struct bench_mem *m, const char *path)
+{
+	uint8_t *buf = malloc(NAIVE_BUF);
+	uint64_t t0 = bench_now_ns();
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int64_t r = 0;
+
+	for (size_t off = 0; buf && fd >= 0 && r == 0 && off < m->size; off += NAIVE_BUF) {
+		size_t n = m->size - off < NAIVE_BUF ? m->size - off : NAIVE_BUF;
+		struct iovec l = {buf, n}, rv = {m->p + off, n};
+
+		if (process_vm_readv(getpid(), &l, 1, &rv, 1, 0) != (ssize_t)n ||
+		    write(fd, buf, n) != (ssize_t)n)
+			r = -errno;
+	}
+	if (!buf || fd < 0)
+		r = -ENOMEM;
+	if (fd >= 0 && close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0)
+		r = (int64_t)(bench_now_ns() - t0);
+	free(buf);
+	unlink(path);
+	return r;
+}
+
+static void do_naive(const struct bench_mem *m, const char *dir, FILE *out)
+{
+	char path[4096];
+	int64_t ns;
+
+	snprintf(path, sizeof(path), "%s/bench-copy-naive.img", dir);
+	ns = naive_pass(m, path);
+	fprintf(out, ",\"naive\":{\"ok\":%s,\"ns\":%" PRId64 ",\"gbps\":%.3f}",
+		ns > 0 ? "true" : "false", ns, ns > 0 ? gbps(m->size, (uint64_t)ns) : 0.0);
 }
 
 static void snap_json(FILE *out, const char *name, int r, const struct bench_run *run)
@@ -91,6 +134,7 @@ int main(int argc, char **argv)
 	fprintf(out, "{\"bench\":\"copy\",\"size_mib\":%s,\"thp\":%s,", argv[2],
 		strcmp(argv[3], "thp") ? "false" : "true");
 	do_raw(&m, out);
+	do_naive(&m, argv[4], out);
 
 	char *file_argv[] = {argv[1],	"--pid",  pid,	     "--output", path,
 			     "--force", "--json", "--quiet", NULL};
