@@ -6,7 +6,9 @@
  *             passes: the kernel's own bandwidth for reading another mm, the ceiling
  *   naive     the simplest copier that also writes what it reads: process_vm_readv() in 1 MiB
  *             chunks, each written with write(2) to DIR/bench-copy-naive.img (issue 19's
- *             baseline for uffsnapd's copy)
+ *             baseline for uffsnapd's copy), the best of two passes: on this VM the first
+ *             writes into memory the host has not backed yet, several times slower, and
+ *             uffsnapd, which runs after it, would write into memory it warmed
  *   file      uffsnapd --output DIR/bench-copy.img (DIR: tmpfs, so no disk is measured)
  *   receiver  uffsnapd --to 127.0.0.1:PORT, received by uffsnapd --receive into RDIR
  * GB/s = image bytes / uffsnapd's duration_ns (from arming to the verified end). Prints one
@@ -88,10 +90,13 @@ static int64_t naive_pass(const struct bench_mem *m, const char *path)
 static void do_naive(const struct bench_mem *m, const char *dir, FILE *out)
 {
 	char path[4096];
-	int64_t ns;
+	int64_t ns, again;
 
 	snprintf(path, sizeof(path), "%s/bench-copy-naive.img", dir);
 	ns = naive_pass(m, path);
+	again = naive_pass(m, path);
+	if (again > 0 && (ns <= 0 || again < ns))
+		ns = again;
 	fprintf(out, ",\"naive\":{\"ok\":%s,\"ns\":%" PRId64 ",\"gbps\":%.3f}",
 		ns > 0 ? "true" : "false", ns, ns > 0 ? gbps(m->size, (uint64_t)ns) : 0.0);
 }
