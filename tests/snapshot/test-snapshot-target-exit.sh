@@ -6,8 +6,11 @@
 # test-snapshot-output.sh), so stdout is the way to see what was written.
 # Deterministic: uffsnapd is paused (SIGSTOP) once it is past the snapshot instant (the image
 # has grown beyond its metadata) and before it has finished, then the target is killed.
-# With a 4th argument, --precopy: a pre-copy snapshot, the target killed during its rounds
-# (the image has grown by the first round's copy, before any instant).
+# With a 4th argument, --precopy: a pre-copy snapshot, the target killed during its rounds,
+# before any instant. UFFSNAPD must then be uffsnapd-test: it pauses after the first round
+# (pause point "round"), where the target is killed. (Stopping it by the image's size, as
+# above, could land after the instant once rounds are quick: the snapshot then rightly
+# completes.)
 # usage: test-snapshot-target-exit.sh UFFSNAPD WORKLOAD UFFSNAPCTL [--precopy]
 set -u
 . "$(dirname "$0")/mid-snapshot.sh"
@@ -16,13 +19,27 @@ D=$1 W=$2 C=$3 MODE=${4:-}
 tmp=$(mktemp -d)
 trap 'kill -9 $wpid $dpid 2>/dev/null; rm -rf "$tmp"' EXIT
 
+# Pre-copy: paused after its first round, before any instant.
+stop_in_rounds() {
+	local dpid=$1
+	for _ in $(seq 1200); do # a hang guard only
+		[ -e "$tmp/pause/round" ] && return 0
+		kill -0 "$dpid" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
 for attempt in 1 2 3 4 5; do
 	"$W" --threads 4 --pages 32768 >"$tmp/wl" &
 	wpid=$!
 	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
-	"$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
+	rm -rf "$tmp/pause" && mkdir "$tmp/pause"
+	UFFSNAPD_TEST_PAUSE=round:$tmp/pause "$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
-	if ! stop_mid_snapshot $dpid "$tmp/img"; then
+	if [ -n "$MODE" ]; then
+		stop_in_rounds $dpid || { echo "FAIL: uffsnapd never paused after its first round: $(cat "$tmp/err")"; exit 1; }
+	elif ! stop_mid_snapshot $dpid "$tmp/img"; then
 		echo "attempt $attempt: the snapshot finished first; again"
 		kill -9 $wpid; wait $wpid 2>/dev/null
 		continue
@@ -30,6 +47,7 @@ for attempt in 1 2 3 4 5; do
 	kill -9 $wpid
 	wait $wpid 2>/dev/null
 	kill -CONT $dpid
+	touch "$tmp/pause/go"
 	wait $dpid
 	rc=$?
 	fail=0
