@@ -51,6 +51,7 @@ struct cli {
 	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
+	uint64_t mem_limit;	   /* --mem-limit: the stream's (--to) or the fault queue's */
 	struct img_sink *sink;
 	struct out_file out; /* --output FILE: named only when complete */
 	bool json, quiet, strict, force, arm_held;
@@ -248,7 +249,7 @@ static int check_chain_args(struct cli *c)
 	if (c->output || c->to || c->core || c->arm_held || c->force)
 		return args_usage_error("--incremental writes its images into --dir: not with "
 					"--output, --to, --core, --arm-held or --force");
-	if (c->stream.mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s)
+	if (c->mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s)
 		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout go with "
 					"--output or --to, not --incremental");
 	if (stat(c->dir, &st) < 0)
@@ -311,7 +312,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		case 'M':
 			if (args_parse_uint(optarg, 1u << 20, &v) < 0)
 				return args_usage_error("--mem-limit takes 1..1048576 MiB");
-			c->stream.mem_limit = (uint64_t)v << 20;
+			c->mem_limit = (uint64_t)v << 20;
 			break;
 		case 'S':
 			c->stream.spool_dir = optarg;
@@ -399,6 +400,8 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		return args_usage_error("--key goes with --to, and --to needs it");
 	if (!c->to && (c->stream.spool_dir || c->stream.resume_timeout_s))
 		return args_usage_error("--spool-dir and --resume-timeout go with --to");
+	if (c->to)
+		c->stream.mem_limit = c->mem_limit;
 	return 0;
 }
 
@@ -692,7 +695,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.strict_downtime = c.strict_downtime;
 	o.window_pages = c.window_pages;
 	if (!c.to) /* with --to, the stream's: the target never waits for it */
-		o.fault_queue_bytes = c.stream.mem_limit;
+		o.fault_queue_bytes = c.mem_limit;
 	o.progress = progress;
 	o.progress_ctx = &c;
 	/* The process --pid names now is the one snapshotted, or none (its pid may be reused). A

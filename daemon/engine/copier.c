@@ -17,6 +17,8 @@
 #include "engine/uffd-ops.h"
 #include "sys/clock.h"
 
+/* A chunk is written in pieces of this much, so that a waiting write fault can go first. */
+#define COPIER_PIECE_BYTES (256u << 10)
 /* How often the copier waits for an in-flight layout event before reading again. */
 #define COPIER_WAIT_TRIES 16
 
@@ -165,7 +167,8 @@ static int finish_won(struct snap *s, const struct pages_range *r, const struct 
 			k = 0;
 	}
 	for (i = 0; k >= 0 && snap_next_run(won, n, &i, &j); i = j) {
-		size_t piece = (256u << 10) / r->granule ? (256u << 10) / r->granule : 1;
+		size_t piece =
+		    r->granule < COPIER_PIECE_BYTES ? COPIER_PIECE_BYTES / r->granule : 1;
 
 		for (size_t p = i; k >= 0 && p < j; p += piece) {
 			yield_to_faults(s);

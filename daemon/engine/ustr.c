@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,52 +78,56 @@ static char *put_char(char *o, unsigned char c)
 	return o + 6;
 }
 
-char *ustr_put_json(char *o, const char *s)
+/*
+ * s at o, every byte that does not start a valid UTF-8 sequence as the four characters \xNN;
+ * as JSON string content (put_char()) if json, else as it is. Returns the end.
+ */
+static char *put_text(char *o, const char *s, bool json)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
 
-	*o++ = '"';
 	for (size_t n; *p; p += n) {
+		char esc[ESCAPED_LEN] = {'\\', 'x'};
+
 		n = utf8_len(p);
-		if (n == 1) {
+		if (n == 1 && json) {
 			o = put_char(o, *p);
 		} else if (n) {
 			memcpy(o, p, n);
 			o += n;
-		} else { /* the four characters \xNN, their backslash escaped */
-			memcpy(o, "\\\\x", 3);
-			o[3] = hex[*p >> 4];
-			o[4] = hex[*p & 15];
-			o += 5;
+		} else {
+			esc[2] = hex[*p >> 4];
+			esc[3] = hex[*p & 15];
+			for (size_t i = 0; i < ESCAPED_LEN; i++) {
+				if (json)
+					o = put_char(o, (unsigned char)esc[i]);
+				else
+					*o++ = esc[i];
+			}
 			n = 1;
 		}
 	}
+	return o;
+}
+
+char *ustr_put_json(char *o, const char *s)
+{
+	*o++ = '"';
+	o = put_text(o, s, true);
 	*o++ = '"';
 	return o;
 }
 
 json_t *ustr_json(const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = strlen(s), o = 0;
-	char *out = malloc(len * ESCAPED_LEN + 1);
+	char *out = malloc(strlen(s) * ESCAPED_LEN + 1), *end;
 	json_t *j;
 
 	if (!out)
 		return NULL;
-	for (size_t i = 0, n; i < len; i += n) {
-		n = utf8_len(p + i);
-		if (n) {
-			memcpy(out + o, p + i, n);
-			o += n;
-		} else {
-			snprintf(out + o, ESCAPED_LEN + 1, "\\x%02x", p[i]);
-			o += ESCAPED_LEN;
-			n = 1;
-		}
-	}
-	j = json_stringn(out, o);
+	end = put_text(out, s, false);
+	j = json_stringn(out, (size_t)(end - out));
 	free(out);
 	return j;
 }

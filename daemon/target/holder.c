@@ -252,6 +252,25 @@ static int serve_new_uffd(int sock, struct target *t, int devfd)
 	return k;
 }
 
+/*
+ * One hold: attach to pid (pinned by pidfd) and, when the image takes this hold's registers,
+ * read every thread's FP and signal state too. On failure the target is let go and terr says
+ * why.
+ */
+static int hold_threads(pid_t pid, int pidfd, bool registers, bool may_thread, struct target **t,
+			struct target_error *terr)
+{
+	int k = target_attach_pinned(pid, pidfd, t, terr);
+
+	if (k >= 0 && registers && (k = target_regs_capture_state(*t, may_thread)) < 0) {
+		snprintf(terr->msg, sizeof(terr->msg),
+			 "cannot read the FP state of pid %d's threads: %s", pid, strerror(-k));
+		target_free(*t); /* lets it go */
+		*t = NULL;
+	}
+	return k;
+}
+
 static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, bool may_thread,
 			struct target **t)
 {
@@ -273,14 +292,7 @@ static int holder_serve(int sock, pid_t pid, int pidfd, int devfd, bool may_thre
 		} else if (cmd[0] == HOLDER_CMD_HOLD && !*t) {
 			uint64_t held_at = sys_now_ns();
 
-			k = target_attach_pinned(pid, pidfd, t, &terr);
-			if (k >= 0 && (k = target_regs_capture_state(*t, may_thread)) < 0) {
-				snprintf(terr.msg, sizeof(terr.msg),
-					 "cannot read the FP state of pid %d's threads: %s", pid,
-					 strerror(-k));
-				target_free(*t); /* lets it go */
-				*t = NULL;
-			}
+			k = hold_threads(pid, pidfd, true, may_thread, t, &terr);
 			if (k < 0)
 				send_error(sock, k, terr.msg);
 			else
@@ -352,16 +364,10 @@ int holder_child_main(int sock, pid_t pid, int pidfd, int devfd, bool registers,
 	 * registers: sleep until the stop's SIGCHLD rather than poll (target_wait_status()). */
 	target_wait_prepare();
 	held_at = sys_now_ns();
-	k = target_attach_pinned(pid, pidfd, &t, &terr);
+	/* The registers before any injection, as the threads stopped. */
+	k = hold_threads(pid, pidfd, registers, may_thread, &t, &terr);
 	if (k < 0)
 		return send_error(sock, k, terr.msg), 1;
-	/* Before any injection, as the threads stopped. */
-	if (registers && (k = target_regs_capture_state(t, may_thread)) < 0) {
-		target_free(t);
-		snprintf(terr.msg, sizeof(terr.msg),
-			 "cannot read the FP state of pid %d's threads: %s", pid, strerror(-k));
-		return send_error(sock, k, terr.msg), 1;
-	}
 	if (pidfd < 0) /* the later holds attach to the process held now, not to a reused pid */
 		pidfd = fcntl(target_pidfd(t), F_DUPFD_CLOEXEC, 0);
 	if (pidfd < 0) {

@@ -35,7 +35,9 @@ for attempt in 1 2 3 4 5; do
 	wpid=$!
 	for _ in $(seq 600); do grep -q ready "$tmp/wl" && break; sleep 0.1; done
 	rm -rf "$tmp/pause" && mkdir "$tmp/pause"
-	UFFSNAPD_TEST_PAUSE=round:$tmp/pause "$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
+	pause=
+	[ -z "$MODE" ] || pause=round:$tmp/pause
+	UFFSNAPD_TEST_PAUSE=$pause "$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
 	if [ -n "$MODE" ]; then
 		stop_in_rounds $dpid || { echo "FAIL: uffsnapd never paused after its first round: $(cat "$tmp/err")"; exit 1; }
