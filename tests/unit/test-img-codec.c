@@ -79,6 +79,14 @@ static void test_crc32c_unaligned(void **state)
 		for (size_t len = 0; len <= 300; len++)
 			assert_int_equal(img_crc32c(0, buf + off, len),
 					 ref_crc32c(0, buf + off, len));
+	/* Around the ends of the fast path's blocks of three lanes (128, 1024 and 8192 bytes). */
+	for (size_t lane = 128; lane <= 8192; lane *= 8)
+		for (size_t blocks = 1; blocks <= 2; blocks++)
+			for (size_t len = blocks * 3 * lane - 9; len <= blocks * 3 * lane + 9;
+			     len++)
+				for (size_t off = 0; off < 16; off += 5)
+					assert_int_equal(img_crc32c(0, buf + off, len),
+							 ref_crc32c(0, buf + off, len));
 	for (int i = 0; i < 200; i++) {
 		size_t off = imgtest_below(&rng, 16), len = imgtest_below(&rng, size);
 		size_t cut = imgtest_below(&rng, len + 1);
