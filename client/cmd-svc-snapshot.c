@@ -28,6 +28,7 @@
 
 /* The daemon's limits (CONTROL.md, snapshot). */
 #define SNAP_WINDOW_MAX	    512
+#define SNAP_COPY_THREADS_MAX 8
 #define SNAP_DOWNTIME_MAX   60000
 #define SNAP_MAX_ROUNDS_MAX 63
 #define SNAP_EVERY_MAX	    86400
@@ -40,7 +41,7 @@
 
 struct snap_cmd {
 	struct cli_svc svc;
-	json_int_t pid, window; /* window 0: the daemon's default */
+	json_int_t pid, window, copy_threads; /* 0: the daemon's default */
 	/* --precopy and its budget (0: the daemon's defaults); --incremental: a chain */
 	bool precopy, strict_downtime, incremental;
 	json_int_t downtime, max_rounds, every, count;
@@ -79,6 +80,9 @@ static int snap_option(struct snap_cmd *s, int c)
 		return snap_number(s, "pid", optarg, INT32_MAX, &s->pid);
 	case 'w':
 		return snap_number(s, "--window", optarg, SNAP_WINDOW_MAX, &s->window);
+	case 'Y':
+		return snap_number(s, "--copy-threads", optarg, SNAP_COPY_THREADS_MAX,
+				   &s->copy_threads);
 	case 'P':
 		s->precopy = true;
 		return 0;
@@ -154,6 +158,7 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 					     {"to", required_argument, NULL, 't'},
 					     {"strict", no_argument, NULL, 's'},
 					     {"window", required_argument, NULL, 'w'},
+					     {"copy-threads", required_argument, NULL, 'Y'},
 					     {"force", no_argument, NULL, 'F'},
 					     {"no-wait", no_argument, NULL, 'n'},
 					     {"precopy", no_argument, NULL, 'P'},
@@ -261,6 +266,8 @@ static json_t *snap_arguments(const struct snap_cmd *s)
 		json_object_set_new(a, "strict", json_true());
 	if (a && s->window)
 		json_object_set_new(a, "window", json_integer(s->window));
+	if (a && s->copy_threads)
+		json_object_set_new(a, "copy-threads", json_integer(s->copy_threads));
 	if (a && s->precopy)
 		json_object_set_new(a, "precopy", json_true());
 	if (a && s->downtime)

@@ -61,6 +61,7 @@ struct cli {
 	uint32_t every_s, count;
 	const char *dir;
 	uint32_t window_pages;
+	uint32_t copy_threads; /* --copy-threads */
 	bool tty;
 	uint64_t last_progress_ns;
 	uint64_t done, total; /* pages saved so far (atomic: the copier updates them) */
@@ -152,6 +153,7 @@ static const struct option long_opts[] = {
 	{"count", required_argument, NULL, 'c'},
 	{"dir", required_argument, NULL, 'd'},
 	{"migrate", no_argument, NULL, 'G'},
+	{"copy-threads", required_argument, NULL, 'Y'},
 	{0},
 };
 
@@ -200,6 +202,9 @@ static void usage(FILE *f)
 		"                      (io_uring buffers beyond 64 MiB or of a ring with no\n"
 		"                      descriptor, shared memory another process maps writable)\n"
 		"  -w, --window PAGES  pages saved around each write fault (default 16, max 512)\n"
+		"      --copy-threads N  threads saving what the target has not written, 1..8\n"
+		"                      (default: half the CPUs, at most 4): a faster copy, and\n"
+		"                      less CPU left to the target meanwhile\n"
 		"      --arm-held      write-protect with every thread held (the target stops for\n"
 		"                      all of arming); default: arm while it runs, then hold it only\n"
 		"                      to protect again what changed meanwhile\n"
@@ -289,6 +294,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
 			break;
 		case 'G':
 			c->migrate = true;
+			break;
+		case 'Y':
+			if (args_parse_uint(optarg, SNAP_MAX_COPY_THREADS, &c->copy_threads) < 0)
+				return args_usage_error("--copy-threads takes 1..%u",
+							SNAP_MAX_COPY_THREADS);
 			break;
 		case 'E':
 			if (args_parse_uint(optarg, 604800, &c->every_s) < 0)
@@ -694,6 +704,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.max_rounds = c.max_rounds;
 	o.strict_downtime = c.strict_downtime;
 	o.window_pages = c.window_pages;
+	o.copy_threads = c.copy_threads;
 	if (!c.to) /* with --to, the stream's: the target never waits for it */
 		o.fault_queue_bytes = c.mem_limit;
 	o.progress = progress;

@@ -26,6 +26,7 @@
 #define DEFAULT_WINDOW_PAGES 16
 #define DEFAULT_CHUNK_PAGES 512
 #define MAX_ARM_THREADS 4
+#define MAX_DEFAULT_COPY_THREADS 4
 /* Below this, arming on one thread is faster than starting others. */
 #define ARM_PARALLEL_MIN (64ull << 20)
 
@@ -39,6 +40,15 @@ void snap_defaults(struct snap_opts *o)
 		o->chunk_pages = DEFAULT_CHUNK_PAGES;
 	if (!o->arm_threads)
 		o->arm_threads = cpus < 1 ? 1 : cpus > MAX_ARM_THREADS ? MAX_ARM_THREADS : cpus;
+	if (!o->copy_threads) { /* half the CPUs: the target keeps the other half */
+		long half = cpus / 2;
+
+		o->copy_threads = half < 1			    ? 1
+				  : half > MAX_DEFAULT_COPY_THREADS ? MAX_DEFAULT_COPY_THREADS
+								    : half;
+	}
+	if (o->copy_threads > SNAP_MAX_COPY_THREADS)
+		o->copy_threads = SNAP_MAX_COPY_THREADS;
 }
 
 /* With a scope, only its VMAs are saved, and each must be tracked: never copied while held. */

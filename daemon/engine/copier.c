@@ -5,8 +5,11 @@
  * under it, after checking that no layout change (mremap, munmap, MADV_DONTNEED) could have
  * touched the read: none in flight (uffd_mmap_changing) and none processed since the read began
  * that touched this chunk (snap_events_overlap). A chunk that fails the check is read again.
+ * With opts.copy_threads > 1, that many threads take chunks from one cursor; each claims and
+ * unprotects its own as one copier does, and a chunk is only ever one thread's.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -66,9 +69,9 @@ static int read_chunk(struct snap *s, const struct pages_range *r, struct chunk 
 /* Takes the handler lock ahead of the fault handler (see handler_loop). */
 static void lock_as_copier(struct snap *s)
 {
-	__atomic_store_n(&s->copier_waiting, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&s->copier_waiting, 1, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&s->lock);
-	__atomic_store_n(&s->copier_waiting, 0, __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&s->copier_waiting, 1, __ATOMIC_RELEASE);
 }
 
 /*
@@ -211,57 +214,112 @@ static int copy_chunk(struct snap *s, struct pages_range *r, struct chunk *c,
 	}
 }
 
-static int copy_range(struct snap *s, struct pages_range *r, struct chunk *c,
-		      uint8_t *won, uint64_t *done)
+/* The chunks still to copy, shared by the copier's threads (opts.copy_threads). */
+struct copier {
+	struct snap *s;
+	uint64_t chunk;	  /* opts.chunk_pages of memory; a range's chunk is its granule if larger */
+	uint64_t buf_len; /* the largest chunk */
+	pthread_mutex_t mu; /* the cursor, done and error */
+	size_t range;	    /* the next chunk: s->pages.r[range] from next */
+	uint64_t next;
+	uint64_t done; /* granules copied, for progress */
+	int error;     /* the first failure: the other threads stop at their next chunk */
+};
+
+/* The next chunk into c: false when none is left or a thread failed. */
+static bool next_chunk(struct copier *cp, struct pages_range **r, struct chunk *c)
 {
-	uint64_t step = (uint64_t)s->opts.chunk_pages * s->page_size;
+	struct pages *pg = &cp->s->pages;
+	bool more;
 
-	if (step < r->granule)
-		step = r->granule;
-	for (uint64_t a = r->start; a < r->end; a = c->end) {
-		int k = snap_cancelled(s);
+	pthread_mutex_lock(&cp->mu);
+	while (cp->range < pg->n && cp->next >= pg->r[cp->range].end)
+		if (++cp->range < pg->n)
+			cp->next = pg->r[cp->range].start;
+	more = !cp->error && cp->range < pg->n;
+	if (more) {
+		uint64_t step =
+		    cp->chunk < pg->r[cp->range].granule ? pg->r[cp->range].granule : cp->chunk;
 
-		if (k < 0)
-			return k;
-
-		c->start = a;
-		c->end = (a / step + 1) * step; /* aligned, so THP are not split */
-		if (c->end > r->end)
-			c->end = r->end;
-		k = copy_chunk(s, r, c, won);
-		if (k < 0)
-			return k;
-		*done += (c->end - c->start) / r->granule;
-		if (s->opts.progress)
-			s->opts.progress(s->opts.progress_ctx, *done, s->pages.total_granules);
+		*r = &pg->r[cp->range];
+		c->start = cp->next;
+		c->end = (cp->next / step + 1) * step; /* aligned, so THP are not split */
+		if (c->end > (*r)->end)
+			c->end = (*r)->end;
+		cp->next = c->end;
 	}
-	return 0;
+	pthread_mutex_unlock(&cp->mu);
+	return more;
 }
 
-int copier_run(struct snap *s)
+/* A chunk is copied: counts it, or records the first failure. */
+static void chunk_done(struct copier *cp, const struct pages_range *r, const struct chunk *c, int k)
 {
-	uint64_t chunk = (uint64_t)s->opts.chunk_pages * s->page_size, done = 0;
-	uint32_t max_granule = s->page_size;
-	struct chunk c = {0};
-	uint8_t *won = NULL;
-	int k = 0;
+	struct snap *s = cp->s;
 
-	for (size_t i = 0; i < s->pages.n; i++)
-		if (s->pages.r[i].granule > max_granule)
-			max_granule = s->pages.r[i].granule;
-	if (chunk < max_granule)
-		chunk = max_granule;
-	c.buf = aligned_alloc(4096, chunk);
-	c.present = malloc(chunk / s->page_size);
-	c.want = malloc(chunk / s->page_size);
-	won = malloc(chunk / s->page_size);
-	if (!c.buf || !c.present || !c.want || !won)
-		k = -ENOMEM;
-	for (size_t i = 0; k >= 0 && i < s->pages.n; i++)
-		k = copy_range(s, &s->pages.r[i], &c, won, &done);
+	pthread_mutex_lock(&cp->mu);
+	if (k < 0) {
+		if (!cp->error)
+			cp->error = k;
+	} else {
+		cp->done += (c->end - c->start) / r->granule;
+		if (s->opts.progress) /* under the lock: one call at a time, done only growing */
+			s->opts.progress(s->opts.progress_ctx, cp->done, s->pages.total_granules);
+	}
+	pthread_mutex_unlock(&cp->mu);
+}
+
+static void *copier_thread(void *arg)
+{
+	struct copier *cp = arg;
+	struct snap *s = cp->s;
+	size_t flags = cp->buf_len / s->page_size;
+	struct chunk c = {.buf = aligned_alloc(4096, cp->buf_len),
+			  .present = malloc(flags),
+			  .want = malloc(flags)};
+	uint8_t *won = malloc(flags);
+	struct pages_range *r;
+	int k = c.buf && c.present && c.want && won ? 0 : -ENOMEM;
+
+	if (k < 0)
+		chunk_done(cp, NULL, NULL, k);
+	while (k >= 0 && next_chunk(cp, &r, &c)) {
+		k = snap_cancelled(s);
+		if (k >= 0)
+			k = copy_chunk(s, r, &c, won);
+		chunk_done(cp, r, &c, k);
+	}
 	free(c.buf);
 	free(c.present);
 	free(c.want);
 	free(won);
-	return k;
+	return NULL;
+}
+
+int copier_run(struct snap *s)
+{
+	uint64_t chunk = (uint64_t)s->opts.chunk_pages * s->page_size;
+	struct copier cp = {.s = s, .chunk = chunk, .buf_len = chunk};
+	unsigned n = s->opts.copy_threads ? s->opts.copy_threads : 1, started = 0;
+	pthread_t th[SNAP_MAX_COPY_THREADS];
+
+	for (size_t i = 0; i < s->pages.n; i++)
+		if (s->pages.r[i].granule > cp.buf_len)
+			cp.buf_len = s->pages.r[i].granule;
+	if (s->pages.n)
+		cp.next = s->pages.r[0].start;
+	if (n > SNAP_MAX_COPY_THREADS)
+		n = SNAP_MAX_COPY_THREADS;
+	if (cp.buf_len >
+	    chunk) /* each thread has a chunk's buffer: of 1 GiB pages, one is enough */
+		n = 1;
+	pthread_mutex_init(&cp.mu, NULL);
+	/* This thread is one of them; one that cannot start leaves the work to the others. */
+	while (started + 1 < n && pthread_create(&th[started], NULL, copier_thread, &cp) == 0)
+		started++;
+	copier_thread(&cp);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	pthread_mutex_destroy(&cp.mu);
+	return cp.error;
 }

@@ -4,5 +4,6 @@
 
 #include "engine/snap.h"
 
-/* Runs on the main thread until every tracked page is saved; -ECANCELED if asked to stop. */
+/* Runs on the main thread (and opts.copy_threads - 1 more) until every tracked page is saved;
+ * -ECANCELED if asked to stop. */
 int copier_run(struct snap *s);

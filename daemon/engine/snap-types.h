@@ -56,6 +56,8 @@ struct snap_opts {
 	 * when they are all queued, a write fault waits for the output. */
 	uint64_t fault_queue_bytes;
 	unsigned arm_threads;  /* threads arming write protection at once (default: CPUs, <= 4) */
+	unsigned copy_threads; /* threads of the background copy (default: half the CPUs, 1..4;
+				* at most SNAP_MAX_COPY_THREADS) */
 	int devuffd_fd;	       /* an open /dev/userfaultfd, or -1 to open it */
 	/* Called periodically from the copier with progress; may be NULL. */
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
@@ -112,6 +114,9 @@ struct snap_opts {
 	 */
 	void (*test_pause)(const char *point);
 };
+
+/* The most threads the background copy runs on (opts.copy_threads). */
+#define SNAP_MAX_COPY_THREADS 8
 
 /* One pre-copy round: what it copied and how long that took. */
 struct snap_round {

@@ -85,7 +85,7 @@ struct snap {
 		uint64_t gen;
 		uint64_t start[2], end[2];
 	} events[SNAP_EVENT_RING];
-	int copier_waiting; /* the copier wants the lock: the handler steps aside (atomic) */
+	int copier_waiting; /* copier threads wanting the lock: the handler steps aside (atomic) */
 	int fault_waiting;  /* the handler waits for a write-behind slot: the copier writes
 			     * nothing until it has one (atomic; engine/emitq.c) */
 	int error;	    /* first fatal error (atomic; main alone stores it plainly while no

@@ -291,6 +291,7 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	j->job.pidfd = pidfd; /* the job frees it */
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
+	j->copy_threads = (uint32_t)ctl_arg_int(req, "copy-threads", 0);
 	j->precopy = ctl_arg_bool(req, "precopy", false);
 	j->downtime_ms = (uint32_t)ctl_arg_int(req, "downtime", 0);
 	j->max_rounds = (uint32_t)ctl_arg_int(req, "max-rounds", 0);
@@ -572,6 +573,8 @@ static const struct ctl_arg snapshot_args[] = {
     {"to", CTL_ARG_HOSTPORT, false, 0, 0, "stream the image to this receiver (HOST:PORT)"},
     {"strict", CTL_ARG_BOOL, false, 0, 0, "fail if memory not yet saved is discarded"},
     {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
+    {"copy-threads", CTL_ARG_INT, false, 1, SNAP_MAX_COPY_THREADS,
+     "threads saving what the target has not written (half the CPUs, <= 4)"},
     {"precopy", CTL_ARG_BOOL, false, 0, 0, "pre-copy: no write of the target ever waits"},
     CTL_PRECOPY_ARGS,
     {"incremental", CTL_ARG_BOOL, false, 0, 0, "a chain of images FILE-NNNN.img"},

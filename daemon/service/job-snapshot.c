@@ -212,6 +212,7 @@ static void *snap_main(void *arg)
 	struct snap_opts o = {
 	    .strict = s->strict,
 	    .window_pages = s->window,
+	    .copy_threads = s->copy_threads,
 	    .precopy = s->precopy,
 	    .downtime_ms = s->downtime_ms,
 	    .max_rounds = s->max_rounds,

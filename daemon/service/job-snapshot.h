@@ -17,6 +17,7 @@ struct svc_snap_job {
 	char *qemu;	     /* its fd name, for query-job; NULL: a process, not a guest */
 	bool strict;
 	uint32_t window;
+	uint32_t copy_threads; /* 0: the engine's default */
 	/* "precopy" (always, for a chain) and its budget; 0: the engine's defaults */
 	bool precopy, strict_downtime;
 	uint32_t downtime_ms, max_rounds;

@@ -9,7 +9,9 @@
  *             baseline for uffsnapd's copy), the best of two passes: on this VM the first
  *             writes into memory the host has not backed yet, several times slower, and
  *             uffsnapd, which runs after it, would write into memory it warmed
- *   file      uffsnapd --output DIR/bench-copy.img (DIR: tmpfs, so no disk is measured)
+ *   file      uffsnapd --output DIR/bench-copy.img --copy-threads 1 (DIR: tmpfs, so no
+ *             disk is measured)
+ *   file2     the same with --copy-threads 2
  *   receiver  uffsnapd --to 127.0.0.1:PORT, received by uffsnapd --receive into RDIR
  * GB/s = image bytes / uffsnapd's duration_ns (from arming to the verified end). Prints one
  * JSON object.
@@ -141,11 +143,17 @@ int main(int argc, char **argv)
 	do_raw(&m, out);
 	do_naive(&m, argv[4], out);
 
-	char *file_argv[] = {argv[1],	"--pid",  pid,	     "--output", path,
-			     "--force", "--json", "--quiet", NULL};
+	char *file_argv[] = {argv[1],	"--pid",  pid,	     "--output",       path,
+			     "--force", "--json", "--quiet", "--copy-threads", "1",
+			     NULL};
 	r = bench_run(file_argv, &run);
 	unlink(path);
 	snap_json(out, "file", r, &run);
+	fputc('}', out);
+	file_argv[9] = "2";
+	r = bench_run(file_argv, &run);
+	unlink(path);
+	snap_json(out, "file2", r, &run);
 	fputc('}', out);
 
 	rx = bench_receiver_start(argv[1], atoi(argv[6]), argv[7], argv[5]);

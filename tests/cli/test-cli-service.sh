@@ -112,7 +112,7 @@ run "snapshot --output" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid 
 grep -q "target held" "$tmp/out" && ok "summary printed" || bad "no summary: $(cat "$tmp/out")"
 check_image "snapshot --output" "$tmp/x.img" "$L"
 run "existing output" 1 "exists \(use --force" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img"
-run "snapshot --force" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img" --force --strict --window 32
+run "snapshot --force" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img" --force --strict --window 32 --copy-threads 3
 check_image "snapshot --force" "$tmp/x.img" "$L"
 
 # --- snapshot to a name in the daemon's directory, --json, --no-wait, jobs, job

@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 	int i = snap_paths_parse(argc, argv, &p), failed = 0, passed = 0;
 	struct run_opts o = {.pages = "128"};
 	long old_huge = -1;
-	char *kinds, *kind, *save, *threads = strdup("1,4,8");
+	char *kinds, *kind, *save, *threads = strdup("1,4,8"), copy_threads[64] = "", flags[256];
 
 	if (getuid() != 0) {
 		printf("SKIP: needs root (ptrace any process, /dev/userfaultfd)\n");
@@ -179,6 +179,9 @@ int main(int argc, char **argv)
 				: !strcmp(argv[a], "precopy-converge") ? "--precopy --downtime 60000"
 				: !strcmp(argv[a], "precopy-rounds") ? "--precopy --downtime 1 --max-rounds 6"
 								       : NULL;
+		} else if (!strcmp(argv[a], "--copy-threads") && a + 1 < argc) {
+			snprintf(copy_threads, sizeof(copy_threads), "--copy-threads %s",
+				 argv[++a]);
 		} else if (!strcmp(argv[a], "--expect") && a + 1 < argc) {
 			o.expect = argv[++a];
 		} else if (!strcmp(argv[a], "--")) {
@@ -186,6 +189,10 @@ int main(int argc, char **argv)
 			o.nextra = argc - a - 1;
 			break;
 		}
+	}
+	if (copy_threads[0]) { /* uffsnapd's own flags: both */
+		snprintf(flags, sizeof(flags), "%s %s", o.arm ? o.arm : "", copy_threads);
+		o.arm = flags;
 	}
 	if (strstr(kinds, "hugetlb"))
 		wl_hugetlb_reserve(8 * 4 + 16, &old_huge);
