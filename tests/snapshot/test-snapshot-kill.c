@@ -14,10 +14,11 @@
  * three waits for the first hold and one for the final hold, so that the holds are hit for
  * certain, not by chance; the rest are random moments.
  *
- * With --precopy, the snapshots are pre-copy ones: between the holds the rounds run (the phase
- * "running armed"), the target registered with an asynchronous userfaultfd.
+ * OPTION is one more option for uffsnapd. With --precopy, the snapshots are pre-copy ones:
+ * between the holds the rounds run (the phase "running armed"), the target registered with an
+ * asynchronous userfaultfd. With --copy-threads=3, "running armed" is three copier threads.
  *
- * usage: test-snapshot-kill UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS [--precopy]
+ * usage: test-snapshot-kill UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS [OPTION]
  *        (SIGNAL: KILL, INT, ...)
  */
 #include <errno.h>
@@ -33,7 +34,7 @@
 #include "snap-harness.h"
 #include "test-proc.h"
 
-static bool precopy;
+static const char *option; /* one more for uffsnapd, or NULL */
 
 enum phase { PH_FIRST_HOLD, PH_FINAL_HOLD, PH_RUNNING, PH_DONE, PH_N };
 static const char *const phase_names[PH_N] = {"first hold", "final hold", "running armed",
@@ -55,8 +56,8 @@ static pid_t start_group(const struct snap_paths *p, pid_t pid, const char *imag
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a test killed on a timeout */
 		dup2(null, STDOUT_FILENO);
 		dup2(err, STDERR_FILENO);
-		execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force", "--json",
-		      precopy ? "--precopy" : NULL, (char *)NULL);
+		execl(p->uffsnapd, "uffsnapd", "--pid", pidstr, "--output", image, "--force",
+		      "--json", option, (char *)NULL);
 		_exit(127);
 	}
 	if (d > 0)
@@ -192,10 +193,10 @@ int main(int argc, char **argv)
 	int fd = mkstemp(image);
 
 	close(fd);
-	precopy = i + 3 == argc && !strcmp(argv[i + 2], "--precopy");
-	if (i + 1 >= argc || (i + 2 != argc && !precopy) || (sig = parse_signal(argv[i])) < 0 ||
+	option = i + 3 == argc && !strncmp(argv[i + 2], "--", 2) ? argv[i + 2] : NULL;
+	if (i + 1 >= argc || (i + 2 != argc && !option) || (sig = parse_signal(argv[i])) < 0 ||
 	    (rounds = atoi(argv[i + 1])) < 3) {
-		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS (>= 3) [--precopy]\n",
+		fprintf(stderr, "usage: %s UFFSNAPD WORKLOAD CHECK SIGNAL ROUNDS (>= 3) [OPTION]\n",
 			argv[0]);
 		return 2;
 	}
