@@ -39,7 +39,7 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
  * the lanes are then joined, which needs the CRC state moved past a lane of zero bytes. That
  * move is linear over GF(2) (the instruction has no conditioning of its own), so it is a 32x32
  * bit matrix, applied a byte at a time from four tables. Three lane lengths keep the speed for
- * short buffers too (a 4 KiB page is one 3 KiB block, two of 768 bytes and a 256-byte tail).
+ * short buffers too (a 4 KiB page is one 3 KiB block, two of 384 bytes and a 256-byte tail).
  */
 #define CRC32C_LANES 3
 static const size_t crc32c_lane_bytes[] = {8192, 1024, 128};

@@ -310,8 +310,8 @@ int copier_run(struct snap *s)
 		cp.next = s->pages.r[0].start;
 	if (n > SNAP_MAX_COPY_THREADS)
 		n = SNAP_MAX_COPY_THREADS;
-	if (cp.buf_len >
-	    chunk) /* each thread has a chunk's buffer: of 1 GiB pages, one is enough */
+	/* Each thread has a chunk's buffer: of 1 GiB pages, one is enough. */
+	if (cp.buf_len > chunk)
 		n = 1;
 	pthread_mutex_init(&cp.mu, NULL);
 	/* This thread is one of them; one that cannot start leaves the work to the others. */
