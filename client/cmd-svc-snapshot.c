@@ -29,6 +29,7 @@
 /* The daemon's limits (CONTROL.md, snapshot). */
 #define SNAP_WINDOW_MAX	    512
 #define SNAP_COPY_THREADS_MAX 8
+#define SNAP_MEM_LIMIT_MAX    1048576 /* MiB; the daemon's --max-job-mem may allow less */
 #define SNAP_DOWNTIME_MAX   60000
 #define SNAP_MAX_ROUNDS_MAX 63
 #define SNAP_EVERY_MAX	    86400
@@ -41,7 +42,7 @@
 
 struct snap_cmd {
 	struct cli_svc svc;
-	json_int_t pid, window, copy_threads; /* 0: the daemon's default */
+	json_int_t pid, window, copy_threads, mem_limit; /* 0: the daemon's default */
 	/* --precopy and its budget (0: the daemon's defaults); --incremental: a chain */
 	bool precopy, strict_downtime, incremental;
 	json_int_t downtime, max_rounds, every, count;
@@ -83,6 +84,8 @@ static int snap_option(struct snap_cmd *s, int c)
 	case 'Y':
 		return snap_number(s, "--copy-threads", optarg, SNAP_COPY_THREADS_MAX,
 				   &s->copy_threads);
+	case 'L':
+		return snap_number(s, "--mem-limit", optarg, SNAP_MEM_LIMIT_MAX, &s->mem_limit);
 	case 'P':
 		s->precopy = true;
 		return 0;
@@ -141,6 +144,8 @@ static int snap_check_precopy(struct snap_cmd *s)
 						   "NAME (the images' name prefix)");
 	if (s->incremental && s->qemu)
 		return cli_usage_error(s->svc.inv, "--incremental is for --pid PID, not --qemu");
+	if (s->incremental && s->mem_limit)
+		return cli_usage_error(s->svc.inv, "--mem-limit is not for --incremental");
 	if (!s->precopy && !s->incremental && (s->downtime || s->max_rounds || s->strict_downtime))
 		return cli_usage_error(s->svc.inv, "--downtime, --max-rounds and --strict-downtime "
 						   "go with --precopy or --incremental");
@@ -159,6 +164,7 @@ static int snap_parse(struct snap_cmd *s, int argc, char **argv)
 					     {"strict", no_argument, NULL, 's'},
 					     {"window", required_argument, NULL, 'w'},
 					     {"copy-threads", required_argument, NULL, 'Y'},
+					     {"mem-limit", required_argument, NULL, 'L'},
 					     {"force", no_argument, NULL, 'F'},
 					     {"no-wait", no_argument, NULL, 'n'},
 					     {"precopy", no_argument, NULL, 'P'},
@@ -268,6 +274,8 @@ static json_t *snap_arguments(const struct snap_cmd *s)
 		json_object_set_new(a, "window", json_integer(s->window));
 	if (a && s->copy_threads)
 		json_object_set_new(a, "copy-threads", json_integer(s->copy_threads));
+	if (a && s->mem_limit)
+		json_object_set_new(a, "mem-limit", json_integer(s->mem_limit));
 	if (a && s->precopy)
 		json_object_set_new(a, "precopy", json_true());
 	if (a && s->downtime)

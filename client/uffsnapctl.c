@@ -34,8 +34,8 @@ static const struct cli_command uffsnapctl_commands[] = {
 	.help = "snapshot a running process or QEMU guest through uffsnapd and follow the job to "
 		"its end",
 	.usage = "(--pid PID | --qemu QMP_SOCKET) (--output FILE | --file NAME | --to HOST:PORT) "
-		 "[--strict] [--window N] [--copy-threads N] [--precopy [--downtime MS] "
-		 "[--max-rounds N] [--strict-downtime]] [--force] [--no-wait]\n"
+		 "[--strict] [--window N] [--copy-threads N] [--mem-limit MIB] [--precopy "
+		 "[--downtime MS] [--max-rounds N] [--strict-downtime]] [--force] [--no-wait]\n"
 		 "       uffsnapctl snapshot --pid PID --file NAME --incremental --every S "
 		 "[--count N] [--downtime MS] [--max-rounds N] [--strict-downtime]",
 	.options =
@@ -60,6 +60,10 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "  --window N      pages saved around each write fault, 1..512 (default 16)\n"
 	    "  --copy-threads N  threads saving what the target has not written, 1..8\n"
 	    "                  (default: half the CPUs, at most 4)\n"
+	    "  --mem-limit MIB image data held in memory while the output lags (uffsnapd\n"
+	    "                  --mem-limit; at most the daemon's --max-job-mem, default 256):\n"
+	    "                  with --to (default 64) the rest is spooled; with --output or\n"
+	    "                  --file (default 32) writes of the target then wait for it\n"
 	    "  --precopy       pre-copy (uffsnapd --precopy): copy while the target runs, then\n"
 	    "                  what it wrote meanwhile, and hold it only for the last round;\n"
 	    "                  no write of the target ever waits (a process, not --qemu)\n"

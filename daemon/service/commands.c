@@ -58,6 +58,10 @@ static int snapshot_check_precopy(json_t *args, struct ctl_error *err)
 	if (incr && has(args, "qemu"))
 		return ctl_fail(err, CTL_E_PARAM,
 				"'incremental' is for processes ('pid'), not 'qemu'");
+	if (incr && has(args, "mem-limit"))
+		return ctl_fail(err, CTL_E_PARAM,
+				"'mem-limit' is not for 'incremental': no write of the target ever "
+				"waits for a chain's images");
 	if (!incr && !is_true(args, "precopy") &&
 	    (has(args, "downtime") || has(args, "max-rounds") || has(args, "strict-downtime")))
 		return ctl_fail(err, CTL_E_PARAM,
@@ -292,11 +296,17 @@ static json_t *cmd_snapshot(void *ctx, const struct ctl_request *req, struct ctl
 	j->strict = ctl_arg_bool(req, "strict", false);
 	j->window = (uint32_t)ctl_arg_int(req, "window", 0);
 	j->copy_threads = (uint32_t)ctl_arg_int(req, "copy-threads", 0);
+	j->mem_limit = (uint64_t)ctl_arg_int(req, "mem-limit", 0) << 20;
 	j->precopy = ctl_arg_bool(req, "precopy", false);
 	j->downtime_ms = (uint32_t)ctl_arg_int(req, "downtime", 0);
 	j->max_rounds = (uint32_t)ctl_arg_int(req, "max-rounds", 0);
 	j->strict_downtime = ctl_arg_bool(req, "strict-downtime", false);
-	r = snapshot_output(c, j, req, err);
+	if (j->mem_limit > c->svc->o.max_job_mem)
+		r = ctl_fail(err, CTL_E_PARAM,
+			     "'mem-limit' is above this daemon's --max-job-mem (%llu MiB)",
+			     (unsigned long long)(c->svc->o.max_job_mem >> 20));
+	else
+		r = snapshot_output(c, j, req, err);
 	if (r >= 0 && qemu)
 		r = snapshot_qemu_take(c, j, qemu, err);
 	if (r < 0) {
@@ -488,17 +498,17 @@ static json_t *uffd_features_json(const struct svc *svc)
 static json_t *cmd_query_status(void *ctx, const struct ctl_request *req, struct ctl_error *err)
 {
 	struct svc *svc = client(ctx)->svc;
-	json_t *o =
-	    json_pack("{s:s, s:i, s:s, s:o*, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:s, "
-		      "s:s, s:i, s:i, s:b}",
-		      "version", UFFSNAP_VERSION, "protocol", SVC_PROTOCOL, "kernel", svc->kernel,
-		      "features", uffd_features_json(svc), "limits", "max-jobs", svc->o.max_jobs, "max-user-jobs",
-		      svc->o.max_user_jobs, "max-user-clients", svc->o.max_user_clients,
-		      "idle-timeout", svc->o.idle_timeout_s,
-		      "max-clients", svc->o.max_clients, "line", CTL_LINE_MAX, "fds", SVC_FDS_MAX,
-		      "output", SVC_OUT_MAX, "snapshot-dir", svc->o.snapdir, "capabilities",
-		      svc->caps_kept ? svc->caps_kept : "", "running-jobs", svc->running, "clients",
-		      svc->nclients, "process-events", svc->procev != NULL);
+	json_t *o = json_pack(
+	    "{s:s, s:i, s:s, s:o*, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I}, s:s, "
+	    "s:s, s:i, s:i, s:b}",
+	    "version", UFFSNAP_VERSION, "protocol", SVC_PROTOCOL, "kernel", svc->kernel, "features",
+	    uffd_features_json(svc), "limits", "max-jobs", svc->o.max_jobs, "max-user-jobs",
+	    svc->o.max_user_jobs, "max-user-clients", svc->o.max_user_clients, "idle-timeout",
+	    svc->o.idle_timeout_s, "max-clients", svc->o.max_clients, "line", CTL_LINE_MAX, "fds",
+	    SVC_FDS_MAX, "output", SVC_OUT_MAX, "max-job-mem",
+	    (json_int_t)(svc->o.max_job_mem >> 20), "snapshot-dir", svc->o.snapdir, "capabilities",
+	    svc->caps_kept ? svc->caps_kept : "", "running-jobs", svc->running, "clients",
+	    svc->nclients, "process-events", svc->procev != NULL);
 
 	return o ? o : (ctl_fail(err, CTL_E_GENERIC, "out of memory"), NULL);
 }
@@ -575,6 +585,8 @@ static const struct ctl_arg snapshot_args[] = {
     {"window", CTL_ARG_INT, false, 1, 512, "pages saved around each write fault (16)"},
     {"copy-threads", CTL_ARG_INT, false, 1, SNAP_MAX_COPY_THREADS,
      "threads saving what the target has not written (half the CPUs, <= 4)"},
+    {"mem-limit", CTL_ARG_INT, false, 1, SVC_MAX_JOB_MEM_MIB,
+     "MiB of image data held in memory while the output lags (32 for fd/file, 64 for to)"},
     {"precopy", CTL_ARG_BOOL, false, 0, 0, "pre-copy: no write of the target ever waits"},
     CTL_PRECOPY_ARGS,
     {"incremental", CTL_ARG_BOOL, false, 0, 0, "a chain of images FILE-NNNN.img"},

@@ -112,6 +112,7 @@ static int snap_sink(struct svc_snap_job *s, struct img_sink **ret)
 {
 	struct svc_job *j = &s->job;
 	struct stream_error se = {{0}};
+	struct stream_opts so = {.mem_limit = s->mem_limit}; /* 0: its default */
 	int r;
 
 	if (!s->to) {
@@ -123,7 +124,7 @@ static int snap_sink(struct svc_snap_job *s, struct img_sink **ret)
 				 strerror(-r));
 		return r;
 	}
-	r = stream_sink_new_key(s->to, &j->svc->key, NULL, ret, &se);
+	r = stream_sink_new_key(s->to, &j->svc->key, &so, ret, &se);
 	if (r < 0) {
 		snprintf(j->err.msg, sizeof(j->err.msg), "cannot stream to %.64s: %.400s", s->to,
 			 se.msg[0] ? se.msg : strerror(-r));
@@ -213,6 +214,7 @@ static void *snap_main(void *arg)
 	    .strict = s->strict,
 	    .window_pages = s->window,
 	    .copy_threads = s->copy_threads,
+	    .fault_queue_bytes = s->to ? 0 : s->mem_limit, /* with to, the stream's */
 	    .precopy = s->precopy,
 	    .downtime_ms = s->downtime_ms,
 	    .max_rounds = s->max_rounds,

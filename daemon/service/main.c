@@ -75,10 +75,14 @@ static void svc_usage(FILE *f)
 		"                       of the totals to themselves\n"
 		"  --idle-timeout S     close a connection that sent no request for S seconds\n"
 		"                       after connecting (default 30)\n"
+		"  --max-job-mem MIB    the largest 'mem-limit' a snapshot job may ask (default\n"
+		"                       %d, at most %d): memory each running job may hold for\n"
+		"                       an output that lags\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Commands on the socket:\n%s",
-		SVC_RESERVED_JOBS, SVC_RESERVED_CLIENTS, cmds);
+		SVC_RESERVED_JOBS, SVC_RESERVED_CLIENTS, SVC_DEFAULT_JOB_MEM_MIB,
+		SVC_MAX_JOB_MEM_MIB, cmds);
 }
 
 /* The largest value of the numeric options (--max-jobs ... --idle-timeout). */
@@ -120,6 +124,7 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 	    {"max-user-jobs", required_argument, NULL, 'J'},
 	    {"max-user-clients", required_argument, NULL, 'M'},
 	    {"idle-timeout", required_argument, NULL, 'i'},
+	    {"max-job-mem", required_argument, NULL, 'L'},
 	    {"key", required_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
@@ -132,7 +137,8 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 			       .max_clients = 64,
 			       .max_user_jobs = 4,
 			       .max_user_clients = 8,
-			       .idle_timeout_s = 30};
+			       .idle_timeout_s = 30,
+			       .max_job_mem = (uint64_t)SVC_DEFAULT_JOB_MEM_MIB << 20};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'S':
@@ -161,6 +167,15 @@ static int svc_parse_args(int argc, char **argv, struct svc_opts *o)
 				return args_usage_error("--%s takes a number from 1 to %d",
 							count_name(opts, c), SVC_MAX_COUNT);
 			break;
+		case 'L': {
+			unsigned mib;
+
+			if (args_parse_uint(optarg, SVC_MAX_JOB_MEM_MIB, &mib) < 0)
+				return args_usage_error("--max-job-mem takes 1..%d MiB",
+							SVC_MAX_JOB_MEM_MIB);
+			o->max_job_mem = (uint64_t)mib << 20;
+			break;
+		}
 		case 'h':
 			svc_usage(stdout);
 			return ARGS_DONE;

@@ -43,7 +43,12 @@ struct svc_opts {
 	void (*test_pause)(const char *point); /* snap_opts.test_pause of every job */
 	unsigned max_user_jobs, max_user_clients; /* per uid, for clients not privileged */
 	unsigned idle_timeout_s; /* a connection that sent no request by then is closed */
+	uint64_t max_job_mem;	 /* the largest "mem-limit" a job may ask, bytes (--max-job-mem) */
 };
+
+/* --max-job-mem: the default, and at most (MiB). */
+#define SVC_DEFAULT_JOB_MEM_MIB 256
+#define SVC_MAX_JOB_MEM_MIB	1048576
 
 /*
  * Root, the daemon's own uid and its gid are never locked out by other users: they are not

@@ -90,7 +90,7 @@ if ! "$D" --service --help 2>&1 | grep -q -- "--snapshot-dir"; then
 fi
 
 mkdir "$tmp/dir"
-"$D" --service --control "$S" --snapshot-dir "$tmp/dir" 2>"$tmp/daemon.log" &
+"$D" --service --control "$S" --snapshot-dir "$tmp/dir" --max-job-mem 8 2>"$tmp/daemon.log" &
 dpid=$!
 for _ in $(seq 300); do [ -S "$S" ] && break; kill -0 $dpid 2>/dev/null || break; sleep 0.1; done
 [ -S "$S" ] || { echo "FAIL: uffsnapd --service did not create $S: $(cat "$tmp/daemon.log")"; exit 1; }
@@ -112,8 +112,11 @@ run "snapshot --output" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid 
 grep -q "target held" "$tmp/out" && ok "summary printed" || bad "no summary: $(cat "$tmp/out")"
 check_image "snapshot --output" "$tmp/x.img" "$L"
 run "existing output" 1 "exists \(use --force" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img"
-run "snapshot --force" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img" --force --strict --window 32 --copy-threads 3
+run "snapshot --force" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid --output "$tmp/x.img" --force --strict --window 32 --copy-threads 3 --mem-limit 1
 check_image "snapshot --force" "$tmp/x.img" "$L"
+run "mem-limit above --max-job-mem" 1 "above this daemon's --max-job-mem \(8 MiB\)" -- "$C" --socket "$S" snapshot --pid $wpid --file big.img --mem-limit 9
+[ ! -e "$tmp/dir/big.img" ] && ok "refused mem-limit: no file" || bad "refused mem-limit left $tmp/dir/big.img"
+run "status shows max-job-mem" 0 '"max-job-mem": *8' -- "$C" --socket "$S" --json status
 
 # --- snapshot to a name in the daemon's directory, --json, --no-wait, jobs, job
 run "snapshot --file" 0 "complete" -- "$C" --socket "$S" snapshot --pid $wpid --file one.img

@@ -79,6 +79,9 @@ static int bad_requests(struct svc_conn *c)
 	    {"{\"execute\": \"snapshot\", \"arguments\": {\"pid\": 1, \"file\": \"a\", "
 	     "\"copy-threads\": 9}}\n",
 	     "InvalidParameter", false},
+	    {"{\"execute\": \"snapshot\", \"arguments\": {\"pid\": 1, \"file\": \"a\", "
+	     "\"mem-limit\": 0}}\n",
+	     "InvalidParameter", false},
 	    {"{\"execute\": \"snapshot\", \"arguments\": {\"pid\": 1, \"file\": \"a\", \"strict\": "
 	     "1}}\n",
 	     "InvalidParameter", false},
