@@ -144,8 +144,9 @@ static int snap_check_precopy(struct snap_cmd *s)
 						   "NAME (the images' name prefix)");
 	if (s->incremental && s->qemu)
 		return cli_usage_error(s->svc.inv, "--incremental is for --pid PID, not --qemu");
-	if (s->incremental && s->mem_limit)
-		return cli_usage_error(s->svc.inv, "--mem-limit is not for --incremental");
+	if (s->incremental && (s->mem_limit || s->copy_threads))
+		return cli_usage_error(s->svc.inv,
+				       "--mem-limit and --copy-threads are not for --incremental");
 	if (!s->precopy && !s->incremental && (s->downtime || s->max_rounds || s->strict_downtime))
 		return cli_usage_error(s->svc.inv, "--downtime, --max-rounds and --strict-downtime "
 						   "go with --precopy or --incremental");

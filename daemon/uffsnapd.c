@@ -257,6 +257,9 @@ static int check_chain_args(struct cli *c)
 	if (c->mem_limit || c->stream.spool_dir || c->stream.resume_timeout_s)
 		return args_usage_error("--mem-limit, --spool-dir and --resume-timeout go with "
 					"--output or --to, not --incremental");
+	if (c->copy_threads)
+		return args_usage_error("--copy-threads is for the write-protect copy, not "
+					"--incremental (a chain's images are copied in rounds)");
 	if (stat(c->dir, &st) < 0)
 		return args_usage_error("--dir %s: %s", c->dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
@@ -391,10 +394,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
 					"restore')");
 	if (c->output && c->to)
 		return args_usage_error("give --output or --to, not both");
-	if (c->migrate && (!c->qemu || !c->to || c->output || c->precopy || c->arm_held))
+	if (c->migrate &&
+	    (!c->qemu || !c->to || c->output || c->precopy || c->arm_held || c->copy_threads))
 		return args_usage_error("--migrate takes --qemu QMP_SOCKET and --to HOST:PORT (a "
 					"'uffsnapd --receive --qemu' receiver), not --output, "
-					"--precopy or --arm-held");
+					"--precopy, --arm-held or --copy-threads");
 	if (!c->precopy && !c->migrate && (c->downtime_ms || c->max_rounds || c->strict_downtime))
 		return args_usage_error("--downtime, --max-rounds and --strict-downtime go with "
 					"--precopy or --migrate");

@@ -58,10 +58,11 @@ static int snapshot_check_precopy(json_t *args, struct ctl_error *err)
 	if (incr && has(args, "qemu"))
 		return ctl_fail(err, CTL_E_PARAM,
 				"'incremental' is for processes ('pid'), not 'qemu'");
-	if (incr && has(args, "mem-limit"))
-		return ctl_fail(err, CTL_E_PARAM,
-				"'mem-limit' is not for 'incremental': no write of the target ever "
-				"waits for a chain's images");
+	if (incr && (has(args, "mem-limit") || has(args, "copy-threads")))
+		return ctl_fail(
+		    err, CTL_E_PARAM,
+		    "'mem-limit' and 'copy-threads' are not for 'incremental' (a chain's "
+		    "images are copied in rounds)");
 	if (!incr && !is_true(args, "precopy") &&
 	    (has(args, "downtime") || has(args, "max-rounds") || has(args, "strict-downtime")))
 		return ctl_fail(err, CTL_E_PARAM,

@@ -423,6 +423,10 @@ static int args(const struct svc_paths *p, struct svc_daemon *d)
 	NO("count 1000001", "{s:s, s:b, s:i, s:i}", "file", "a", "incremental", 1, "every", 1,
 	   "count", 1000001);
 	NO("every as a string", "{s:s, s:b, s:s}", "file", "a", "incremental", 1, "every", "1");
+	NO("incremental with mem-limit", "{s:s, s:b, s:i, s:i}", "file", "a", "incremental", 1,
+	   "every", 1, "mem-limit", 8);
+	NO("incremental with copy-threads", "{s:s, s:b, s:i, s:i}", "file", "a", "incremental", 1,
+	   "every", 1, "copy-threads", 2);
 	NO("downtime without precopy", "{s:s, s:i}", "file", "a.img", "downtime", 50);
 	NO("max-rounds without precopy", "{s:s, s:i}", "file", "a.img", "max-rounds", 5);
 	NO("strict-downtime without precopy", "{s:s, s:b}", "file", "a.img", "strict-downtime", 1);

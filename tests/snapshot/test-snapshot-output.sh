@@ -87,6 +87,7 @@ run 2 "mem-limit" "1..1048576" "$D" --pid $tpid --to h:1 --key k --mem-limit 999
 run 2 "spool-dir" "go with --to" "$D" --pid $tpid --output "$tmp/x" --spool-dir /tmp
 run 2 "copy-threads 0" "1..8" "$D" --pid $tpid --output "$tmp/ct.img" --copy-threads 0
 run 2 "copy-threads 9" "1..8" "$D" --pid $tpid --output "$tmp/ct.img" --copy-threads 9
+run 2 "copy-threads chain" "not --incremental" "$D" --pid $tpid --incremental --every 1 --dir "$tmp" --copy-threads 2
 run 2 "mem-limit chain" "not --incremental" "$D" --pid $tpid --incremental --every 1 --dir "$tmp" --mem-limit 8
 run 2 "port range" "port" "$D" --pid $tpid --to 127.0.0.1:65537 --key k
 [ $fails -eq 0 ] && echo "all passed" || echo "$fails failed"
