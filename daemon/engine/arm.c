@@ -47,7 +47,7 @@ void snap_defaults(struct snap_opts *o)
 				  : half > MAX_DEFAULT_COPY_THREADS ? MAX_DEFAULT_COPY_THREADS
 								    : half;
 	}
-	if (o->copy_threads > SNAP_MAX_COPY_THREADS)
+	if (o->copy_threads > SNAP_MAX_COPY_THREADS) /* copier_run()'s array of threads */
 		o->copy_threads = SNAP_MAX_COPY_THREADS;
 }
 

@@ -300,7 +300,7 @@ int copier_run(struct snap *s)
 {
 	uint64_t chunk = (uint64_t)s->opts.chunk_pages * s->page_size;
 	struct copier cp = {.s = s, .chunk = chunk, .buf_len = chunk};
-	unsigned n = s->opts.copy_threads ? s->opts.copy_threads : 1, started = 0;
+	unsigned n = s->opts.copy_threads, started = 0; /* 1.. (snap_defaults()) */
 	pthread_t th[SNAP_MAX_COPY_THREADS];
 
 	for (size_t i = 0; i < s->pages.n; i++)
@@ -308,8 +308,6 @@ int copier_run(struct snap *s)
 			cp.buf_len = s->pages.r[i].granule;
 	if (s->pages.n)
 		cp.next = s->pages.r[0].start;
-	if (n > SNAP_MAX_COPY_THREADS)
-		n = SNAP_MAX_COPY_THREADS;
 	/* Each thread has a chunk's buffer: of 1 GiB pages, one is enough. */
 	if (cp.buf_len > chunk)
 		n = 1;

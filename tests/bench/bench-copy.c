@@ -143,18 +143,19 @@ int main(int argc, char **argv)
 	do_raw(&m, out);
 	do_naive(&m, argv[4], out);
 
-	char *file_argv[] = {argv[1],	"--pid",  pid,	     "--output",       path,
-			     "--force", "--json", "--quiet", "--copy-threads", "1",
-			     NULL};
-	r = bench_run(file_argv, &run);
-	unlink(path);
-	snap_json(out, "file", r, &run);
-	fputc('}', out);
-	file_argv[9] = "2";
-	r = bench_run(file_argv, &run);
-	unlink(path);
-	snap_json(out, "file2", r, &run);
-	fputc('}', out);
+	static const char *const threads[][2] = {{"file", "1"}, {"file2", "2"}};
+
+	for (size_t i = 0; i < sizeof(threads) / sizeof(threads[0]); i++) {
+		char *file_argv[] = {
+		    argv[1],   "--pid",	 pid,	    "--output",	      path,
+		    "--force", "--json", "--quiet", "--copy-threads", (char *)threads[i][1],
+		    NULL};
+
+		r = bench_run(file_argv, &run);
+		unlink(path);
+		snap_json(out, threads[i][0], r, &run);
+		fputc('}', out);
+	}
 
 	rx = bench_receiver_start(argv[1], atoi(argv[6]), argv[7], argv[5]);
 	char *to_argv[] = {argv[1], "--pid", pid,      "--to",	  to,
