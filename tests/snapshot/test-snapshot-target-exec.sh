@@ -5,8 +5,9 @@
 # the image is incomplete, and the new program runs on, untraced. As test-snapshot-target-exit.sh:
 # uffsnapd is paused (SIGSTOP) once it has written more than the metadata, then the target is
 # told to exec (SIGUSR1), then uffsnapd continues. The target is perl: 512 MiB in one string,
-# exec of `sleep` on SIGUSR1. With a 4th argument (--precopy) the snapshot is a pre-copy one,
-# paused in its first round.
+# exec of `sleep` on SIGUSR1. With a 3rd argument (--precopy) the snapshot is a pre-copy one,
+# and UFFSNAPD must be uffsnapd-test: it pauses after its first round (pause point "round",
+# stop_in_rounds), before any instant, where the target execs.
 # usage: test-snapshot-target-exec.sh UFFSNAPD UFFSNAPCTL [--precopy]
 set -u
 . "$(dirname "$0")/mid-snapshot.sh"
@@ -21,9 +22,14 @@ for attempt in 1 2 3 4 5; do
 		 open(F, ">", $ARGV[0]); close(F); sleep 1 while 1' "$tmp/ready" &
 	tpid=$!
 	while [ ! -e "$tmp/ready" ]; do kill -0 $tpid 2>/dev/null || break; sleep 0.1; done
-	"$D" --pid $tpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
+	rm -rf "$tmp/pause" && mkdir "$tmp/pause"
+	pause=
+	[ -z "$MODE" ] || pause=round:$tmp/pause
+	UFFSNAPD_TEST_PAUSE=$pause "$D" --pid $tpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
-	if ! stop_mid_snapshot $dpid "$tmp/img"; then
+	if [ -n "$MODE" ]; then
+		stop_in_rounds $dpid "$tmp/pause" || { echo "FAIL: uffsnapd never paused after its first round: $(cat "$tmp/err")"; exit 1; }
+	elif ! stop_mid_snapshot $dpid "$tmp/img"; then
 		echo "attempt $attempt: the snapshot finished first; again"
 		kill -9 $tpid; wait $tpid 2>/dev/null
 		rm -f "$tmp/ready"
@@ -37,6 +43,7 @@ for attempt in 1 2 3 4 5; do
 		sleep 0.01
 	done
 	kill -CONT $dpid
+	touch "$tmp/pause/go"
 	wait $dpid
 	rc=$?
 	for _ in $(seq 3000); do

@@ -19,17 +19,6 @@ D=$1 W=$2 C=$3 MODE=${4:-}
 tmp=$(mktemp -d)
 trap 'kill -9 $wpid $dpid 2>/dev/null; rm -rf "$tmp"' EXIT
 
-# Pre-copy: paused after its first round, before any instant.
-stop_in_rounds() {
-	local dpid=$1
-	for _ in $(seq 1200); do # a hang guard only
-		[ -e "$tmp/pause/round" ] && return 0
-		kill -0 "$dpid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
 for attempt in 1 2 3 4 5; do
 	"$W" --threads 4 --pages 32768 >"$tmp/wl" &
 	wpid=$!
@@ -40,7 +29,7 @@ for attempt in 1 2 3 4 5; do
 	UFFSNAPD_TEST_PAUSE=$pause "$D" --pid $wpid --output - $MODE >"$tmp/img" 2>"$tmp/err" &
 	dpid=$!
 	if [ -n "$MODE" ]; then
-		stop_in_rounds $dpid || { echo "FAIL: uffsnapd never paused after its first round: $(cat "$tmp/err")"; exit 1; }
+		stop_in_rounds $dpid "$tmp/pause" || { echo "FAIL: uffsnapd never paused after its first round: $(cat "$tmp/err")"; exit 1; }
 	elif ! stop_mid_snapshot $dpid "$tmp/img"; then
 		echo "attempt $attempt: the snapshot finished first; again"
 		kill -9 $wpid; wait $wpid 2>/dev/null

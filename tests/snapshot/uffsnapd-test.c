@@ -2,8 +2,9 @@
 /*
  * uffsnapd with pause points, for tests only (never installed): the real program, whose
  * snapshots stop at the point named by UFFSNAPD_TEST_PAUSE=POINT:DIR (struct snap_opts
- * test_pause: "start", "armed", "instant"; a QEMU guest's "guest-stopped", "guest-saved"), create
- * DIR/POINT and wait for DIR/go, so that a test can change the target at exactly that point.
+ * test_pause: "start", "armed", "instant", a pre-copy's "round"; a QEMU guest's
+ * "guest-stopped", "guest-saved"), create DIR/POINT and wait for DIR/go, so that a test can
+ * change the target at exactly that point.
  * Without the variable it is uffsnapd.
  */
 #include <fcntl.h>
