@@ -51,7 +51,8 @@ struct cli {
 	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
-	uint64_t mem_limit;	   /* --mem-limit: the stream's (--to) or the fault queue's */
+	uint64_t mem_limit;	   /* --mem-limit: the fault queue's, or with --to its and the stream's */
+	uint64_t fault_queue_bytes; /* the fault queue's share of it (0: the engine's default) */
 	struct img_sink *sink;
 	struct out_file out; /* --output FILE: named only when complete */
 	bool json, quiet, strict, force, arm_held;
@@ -187,11 +188,13 @@ static void usage(FILE *f)
 		"                      image is kept in an unnamed file beside CORE meanwhile)\n"
 		"      --to HOST:PORT  stream the image to a receiver ('uffsnapd --receive') instead\n"
 		"      --key FILE      the pre-shared key both sides hold (64+ hex digits, mode 0600)\n"
-		"      --mem-limit MIB image data held in memory while the output lags. With --to\n"
-		"                      (default 64) the rest waits in a spool file: the target\n"
-		"                      never waits. With --output (default 32), copies of pages\n"
-		"                      the target writes queue up to this much, then its writes\n"
-		"                      wait for the output: more memory, shorter stalls\n"
+		"      --mem-limit MIB image data held in memory while the output lags. With\n"
+		"                      --output (default 32), copies of pages the target writes\n"
+		"                      queue up to this much, then its writes wait for the\n"
+		"                      output: more memory, shorter stalls. With --to (default\n"
+		"                      48) half is that queue's and half the stream's, beyond\n"
+		"                      which it spools to a file: the network never makes the\n"
+		"                      target wait\n"
 		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"
 		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
 		"  -f, --force         replace FILE if it exists (a failed snapshot never touches\n"
@@ -415,7 +418,9 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	if (!c->to && (c->stream.spool_dir || c->stream.resume_timeout_s))
 		return args_usage_error("--spool-dir and --resume-timeout go with --to");
 	if (c->to)
-		c->stream.mem_limit = c->mem_limit;
+		stream_snap_mem_split(c->mem_limit, &c->stream.mem_limit, &c->fault_queue_bytes);
+	else
+		c->fault_queue_bytes = c->mem_limit;
 	return 0;
 }
 
@@ -709,8 +714,7 @@ int uffsnapd_main(int argc, char **argv, void (*test_pause)(const char *point))
 	o.strict_downtime = c.strict_downtime;
 	o.window_pages = c.window_pages;
 	o.copy_threads = c.copy_threads;
-	if (!c.to) /* with --to, the stream's: the target never waits for it */
-		o.fault_queue_bytes = c.mem_limit;
+	o.fault_queue_bytes = c.fault_queue_bytes;
 	o.progress = progress;
 	o.progress_ctx = &c;
 	/* The process --pid names now is the one snapshotted, or none (its pid may be reused). A

@@ -18,7 +18,8 @@ struct svc_snap_job {
 	bool strict;
 	uint32_t window;
 	uint32_t copy_threads; /* 0: the engine's default */
-	uint64_t mem_limit;    /* bytes; 0: the defaults (fault queue 32 MiB, stream 64 MiB) */
+	uint64_t mem_limit;    /* bytes, the fault queue's; with to, its and the stream's together
+				  (stream_snap_mem_split()); 0: the defaults */
 	/* "precopy" (always, for a chain) and its budget; 0: the engine's defaults */
 	bool precopy, strict_downtime;
 	uint32_t downtime_ms, max_rounds;

@@ -32,6 +32,7 @@ struct ssink {
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t cond;  /* flush waits for complete/failed */
 	struct sink_chunk *head, *tail;
+	uint8_t *spare; /* memory chunks' buffers to reuse, linked through their first bytes */
 	uint64_t accepted, sent, acked;
 	uint64_t spool_end; /* next free offset in the spool file */
 	int spool_fd;

@@ -34,11 +34,32 @@ void sink_fail_locked(struct ssink *k, int error, const char *fmt, ...)
 		eventfd_write(k->fail_fd, 1);
 }
 
+/*
+ * Memory chunks are kept for reuse, never freed before the sink: allocated by whichever
+ * thread writes (copier, fault emitter) and released by the sending thread, freed buffers
+ * would gather in each writer's malloc arena, and the process grew to about twice its bound.
+ * So memory used plus spare never exceeds the bound.
+ */
+static void spare_put(struct ssink *k, uint8_t *mem)
+{
+	*(uint8_t **)mem = k->spare;
+	k->spare = mem;
+}
+
+static uint8_t *spare_get(struct ssink *k)
+{
+	uint8_t *mem = k->spare;
+
+	if (mem)
+		k->spare = *(uint8_t **)mem;
+	return mem ? mem : malloc(SINK_CHUNK);
+}
+
 static void chunk_free(struct ssink *k, struct sink_chunk *ch)
 {
 	if (ch->mem) {
 		k->c.mem_used -= ch->cap;
-		free(ch->mem);
+		spare_put(k, ch->mem);
 	} else if (k->spool_fd >= 0) {
 		/* give the disk space back; the file keeps its offsets */
 		fallocate(k->spool_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, ch->spool_off,
@@ -74,7 +95,7 @@ static struct sink_chunk *chunk_append(struct ssink *k, bool mem)
 		return NULL;
 	ch->start = k->accepted;
 	if (mem) {
-		ch->mem = malloc(SINK_CHUNK);
+		ch->mem = spare_get(k);
 		if (!ch->mem)
 			return free(ch), NULL;
 		ch->cap = SINK_CHUNK;
@@ -204,6 +225,12 @@ static void sink_free(struct img_sink *s)
 		k->head = ch->next;
 		chunk_free(k, ch);
 	}
+	while (k->spare) {
+		uint8_t *mem = k->spare;
+
+		k->spare = *(uint8_t **)mem;
+		free(mem);
+	}
 	if (k->fd >= 0)
 		close(k->fd);
 	if (k->spool_fd >= 0)
@@ -225,6 +252,16 @@ static const struct img_sink_ops stream_sink_ops = {
     .flush = sink_flush,
     .free = sink_free,
 };
+
+void stream_snap_mem_split(uint64_t limit, uint64_t *stream_bytes, uint64_t *queue_bytes)
+{
+	if (!limit)
+		limit = STREAM_SNAP_MEM_DEFAULT;
+	*queue_bytes = limit / 2;
+	*stream_bytes = limit - *queue_bytes;
+	if (*stream_bytes < STREAM_MEM_LIMIT_MIN)
+		*stream_bytes = STREAM_MEM_LIMIT_MIN;
+}
 
 static int sink_opts(struct ssink *k, const struct stream_opts *opts, struct stream_error *err)
 {

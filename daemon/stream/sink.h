@@ -14,11 +14,28 @@
 #include "stream/auth.h"
 #include "uffsnap/image.h"
 
-#define STREAM_MEM_LIMIT_DEFAULT (64ull << 20)
+/*
+ * A snapshot streamed to a receiver holds image data in two places: the fault path's
+ * write-behind queue (the copies of pages the target writes, on their way to the image
+ * writer) and the stream's memory (what the receiver has not acknowledged). `--mem-limit` (a
+ * job's "mem-limit") bounds the two together, STREAM_SNAP_MEM_DEFAULT unless given: half is
+ * the queue's, half the stream's (stream_snap_mem_split()). Issue 19: uffsnapd's extra memory
+ * at most 64 MiB by default, about 15 MiB of it the program's own. (bench-mem, 2 GiB rewritten
+ * by one writer, streamed on loopback: a quarter for the queue let 11-311 write faults wait
+ * for it, up to 12.8 ms; half let none.)
+ */
+#define STREAM_SNAP_MEM_DEFAULT	 (48ull << 20)
+#define STREAM_MEM_LIMIT_DEFAULT (STREAM_SNAP_MEM_DEFAULT / 2)
 #define STREAM_MEM_LIMIT_MIN	 (1ull << 20)
 
+/*
+ * The stream's share and the fault queue's of limit bytes (0: STREAM_SNAP_MEM_DEFAULT). The
+ * stream gets at least STREAM_MEM_LIMIT_MIN, so below 2 MiB the two add up to a little more.
+ */
+void stream_snap_mem_split(uint64_t limit, uint64_t *stream_bytes, uint64_t *queue_bytes);
+
 struct stream_opts {
-	uint64_t mem_limit;	     /* image bytes held in memory; 0: 64 MiB; at least 1 MiB */
+	uint64_t mem_limit; /* image bytes held in memory; 0: STREAM_MEM_LIMIT_DEFAULT; >= 1 MiB */
 	const char *spool_dir;	     /* NULL: $TMPDIR, else /var/tmp (an O_TMPFILE there) */
 	unsigned resume_timeout_s;   /* give up reconnecting after this long (0: 60) */
 	unsigned liveness_timeout_s; /* nothing from the receiver this long: reconnect (0: 10) */
