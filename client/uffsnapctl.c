@@ -63,7 +63,7 @@ static const struct cli_command uffsnapctl_commands[] = {
 	    "  --mem-limit MIB image data held in memory while the output lags (uffsnapd\n"
 	    "                  --mem-limit; at most the daemon's --max-job-mem, default 256):\n"
 	    "                  with --output or --file (default 32) writes of the target then\n"
-	    "                  wait for it; with --to (default 48, half for the copies of\n"
+	    "                  wait for it; with --to (default 44, half for the copies of\n"
 	    "                  written pages, half for the stream) the rest is spooled\n"
 	    "  --precopy       pre-copy (uffsnapd --precopy): copy while the target runs, then\n"
 	    "                  what it wrote meanwhile, and hold it only for the last round;\n"

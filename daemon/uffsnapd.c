@@ -192,7 +192,7 @@ static void usage(FILE *f)
 		"                      --output (default 32), copies of pages the target writes\n"
 		"                      queue up to this much, then its writes wait for the\n"
 		"                      output: more memory, shorter stalls. With --to (default\n"
-		"                      48) half is that queue's and half the stream's, beyond\n"
+		"                      44) half is that queue's and half the stream's, beyond\n"
 		"                      which it spools to a file: the network never makes the\n"
 		"                      target wait\n"
 		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"

@@ -20,11 +20,13 @@
  * writer) and the stream's memory (what the receiver has not acknowledged). `--mem-limit` (a
  * job's "mem-limit") bounds the two together, STREAM_SNAP_MEM_DEFAULT unless given: half is
  * the queue's, half the stream's (stream_snap_mem_split()). Issue 19: uffsnapd's extra memory
- * at most 64 MiB by default, about 15 MiB of it the program's own. (bench-mem, 2 GiB rewritten
- * by one writer, streamed on loopback: a quarter for the queue let 11-311 write faults wait
- * for it, up to 12.8 ms; half let none.)
+ * at most 64 MiB by default, 15-20 MiB of it the program's own (its libraries, the hold's
+ * queue, the copier's buffers). bench-mem, 2 GiB rewritten by one writer, streamed on
+ * loopback: the sender's VmHWM 42-60 MiB. A smaller queue lets more write faults wait for it
+ * while the spool's disk lags (a quarter of 48 MiB: 11-311 waits, up to 12.8 ms, in 2 runs);
+ * the stream's memory only keeps bytes out of the spool.
  */
-#define STREAM_SNAP_MEM_DEFAULT	 (48ull << 20)
+#define STREAM_SNAP_MEM_DEFAULT	 (44ull << 20)
 #define STREAM_MEM_LIMIT_DEFAULT (STREAM_SNAP_MEM_DEFAULT / 2)
 #define STREAM_MEM_LIMIT_MIN	 (1ull << 20)
 
