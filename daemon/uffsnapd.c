@@ -51,7 +51,7 @@ struct cli {
 	int core_image_fd;	   /* --core: the image, in an unnamed file beside it */
 	const char *to, *key;	   /* or a receiver, and the key file */
 	struct stream_opts stream; /* with --to */
-	uint64_t mem_limit;	   /* --mem-limit: the fault queue's, or with --to its and the stream's */
+	uint64_t mem_limit;	   /* --mem-limit: the fault queue's; with --to, its and the stream's */
 	uint64_t fault_queue_bytes; /* the fault queue's share of it (0: the engine's default) */
 	struct img_sink *sink;
 	struct out_file out; /* --output FILE: named only when complete */

@@ -107,25 +107,17 @@ static void snap_progress_cb(void *ctx, uint64_t done, uint64_t total)
 	__atomic_store_n(&s->done, done, __ATOMIC_RELAXED);
 }
 
-/* mem_limit's shares: the stream's (with to) and the fault queue's; 0 is a default. */
-static void job_mem(const struct svc_snap_job *s, uint64_t *stream_bytes, uint64_t *queue_bytes)
-{
-	if (s->to)
-		stream_snap_mem_split(s->mem_limit, stream_bytes, queue_bytes);
-	else
-		*stream_bytes = 0, *queue_bytes = s->mem_limit;
-}
-
-/* The image's way out: the fd, or a stream to the receiver (connected here, off the loop). */
-static int snap_sink(struct svc_snap_job *s, struct img_sink **ret)
+/*
+ * The image's way out: the fd, or a stream to the receiver (connected here, off the loop)
+ * keeping up to stream_bytes in memory (0: its default).
+ */
+static int snap_sink(struct svc_snap_job *s, uint64_t stream_bytes, struct img_sink **ret)
 {
 	struct svc_job *j = &s->job;
 	struct stream_error se = {{0}};
-	struct stream_opts so = {0};
-	uint64_t queue;
+	struct stream_opts so = {.mem_limit = stream_bytes};
 	int r;
 
-	job_mem(s, &so.mem_limit, &queue);
 	if (!s->to) {
 		r = img_sink_fd_new(s->out_fd, ret);
 		if (r >= 0)
@@ -221,7 +213,7 @@ static void *snap_main(void *arg)
 {
 	struct svc_snap_job *s = arg;
 	struct svc_job *j = &s->job;
-	uint64_t stream_bytes; /* snap_sink()'s */
+	uint64_t stream_bytes = 0;
 	struct snap_opts o = {
 	    .strict = s->strict,
 	    .window_pages = s->window,
@@ -240,13 +232,17 @@ static void *snap_main(void *arg)
 	struct img_sink *sink = NULL;
 	int r;
 
-	job_mem(s, &stream_bytes, &o.fault_queue_bytes);
+	/* mem_limit bounds the fault queue; with to, the queue and the stream together */
+	if (s->to)
+		stream_snap_mem_split(s->mem_limit, &stream_bytes, &o.fault_queue_bytes);
+	else
+		o.fault_queue_bytes = s->mem_limit;
 	if (s->chain.prefix) { /* its own file per image */
 		j->result = svc_chain_run(j, &s->chain, &o, &s->stats);
 		svc_job_thread_done(j);
 		return NULL;
 	}
-	r = snap_sink(s, &sink);
+	r = snap_sink(s, stream_bytes, &sink);
 	if (r >= 0 && s->qemu)
 		r = snap_guest(s, &o, sink);
 	else if (r >= 0) /* it sees a cancel that came while the stream connected */

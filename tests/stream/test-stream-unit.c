@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of the stream's pure parts: control messages, keys and proofs, incremental check. */
+/*
+ * Unit tests of the stream's pure parts: control messages, keys and proofs, incremental check,
+ * the split of --mem-limit between a streamed snapshot's fault queue and its stream.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 
 #include "stream/auth.h"
 #include "stream/check.h"
+#include "stream/sink.h"
 #include "stream/wire.h"
 
 static size_t hello(uint8_t *out)
@@ -305,6 +309,25 @@ static void test_check(void **state)
 	free(img);
 }
 
+static void test_mem_split(void **state)
+{
+	uint64_t stream, queue;
+
+	(void)state;
+	stream_snap_mem_split(0, &stream, &queue); /* the default: half each */
+	assert_int_equal(stream, STREAM_MEM_LIMIT_DEFAULT);
+	assert_int_equal(stream + queue, STREAM_SNAP_MEM_DEFAULT);
+	assert_true(stream + queue <= 64ull << 20 && queue == stream);
+	stream_snap_mem_split(8ull << 20, &stream, &queue);
+	assert_int_equal(stream, 4ull << 20);
+	assert_int_equal(queue, 4ull << 20);
+	stream_snap_mem_split((3ull << 20) + 4096, &stream, &queue); /* nothing lost to rounding */
+	assert_int_equal(stream + queue, (3ull << 20) + 4096);
+	stream_snap_mem_split(1ull << 20, &stream, &queue); /* the stream's minimum wins */
+	assert_int_equal(stream, STREAM_MEM_LIMIT_MIN);
+	assert_int_equal(queue, 512ull << 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +338,7 @@ int main(void)
 	    cmocka_unit_test(test_check),
 	    cmocka_unit_test(test_check_rewrites),
 	    cmocka_unit_test(test_check_incremental),
+	    cmocka_unit_test(test_mem_split),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
