@@ -194,7 +194,8 @@ static void usage(FILE *f)
 		"                      output: more memory, shorter stalls. With --to (default\n"
 		"                      44) half is that queue's and half the stream's, beyond\n"
 		"                      which it spools to a file: the network never makes the\n"
-		"                      target wait\n"
+		"                      target wait. With --migrate all of it is the stream's\n"
+		"                      (default 22)\n"
 		"      --spool-dir DIR where the spool file lives (default $TMPDIR, else /var/tmp)\n"
 		"      --resume-timeout S  keep reconnecting after a drop for S seconds (default 60)\n"
 		"  -f, --force         replace FILE if it exists (a failed snapshot never touches\n"
@@ -417,8 +418,11 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		return args_usage_error("--key goes with --to, and --to needs it");
 	if (!c->to && (c->stream.spool_dir || c->stream.resume_timeout_s))
 		return args_usage_error("--spool-dir and --resume-timeout go with --to");
-	if (c->to)
+	/* A migration never write-protects (snap_opts.precopy): no fault queue, all the stream's */
+	if (c->to && !c->migrate)
 		stream_snap_mem_split(c->mem_limit, &c->stream.mem_limit, &c->fault_queue_bytes);
+	else if (c->to)
+		c->stream.mem_limit = c->mem_limit; /* 0: the stream's default */
 	else
 		c->fault_queue_bytes = c->mem_limit;
 	return 0;

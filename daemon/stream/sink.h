@@ -24,7 +24,8 @@
  * queue, the copier's buffers). bench-mem, 2 GiB rewritten by one writer, streamed on
  * loopback: the sender's VmHWM 42-60 MiB. A smaller queue lets more write faults wait for it
  * while the spool's disk lags (a quarter of 48 MiB: 11-311 waits, up to 12.8 ms, in 2 runs);
- * the stream's memory only keeps bytes out of the spool.
+ * the stream's memory only keeps bytes out of the spool. A migration has no fault queue (it
+ * never write-protects): --mem-limit is all the stream's, STREAM_MEM_LIMIT_DEFAULT unless given.
  */
 #define STREAM_SNAP_MEM_DEFAULT	 (44ull << 20)
 #define STREAM_MEM_LIMIT_DEFAULT (STREAM_SNAP_MEM_DEFAULT / 2)

@@ -9,7 +9,8 @@
  *     pre-switchover (its guardian resumes the guest); the link cut at pre-switchover, for
  *     longer than --resume-timeout;
  *   - then the migration: uffsnapd exits 0, the source stays paused (postmigrate), the
- *     destination guest goes on at exactly the next counter, its page check clean, 30 ticks.
+ *     destination guest goes on at exactly the next counter, its page check clean, 30 ticks;
+ *     its stream used more than half of --mem-limit (a migration has no fault queue).
  *
  * usage: test-guest-migrate UFFSNAPD_TEST (uffsnapd with pause points, tests/snapshot/)
  */
@@ -109,10 +110,23 @@ fail:
 static pid_t source_start(struct run *r, const char *key, const char *point, char *env,
 			  size_t envlen)
 {
-	const char *argv[] = {
-	    r->uffsnapd, "--qemu", r->src.qmp_path,    "--migrate", "--to",   r->to,
-	    "--key",	 key,	   "--resume-timeout", "2",	    "--json", "--downtime",
-	    "100",	 NULL};
+	/* --mem-limit 4: a migration's stream takes all of it (case_migrate() checks) */
+	const char *argv[] = {r->uffsnapd,
+			      "--qemu",
+			      r->src.qmp_path,
+			      "--migrate",
+			      "--to",
+			      r->to,
+			      "--key",
+			      key,
+			      "--resume-timeout",
+			      "2",
+			      "--json",
+			      "--downtime",
+			      "100",
+			      "--mem-limit",
+			      "4",
+			      NULL};
 	char err[200];
 
 	snprintf(err, sizeof(err), "%s.err", r->src_out);
@@ -219,6 +233,7 @@ static int case_migrate(struct run *r)
 	struct guest_log slog, dlog;
 	json_t *j = NULL, *rj = NULL;
 	char env[256], st[32] = "", last = 0;
+	json_int_t peak;
 	pid_t pid;
 	int rc, fd;
 
@@ -235,6 +250,12 @@ static int case_migrate(struct run *r)
 	      json_string_value(json_object_get(rj, "error")) ?: "?");
 	CHECK(src_status(r, st, sizeof(st)) == 0 && !strcmp(st, "postmigrate"),
 	      "the source is '%s' after the migration, not postmigrate", st);
+	/* Round 0 (512 MiB) outruns the veth pair: the stream fills its bound, all 4 MiB of
+	 * --mem-limit, not the half a snapshot's stream gets beside its fault queue. */
+	peak = json_integer_value(json_object_get(json_object_get(j, "stream"), "mem_peak"));
+	CHECK(peak > 2 << 20 && peak <= 4 << 20,
+	      "the stream held at most %lld bytes: --mem-limit 4 is a migration's stream's alone",
+	      peak);
 	printf(
 	    "migrated: %lld rounds, converged %d, %.1f MiB streamed; downtime %.1f ms "
 	    "(receiver: source STOP -> destination RESUME), source stopped until completed "
