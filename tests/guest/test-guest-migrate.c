@@ -111,21 +111,11 @@ static pid_t source_start(struct run *r, const char *key, const char *point, cha
 			  size_t envlen)
 {
 	/* --mem-limit 4: a migration's stream takes all of it (case_migrate() checks) */
-	const char *argv[] = {r->uffsnapd,
-			      "--qemu",
-			      r->src.qmp_path,
-			      "--migrate",
-			      "--to",
-			      r->to,
-			      "--key",
-			      key,
-			      "--resume-timeout",
-			      "2",
-			      "--json",
-			      "--downtime",
-			      "100",
-			      "--mem-limit",
-			      "4",
+	const char *argv[] = {r->uffsnapd, "--qemu",	  r->src.qmp_path,
+			      "--migrate", "--to",	  r->to,
+			      "--key",	   key,		  "--resume-timeout",
+			      "2",	   "--json",	  "--downtime",
+			      "100",	   "--mem-limit", "4",
 			      NULL};
 	char err[200];
 
